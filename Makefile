@@ -1,0 +1,53 @@
+# BitPredict — one-command setup, tests and lint. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+LOCK   := requirements/constraints.txt
+STAMP  := $(VENV)/.setup-stamp
+# pip prints one warning per missing mirror folder on some machines; hide only those lines.
+# grep's status 1 (every line filtered) is fine; pip's own failure still fails the pipeline (pipefail).
+PIPQUIET := { grep -v "^WARNING: Location 'file:" || [ $$? -eq 1 ]; }
+PYTEST_ARGS ?=
+
+.PHONY: help setup test test-all lint format lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv and install the pinned stack (fast when nothing changed)
+
+$(STAMP): pyproject.toml $(LOCK)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing the pinned stack into $(VENV) (first time: a few minutes)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[dev]' 2>&1 | $(PIPQUIET)
+	$(BIN)/python -m pip check 2>&1 | $(PIPQUIET)
+	@touch $@
+
+test: $(STAMP) ## the default test suite (well under 20 minutes)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## every test, including the slow ones
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+lock: ## re-resolve the stack from pyproject.toml into $(LOCK) (in a scratch venv)
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]' 2>&1 | $(PIPQUIET)
+	.lock-venv/bin/python -m pip check
+	.lock-venv/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > $(LOCK).new
+	@echo "new lock in $(LOCK).new: review the diff, carry the comments over, then move it into place"
+	rm -rf .lock-venv
+
+clean: ## remove the venv and caches (never data/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,116 @@
+"""The ``bitpredict`` command: the one entry point for DVC stages, containers and people.
+
+Each pipeline stage is a sub-command that loads the settings, calls one ``bitpredict`` function and
+prints a one-line summary. A bad setting or bad input ends with a clear message and exit code 2,
+never a traceback (``BITPREDICT_LOG_LEVEL=DEBUG`` shows the traceback for a developer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from bitpredict import __version__, storage
+from bitpredict.config import ConfigError, Settings, get_settings
+from bitpredict.log import configure_logging
+from bitpredict.schemas import SCHEMAS, SchemaError, validate
+
+app = typer.Typer(
+    name="bitpredict",
+    help="BitPredict: Bitcoin price forecasting pipeline (ingest → clean → indicators → sentiment → merge → "
+    "train → evaluate → register).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+log = logging.getLogger("bitpredict.cli")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"bitpredict {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Load and check the settings once, before any sub-command runs."""
+    if ctx.resilient_parsing:  # shell completion / --help: do nothing
+        return
+    settings = _settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    ctx.obj = settings
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+
+
+def fail(message: str) -> None:
+    """End a command with a one-line error (exit code 2) instead of a traceback."""
+    log.debug("command failed", exc_info=True)
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context) -> None:
+    """Print the effective settings as JSON (secrets masked)."""
+    settings: Settings = ctx.obj
+    shown = settings.public_dict()
+    shown["derived"] = {
+        "raw_dir": settings.raw_dir,
+        "processed_dir": settings.processed_dir,
+        "features_path": settings.features_path,
+    }
+    try:
+        shown["derived"]["tracking_uri"] = settings.tracking_uri
+    except ConfigError as exc:
+        shown["derived"]["tracking_uri"] = f"<error: {exc}>"
+    typer.echo(json.dumps(shown, indent=2))
+
+
+@app.command("validate")
+def validate_cmd(
+    path: Annotated[str, typer.Argument(help="A CSV or parquet file (local or gs://).")],
+    schema: Annotated[str, typer.Option(help=f"One of {sorted(SCHEMAS)}.")] = "raw_market",
+    quarantine: Annotated[
+        Path | None, typer.Option(help="Write the rejected rows with their reasons here (parquet).")
+    ] = None,
+) -> None:
+    """Check a table against one of BitPredict's column contracts and report every rejected row."""
+    if schema not in SCHEMAS:
+        fail(f"unknown schema {schema!r}; choose one of {sorted(SCHEMAS)}")
+    try:
+        df = storage.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
+        result = validate(df, SCHEMAS[schema])
+    except (FileNotFoundError, storage.StorageError, SchemaError, pd.errors.ParserError) as exc:
+        fail(f"{path}: {exc}")
+        return
+    typer.echo(f"{path}: {len(result.valid)} valid, {result.n_rejected} rejected")
+    for reason, count in sorted(result.reasons.items(), key=lambda kv: -kv[1]):
+        typer.echo(f"  {count:6d}  {reason}")
+    if quarantine is not None and result.n_rejected:
+        storage.write_parquet(result.quarantine, quarantine)
+        typer.echo(f"rejected rows written to {quarantine}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,331 @@
+"""One typed settings object for every stage, container and test.
+
+Precedence (lowest to highest): defaults in this file < ``params.yaml`` < environment variables.
+Environment variables are ``BITPREDICT_<FIELD>`` (nested groups with ``__``, e.g.
+``BITPREDICT_MODEL__WINDOW=30``); the MLflow tracking URI also honours the standard
+``MLFLOW_TRACKING_URI`` so MLflow's own tools and ours agree.
+
+Why one object: DVC stages, KFP components, the KServe transformer and the UI must read the same
+paths and URLs, and a typo must fail at start-up with the setting's name, not deep in a stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.exceptions import SettingsError
+
+from bitpredict import storage
+
+ENV_PREFIX = "BITPREDICT_"
+PARAMS_ENV = "BITPREDICT_PARAMS"
+DEFAULT_PARAMS_FILE = "params.yaml"
+
+DEFAULT_RSS_FEEDS = [
+    "https://www.coindesk.com/arc/outboundfeeds/rss/",
+    "https://cointelegraph.com/rss",
+    "https://bitcoinmagazine.com/.rss/full/",
+    "https://decrypt.co/feed",
+    "https://www.theblock.co/rss.xml",
+]
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the setting and where it came from."""
+
+
+class _Group(BaseModel):
+    """Base for nested groups: unknown keys are typos, so they are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(_Group):
+    """How every source talks to its API (shared HTTP layer)."""
+
+    timeout_s: float = Field(10.0, gt=0, description="Connect+read timeout per request.")
+    max_retries: int = Field(5, ge=0, le=20, description="Retries on 5xx/429/connection errors.")
+    backoff_base_s: float = Field(0.5, ge=0, description="First backoff; doubles per retry, with jitter.")
+    backoff_max_s: float = Field(60.0, gt=0, description="Cap on one backoff and on Retry-After.")
+    rate_limit_per_s: dict[str, float] = Field(
+        default_factory=lambda: {
+            "coingecko": 0.2,  # public API: about 10-30 calls/min
+            "cryptocompare": 1.0,
+            "binance": 5.0,
+            "rss": 2.0,
+            "twitter": 0.2,
+        },
+        description="Client-side request rate per source (requests per second).",
+    )
+
+    @field_validator("rate_limit_per_s")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if v <= 0}
+        if bad:
+            raise ValueError(f"rates must be > 0, got {bad}")
+        return value
+
+
+class ModelSettings(_Group):
+    """Hyperparameters of the LSTM-with-attention model (see bitpredict.model)."""
+
+    window: int = Field(30, ge=2, le=365, description="Days of history per sample (W).")
+    lstm_units: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
+    attention: Literal["additive", "dot"] = "additive"
+    dense_units: int = Field(32, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    learning_rate: float = Field(1e-3, gt=0, lt=1)
+    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(50, ge=1)
+    patience: int = Field(8, ge=1, description="Early-stopping patience on the validation block.")
+    validation_days: int = Field(180, ge=7)
+    test_days: int = Field(365, ge=30, description="Walk-forward evaluation span (held out).")
+    quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9], min_length=1)
+    seed: int = 42
+
+    @field_validator("lstm_units")
+    @classmethod
+    def _units_positive(cls, value: list[int]) -> list[int]:
+        if any(u < 1 for u in value):
+            raise ValueError("every LSTM layer needs at least 1 unit")
+        return value
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles_in_range(cls, value: list[float]) -> list[float]:
+        if any(not 0 < q < 1 for q in value) or sorted(value) != value:
+            raise ValueError("quantiles must be increasing and strictly between 0 and 1")
+        return value
+
+
+class PromotionSettings(_Group):
+    """When evaluate/register may promote a model over the naive baselines."""
+
+    min_skill_vs_persistence: float = Field(
+        0.0, description="Required relative MAE improvement over persistence (0.0 = must be better)."
+    )
+    max_dm_pvalue: float = Field(
+        0.1, gt=0, le=1, description="Diebold-Mariano p-value bound for 'significantly better'."
+    )
+
+
+class Settings(BaseSettings):
+    """Every path, URL, secret reference and hyperparameter BitPredict uses."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # --- paths (local directory or gs://bucket/prefix) ---
+    data_dir: str = Field("data", min_length=1, description="Root of raw/ interim/ processed/ …")
+
+    # --- logging ---
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["kv", "json"] = "kv"
+
+    # --- data sources ---
+    coingecko_url: str = "https://api.coingecko.com/api/v3"
+    cryptocompare_url: str = "https://min-api.cryptocompare.com"
+    binance_url: str = "https://api.binance.com"
+    twitter_url: str = "https://api.twitter.com"
+    rss_feeds: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_RSS_FEEDS))
+    twitter_query: str = "(bitcoin OR btc) lang:en -is:retweet"
+    coingecko_api_key: SecretStr | None = None
+    cryptocompare_api_key: SecretStr | None = None
+    twitter_bearer_token: SecretStr | None = None
+    files_dir: str | None = Field(None, description="Folder of CSV/parquet exports for the files source.")
+
+    # --- tracking ---
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "BITPREDICT_MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+        description="Defaults to a sqlite store under the data dir.",
+    )
+    registered_model_name: str = Field("bitpredict", pattern=r"^[A-Za-z0-9_.-]+$")
+
+    # --- groups ---
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+
+    @field_validator("coingecko_url", "cryptocompare_url", "binance_url", "twitter_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("rss_feeds", mode="before")
+    @classmethod
+    def _feeds_from_text(cls, value: Any) -> Any:
+        # An env var holds one string: accept a JSON list as well as a comma-separated list.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON list: {exc}") from exc
+            return [v.strip() for v in text.split(",") if v.strip()]
+        return value
+
+    @field_validator("rss_feeds")
+    @classmethod
+    def _feed_urls(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not v.startswith(("http://", "https://", "file://"))]
+        if bad:
+            raise ValueError(f"feed URLs must be http(s):// or file://, got {bad}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: explicit arguments, then env vars, then params.yaml, then the defaults.
+        return (init_settings, env_settings, _ParamsYamlSource(settings_cls))
+
+    # --- derived paths: every stage asks here, nobody builds paths by hand ---
+    def path(self, *parts: str) -> str:
+        """A path (or gs:// URI) under the data dir."""
+        return storage.join(self.data_dir, *parts)
+
+    @property
+    def raw_dir(self) -> str:
+        return self.path("raw")
+
+    @property
+    def interim_dir(self) -> str:
+        return self.path("interim")
+
+    @property
+    def processed_dir(self) -> str:
+        return self.path("processed")
+
+    @property
+    def reference_dir(self) -> str:
+        return self.path("reference")
+
+    @property
+    def reports_dir(self) -> str:
+        return self.path("reports")
+
+    @property
+    def models_dir(self) -> str:
+        return self.path("models")
+
+    @property
+    def quarantine_dir(self) -> str:
+        return self.path("quarantine")
+
+    @property
+    def features_path(self) -> str:
+        return self.path("processed", "bitcoin_features.parquet")
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI; a local sqlite file under the data dir unless set."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        if storage.is_gcs(self.data_dir):
+            raise ConfigError(
+                "MLFLOW_TRACKING_URI must be set when BITPREDICT_DATA_DIR is on GCS "
+                "(a sqlite store cannot live in a bucket)"
+            )
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'mlflow.db'}"
+
+    def public_dict(self) -> dict[str, Any]:
+        """All settings with secrets masked: safe to print or log."""
+        return self.model_dump(mode="json")
+
+
+class _ParamsYamlSource(PydanticBaseSettingsSource):
+    """Reads ``params.yaml`` (or the file named by ``BITPREDICT_PARAMS``); DVC reads the same file."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        explicit = os.environ.get(PARAMS_ENV)
+        self.path = Path(explicit or DEFAULT_PARAMS_FILE)
+        self.required = explicit is not None
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        raise NotImplementedError  # __call__ is overridden; pydantic-settings never calls this then
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.path.exists():
+            if self.required:
+                raise ConfigError(f"{PARAMS_ENV}={self.path}: file not found")
+            return {}
+        try:
+            data = yaml.safe_load(self.path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{self.path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.path}: top level must be a mapping of settings")
+        return data
+
+
+def _setting_name(loc: tuple[Any, ...]) -> str:
+    dotted = ".".join(str(p) for p in loc)
+    env = ENV_PREFIX + "__".join(str(p).upper() for p in loc[:2] if isinstance(p, str))
+    return f"{dotted} ({env})"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one message that names each bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
+            value = err.get("input")
+            shown = "<hidden>" if any("key" in str(p) or "token" in str(p) for p in loc) else repr(value)
+            lines.append(f"  {_setting_name(loc)} = {shown}: {err['msg']}")
+        raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None
+    except SettingsError as exc:  # an env var that should hold JSON (a list, a group) does not parse
+        raise ConfigError(_describe_settings_error(exc)) from None
+
+
+def _describe_settings_error(exc: SettingsError) -> str:
+    match = re.search(r'field "(\w+)"', str(exc))
+    field = match.group(1) if match else "?"
+    suspects = sorted(n for n in os.environ if n.upper().startswith(ENV_PREFIX + field.upper()))
+    cause = f": {exc.__cause__}" if exc.__cause__ else ""
+    return f"invalid settings: {field} ({', '.join(suspects) or 'environment'}) is not valid JSON{cause}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built once. Tests call ``get_settings.cache_clear()``."""
+    return load_settings()
