@@ -93,12 +93,17 @@ def _coerce_timestamp(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         finite = np.isfinite(numeric)
         out = pd.to_datetime(numeric.where(finite), unit="s", utc=True, errors="coerce")
     else:
-        text = values.astype("string").str.strip()
+        # Mixed objects: numbers are unix seconds, datetimes as they are, text is parsed.
+        is_number = values.map(lambda v: isinstance(v, int | float | np.number) and not isinstance(v, bool))
+        text = values.where(~is_number).astype("string").str.strip()
         out = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
         # ISO8601 first (fast, strict); anything else a second, lenient pass.
         retry = out.isna() & text.notna() & (text != "")
         if retry.any():
             out.loc[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
+        if is_number.any():
+            seconds = pd.to_numeric(values[is_number], errors="coerce").astype(float)
+            out.loc[is_number] = pd.to_datetime(seconds.where(np.isfinite(seconds)), unit="s", utc=True)
     failed = out.isna() & values.notna()
     return out.astype("datetime64[ns, UTC]"), failed
 
@@ -328,7 +333,10 @@ FEATURES = Schema(
     key=("timestamp",),
     checks=(
         *_ohlc_checks(),
-        Check("target_direction: must be 0 or 1", lambda d: d["target_direction"].notna() & ~d["target_direction"].isin([0, 1])),
+        Check(
+            "target_direction: must be 0 or 1",
+            lambda d: d["target_direction"].notna() & ~d["target_direction"].isin([0, 1]),
+        ),
     ),
     extra_kind="float",
 )

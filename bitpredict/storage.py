@@ -126,9 +126,13 @@ def write_bytes(uri: str | os.PathLike[str], data: bytes, *, if_generation_match
         bucket, name = _split_gcs(uri)
         blob = gcs_client().bucket(bucket).blob(name)
         try:
-            blob.upload_from_string(data, content_type="application/octet-stream", if_generation_match=if_generation_match)
+            blob.upload_from_string(
+                data, content_type="application/octet-stream", if_generation_match=if_generation_match
+            )
         except PreconditionFailed as exc:
-            raise ConcurrentWriteError(f"{uri}: changed by another writer (generation is no longer {if_generation_match})") from exc
+            raise ConcurrentWriteError(
+                f"{uri}: changed by another writer (generation is no longer {if_generation_match})"
+            ) from exc
         return
     _atomic_local_write(Path(uri), data)
 

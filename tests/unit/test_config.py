@@ -18,7 +18,9 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings.tracking_uri.startswith("sqlite:///") and settings.tracking_uri.endswith("data/mlflow.db")
 
 
-def test_params_yaml_overrides_defaults_and_env_overrides_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_params_yaml_overrides_defaults_and_env_overrides_params(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "params.yaml").write_text(
         "data_dir: /srv/bp\nmodel:\n  window: 14\n  epochs: 3\nbinance_url: http://127.0.0.1:9/\n"
     )
@@ -41,7 +43,7 @@ def test_params_yaml_overrides_defaults_and_env_overrides_params(tmp_path: Path,
 
 def test_explicit_params_file_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BITPREDICT_PARAMS", str(tmp_path / "nope.yaml"))
-    with pytest.raises(ConfigError, match="BITPREDICT_PARAMS=.*file not found"):
+    with pytest.raises(ConfigError, match=r"BITPREDICT_PARAMS=.*file not found"):
         load_settings()
 
 
@@ -109,5 +111,5 @@ def test_rss_feeds_from_a_json_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_undecodable_json_env_var_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BITPREDICT_MODEL__LSTM_UNITS", "[64,")
-    with pytest.raises(ConfigError, match="BITPREDICT_MODEL__LSTM_UNITS.*not valid JSON"):
+    with pytest.raises(ConfigError, match=r"BITPREDICT_MODEL__LSTM_UNITS.*not valid JSON"):
         load_settings()

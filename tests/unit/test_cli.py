@@ -1,0 +1,78 @@
+"""The ``bitpredict`` command: help, version, settings errors and validate, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bitpredict import __version__, storage
+
+BIN = Path(sys.executable).parent / "bitpredict"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=full_env, timeout=120)
+
+
+def test_help_and_version() -> None:
+    assert BIN.exists(), f"the console script is missing: {BIN} (run make setup)"
+    helped = run("--help")
+    assert helped.returncode == 0 and "validate" in helped.stdout and "config" in helped.stdout
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"bitpredict {__version__}"
+
+
+def test_config_show_masks_secrets() -> None:
+    result = run("config", "show", env={"BITPREDICT_TWITTER_BEARER_TOKEN": "tok-123", "BITPREDICT_DATA_DIR": "/x"})
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["data_dir"] == "/x" and shown["derived"]["raw_dir"] == "/x/raw"
+    assert "tok-123" not in result.stdout
+
+
+def test_bad_setting_is_one_line_not_a_traceback() -> None:
+    result = run("config", "show", env={"BITPREDICT_HTTP__TIMEOUT_S": "-1"})
+    assert result.returncode == 2
+    assert "http.timeout_s (BITPREDICT_HTTP__TIMEOUT_S)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_reports_and_quarantines(tmp_path: Path) -> None:
+    csv = tmp_path / "bars.csv"
+    pd.DataFrame(
+        {
+            "source": ["x", "x", "x"],
+            "interval": ["1d"] * 3,
+            "timestamp": ["2024-01-01", "2024-01-02", "oops"],
+            "open": [1.0, -1.0, 1.0],
+            "high": [2.0, 2.0, 2.0],
+            "low": [0.5, 0.5, 0.5],
+            "close": [1.5, 1.5, 1.5],
+            "volume": [1.0, 1.0, 1.0],
+        }
+    ).to_csv(csv, index=False)
+    quarantine = tmp_path / "q.parquet"
+    result = run("validate", str(csv), "--schema", "raw_market", "--quarantine", str(quarantine))
+    assert result.returncode == 0, result.stderr
+    assert "1 valid, 2 rejected" in result.stdout
+    assert len(storage.read_parquet(quarantine)) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("validate", "missing.csv"), "missing.csv"),
+        (("validate", "x.csv", "--schema", "nope"), "unknown schema 'nope'"),
+    ],
+)
+def test_validate_errors_are_clear(args: tuple[str, ...], message: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
