@@ -17,7 +17,8 @@ import pandas as pd
 
 Kind = Literal["str", "float", "int", "timestamp", "bool"]
 REASON_COLUMN = "reason"
-QUARANTINE_META = ("table", REASON_COLUMN, "quarantined_at")
+QUARANTINE_META = ("table", REASON_COLUMN, "row_hash", "quarantined_at")
+QUARANTINE_KEY = ("table", "row_hash")
 
 
 class SchemaError(ValueError):
@@ -232,6 +233,8 @@ def _quarantine_table(rows: pd.DataFrame, reasons: pd.Series, table: str) -> pd.
     out = rows.astype("string").reset_index(drop=True) if len(rows) else rows.astype("string").iloc[0:0]
     out.insert(0, REASON_COLUMN, reasons.reset_index(drop=True).astype("string"))
     out.insert(0, "table", pd.Series([table] * len(out), dtype="string"))
+    # A stable id of the rejected input, so quarantining the same bad row twice keeps one copy.
+    out["row_hash"] = pd.util.hash_pandas_object(rows.astype("string"), index=False).astype("string").to_numpy()
     out["quarantined_at"] = pd.Timestamp.now(tz="UTC")
     return out
 
@@ -249,7 +252,10 @@ def _count_reasons(reasons: pd.Series) -> dict[str, int]:
 # the contracts
 # --------------------------------------------------------------------------------------------
 
-INTERVALS = ("1d", "1h")
+#: Bar lengths the raw market table accepts: the pipeline uses 1d (and 1h); CoinGecko's free OHLC endpoint
+#: only offers 30-minute, 4-hour or 4-day candles depending on the span asked for.
+INTERVALS = ("1d", "1h", "30m", "4h", "4d")
+INTERVAL_SECONDS = {"1d": 86_400, "1h": 3_600, "30m": 1_800, "4h": 14_400, "4d": 345_600}
 
 
 def _ohlc_checks() -> tuple[Check, ...]:
@@ -313,6 +319,18 @@ TWEETS = Schema(
     key=("id",),
 )
 
+MARKET_CHART = Schema(
+    name="market_chart",
+    columns=(
+        Column("source", "str"),
+        Column("timestamp", "timestamp"),  # the instant of the snapshot (CoinGecko: 00:00 UTC for daily points)
+        Column("price", "float", min_value=0.0, min_inclusive=False),
+        Column("market_cap", "float", nullable=True, min_value=0.0),
+        Column("total_volume", "float", nullable=True, min_value=0.0),  # 24h volume in USD
+    ),
+    key=("source", "timestamp"),
+)
+
 #: Columns every features row has; the indicator and sentiment columns are extra float columns.
 FEATURE_TARGETS = ("target_log_return", "target_close", "target_direction")
 
@@ -341,7 +359,7 @@ FEATURES = Schema(
     extra_kind="float",
 )
 
-SCHEMAS: dict[str, Schema] = {s.name: s for s in (RAW_MARKET, NEWS, TWEETS, FEATURES)}
+SCHEMAS: dict[str, Schema] = {s.name: s for s in (RAW_MARKET, MARKET_CHART, NEWS, TWEETS, FEATURES)}
 
 
 def require_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
