@@ -112,5 +112,46 @@ def validate_cmd(
         typer.echo(f"rejected rows written to {quarantine}")
 
 
+@app.command("ingest")
+def ingest_cmd(
+    ctx: typer.Context,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", "-s", help="binance|cryptocompare|coingecko|rss|twitter|files (repeatable; default: all live sources)."),
+    ] = None,
+    interval: Annotated[list[str] | None, typer.Option("--interval", "-i", help="1d or 1h (repeatable).")] = None,
+    since: Annotated[str | None, typer.Option(help="Oldest day to backfill to (YYYY-MM-DD); default from settings.")] = None,
+    path: Annotated[list[str] | None, typer.Option("--path", help="Files to import (files source); default: BITPREDICT_FILES_DIR.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Layout of the files (default: detected from the header).")] = None,
+) -> None:
+    """Fetch what is missing from each source into data/raw/ (incremental, idempotent, page by page)."""
+    from tqdm import tqdm
+
+    from bitpredict.ingest import ALL_SOURCES, run_ingest
+
+    settings: Settings = ctx.obj
+    sources = source or ["binance", "cryptocompare", "coingecko", "rss", "twitter"]
+    unknown = [s for s in sources if s not in ALL_SOURCES]
+    if unknown:
+        fail(f"unknown source(s) {unknown}; choose from {list(ALL_SOURCES)}")
+    bad_intervals = [i for i in interval or [] if i not in ("1d", "1h")]
+    if bad_intervals:
+        fail(f"unknown interval(s) {bad_intervals}; choose 1d or 1h")
+    try:
+        start = pd.Timestamp(since, tz="UTC") if since else None
+    except ValueError:
+        fail(f"--since {since!r} is not a date (YYYY-MM-DD)")
+        return
+    with tqdm(desc="ingest", unit="page", disable=None) as bar:
+        summaries = run_ingest(
+            settings, sources, intervals=interval or ["1d"], since=start, files=path, preset=preset,
+            on_page=lambda _rows: bar.update(1),
+        )  # fmt: skip
+    for summary in summaries:
+        typer.echo(summary.line())
+    if any(not s.ok for s in summaries):
+        raise typer.Exit(code=1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -160,6 +161,7 @@ class Settings(BaseSettings):
     cryptocompare_api_key: SecretStr | None = None
     twitter_bearer_token: SecretStr | None = None
     files_dir: str | None = Field(None, description="Folder of CSV/parquet exports for the files source.")
+    ingest_since: date = Field(date(2017, 1, 1), description="Oldest day the market sources backfill to.")
 
     # --- tracking ---
     mlflow_tracking_uri: str | None = Field(

@@ -19,6 +19,11 @@ Kind = Literal["str", "float", "int", "timestamp", "bool"]
 REASON_COLUMN = "reason"
 QUARANTINE_META = ("table", REASON_COLUMN, "row_hash", "quarantined_at")
 QUARANTINE_KEY = ("table", "row_hash")
+#: A reader that already knows a row is bad (e.g. a CSV line it could not split) says why in this
+#: column and keeps the raw text in the next one; validate quarantines the row with that reason.
+REJECT_COLUMN = "_reject"
+RAW_LINE_COLUMN = "_raw_line"
+_READER_COLUMNS = (REJECT_COLUMN, RAW_LINE_COLUMN)
 
 
 class SchemaError(ValueError):
@@ -195,7 +200,11 @@ def validate(df: pd.DataFrame, schema: Schema) -> ValidationResult:
         if col.allowed is not None:
             flag(out.notna() & ~out.isin(col.allowed), f"{col.name}: not one of {list(col.allowed)}")
 
-    extras = [c for c in frame.columns if c not in coerced and c not in QUARANTINE_META]
+    if REJECT_COLUMN in frame.columns:
+        rejected = frame[REJECT_COLUMN].notna()
+        reasons.loc[rejected] = "; " + frame.loc[rejected, REJECT_COLUMN].astype(str)
+
+    extras = [c for c in frame.columns if c not in coerced and c not in QUARANTINE_META and c not in _READER_COLUMNS]
     for name in extras:
         if schema.extra_kind is None:
             coerced[name] = frame[name]

@@ -146,6 +146,7 @@ def _atomic_local_write(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; tables are read by other users/containers
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
