@@ -179,6 +179,9 @@ def ingest_range_source(
     state = states.load(table)
     uri = raw_table_uri(settings, table)
 
+    # "floor": the oldest bar the source has (learned once), so asking before it is not repeated every run.
+    floor = pd.Timestamp(state["floor"]) if state.get("floor") else None
+    since = max(since, floor) if floor is not None else since
     pending: list[Range | None] = list(plan_ranges(_stored_span(uri), _decode(state.get("gaps", [])), since, last_closed, step))
 
     def save_pending() -> None:
@@ -199,6 +202,10 @@ def ingest_range_source(
                 if on_page:
                     on_page(len(rows))
             pending[index] = None  # the source had nothing more in this range
+            save_pending()
+        stored = _stored_span(uri)
+        if stored is not None and stored[0] > since:  # every range fetched, yet nothing before this bar
+            state["floor"] = stored[0].isoformat()
             save_pending()
     except (SourceError, MalformedResponse, requests.RequestException, ValueError, KeyError) as exc:
         summary.error = str(exc)
