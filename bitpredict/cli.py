@@ -117,11 +117,19 @@ def ingest_cmd(
     ctx: typer.Context,
     source: Annotated[
         list[str] | None,
-        typer.Option("--source", "-s", help="binance|cryptocompare|coingecko|rss|twitter|files (repeatable; default: all live sources)."),
+        typer.Option(
+            "--source",
+            "-s",
+            help="binance|cryptocompare|coingecko|rss|twitter|files (repeatable; default: setting ingest_sources).",
+        ),
     ] = None,
     interval: Annotated[list[str] | None, typer.Option("--interval", "-i", help="1d or 1h (repeatable).")] = None,
-    since: Annotated[str | None, typer.Option(help="Oldest day to backfill to (YYYY-MM-DD); default from settings.")] = None,
-    path: Annotated[list[str] | None, typer.Option("--path", help="Files to import (files source); default: BITPREDICT_FILES_DIR.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Oldest day to backfill to (YYYY-MM-DD); default from settings.")
+    ] = None,
+    path: Annotated[
+        list[str] | None, typer.Option("--path", help="Files to import (files source); default: BITPREDICT_FILES_DIR.")
+    ] = None,
     preset: Annotated[str | None, typer.Option(help="Layout of the files (default: detected from the header).")] = None,
 ) -> None:
     """Fetch what is missing from each source into data/raw/ (incremental, idempotent, page by page)."""
@@ -130,7 +138,7 @@ def ingest_cmd(
     from bitpredict.ingest import ALL_SOURCES, run_ingest
 
     settings: Settings = ctx.obj
-    sources = source or ["binance", "cryptocompare", "coingecko", "rss", "twitter"]
+    sources = source or list(settings.ingest_sources)
     unknown = [s for s in sources if s not in ALL_SOURCES]
     if unknown:
         fail(f"unknown source(s) {unknown}; choose from {list(ALL_SOURCES)}")
@@ -144,7 +152,7 @@ def ingest_cmd(
         return
     with tqdm(desc="ingest", unit="page", disable=None) as bar:
         summaries = run_ingest(
-            settings, sources, intervals=interval or ["1d"], since=start, files=path, preset=preset,
+            settings, sources, intervals=interval or settings.ingest_intervals, since=start, files=path, preset=preset,
             on_page=lambda _rows: bar.update(1),
         )  # fmt: skip
     for summary in summaries:

@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     twitter_bearer_token: SecretStr | None = None
     files_dir: str | None = Field(None, description="Folder of CSV/parquet exports for the files source.")
     ingest_since: date = Field(date(2017, 1, 1), description="Oldest day the market sources backfill to.")
+    ingest_sources: list[Literal["binance", "cryptocompare", "coingecko", "rss", "twitter", "files"]] = Field(
+        default_factory=lambda: ["binance", "cryptocompare", "coingecko", "rss", "twitter"],
+        min_length=1,
+        description="Sources `bitpredict ingest` runs when none is named.",
+    )
+    ingest_intervals: list[Literal["1d", "1h"]] = Field(default_factory=lambda: ["1d"], min_length=1)
 
     # --- tracking ---
     mlflow_tracking_uri: str | None = Field(

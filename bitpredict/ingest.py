@@ -96,7 +96,9 @@ def raw_table_uri(settings: Settings, table: str) -> str:
     return storage.join(settings.raw_dir, f"{table}.parquet")
 
 
-def store_batch(settings: Settings, table: str, schema: Schema, rows: pd.DataFrame, summary: IngestSummary) -> pd.DataFrame:
+def store_batch(
+    settings: Settings, table: str, schema: Schema, rows: pd.DataFrame, summary: IngestSummary
+) -> pd.DataFrame:
     """Validate ``rows``, upsert the good ones into ``raw/<table>``, the bad ones into ``quarantine/<table>``."""
     result = validate(rows, schema)
     upserted = None
@@ -156,7 +158,12 @@ def _decode(ranges: Iterable[Iterable[str]]) -> list[Range]:
     out = []
     for pair in ranges:
         a, b = (pd.Timestamp(x) for x in pair)
-        out.append((a.tz_convert("UTC") if a.tzinfo else a.tz_localize("UTC"), b.tz_convert("UTC") if b.tzinfo else b.tz_localize("UTC")))
+        out.append(
+            (
+                a.tz_convert("UTC") if a.tzinfo else a.tz_localize("UTC"),
+                b.tz_convert("UTC") if b.tzinfo else b.tz_localize("UTC"),
+            )
+        )
     return out
 
 
@@ -182,7 +189,9 @@ def ingest_range_source(
     # "floor": the oldest bar the source has (learned once), so asking before it is not repeated every run.
     floor = pd.Timestamp(state["floor"]) if state.get("floor") else None
     since = max(since, floor) if floor is not None else since
-    pending: list[Range | None] = list(plan_ranges(_stored_span(uri), _decode(state.get("gaps", [])), since, last_closed, step))
+    pending: list[Range | None] = list(
+        plan_ranges(_stored_span(uri), _decode(state.get("gaps", [])), since, last_closed, step)
+    )
 
     def save_pending() -> None:
         state["gaps"] = _encode(r for r in pending if r is not None)
@@ -221,7 +230,9 @@ def ingest_range_source(
     return summary
 
 
-def _shrink(remaining: Range | None, settled_from: pd.Timestamp, settled_to: pd.Timestamp, direction: str, step: pd.Timedelta) -> Range | None:
+def _shrink(
+    remaining: Range | None, settled_from: pd.Timestamp, settled_to: pd.Timestamp, direction: str, step: pd.Timedelta
+) -> Range | None:
     if remaining is None:
         return None
     start, end = remaining
@@ -259,7 +270,9 @@ class BatchSource(Protocol):
         ...
 
 
-def ingest_batch_source(source: BatchSource, settings: Settings, *, state_name: str | None = None) -> list[IngestSummary]:
+def ingest_batch_source(
+    source: BatchSource, settings: Settings, *, state_name: str | None = None
+) -> list[IngestSummary]:
     """Upsert every batch of ``source`` as it arrives, saving its cursors after each one."""
     states = StateStore(settings.raw_dir)
     name = state_name or source.name
@@ -271,7 +284,14 @@ def ingest_batch_source(source: BatchSource, settings: Settings, *, state_name: 
             current = summaries.setdefault(batch.table, IngestSummary(source=source.name, table=batch.table))
             store_batch(settings, batch.table, batch.schema, batch.rows, current)
             states.save(name, state)
-    except (SourceError, MalformedResponse, requests.RequestException, ValueError, KeyError, OSError) as exc:  # FileImportError is a ValueError
+    except (
+        SourceError,
+        MalformedResponse,
+        requests.RequestException,
+        ValueError,
+        KeyError,
+        OSError,
+    ) as exc:  # FileImportError is a ValueError
         failed = current or IngestSummary(source=source.name, table=name)
         failed.error = str(exc)
         summaries.setdefault(failed.table, failed)
@@ -320,18 +340,28 @@ def run_ingest(
         if name not in ALL_SOURCES:
             raise ValueError(f"unknown source {name!r}; choose from {list(ALL_SOURCES)}")
         if name in MARKET_SOURCES:
-            range_source = {"binance": BinanceSource, "cryptocompare": CryptoCompareSource, "coingecko": CoinGeckoChartSource}[name](settings)
+            range_source = {
+                "binance": BinanceSource,
+                "cryptocompare": CryptoCompareSource,
+                "coingecko": CoinGeckoChartSource,
+            }[name](settings)
             for interval in intervals:
                 if interval not in range_source.intervals():
                     summaries.append(IngestSummary(source=name, table="-", note=f"no {interval} data from this source"))
                     continue
-                summaries.append(ingest_range_source(range_source, interval, settings, since=start, now=now, on_page=on_page))
+                summaries.append(
+                    ingest_range_source(range_source, interval, settings, since=start, now=now, on_page=on_page)
+                )
         elif name == "rss":
             summaries.extend(ingest_batch_source(RssSource(settings), settings))
         elif name == "twitter":
             twitter = TwitterSource(settings)
             if not twitter.enabled:
-                summaries.append(IngestSummary(source=name, table="tweets", note=f"skipped: no bearer token ({TOKEN_SETTING} is not set)"))
+                summaries.append(
+                    IngestSummary(
+                        source=name, table="tweets", note=f"skipped: no bearer token ({TOKEN_SETTING} is not set)"
+                    )
+                )
                 continue
             summaries.extend(ingest_batch_source(twitter, settings))
         else:

@@ -1,4 +1,6 @@
-"""CoinGecko: daily price, market cap and volume (``/coins/bitcoin/market_chart/range``) and OHLC (``/coins/bitcoin/ohlc``).
+"""CoinGecko: daily price, market cap and volume, and OHLC candles.
+
+Endpoints: ``/coins/bitcoin/market_chart/range`` and ``/coins/bitcoin/ohlc``.
 
 ``market_chart/range`` returns ``{"prices": [[ms, v]], "market_caps": [[ms, v]], "total_volumes":
 [[ms, v]]}``; for a span over 90 days the points are daily at 00:00 UTC (shorter spans give hourly

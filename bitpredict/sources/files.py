@@ -98,7 +98,9 @@ def _binance_klines(df: pd.DataFrame, _origin: str) -> pd.DataFrame:
 def _generic_ohlcv(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     stamps = df["timestamp"]
     numeric = pd.to_numeric(stamps, errors="coerce")
-    seconds = numeric if numeric.notna().all() else pd.to_datetime(stamps, utc=True, errors="coerce").astype("int64") / 1e9
+    seconds = (
+        numeric if numeric.notna().all() else pd.to_datetime(stamps, utc=True, errors="coerce").astype("int64") / 1e9
+    )
     return pd.DataFrame(
         {
             "source": _col(df, "source").fillna(Path(origin).stem),
@@ -144,26 +146,42 @@ def _crypto_news(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     )
 
 
+_OHLC = frozenset({"open", "high", "low", "close"})
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("yahoo", "market_yahoo_1d", RAW_MARKET, frozenset({"date", "open", "high", "low", "close", "adj close", "volume"}), _yahoo),
-        Preset("cryptocompare_hourly", "market_cryptocompare_1h", RAW_MARKET, frozenset({"time", "open", "high", "low", "close", "volumefrom", "volumeto"}), _cryptocompare_hourly),
-        Preset("binance_klines", "market_binance_{interval}", RAW_MARKET, frozenset({"open_time", "open", "high", "low", "close", "volume", "close_time"}), _binance_klines),
-        Preset("ohlcv", "market_{source}_{interval}", RAW_MARKET, frozenset({"timestamp", "open", "high", "low", "close", "volume"}), _generic_ohlcv),
-        Preset("crypto_news", "news_files", NEWS, frozenset({"date", "source", "text", "title", "url"}), _crypto_news, sep=";"),
+        Preset("yahoo", "market_yahoo_1d", RAW_MARKET, _OHLC | {"date", "adj close", "volume"}, _yahoo),
+        Preset(
+            "cryptocompare_hourly",
+            "market_cryptocompare_1h",
+            RAW_MARKET,
+            _OHLC | {"time", "volumefrom", "volumeto"},
+            _cryptocompare_hourly,
+        ),
+        Preset(
+            "binance_klines",
+            "market_binance_{interval}",
+            RAW_MARKET,
+            _OHLC | {"open_time", "volume", "close_time"},
+            _binance_klines,
+        ),
+        Preset("ohlcv", "market_{source}_{interval}", RAW_MARKET, _OHLC | {"timestamp", "volume"}, _generic_ohlcv),
+        Preset(
+            "crypto_news", "news_files", NEWS, frozenset({"date", "source", "text", "title", "url"}), _crypto_news, ";"
+        ),
     )
-}  # fmt: skip
+}
 
 
 class FileImportError(ValueError):
     """The file cannot be imported as a whole (unknown layout, unreadable); the message says why."""
 
 
-def _sniff_header(data: bytes) -> tuple[list[str], str]:
+def _sniff_header(data: bytes) -> list[str]:
     first = data.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").strip()
     sep = ";" if first.count(";") > first.count(",") else ","
-    return [h.strip().strip('"') for h in first.split(sep)], sep
+    return [h.strip().strip('"') for h in first.split(sep)]
 
 
 def detect_preset(columns: list[str]) -> Preset:
@@ -219,9 +237,8 @@ def import_file(uri: str, preset_name: str | None = None) -> Iterator[Batch]:
         raise FileImportError(f"{uri}: file not found")
     if uri.endswith(".parquet"):
         columns = list(storage.read_parquet(uri).columns)
-        sep = ","
     else:
-        columns, sep = _sniff_header(storage.read_bytes(uri)[0])
+        columns = _sniff_header(storage.read_bytes(uri)[0])
     if preset_name:
         if preset_name not in PRESETS:
             raise FileImportError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
@@ -235,11 +252,18 @@ def import_file(uri: str, preset_name: str | None = None) -> Iterator[Batch]:
     except KeyError as exc:
         raise FileImportError(f"{uri}: preset {preset.name} needs column {exc}") from exc
     if parsed.bad_lines:
-        rows = pd.concat([rows, _bad_line_rows(parsed.bad_lines, rows, preset.sep, len(parsed.frame.columns))], ignore_index=True)
-    log.info("importing file", extra={"path": uri, "preset": preset.name, "rows": len(rows), "bad_lines": len(parsed.bad_lines)})
+        rows = pd.concat(
+            [rows, _bad_line_rows(parsed.bad_lines, rows, preset.sep, len(parsed.frame.columns))], ignore_index=True
+        )
+    log.info(
+        "importing file",
+        extra={"path": uri, "preset": preset.name, "rows": len(rows), "bad_lines": len(parsed.bad_lines)},
+    )
     if "{" in preset.table:  # one table per (source, interval)
         for (source, interval), part in rows.groupby(["source", "interval"], dropna=False, sort=True):
-            yield Batch(preset.table.format(source=source, interval=interval), preset.schema, part.reset_index(drop=True))
+            yield Batch(
+                preset.table.format(source=source, interval=interval), preset.schema, part.reset_index(drop=True)
+            )
     else:
         yield Batch(preset.table, preset.schema, rows)
 
@@ -252,7 +276,9 @@ def _bad_line_rows(lines: list[list[str]], template: pd.DataFrame, sep: str, n_f
         if len(values) == 1 and isinstance(values[0], str):
             out[col] = values[0]
     out[RAW_LINE_COLUMN] = [sep.join(fields) for fields in lines]
-    out[REJECT_COLUMN] = [f"malformed CSV line: {len(fields)} fields where the header has {n_fields}" for fields in lines]
+    out[REJECT_COLUMN] = [
+        f"malformed CSV line: {len(fields)} fields where the header has {n_fields}" for fields in lines
+    ]
     return out
 
 

@@ -193,14 +193,18 @@ class HttpClient:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def get(self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> requests.Response:
+    def get(
+        self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> requests.Response:
         """One GET: a 2xx/304 response, ``_HttpStatusError`` for retryable statuses, ``FatalSourceError`` else."""
         response = self.session.get(url, params=params, headers=headers, timeout=self.settings.timeout_s)
         status = response.status_code
         if status < 300 or status == 304:
             return response
         if status in RETRY_STATUS:
-            raise _HttpStatusError(status, parse_retry_after(response.headers.get("Retry-After")), _body_excerpt(response))
+            raise _HttpStatusError(
+                status, parse_retry_after(response.headers.get("Retry-After")), _body_excerpt(response)
+            )
         raise FatalSourceError(self.source, _hint_for(status, self.source, self.key_setting) + _body_excerpt(response))
 
     def get_json(

@@ -77,7 +77,8 @@ def entries_to_rows(parsed: Any, feed_url: str) -> pd.DataFrame:
 
 def parse_feed(content: bytes, feed_url: str) -> Any:
     """feedparser on the bytes; a document that is neither RSS nor Atom is ``MalformedResponse``."""
-    parsed = feedparser.parse(content, response_headers={"content-location": feed_url})
+    # No base URL on purpose: feedparser would resolve a bare guid against it and change the entry's id.
+    parsed = feedparser.parse(content)
     if parsed.bozo and not parsed.entries and not parsed.feed.get("title"):
         raise MalformedResponse(f"not an RSS/Atom document ({parsed.get('bozo_exception')})")
     return parsed
@@ -118,7 +119,10 @@ class RssSource:
             yield Batch(TABLE, NEWS, entries_to_rows(parsed, url))
             cursors[url] = {
                 k: v
-                for k, v in (("etag", response_headers.get("ETag")), ("modified", response_headers.get("Last-Modified")))
+                for k, v in (
+                    ("etag", response_headers.get("ETag")),
+                    ("modified", response_headers.get("Last-Modified")),
+                )
                 if v
             }
         if failed:

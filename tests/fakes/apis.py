@@ -26,7 +26,9 @@ def load_daily(shared: Path) -> pd.DataFrame:
 
 def load_hourly(shared: Path) -> pd.DataFrame:
     df = pd.read_csv(shared / "btc_usd_hourly.csv")
-    return df.rename(columns={"time": "t", "volumefrom": "volume"})[["t", "open", "high", "low", "close", "volume", "volumeto"]]
+    return df.rename(columns={"time": "t", "volumefrom": "volume"})[
+        ["t", "open", "high", "low", "close", "volume", "volumeto"]
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,10 +55,19 @@ def binance(server: FakeServer, daily: pd.DataFrame, hourly: pd.DataFrame) -> No
         rows = frame[(frame["t"] >= start) & (frame["t"] <= end)].head(limit)
         out = [
             [
-                int(r.t) * 1000, f"{r.open:.8f}", f"{r.high:.8f}", f"{r.low:.8f}", f"{r.close:.8f}",
-                f"{r.volume / r.close:.8f}", (int(r.t) + step) * 1000 - 1, f"{r.volume:.8f}", 1000,
-                "0.0", "0.0", "0",
-            ]  # fmt: skip
+                int(r.t) * 1000,
+                f"{r.open:.8f}",
+                f"{r.high:.8f}",
+                f"{r.low:.8f}",
+                f"{r.close:.8f}",
+                f"{r.volume / r.close:.8f}",
+                (int(r.t) + step) * 1000 - 1,
+                f"{r.volume:.8f}",
+                1000,
+                "0.0",
+                "0.0",
+                "0",
+            ]
             for r in rows.itertuples()
         ]
         return Response.json(out, headers={"x-mbx-used-weight-1m": str(len(server.requests))})
@@ -74,30 +85,42 @@ def cryptocompare(server: FakeServer, daily: pd.DataFrame, hourly: pd.DataFrame,
         def handler(req: Request) -> Response:
             if api_key is not None and req.headers.get("authorization") != f"Apikey {api_key}":
                 return Response.json(
-                    {"Response": "Error", "Message": "You need a valid auth key or api key to access this endpoint",
-                     "HasWarning": False, "Type": 1, "RateLimit": {}, "Data": {}}  # fmt: skip
+                    {
+                        "Response": "Error",
+                        "Message": "You need a valid auth key or api key to access this endpoint",
+                        "HasWarning": False,
+                        "Type": 1,
+                        "RateLimit": {},
+                        "Data": {},
+                    }
                 )
             limit = int(req.params.get("limit", 30))
             if limit > 2000:
-                return Response.json({"Response": "Error", "Message": "limit param is not valid", "Type": 2, "Data": {}})
+                return Response.json(
+                    {"Response": "Error", "Message": "limit param is not valid", "Type": 2, "Data": {}}
+                )
             to_ts = int(req.params.get("toTs", frame["t"].max()))
             to_ts -= to_ts % step
             times = np.arange(to_ts - limit * step, to_ts + step, step)
             indexed = frame.set_index("t")
             data = []
             for t in times:
-                if t in indexed.index:
+                bar = {"time": int(t), "high": 0, "low": 0, "open": 0, "close": 0, "volumefrom": 0, "volumeto": 0}
+                if t in indexed.index:  # else: before the coin traded the real API pads with zeros
                     r = indexed.loc[t]
                     quote = float(r.get("volumeto", r["volume"]))
-                    data.append({"time": int(t), "high": r["high"], "low": r["low"], "open": r["open"], "close": r["close"],
-                                 "volumefrom": quote / r["close"], "volumeto": quote,
-                                 "conversionType": "direct", "conversionSymbol": ""})  # fmt: skip
-                else:  # before the coin traded the real API pads with zeros
-                    data.append({"time": int(t), "high": 0, "low": 0, "open": 0, "close": 0, "volumefrom": 0,
-                                 "volumeto": 0, "conversionType": "direct", "conversionSymbol": ""})  # fmt: skip
+                    bar.update(high=r["high"], low=r["low"], open=r["open"], close=r["close"])
+                    bar.update(volumefrom=quote / r["close"], volumeto=quote)
+                data.append({**bar, "conversionType": "direct", "conversionSymbol": ""})
             return Response.json(
-                {"Response": "Success", "Message": "", "HasWarning": False, "Type": 100, "RateLimit": {},
-                 "Data": {"Aggregated": False, "TimeFrom": int(times[0]), "TimeTo": int(times[-1]), "Data": data}}  # fmt: skip
+                {
+                    "Response": "Success",
+                    "Message": "",
+                    "HasWarning": False,
+                    "Type": 100,
+                    "RateLimit": {},
+                    "Data": {"Aggregated": False, "TimeFrom": int(times[0]), "TimeTo": int(times[-1]), "Data": data},
+                }
             )
 
         return handler
@@ -127,12 +150,16 @@ def coingecko(server: FakeServer, daily: pd.DataFrame, api_key: str | None = Non
         points = daily.assign(t=daily["t"] + 86_400)
         points = points[(points["t"] >= start) & (points["t"] <= end)]
         if end - start <= 90 * 86_400:  # hourly granularity: add points between midnights
-            hours = [(int(t) + h * 3600, c) for t, c in zip(points["t"], points["close"], strict=True) for h in range(24)]
+            hours = [
+                (int(t) + h * 3600, c) for t, c in zip(points["t"], points["close"], strict=True) for h in range(24)
+            ]
             prices = [[t * 1000, c] for t, c in hours if t <= end]
         else:
             prices = [[int(t) * 1000, c] for t, c in zip(points["t"], points["close"], strict=True)]
         caps = [[t, p * 19_000_000] for t, p in prices]
-        volumes = [[t, float(v)] for (t, _), v in zip(prices, np.resize(points["volume"].to_numpy(), len(prices)), strict=True)]
+        volumes = [
+            [t, float(v)] for (t, _), v in zip(prices, np.resize(points["volume"].to_numpy(), len(prices)), strict=True)
+        ]
         return Response.json({"prices": prices, "market_caps": caps, "total_volumes": volumes})
 
     server.route("/api/v3/coins/bitcoin/market_chart/range", chart)
@@ -173,7 +200,9 @@ def rss(server: FakeServer, documents: dict[str, str]) -> None:
         modified = email.utils.formatdate(1_710_000_000, usegmt=True)
         kind = "application/atom+xml" if "<feed" in text else "application/rss+xml"
 
-        def handler(req: Request, body: bytes = body, etag: str = etag, kind: str = kind) -> Response:
+        def handler(
+            req: Request, body: bytes = body, etag: str = etag, kind: str = kind, modified: str = modified
+        ) -> Response:
             if req.headers.get("if-none-match") == etag:
                 return Response(304, b"", {"ETag": etag})
             return Response(200, body, {"Content-Type": kind, "ETag": etag, "Last-Modified": modified})
@@ -198,6 +227,7 @@ def make_tweets(n: int) -> list[dict[str, object]]:
                 "created_at": (base + pd.Timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
                 "author_id": str(100 + i % 5),
                 "lang": "en",
+                "edit_history_tweet_ids": [str(1_700_000_000_000_000_000 + i)],
                 "public_metrics": {"retweet_count": i % 4, "reply_count": 1, "like_count": i, "quote_count": 0},
             }
         )
@@ -205,11 +235,16 @@ def make_tweets(n: int) -> list[dict[str, object]]:
 
 
 def twitter(server: FakeServer, tweets: list[dict[str, object]], token: str) -> None:
-    users = [{"id": str(100 + k), "name": f"user{k}", "username": f"u{k}", "public_metrics": {"followers_count": 10 * k}} for k in range(5)]
+    users = [
+        {"id": str(100 + k), "name": f"user{k}", "username": f"u{k}", "public_metrics": {"followers_count": 10 * k}}
+        for k in range(5)
+    ]
 
     def search(req: Request) -> Response:
         if req.headers.get("authorization") != f"Bearer {token}":
-            return Response.json({"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}, status=401)
+            return Response.json(
+                {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}, status=401
+            )
         if "query" not in req.params:
             return Response.json({"errors": [{"message": "query is required"}], "title": "Invalid Request"}, status=400)
         size = int(req.params.get("max_results", 10))

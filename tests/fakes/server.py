@@ -98,10 +98,12 @@ class FakeServer:
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 parsed = urlparse(self.path)
                 params = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-                request = Request("GET", parsed.path, params, {k.lower(): v for k, v in self.headers.items()}, time.monotonic())
+                request = Request(
+                    "GET", parsed.path, params, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()
+                )
                 with server._lock:
                     server.requests.append(request)
                     queue = server.faults.get(parsed.path)

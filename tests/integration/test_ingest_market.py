@@ -8,7 +8,7 @@ import pytest
 from bitpredict import storage
 from bitpredict.ingest import StateStore, raw_table_uri, run_ingest
 from tests.fakes import apis
-from tests.fakes.server import Fault, FakeServer, Request, Response
+from tests.fakes.server import FakeServer, Fault, Request, Response
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +37,19 @@ def test_binance_backfill_then_second_run_fetches_nothing(server: FakeServer, ma
     assert len(server.hits(KLINES)) == 2  # 1,916 days at 1,000 per page
 
     requests_before = len(server.requests)
-    before = (settings.raw_dir + "/market_binance_1d.parquet", storage.read_bytes(raw_table_uri(settings, "market_binance_1d"))[0])
+    before = (
+        settings.raw_dir + "/market_binance_1d.parquet",
+        storage.read_bytes(raw_table_uri(settings, "market_binance_1d"))[0],
+    )
     [second] = run_ingest(settings, ["binance"], since=pd.Timestamp("2019-01-01", tz="UTC"), now=NOW)
     assert second.ok and second.new == 0 and second.fetched == 0 and second.note == "up to date"
     assert len(server.requests) == requests_before  # nothing was missing, so nothing was asked
     assert storage.read_bytes(raw_table_uri(settings, "market_binance_1d"))[0] == before[1]
 
     # A day later exactly one new bar is fetched.
-    [third] = run_ingest(settings, ["binance"], since=pd.Timestamp("2019-01-01", tz="UTC"), now=NOW + pd.Timedelta(days=1))
+    [third] = run_ingest(
+        settings, ["binance"], since=pd.Timestamp("2019-01-01", tz="UTC"), now=NOW + pd.Timedelta(days=1)
+    )
     assert third.new == 1 and len(server.requests) == requests_before + 1
 
 
@@ -70,7 +75,9 @@ def test_binance_survives_every_kind_of_fault(server: FakeServer, make_settings,
     assert hits[1].at - hits[0].at >= 0.95, "Retry-After: 1 was not honoured"
 
 
-def test_failure_on_a_later_page_keeps_earlier_pages_and_the_next_run_resumes(server: FakeServer, make_settings, daily, hourly) -> None:  # type: ignore[no-untyped-def]
+def test_failure_on_a_later_page_keeps_earlier_pages_and_the_next_run_resumes(
+    server: FakeServer, make_settings, daily, hourly
+) -> None:  # type: ignore[no-untyped-def]
     apis.binance(server, daily, hourly)
     real = server.routes[KLINES]
     broken = {"after": 2}
@@ -144,16 +151,27 @@ def test_cryptocompare_pages_backwards_until_the_zero_padding(server: FakeServer
 
 def test_cryptocompare_error_payloads(server: FakeServer, make_settings, daily, hourly) -> None:  # type: ignore[no-untyped-def]
     apis.cryptocompare(server, daily, hourly, api_key="right")
-    rate_limited = {"Response": "Error", "Message": "You are over your rate limit please upgrade your account!", "Type": 99}
+    rate_limited = {
+        "Response": "Error",
+        "Message": "You are over your rate limit please upgrade your account!",
+        "Type": 99,
+    }
     server.inject("/data/v2/histoday", Fault.status(200, body=rate_limited))
-    [bad_key] = run_ingest(make_settings(cryptocompare_api_key="wrong"), ["cryptocompare"], since=pd.Timestamp("2024-01-01", tz="UTC"), now=NOW)
+    [bad_key] = run_ingest(
+        make_settings(cryptocompare_api_key="wrong"),
+        ["cryptocompare"],
+        since=pd.Timestamp("2024-01-01", tz="UTC"),
+        now=NOW,
+    )
     assert not bad_key.ok and "valid auth key" in bad_key.error
     assert bad_key.retries == 1  # the rate-limit answer was retried, the key error was not
 
 
 def test_coingecko_bad_key_is_a_401_that_says_what_to_fix(server: FakeServer, make_settings, daily) -> None:  # type: ignore[no-untyped-def]
     apis.coingecko(server, daily, api_key="good")
-    [summary] = run_ingest(make_settings(coingecko_api_key="bad"), ["coingecko"], since=pd.Timestamp("2023-01-01", tz="UTC"), now=NOW)
+    [summary] = run_ingest(
+        make_settings(coingecko_api_key="bad"), ["coingecko"], since=pd.Timestamp("2023-01-01", tz="UTC"), now=NOW
+    )
     assert not summary.ok and "HTTP 401" in summary.error and "BITPREDICT_COINGECKO_API_KEY" in summary.error
     assert len(server.requests) == 1
 
@@ -169,6 +187,8 @@ def test_coingecko_daily_chart(server: FakeServer, make_settings, daily) -> None
     closes = daily.assign(day=pd.to_datetime(daily["t"] + 86_400, unit="s", utc=True)).set_index("day")["close"]
     assert stored.set_index("timestamp")["price"].equals(closes.loc[days].rename("price").rename_axis("timestamp"))
     # A short follow-up span still asks for 91 days (so points stay daily) and keeps only the missing ones.
-    [later] = run_ingest(settings, ["coingecko"], since=pd.Timestamp("2023-06-01", tz="UTC"), now=NOW + pd.Timedelta(days=1))
+    [later] = run_ingest(
+        settings, ["coingecko"], since=pd.Timestamp("2023-06-01", tz="UTC"), now=NOW + pd.Timedelta(days=1)
+    )
     last = server.hits("/api/v3/coins/bitcoin/market_chart/range")[-1]
     assert int(last.params["to"]) - int(last.params["from"]) >= 91 * 86_400 and later.new == 1
