@@ -327,9 +327,6 @@ def run_ingest(
 ) -> list[IngestSummary]:
     """The ``ingest`` stage: each named source in turn; one failing source never stops the others."""
     # Imported here: the source modules import this one for Batch/IngestSummary.
-    from bitpredict.sources.binance import BinanceSource
-    from bitpredict.sources.coingecko import CoinGeckoChartSource
-    from bitpredict.sources.cryptocompare import CryptoCompareSource
     from bitpredict.sources.files import FileImportError, FilesSource
     from bitpredict.sources.rss import RssSource
     from bitpredict.sources.twitter import TOKEN_SETTING, TwitterSource
@@ -340,18 +337,13 @@ def run_ingest(
         if name not in ALL_SOURCES:
             raise ValueError(f"unknown source {name!r}; choose from {list(ALL_SOURCES)}")
         if name in MARKET_SOURCES:
-            range_source = {
-                "binance": BinanceSource,
-                "cryptocompare": CryptoCompareSource,
-                "coingecko": CoinGeckoChartSource,
-            }[name](settings)
-            for interval in intervals:
-                if interval not in range_source.intervals():
-                    summaries.append(IngestSummary(source=name, table="-", note=f"no {interval} data from this source"))
-                    continue
+            jobs = _market_jobs(name, settings, intervals)
+            for range_source, interval in jobs:
                 summaries.append(
                     ingest_range_source(range_source, interval, settings, since=start, now=now, on_page=on_page)
                 )
+            if not jobs:
+                summaries.append(IngestSummary(source=name, table="-", note=f"no {'/'.join(intervals)} data here"))
         elif name == "rss":
             summaries.extend(ingest_batch_source(RssSource(settings), settings))
         elif name == "twitter":
@@ -372,3 +364,20 @@ def run_ingest(
                 continue
             summaries.extend(ingest_batch_source(files_source, settings))
     return summaries
+
+
+def _market_jobs(name: str, settings: Settings, intervals: Iterable[str]) -> list[tuple[RangeSource, str]]:
+    """(source, interval) pairs for a market source.
+
+    CoinGecko's free OHLC endpoint has no daily candles: with 1d asked, it brings the daily market
+    chart (price, market cap, volume) plus the last 30 days of 4-hour candles.
+    """
+    from bitpredict.sources.binance import BinanceSource
+    from bitpredict.sources.coingecko import CoinGeckoChartSource, CoinGeckoOhlcSource
+    from bitpredict.sources.cryptocompare import CryptoCompareSource
+
+    wanted = list(intervals)
+    if name == "coingecko":
+        return [(CoinGeckoChartSource(settings), "1d"), (CoinGeckoOhlcSource(settings), "4h")] if "1d" in wanted else []
+    source: RangeSource = BinanceSource(settings) if name == "binance" else CryptoCompareSource(settings)
+    return [(source, i) for i in wanted if i in source.intervals()]

@@ -165,6 +165,32 @@ def coingecko(server: FakeServer, daily: pd.DataFrame, api_key: str | None = Non
     server.route("/api/v3/coins/bitcoin/market_chart/range", chart)
 
 
+def coingecko_ohlc(server: FakeServer, hourly: pd.DataFrame, now: pd.Timestamp, api_key: str | None = None) -> None:
+    """``/coins/bitcoin/ohlc``: candles stamped with their *close* time; 3-30 days gives 4-hour candles.
+
+    Like the real endpoint, the last candle is the one still forming (its close time is in the future).
+    """
+
+    def ohlc(req: Request) -> Response:
+        if api_key is not None and req.headers.get("x-cg-demo-api-key") != api_key:
+            return Response.json({"status": {"error_code": 10002, "error_message": "API Key Missing"}}, status=401)
+        days = int(req.params.get("days", 0))
+        if days not in (1, 7, 14, 30, 90, 180, 365):
+            return Response.json({"error": "invalid days"}, status=400)
+        if not 3 <= days <= 30:
+            return Response.json({"error": "this fake serves 4-hour candles only"}, status=400)
+        end = int(now.timestamp())
+        frame = hourly[(hourly["t"] >= end - days * 86_400) & (hourly["t"] < end)].copy()
+        frame["bucket"] = frame["t"] - frame["t"] % 14_400
+        candles = frame.groupby("bucket").agg(
+            open=("open", "first"), high=("high", "max"), low=("low", "min"), close=("close", "last")
+        )
+        out = [[(int(b) + 14_400) * 1000, r.open, r.high, r.low, r.close] for b, r in candles.iterrows()]
+        return Response.json(out)
+
+    server.route("/api/v3/coins/bitcoin/ohlc", ohlc)
+
+
 # --------------------------------------------------------------------------------------------
 # RSS / Atom
 # --------------------------------------------------------------------------------------------

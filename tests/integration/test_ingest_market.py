@@ -167,27 +167,33 @@ def test_cryptocompare_error_payloads(server: FakeServer, make_settings, daily, 
     assert bad_key.retries == 1  # the rate-limit answer was retried, the key error was not
 
 
-def test_coingecko_bad_key_is_a_401_that_says_what_to_fix(server: FakeServer, make_settings, daily) -> None:  # type: ignore[no-untyped-def]
+def test_coingecko_bad_key_is_a_401_that_says_what_to_fix(server: FakeServer, make_settings, daily, hourly) -> None:  # type: ignore[no-untyped-def]
     apis.coingecko(server, daily, api_key="good")
-    [summary] = run_ingest(
-        make_settings(coingecko_api_key="bad"), ["coingecko"], since=pd.Timestamp("2023-01-01", tz="UTC"), now=NOW
-    )
-    assert not summary.ok and "HTTP 401" in summary.error and "BITPREDICT_COINGECKO_API_KEY" in summary.error
-    assert len(server.requests) == 1
+    apis.coingecko_ohlc(server, hourly, NOW, api_key="good")
+    settings = make_settings(coingecko_api_key="bad")
+    summaries = run_ingest(settings, ["coingecko"], since=pd.Timestamp("2023-01-01", tz="UTC"), now=NOW)
+    for summary in summaries:  # chart and OHLC: each refused at once, no retries
+        assert not summary.ok and "HTTP 401" in summary.error and "BITPREDICT_COINGECKO_API_KEY" in summary.error
+    assert len(summaries) == 2 and len(server.requests) == 2
 
 
-def test_coingecko_daily_chart(server: FakeServer, make_settings, daily) -> None:  # type: ignore[no-untyped-def]
+def test_coingecko_daily_chart_and_ohlc(server: FakeServer, make_settings, daily, hourly) -> None:  # type: ignore[no-untyped-def]
     apis.coingecko(server, daily)
+    apis.coingecko_ohlc(server, hourly, now=NOW)
     settings = make_settings()
-    [summary] = run_ingest(settings, ["coingecko"], since=pd.Timestamp("2023-06-01", tz="UTC"), now=NOW)
-    assert summary.ok, summary.error
+    summary, ohlc = run_ingest(settings, ["coingecko"], since=pd.Timestamp("2023-06-01", tz="UTC"), now=NOW)
+    assert summary.ok and ohlc.ok, (summary.error, ohlc.error)
+    candles = _stored(settings, "market_coingecko_4h")
+    assert len(candles) == 30 * 6  # 30 days of closed 4-hour candles; the forming one was skipped
+    assert candles["timestamp"].max() == NOW.floor("4h") - pd.Timedelta(hours=4)  # stamped by open time
+    assert (candles["interval"] == "4h").all()
     stored = _stored(settings, "market_chart_coingecko_1d")
     days = pd.date_range("2023-06-01", "2024-03-30", freq="D", tz="UTC")
     assert stored["timestamp"].tolist() == list(days)  # daily midnight points only, hourly ones dropped
     closes = daily.assign(day=pd.to_datetime(daily["t"] + 86_400, unit="s", utc=True)).set_index("day")["close"]
     assert stored.set_index("timestamp")["price"].equals(closes.loc[days].rename("price").rename_axis("timestamp"))
     # A short follow-up span still asks for 91 days (so points stay daily) and keeps only the missing ones.
-    [later] = run_ingest(
+    later, _ = run_ingest(
         settings, ["coingecko"], since=pd.Timestamp("2023-06-01", tz="UTC"), now=NOW + pd.Timedelta(days=1)
     )
     last = server.hits("/api/v3/coins/bitcoin/market_chart/range")[-1]
