@@ -59,6 +59,11 @@ class Fault:
         return lambda real: Response(real.status, real.body[: max(1, len(real.body) // 2)], real.headers)
 
     @staticmethod
+    def rewrite(edit: Callable[[Any], Any]) -> Callable[[Response], Response]:
+        """The real JSON document, changed by ``edit`` (bad rows inside an otherwise good page)."""
+        return lambda real: Response.json(edit(json.loads(real.body)), status=real.status)
+
+    @staticmethod
     def html(status: int = 200) -> Callable[[Response], Response]:
         page = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>"
         return lambda _real: Response(status, page, {"Content-Type": "text/html"})

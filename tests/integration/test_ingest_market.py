@@ -198,3 +198,25 @@ def test_coingecko_daily_chart_and_ohlc(server: FakeServer, make_settings, daily
     )
     last = server.hits("/api/v3/coins/bitcoin/market_chart/range")[-1]
     assert int(last.params["to"]) - int(last.params["from"]) >= 91 * 86_400 and later.new == 1
+
+
+def test_malformed_rows_in_a_good_page_are_quarantined_with_reasons(
+    server: FakeServer, make_settings, daily, hourly
+) -> None:  # type: ignore[no-untyped-def]
+    apis.binance(server, daily, hourly)
+
+    def corrupt(klines: list[list[object]]) -> list[list[object]]:
+        klines[3][4] = "NaN"  # close
+        klines[5][2], klines[5][3] = "100.0", "200.0"  # high < low
+        klines[7][1] = "-5"  # negative open
+        return klines
+
+    server.inject(KLINES, Fault.rewrite(corrupt))
+    settings = make_settings()
+    [summary] = run_ingest(settings, ["binance"], since=pd.Timestamp("2024-01-01", tz="UTC"), now=NOW)
+    assert summary.ok and summary.quarantined == 3
+    quarantine = storage.read_parquet(storage.join(settings.quarantine_dir, "market_binance_1d.parquet"))
+    reasons = " | ".join(quarantine["reason"])
+    assert "close: not a number" in reasons and "high < low" in reasons and "open: must be > 0" in reasons
+    stored = _stored(settings, "market_binance_1d")
+    assert len(stored) + len(quarantine) == _expected_days(daily, "2024-01-01")  # nothing lost
