@@ -33,18 +33,21 @@ def _kv_value(value: Any) -> str:
     return text
 
 
+def _payload(record: logging.LogRecord) -> dict[str, Any]:
+    return {
+        "ts": _timestamp(record),
+        "level": record.levelname,
+        "logger": record.name,
+        "msg": record.getMessage(),
+        **_fields(record),
+    }
+
+
 class KeyValueFormatter(logging.Formatter):
     """``key=value`` pairs; values with spaces or quotes are JSON-quoted so the line stays parseable."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = {
-            "ts": _timestamp(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-            **_fields(record),
-        }
-        line = " ".join(f"{k}={_kv_value(v)}" for k, v in parts.items())
+        line = " ".join(f"{k}={_kv_value(v)}" for k, v in _payload(record).items())
         if record.exc_info:
             line += " exc=" + json.dumps(self.formatException(record.exc_info))
         return line
@@ -52,13 +55,7 @@ class KeyValueFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        payload = {
-            "ts": _timestamp(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-            **_fields(record),
-        }
+        payload = _payload(record)
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)
