@@ -121,6 +121,32 @@ class ModelSettings(_Group):
         return value
 
 
+class CleanSettings(_Group):
+    """How raw bars from several sources become one series (see bitpredict.clean)."""
+
+    daily_priority: list[str] = Field(
+        default_factory=lambda: ["yahoo", "binance", "coingecko", "cryptocompare"],
+        min_length=1,
+        description="Raw daily sources, most trusted first; a day missing in one is filled from the next. "
+        "Hourly sources (e.g. cryptocompare 1h) are aggregated to daily bars and used after these.",
+    )
+    hourly_priority: list[str] = Field(default_factory=lambda: ["binance", "cryptocompare"], min_length=1)
+    max_fill_gap: int = Field(3, ge=0, description="Longest run of missing bars filled (forward fill, flagged).")
+    outlier_mad_threshold: float = Field(10.0, gt=0, description="|log return - median| / MAD above this = outlier.")
+    drop_outliers: bool = Field(False, description="Remove flagged outlier bars instead of only flagging them.")
+
+
+class SentimentSettings(_Group):
+    """Text scoring (see bitpredict.sentiment)."""
+
+    finbert_model: str = Field("ProsusAI/finbert", min_length=1, description="Hub id or local directory.")
+    finbert: Literal["required", "optional", "off"] = Field(
+        "required", description="optional: fall back to VADER alone (recorded) when the model cannot load."
+    )
+    batch_size: int = Field(32, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
 class PromotionSettings(_Group):
     """When evaluate/register may promote a model over the naive baselines."""
 
@@ -180,6 +206,8 @@ class Settings(BaseSettings):
     # --- groups ---
     http: HttpSettings = Field(default_factory=HttpSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    clean: CleanSettings = Field(default_factory=CleanSettings)
+    sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
 
     @field_validator("coingecko_url", "cryptocompare_url", "binance_url", "twitter_url")
