@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -159,6 +160,68 @@ def ingest_cmd(
         typer.echo(summary.line())
     if any(not s.ok for s in summaries):
         raise typer.Exit(code=1)
+
+
+def _run_stage(what: str, stage: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one stage function; input problems end with one line, not a traceback."""
+    try:
+        return stage()
+    except (FileNotFoundError, ValueError, storage.StorageError) as exc:
+        fail(f"{what}: {exc}")
+        raise AssertionError("unreachable") from None
+
+
+@app.command("clean")
+def clean_cmd(
+    ctx: typer.Context,
+    interval: Annotated[list[str] | None, typer.Option("--interval", "-i", help="1d and/or 1h (default 1d).")] = None,
+) -> None:
+    """Raw bars from every source → one gap-free UTC series per interval, with a cleaning report."""
+    from bitpredict.clean import run_clean
+
+    for one in interval or ["1d"]:
+        if one not in ("1d", "1h"):
+            fail(f"unknown interval {one!r}; choose 1d or 1h")
+        report = _run_stage("clean", lambda one=one: run_clean(ctx.obj, one))
+        typer.echo(
+            f"clean {one}: {report['rows']} bars {report['first'][:10]} → {report['last'][:10]}, "
+            f"imputed={report['bars_imputed']} outliers={report['outliers']['flagged']} "
+            f"sources={report['bars_per_source']}"
+        )
+
+
+@app.command("indicators")
+def indicators_cmd(ctx: typer.Context) -> None:
+    """Technical indicators on the clean daily series (no look-ahead)."""
+    from bitpredict.indicators import run_indicators
+
+    report = _run_stage("indicators", lambda: run_indicators(ctx.obj))
+    typer.echo(f"indicators: {report['rows']} rows, {len(report['columns'])} indicator columns, warm-up {report['warmup']}")
+
+
+@app.command("sentiment")
+def sentiment_cmd(ctx: typer.Context) -> None:
+    """Score news and tweets (VADER + FinBERT, cached) and aggregate them per UTC day."""
+    from bitpredict.sentiment import SentimentModelError, run_sentiment
+
+    try:
+        meta = _run_stage("sentiment", lambda: run_sentiment(ctx.obj))
+    except SentimentModelError as exc:
+        fail(str(exc))
+        return
+    typer.echo("sentiment: " + ", ".join(f"{k}={v}" for k, v in meta.items() if not isinstance(v, dict | list)))
+
+
+@app.command("merge")
+def merge_cmd(ctx: typer.Context) -> None:
+    """Indicators + daily sentiment + next-day targets → data/processed/bitcoin_features.parquet."""
+    from bitpredict.merge import run_merge
+
+    meta = _run_stage("merge", lambda: run_merge(ctx.obj))
+    typer.echo(
+        f"merge: {meta['rows']} rows ({meta['labelled_rows']} labelled) {meta['first'][:10]} → {meta['last'][:10]}, "
+        f"{len(meta['feature_columns'])} features → {ctx.obj.features_path}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,144 @@
+"""The merge stage: indicators + daily sentiment + targets → ``data/processed/bitcoin_features.parquet``.
+
+Alignment (the no-look-ahead contract): the row of day *t* holds the bar of day *t* (which closes at the
+end of day *t*, UTC), indicators computed from bars up to *t*, and the sentiment of texts published
+during day *t*. The targets are the only columns that look ahead, by design: the log return from the
+close of *t* to the close of *t+1*, that close, and its direction. The last row has no target yet.
+
+Missing sentiment days: a day with no text gets the neutral value (0 for means, spreads and shares,
+0 for the count) and ``<prefix>_missing = 1`` so the model can tell "no news" from "neutral news".
+The transformer uses the same neutral default when a client sends no sentiment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bitpredict import __version__, storage
+from bitpredict.config import Settings
+from bitpredict.schemas import FEATURE_TARGETS, FEATURES, validate
+
+log = logging.getLogger(__name__)
+
+SENTIMENT_PREFIXES = ("news", "tweets")
+SENTIMENT_STATS = ("vader_mean", "vader_std", "finbert_mean", "finbert_std", "count", "share_positive", "share_negative")
+FLAG_COLUMNS = ("is_imputed", "is_outlier")
+DROPPED_COLUMNS = ("source",)  # text provenance of each bar: in the cleaning report, not a model input
+
+
+def sentiment_columns(prefix: str) -> list[str]:
+    return [f"{prefix}_{stat}" for stat in SENTIMENT_STATS]
+
+
+def neutral_sentiment(prefix: str) -> dict[str, float]:
+    """The values a day without texts gets (also used by the transformer when a client sends none)."""
+    return {**dict.fromkeys(sentiment_columns(prefix), 0.0), f"{prefix}_missing": 1.0}
+
+
+def join_sentiment(features: pd.DataFrame, daily: pd.DataFrame | None) -> pd.DataFrame:
+    """Left-join daily sentiment on the day; fill missing days with the neutral values and flag them."""
+    out = features.copy()
+    for prefix in SENTIMENT_PREFIXES:
+        columns = sentiment_columns(prefix)
+        present = [c for c in columns if daily is not None and c in daily.columns]
+        if present:
+            assert daily is not None
+            out = out.merge(daily[["timestamp", *present]], on="timestamp", how="left")
+        has_day = out[f"{prefix}_count"].notna() & (out[f"{prefix}_count"] > 0) if present else pd.Series(False, index=out.index)
+        for column, value in neutral_sentiment(prefix).items():
+            if column.endswith("_missing"):
+                out[column] = (~has_day).astype("float64")
+            else:
+                series = out[column] if column in out.columns else pd.Series(np.nan, index=out.index)
+                out[column] = series.astype("float64").where(has_day, value).fillna(value)
+    return out
+
+
+def add_targets(frame: pd.DataFrame) -> pd.DataFrame:
+    """Next-day targets; the only columns that use day t+1, and only as labels."""
+    out = frame.copy()
+    next_close = out["close"].shift(-1)
+    out["target_log_return"] = np.log(next_close / out["close"])
+    out["target_close"] = next_close
+    out["target_direction"] = (out["target_log_return"] > 0).astype("Int64").where(next_close.notna())
+    return out
+
+
+def build_features(indicators: pd.DataFrame, sentiment_daily: pd.DataFrame | None, warmup: int) -> pd.DataFrame:
+    """The pure merge: drop the warm-up rows, join sentiment, add targets; flags become 0/1 floats."""
+    frame = indicators.drop(columns=[c for c in DROPPED_COLUMNS if c in indicators.columns])
+    for flag in FLAG_COLUMNS:
+        if flag in frame.columns:
+            frame[flag] = frame[flag].astype("float64")
+    frame = join_sentiment(frame, sentiment_daily)
+    frame = add_targets(frame)  # before dropping the warm-up: targets need no history
+    frame = frame.iloc[warmup:].reset_index(drop=True)
+    targets = list(FEATURE_TARGETS)
+    return frame[[c for c in frame.columns if c not in targets] + targets]
+
+
+def code_version() -> str:
+    """Package version plus the git commit when run from a checkout (provenance for the manifest)."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+            check=True,
+        ).stdout.strip()
+        return f"{__version__}+g{sha}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def manifest(features: pd.DataFrame, warmup: int, extra: dict[str, Any]) -> dict[str, Any]:
+    labelled = features.dropna(subset=["target_log_return"])
+    return {
+        "columns": list(features.columns),
+        "dtypes": {c: str(t) for c, t in features.dtypes.items()},
+        "feature_columns": [c for c in features.columns if c != "timestamp" and c not in FEATURE_TARGETS],
+        "target_columns": list(FEATURE_TARGETS),
+        "warmup_rows": warmup,
+        "rows": len(features),
+        "labelled_rows": len(labelled),
+        "first": features["timestamp"].iloc[0].isoformat(),
+        "last": features["timestamp"].iloc[-1].isoformat(),
+        "code_version": code_version(),
+        **extra,
+    }
+
+
+def run_merge(settings: Settings) -> dict[str, Any]:
+    """Read indicators and sentiment, write the features table (parquet + csv) and ``features.json``."""
+    from bitpredict.indicators import WARMUP
+
+    indicators_uri = storage.join(settings.interim_dir, "indicators_1d.parquet")
+    try:
+        indicators = storage.read_parquet(indicators_uri)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{indicators_uri} not found: run `bitpredict indicators` first") from None
+    sentiment_uri = storage.join(settings.interim_dir, "sentiment_daily.parquet")
+    sentiment = storage.read_parquet(sentiment_uri) if storage.exists(sentiment_uri) else None
+    if sentiment is None:
+        log.warning("no daily sentiment: every day gets the neutral default", extra={"path": sentiment_uri})
+
+    features = build_features(indicators, sentiment, WARMUP)
+    result = validate(features, FEATURES)
+    if result.n_rejected:
+        raise ValueError(f"{result.n_rejected} feature rows break the features contract: {result.reasons}")
+    features = result.valid
+    storage.write_parquet(features, settings.features_path)
+    storage.write_bytes(settings.features_path.removesuffix(".parquet") + ".csv", features.to_csv(index=False).encode())
+    meta = manifest(features, WARMUP, {"sentiment": "joined" if sentiment is not None else "none: neutral default"})
+    storage.write_text(storage.join(settings.processed_dir, "features.json"), json.dumps(meta, indent=2))
+    log.info("features written", extra={"rows": meta["rows"], "first": meta["first"], "last": meta["last"]})
+    return meta
