@@ -104,7 +104,11 @@ def load_candidates(settings: Settings, interval: str) -> tuple[dict[str, pd.Dat
             intraday = _with_chart_volume(settings, source, intraday)
             daily, incomplete = aggregate_to_daily(intraday, INTERVAL_SECONDS[finer])
             candidates[source] = daily
-            notes[source] = {"table": f"market_{source}_{finer}", "bars": len(daily), "incomplete_days_skipped": incomplete}
+            notes[source] = {
+                "table": f"market_{source}_{finer}",
+                "bars": len(daily),
+                "incomplete_days_skipped": incomplete,
+            }
             break
     return candidates, notes
 
@@ -280,7 +284,7 @@ def clean_bars(candidates: dict[str, pd.DataFrame], interval: str, config: Clean
         "bars_per_source": {k: int(v) for k, v in bars["source"].value_counts().sort_index().items()},
         "outliers": {
             "threshold_mads": config.outlier_mad_threshold,
-            "flagged": int(len(outliers)),
+            "flagged": len(outliers),
             "dropped": bool(config.drop_outliers),
             "timestamps": [t.isoformat() for t in outliers],
         },

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
@@ -196,7 +196,9 @@ def indicators_cmd(ctx: typer.Context) -> None:
     from bitpredict.indicators import run_indicators
 
     report = _run_stage("indicators", lambda: run_indicators(ctx.obj))
-    typer.echo(f"indicators: {report['rows']} rows, {len(report['columns'])} indicator columns, warm-up {report['warmup']}")
+    typer.echo(
+        f"indicators: {report['rows']} rows, {len(report['columns'])} indicator columns, warm-up {report['warmup']}"
+    )
 
 
 @app.command("sentiment")

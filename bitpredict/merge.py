@@ -28,7 +28,15 @@ from bitpredict.schemas import FEATURE_TARGETS, FEATURES, validate
 log = logging.getLogger(__name__)
 
 SENTIMENT_PREFIXES = ("news", "tweets")
-SENTIMENT_STATS = ("vader_mean", "vader_std", "finbert_mean", "finbert_std", "count", "share_positive", "share_negative")
+SENTIMENT_STATS = (
+    "vader_mean",
+    "vader_std",
+    "finbert_mean",
+    "finbert_std",
+    "count",
+    "share_positive",
+    "share_negative",
+)
 FLAG_COLUMNS = ("is_imputed", "is_outlier")
 DROPPED_COLUMNS = ("source",)  # text provenance of each bar: in the cleaning report, not a model input
 
@@ -51,7 +59,11 @@ def join_sentiment(features: pd.DataFrame, daily: pd.DataFrame | None) -> pd.Dat
         if present:
             assert daily is not None
             out = out.merge(daily[["timestamp", *present]], on="timestamp", how="left")
-        has_day = out[f"{prefix}_count"].notna() & (out[f"{prefix}_count"] > 0) if present else pd.Series(False, index=out.index)
+        has_day = (
+            out[f"{prefix}_count"].notna() & (out[f"{prefix}_count"] > 0)
+            if present
+            else pd.Series(False, index=out.index)
+        )
         for column, value in neutral_sentiment(prefix).items():
             if column.endswith("_missing"):
                 out[column] = (~has_day).astype("float64")

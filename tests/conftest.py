@@ -64,3 +64,25 @@ def gcs_bucket(gcs_server: str, monkeypatch: pytest.MonkeyPatch, request: pytest
             blob.delete()
         bucket.delete()
         storage.reset_gcs_client()
+
+
+@pytest.fixture(scope="session")
+def shared_raw_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir whose raw/ holds the three shared files, imported once per session by the files source."""
+    from bitpredict.config import load_settings
+    from bitpredict.ingest import run_ingest
+
+    data_dir = tmp_path_factory.mktemp("shared") / "data"
+    settings = load_settings(data_dir=str(data_dir))
+    files = [str(shared_data / f) for f in ("btc_usd_daily.csv", "btc_usd_hourly.csv", "crypto_news_2021_2022.csv")]
+    summaries = run_ingest(settings, ["files"], files=files)
+    assert all(s.ok for s in summaries), [s.error for s in summaries]
+    return data_dir
+
+
+def copy_data_dir(source: Path, target: Path) -> Path:
+    """A private copy of a prepared data dir (tests write their own outputs into it)."""
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
