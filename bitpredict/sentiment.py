@@ -26,11 +26,14 @@ import hashlib
 import json
 import logging
 import math
+import os
+import socket
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -184,8 +187,7 @@ class FinBertScorer:
         if _looks_local(source) and not Path(source).is_dir():
             raise _model_error(model, f"no such directory {source!r}")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source)
-            self.model = AutoModelForSequenceClassification.from_pretrained(source)
+            self.tokenizer, self.model = _from_pretrained(source, AutoTokenizer, AutoModelForSequenceClassification)
         except Exception as exc:  # OSError, ValueError, HF hub errors…: all mean "cannot load", say which
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise _model_error(model, f"{type(exc).__name__}: {first_line}") from exc
@@ -232,6 +234,28 @@ class FinBertScorer:
         out = pd.DataFrame(probs, columns=["finbert_positive", "finbert_negative", "finbert_neutral"])
         out["finbert_score"] = out["finbert_positive"] - out["finbert_negative"]
         return out
+
+
+def _from_pretrained(source: str, tokenizer_cls: Any, model_cls: Any) -> tuple[Any, Any]:
+    """Load from a directory or the local Hugging Face cache; go to the hub only when it answers.
+
+    Without the probe, an unreachable hub costs about 50 s of retries before the helpful error.
+    """
+    if _looks_local(source) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return tokenizer_cls.from_pretrained(source), model_cls.from_pretrained(source)
+    try:
+        return (
+            tokenizer_cls.from_pretrained(source, local_files_only=True),
+            model_cls.from_pretrained(source, local_files_only=True),
+        )
+    except OSError:
+        pass  # not cached yet: download it
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((endpoint.hostname or "", endpoint.port or 443), timeout=5).close()
+    except OSError as exc:
+        raise OSError(f"not in the local cache and {endpoint.hostname} is unreachable ({exc})") from exc
+    return tokenizer_cls.from_pretrained(source), model_cls.from_pretrained(source)
 
 
 def _looks_local(model: str) -> bool:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bitpredict import storage
@@ -86,3 +87,14 @@ def copy_data_dir(source: Path, target: Path) -> Path:
 
     shutil.copytree(source, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def clean_daily(shared_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The real clean daily series (2014-09-17 → 2024-11-12), cleaned once per session."""
+    from bitpredict.clean import clean_path, run_clean
+    from bitpredict.config import load_settings
+
+    settings = load_settings(data_dir=str(copy_data_dir(shared_raw_dir, tmp_path_factory.mktemp("clean") / "data")))
+    run_clean(settings, "1d")
+    return storage.read_parquet(clean_path(settings, "1d"))

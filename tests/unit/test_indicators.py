@@ -1,0 +1,131 @@
+"""indicators: TA-Lib agreement on the real data, no look-ahead, the same values from a short history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import talib
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bitpredict import storage
+from bitpredict.config import load_settings
+from bitpredict.indicators import (
+    FEATURE_COLUMNS,
+    MODEL_FEATURES,
+    WARMUP,
+    compute_indicators,
+    indicators_path,
+    run_indicators,
+)
+from tests.conftest import copy_data_dir
+
+RTOL = 1e-9
+
+
+def _talib_reference(bars: pd.DataFrame) -> dict[str, np.ndarray]:
+    high, low, close, volume = (bars[c].to_numpy(dtype="float64") for c in ("high", "low", "close", "volume"))
+    macd, signal, hist = talib.MACD(close, fastperiod=12, slowperiod=26, signalperiod=9)
+    upper, middle, lower = talib.BBANDS(close, timeperiod=20, nbdevup=2, nbdevdn=2, matype=0)
+    return {
+        "sma_7": talib.SMA(close, 7),
+        "sma_20": talib.SMA(close, 20),
+        "sma_50": talib.SMA(close, 50),
+        "ema_12": talib.EMA(close, 12),
+        "ema_26": talib.EMA(close, 26),
+        "ema_50": talib.EMA(close, 50),
+        "rsi_14": talib.RSI(close, 14),
+        "macd": macd,
+        "macd_signal": signal,
+        "macd_hist": hist,
+        "bb_upper": upper,
+        "bb_middle": middle,
+        "bb_lower": lower,
+        "atr_14": talib.ATR(high, low, close, 14),
+        "natr_14": talib.NATR(high, low, close, 14),
+        "obv": talib.OBV(close, volume),
+        "log_return_1": np.log(talib.ROCR(close, 1)),
+        "log_return_30": np.log(talib.ROCR(close, 30)),
+    }
+
+
+def test_every_talib_indicator_matches_on_the_real_daily_data(clean_daily: pd.DataFrame) -> None:
+    ours = compute_indicators(clean_daily)
+    assert len(ours) == len(clean_daily) == 3710
+    for name, expected in _talib_reference(clean_daily).items():
+        actual = ours[name].to_numpy()
+        np.testing.assert_allclose(actual[WARMUP:], expected[WARMUP:], rtol=RTOL, atol=0, err_msg=name)
+        # the same bars are undefined (NaN) in both, so neither starts early
+        assert np.array_equal(np.isnan(actual), np.isnan(expected)), name
+
+
+def test_the_features_after_the_warm_up_are_complete_and_finite(clean_daily: pd.DataFrame) -> None:
+    frame = compute_indicators(clean_daily)
+    values = frame.loc[WARMUP:, list(FEATURE_COLUMNS)].to_numpy(dtype="float64")
+    assert np.isfinite(values).all()
+    assert frame["rsi_14"].dropna().between(0, 100).all()
+    assert frame.loc[WARMUP:, "obv_flow_30"].between(-1, 1).all()
+    # the input columns pass through unchanged
+    pd.testing.assert_frame_equal(frame[list(clean_daily.columns)], clean_daily.reset_index(drop=True))
+
+
+@settings(max_examples=20, deadline=None)
+@given(t=st.integers(min_value=0, max_value=3709), scale=st.floats(min_value=0.3, max_value=3.0))
+def test_row_t_never_depends_on_later_bars(clean_daily: pd.DataFrame, t: int, scale: float) -> None:
+    bars = clean_daily.iloc[: min(len(clean_daily), t + 40)].reset_index(drop=True)
+    changed = bars.copy()
+    changed.loc[t + 1 :, ["open", "high", "low", "close", "volume"]] *= scale
+    columns = list(FEATURE_COLUMNS)
+    expected = compute_indicators(bars.iloc[: t + 1]).loc[:, columns]
+    pd.testing.assert_frame_equal(compute_indicators(bars).loc[:t, columns], expected)
+    pd.testing.assert_frame_equal(compute_indicators(changed).loc[:t, columns], expected)
+
+
+def test_model_features_from_a_short_history_equal_the_full_history(clean_daily: pd.DataFrame) -> None:
+    """What the serving transformer computes from WARMUP + 1 bars is what training saw on that day.
+
+    Measured in each feature's standard deviation over the history, the unit the model sees after scaling;
+    the residue is the recursive seeds (EMA, Wilder) that have not fully faded.
+    """
+    columns = list(MODEL_FEATURES)
+    full = compute_indicators(clean_daily).set_index("timestamp")[columns]
+    spread = full.std()
+    worst = pd.Series(0.0, index=columns)
+    for end in range(WARMUP + 1, len(clean_daily), 41):
+        short = compute_indicators(clean_daily.iloc[end - WARMUP - 1 : end]).set_index("timestamp")[columns]
+        day = short.index[-1]
+        worst = np.maximum(worst, (short.loc[day] - full.loc[day]).abs() / spread)
+    assert worst.max() < 1e-3, worst.sort_values().tail(3)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda b: b.drop(columns="volume"), "missing column"),
+        (lambda b: b.assign(close=b["close"].where(b.index != 5)), "non-finite"),
+        (lambda b: b.iloc[::-1], "strictly increasing"),
+        (lambda b: pd.concat([b, b.iloc[[3]]]).sort_values("timestamp"), "strictly increasing"),
+    ],
+)
+def test_bad_bars_are_refused_with_a_clear_message(clean_daily: pd.DataFrame, mutate, message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        compute_indicators(mutate(clean_daily.iloc[:200].reset_index(drop=True)))
+
+
+def test_the_stage_writes_the_table_and_says_what_is_missing(shared_raw_dir: Path, tmp_path: Path) -> None:
+    settings = load_settings(data_dir=str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="run `bitpredict clean` first"):
+        run_indicators(settings)
+
+    from bitpredict.clean import run_clean
+
+    settings = load_settings(data_dir=str(copy_data_dir(shared_raw_dir, tmp_path / "data")))
+    run_clean(settings, "1d")
+    report = run_indicators(settings)
+    assert report == {"rows": 3710, "columns": list(FEATURE_COLUMNS), "warmup": WARMUP}
+    assert list(storage.read_parquet(indicators_path(settings)).columns[-len(FEATURE_COLUMNS) :]) == list(
+        FEATURE_COLUMNS
+    )
