@@ -226,5 +226,59 @@ def merge_cmd(ctx: typer.Context) -> None:
     )
 
 
+@app.command("train")
+def train_cmd(ctx: typer.Context) -> None:
+    """Fit the LSTM with attention on all labelled days; export a SavedModel; log the run to MLflow."""
+    from bitpredict.train import run_train
+
+    report = _run_stage("train", lambda: run_train(ctx.obj))
+    typer.echo(
+        f"train: {report['rows']} days × {report['features']} features, window {report['window']}, "
+        f"{report['epochs_run']} epochs (best {report['best_epoch']}, val loss {report['best_val_loss']:.4f}) → "
+        f"{report['model_dir']} (MLflow run {report['run_id']})"
+    )
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    ctx: typer.Context,
+    readme: Annotated[
+        Path | None, typer.Option("--readme", help="Also write the results table into this README's markers.")
+    ] = None,
+) -> None:
+    """Walk-forward backtest of the recipe against persistence, drift, SMA-7, ARIMA, ridge and GBM."""
+    from bitpredict.evaluate import markdown_table, run_evaluate, update_readme
+
+    result = _run_stage("evaluate", lambda: run_evaluate(ctx.obj, progress=lambda m: typer.echo(f"evaluate: {m}")))
+    table = markdown_table(result, result["decision"])
+    typer.echo(table)
+    if readme is not None:
+        _run_stage("evaluate", lambda: update_readme(readme, table) or {})
+        typer.echo(f"evaluate: results table written into {readme}")
+
+
+@app.command("register")
+def register_cmd(
+    ctx: typer.Context,
+    rollback: Annotated[bool, typer.Option("--rollback", help="Move 'champion' back to the previous one.")] = False,
+) -> None:
+    """Register the evaluated candidate in the MLflow registry; promote it to champion if it earns it."""
+    from bitpredict.registry import RegistryError, register
+    from bitpredict.registry import rollback as do_rollback
+
+    try:
+        result = _run_stage("register", lambda: do_rollback(ctx.obj) if rollback else register(ctx.obj))
+    except RegistryError as exc:
+        fail(f"register: {exc}")
+        return
+    if rollback:
+        typer.echo(f"register: champion of {result['model']} rolled back v{result['from']} → v{result['champion']}")
+    else:
+        state = "promoted to champion" if result["promoted"] else "not promoted"
+        typer.echo(f"register: {result['model']} v{result['version']} {state}: {result['reason']}")
+    if result.get("exported_to"):
+        typer.echo(f"register: serving copy at {result['exported_to']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

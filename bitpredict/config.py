@@ -105,6 +105,10 @@ class ModelSettings(_Group):
     test_days: int = Field(365, ge=30, description="Walk-forward evaluation span (held out).")
     quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9], min_length=1)
     seed: int = 42
+    use_sentiment: bool = Field(True, description="Feed the daily news/tweet aggregates to the model.")
+    refit_every_days: int = Field(
+        92, ge=7, description="Walk-forward: the model and the baselines are refitted at the start of each block."
+    )
 
     @field_validator("lstm_units")
     @classmethod
@@ -156,6 +160,9 @@ class PromotionSettings(_Group):
     max_dm_pvalue: float = Field(
         0.1, gt=0, le=1, description="Diebold-Mariano p-value bound for 'significantly better'."
     )
+    require_best_baseline: bool = Field(
+        True, description="The model's MAE must also be below every other baseline's (ARIMA, GBM, …)."
+    )
 
 
 class Settings(BaseSettings):
@@ -201,7 +208,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "BITPREDICT_MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
         description="Defaults to a sqlite store under the data dir.",
     )
-    registered_model_name: str = Field("bitpredict", pattern=r"^[A-Za-z0-9_.-]+$")
+    registered_model_name: str = Field("bitpredict-lstm", pattern=r"^[A-Za-z0-9_.-]+$")
+    experiment_name: str = Field("bitpredict", min_length=1, description="MLflow experiment of the runs.")
+    model_store: str | None = Field(
+        None, description="Champion export for serving: <store>/<name>/<version>/ (default data/models/serving)."
+    )
 
     # --- groups ---
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -283,6 +294,10 @@ class Settings(BaseSettings):
     @property
     def quarantine_dir(self) -> str:
         return self.path("quarantine")
+
+    @property
+    def serving_store(self) -> str:
+        return self.model_store or self.path("models", "serving")
 
     @property
     def features_path(self) -> str:

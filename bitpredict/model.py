@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from statistics import NormalDist
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -99,7 +100,10 @@ def build_model(
     context, weights = TemporalAttention(units=max(8, lstm_units[-1]), kind=attention, name="attention_layer")(hidden)
     x = layers.Dense(dense_units, activation="relu", name="head_dense")(context)
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    raw = layers.Dense(len(quantiles), name="head_quantiles")(x)
+    # Start each quantile where it would sit for a standard normal target (training scales the target to
+    # unit spread): the interval is roughly right from the first epoch instead of collapsed at zero.
+    start = [NormalDist().inv_cdf(q) for q in quantiles]
+    raw = layers.Dense(len(quantiles), bias_initializer=keras.initializers.Constant(start), name="head_quantiles")(x)
     out_quantiles = SortQuantiles(name=QUANTILES_OUTPUT)(raw)
     out_attention = layers.Identity(name=ATTENTION_OUTPUT)(weights)
     model = keras.Model(

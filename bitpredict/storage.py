@@ -313,3 +313,31 @@ def _count_identical(stored: pd.DataFrame, incoming: pd.DataFrame, key: list[str
         equal = (old == new) | (old.isna() & new.isna())
         same &= equal.fillna(False).astype(bool)
     return int(same.sum())
+
+
+def copy_tree(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> list[str]:
+    """Copy a local directory to a local path or ``gs://`` prefix, replacing files of the same name.
+
+    Locally the copy is assembled beside the target and renamed into place, so a reader never sees a
+    half-written model directory.
+    """
+    source = Path(source)
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    target = str(target)
+    if is_gcs(target):
+        for path in files:
+            write_bytes(join(target, *path.relative_to(source).parts), path.read_bytes())
+        return [join(target, *p.relative_to(source).parts) for p in files]
+    import shutil
+
+    final = Path(target)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return [str(final / p.relative_to(source)) for p in files]

@@ -1,0 +1,301 @@
+"""The train stage: fit the LSTM-with-attention recipe, export a SavedModel + metadata, track it in MLflow.
+
+The recipe (``fit_recipe``) is what evaluation backtests block by block and what this stage applies to all
+labelled rows: scale on the training rows only, windows of W days, the target (next-day log return)
+divided by its training spread so the loss is O(1), early stopping on the validation block that follows
+the training rows in time, best weights restored. The exported model multiplies the spread back in, so
+it outputs log-return quantiles directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bitpredict import storage, tracking
+from bitpredict.config import ModelSettings, Settings
+from bitpredict.dataset import TARGET, Scaler, Split, labelled, model_input_columns, windows
+from bitpredict.indicators import WARMUP
+from bitpredict.merge import code_version
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE = "bitpredict_model.json"
+SAVED_MODEL_DIR = "saved_model"
+SIGNATURE = "serving_default"
+FORMAT_VERSION = 1
+
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainedModel:
+    """A fitted model with everything needed to turn feature rows into forecasts."""
+
+    model: Any  # keras.Model whose outputs are already in log-return units
+    scaler: Scaler
+    window: int
+    quantiles: tuple[float, ...]
+    target_scale: float
+    train_span: tuple[str, str]
+    validation_span: tuple[str, str]
+    epochs_run: int
+    best_epoch: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def predict(self, frame: pd.DataFrame, ends: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Quantiles [N, Q] of the next-day log return and attention [N, W] for windows ending at ``ends``."""
+        from bitpredict.model import ATTENTION_OUTPUT, QUANTILES_OUTPUT
+
+        x = windows(self.scaler.transform(frame), self.window, ends)
+        out = self.model.predict(x, batch_size=512, verbose=0)
+        return np.asarray(out[QUANTILES_OUTPUT], dtype="float64"), np.asarray(out[ATTENTION_OUTPUT], dtype="float64")
+
+
+class _EpochCallback:
+    """Keras callback (built lazily: keras is imported only when training) that reports every epoch."""
+
+    @staticmethod
+    def create(total: int, hook: EpochHook | None) -> Any:
+        import keras
+
+        class EpochReport(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                values = {k: float(v) for k, v in (logs or {}).items() if k in ("loss", "val_loss")}
+                log.info(
+                    "epoch", extra={"epoch": f"{epoch + 1}/{total}", **{k: round(v, 5) for k, v in values.items()}}
+                )
+                if hook is not None:
+                    hook(epoch, values)
+
+        return EpochReport()
+
+
+def _span(frame: pd.DataFrame, start: int, end: int) -> tuple[str, str]:
+    return frame["timestamp"].iloc[start].date().isoformat(), frame["timestamp"].iloc[end - 1].date().isoformat()
+
+
+def fit_recipe(
+    frame: pd.DataFrame,
+    columns: list[str],
+    config: ModelSettings,
+    end: int,
+    on_epoch: EpochHook | None = None,
+) -> TrainedModel:
+    """Fit on the labelled rows ``[0, end)`` of ``frame``: the last ``validation_days`` of them validate."""
+    import keras
+
+    from bitpredict.model import QUANTILES_OUTPUT, build_model
+
+    split = Split.before(end, config.validation_days, config.window)
+    train_frame = frame.iloc[: split.val_start]
+    scaler = Scaler.fit(train_frame, columns)
+    values = scaler.transform(frame.iloc[:end])
+    target = frame[TARGET].to_numpy(dtype="float64")
+    if not np.isfinite(target[:end]).all():
+        raise ValueError("training rows must all have a target: pass the labelled rows")
+    target_scale = float(np.std(target[: split.val_start])) or 1.0
+
+    train_ends = np.arange(config.window - 1, split.val_start)
+    val_ends = np.arange(split.val_start, end)
+    x_train, x_val = windows(values, config.window, train_ends), windows(values, config.window, val_ends)
+    y_train = (target[train_ends] / target_scale).astype("float32")
+    y_val = (target[val_ends] / target_scale).astype("float32")
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(
+        config.window,
+        len(columns),
+        lstm_units=config.lstm_units,
+        attention=config.attention,
+        dense_units=config.dense_units,
+        dropout=config.dropout,
+        quantiles=config.quantiles,
+        learning_rate=config.learning_rate,
+    )
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+    history = model.fit(
+        x_train,
+        {QUANTILES_OUTPUT: y_train},
+        validation_data=(x_val, {QUANTILES_OUTPUT: y_val}),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[stop, _EpochCallback.create(config.epochs, on_epoch)],
+    )
+    losses = {k: [float(v) for v in vals] for k, vals in history.history.items() if k in ("loss", "val_loss")}
+    best_epoch = int(np.argmin(losses["val_loss"])) + 1
+    return TrainedModel(
+        model=rescaled(model, target_scale),
+        scaler=scaler,
+        window=config.window,
+        quantiles=tuple(config.quantiles),
+        target_scale=target_scale,
+        train_span=_span(frame, 0, split.val_start),
+        validation_span=_span(frame, split.val_start, end),
+        epochs_run=len(losses["loss"]),
+        best_epoch=best_epoch,
+        history=losses,
+    )
+
+
+def rescaled(model: Any, scale: float) -> Any:
+    """The same layers with the quantile output multiplied by ``scale`` (training used target / scale)."""
+    import keras
+
+    from bitpredict.model import ATTENTION_OUTPUT, QUANTILES_OUTPUT
+
+    quantiles = keras.layers.Rescaling(scale, name=f"{QUANTILES_OUTPUT}_log_return")(
+        model.get_layer(QUANTILES_OUTPUT).output
+    )
+    return keras.Model(
+        model.inputs,
+        {QUANTILES_OUTPUT: quantiles, ATTENTION_OUTPUT: model.get_layer(ATTENTION_OUTPUT).output},
+        name=model.name,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# export
+# --------------------------------------------------------------------------------------------
+
+
+def metadata(trained: TrainedModel, config: ModelSettings, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``bitpredict_model.json``: everything a server needs to build the exact inputs this model expects."""
+    from bitpredict.model import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "feature_columns": list(trained.scaler.columns),
+        "window": trained.window,
+        "warmup": WARMUP,
+        "scaler": trained.scaler.to_dict(),
+        "quantiles": list(trained.quantiles),
+        "target": TARGET,
+        "target_scale": trained.target_scale,
+        "signature": SIGNATURE,
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [None, trained.window, len(trained.scaler.columns)]},
+        "outputs": {QUANTILES_OUTPUT: [None, len(trained.quantiles)], ATTENTION_OUTPUT: [None, trained.window]},
+        "train_span": list(trained.train_span),
+        "validation_span": list(trained.validation_span),
+        "epochs_run": trained.epochs_run,
+        "best_epoch": trained.best_epoch,
+        "best_val_loss": min(trained.history["val_loss"]),
+        "hyperparameters": config.model_dump(mode="json"),
+        "code_version": code_version(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def export(trained: TrainedModel, directory: Path, meta: dict[str, Any]) -> Path:
+    """``<directory>/saved_model/`` (named signature ``serving_default``) and ``<directory>/bitpredict_model.json``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    trained.model.export(str(directory / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
+    (directory / METADATA_FILE).write_text(json.dumps(meta, indent=2))
+    return directory
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    meta = json.loads(storage.read_text(storage.join(str(directory), METADATA_FILE)))
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{directory}: model metadata format {meta.get('format_version')}, expected {FORMAT_VERSION}")
+    return meta
+
+
+# --------------------------------------------------------------------------------------------
+# the stage
+# --------------------------------------------------------------------------------------------
+
+
+def candidate_dir(settings: Settings) -> str:
+    return settings.path("models", "candidate")
+
+
+def load_features(settings: Settings) -> pd.DataFrame:
+    try:
+        return storage.read_parquet(settings.features_path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{settings.features_path} not found: run `bitpredict merge` first") from None
+
+
+def plot_history(history: dict[str, list[float]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in history.items():
+        ax.plot(range(1, len(values) + 1), values, label=name)
+    ax.set(xlabel="epoch", ylabel="pinball loss (scaled target)", title="Training curve")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_train(settings: Settings) -> dict[str, Any]:
+    """Fit on all labelled rows, export to ``data/models/candidate/`` and log everything to an MLflow run."""
+    config = settings.model
+    frame = labelled(load_features(settings))
+    columns = model_input_columns(frame.columns, config.use_sentiment)
+    mlflow = tracking.client(settings)
+    data_span = _span(frame, 0, len(frame))
+    run = mlflow.create_run(
+        tracking.experiment_id(settings),
+        run_name=f"lstm-{datetime.now(UTC):%Y%m%d-%H%M%S}",
+        tags={"data_start": data_span[0], "data_end": data_span[1], "code_version": code_version(), "stage": "train"},
+    )
+    run_id = run.info.run_id
+    try:
+        flat = {k: json.dumps(v) if isinstance(v, list) else v for k, v in config.model_dump(mode="json").items()}
+        from mlflow.entities import Metric, Param
+
+        mlflow.log_batch(run_id, params=[Param(k, str(v)) for k, v in {**flat, "n_features": len(columns)}.items()])
+
+        def on_epoch(epoch: int, values: dict[str, float]) -> None:
+            now = int(datetime.now(UTC).timestamp() * 1000)
+            mlflow.log_batch(run_id, metrics=[Metric(k, v, now, epoch) for k, v in values.items()])
+
+        trained = fit_recipe(frame, columns, config, end=len(frame), on_epoch=on_epoch)
+        meta = metadata(trained, config, {"mlflow_run_id": run_id, "data_span": list(data_span)})
+        with tempfile.TemporaryDirectory() as tmp:
+            local = export(trained, Path(tmp) / "model", meta)
+            mlflow.log_artifacts(run_id, str(local), artifact_path="model")
+            mlflow.log_artifact(run_id, str(plot_history(trained.history, Path(tmp) / "training_curve.png")), "plots")
+            storage.copy_tree(local, candidate_dir(settings))
+        mlflow.log_metric(run_id, "best_val_loss", meta["best_val_loss"])
+        mlflow.log_metric(run_id, "epochs_run", trained.epochs_run)
+    except BaseException:
+        mlflow.set_terminated(run_id, status="FAILED")
+        raise
+    mlflow.set_terminated(run_id, status="FINISHED")
+    storage.write_text(
+        storage.join(candidate_dir(settings), "run.json"),
+        json.dumps({"run_id": run_id, "tracking_uri": settings.tracking_uri}, indent=2),
+    )
+    log.info("model trained", extra={"run_id": run_id, "epochs": trained.epochs_run, "best_epoch": trained.best_epoch})
+    return {
+        "run_id": run_id,
+        "rows": len(frame),
+        "features": len(columns),
+        "window": config.window,
+        "epochs_run": trained.epochs_run,
+        "best_epoch": trained.best_epoch,
+        "best_val_loss": meta["best_val_loss"],
+        "train_span": trained.train_span,
+        "validation_span": trained.validation_span,
+        "model_dir": candidate_dir(settings),
+    }

@@ -1,0 +1,117 @@
+"""model + dataset + train: attention shapes, scaling on training rows only, windows, export equality."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bitpredict.config import ModelSettings
+from bitpredict.dataset import TARGET, Scaler, Split, model_input_columns, windows
+from bitpredict.indicators import MODEL_FEATURES
+
+TINY = {"window": 8, "lstm_units": [8], "dense_units": 4, "epochs": 2, "batch_size": 32, "validation_days": 30}
+
+
+def _frame(n: int = 260, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    data = {c: rng.normal(size=n) for c in MODEL_FEATURES}
+    data.update(is_imputed=0.0, is_outlier=0.0)
+    frame = pd.DataFrame(data)
+    frame.insert(0, "timestamp", pd.date_range("2020-01-01", periods=n, freq="D", tz="UTC"))
+    frame["close"] = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+    frame[TARGET] = 0.5 * frame["log_return_1"] * 0.02 + rng.normal(0, 0.02, n)
+    return frame
+
+
+@pytest.mark.parametrize("kind", ["additive", "dot"])
+def test_attention_weights_are_a_distribution_over_the_window(kind: str) -> None:
+    from bitpredict.model import TemporalAttention
+
+    hidden = np.random.default_rng(1).normal(size=(5, 12, 16)).astype("float32")
+    context, weights = TemporalAttention(units=8, kind=kind)(hidden)
+    assert tuple(context.shape) == (5, 16) and tuple(weights.shape) == (5, 12)
+    np.testing.assert_allclose(np.asarray(weights).sum(axis=1), 1.0, rtol=1e-5)
+    expected = (hidden * np.asarray(weights)[..., None]).sum(axis=1)
+    np.testing.assert_allclose(np.asarray(context), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_windows_take_the_w_rows_ending_at_each_index() -> None:
+    values = np.arange(20, dtype="float32").reshape(10, 2)
+    out = windows(values, 3, [2, 9])
+    assert out.shape == (2, 3, 2)
+    np.testing.assert_array_equal(out[0], values[0:3]) and np.testing.assert_array_equal(out[1], values[7:10])
+    with pytest.raises(ValueError, match="window ends"):
+        windows(values, 3, [1])
+
+
+def test_model_columns_exclude_price_levels_and_name_what_is_missing() -> None:
+    columns = model_input_columns([*MODEL_FEATURES, "is_imputed", "is_outlier", "close", "sma_7"], use_sentiment=False)
+    assert "close" not in columns and "sma_7" not in columns and columns[: len(MODEL_FEATURES)] == list(MODEL_FEATURES)
+    with pytest.raises(ValueError, match="news_vader_mean"):
+        model_input_columns(columns, use_sentiment=True)
+
+
+def test_scaler_round_trips_and_keeps_constant_columns_finite() -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [5.0, 5.0, 5.0]})
+    scaler = Scaler.fit(frame, ["a", "b"])
+    assert scaler.std[1] == 1.0 and np.isfinite(scaler.transform(frame)).all()
+    assert Scaler.from_dict(json.loads(json.dumps(scaler.to_dict()))) == scaler
+    with pytest.raises(ValueError, match="non-finite"):
+        Scaler.fit(frame.assign(a=[1.0, np.nan, 3.0]), ["a"])
+
+
+def test_a_split_too_short_for_its_blocks_is_refused() -> None:
+    with pytest.raises(ValueError, match="too few"):
+        Split.before(150, validation_days=100, window=30)
+
+
+def test_the_scaler_sees_only_the_training_rows() -> None:
+    """Rows in the validation block (and after ``end``) never influence the scaling."""
+    from bitpredict.train import fit_recipe
+
+    frame = _frame()
+    config = ModelSettings(**TINY)
+    columns = model_input_columns(frame.columns, use_sentiment=False)
+    end = 220
+    trained = fit_recipe(frame, columns, config, end=end)
+    val_start = end - config.validation_days
+    np.testing.assert_allclose(trained.scaler.mean, frame[columns].iloc[:val_start].mean().to_numpy())
+    shifted = frame.copy()
+    shifted.loc[val_start:, columns] += 100.0
+    assert fit_recipe(shifted, columns, config, end=end).scaler == trained.scaler
+    assert trained.train_span == ("2020-01-01", frame["timestamp"].iloc[val_start - 1].date().isoformat())
+    assert 1 <= trained.best_epoch <= trained.epochs_run <= config.epochs
+
+
+def test_the_exported_saved_model_gives_the_in_memory_outputs(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from bitpredict.model import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
+    from bitpredict.train import METADATA_FILE, SAVED_MODEL_DIR, export, fit_recipe, metadata, read_metadata
+
+    frame = _frame()
+    config = ModelSettings(**TINY)
+    columns = model_input_columns(frame.columns, use_sentiment=False)
+    trained = fit_recipe(frame, columns, config, end=220)
+    ends = np.arange(220, 259)
+    quantiles, attention = trained.predict(frame, ends)
+    assert (np.diff(quantiles, axis=1) >= 0).all()  # quantiles never cross
+    assert np.abs(quantiles).max() < 1.0  # in log-return units, not the scaled target
+
+    directory = export(trained, tmp_path / "model", metadata(trained, config))
+    meta = read_metadata(directory)
+    assert meta["feature_columns"] == columns and meta["window"] == 8 and meta["signature"] == "serving_default"
+    assert (directory / METADATA_FILE).exists()
+
+    loaded = tf.saved_model.load(str(directory / SAVED_MODEL_DIR))
+    signature = loaded.signatures["serving_default"]
+    spec = signature.structured_input_signature[1][INPUT_NAME]
+    assert spec.shape.as_list() == [None, 8, len(columns)] and spec.dtype == tf.float32
+    x = windows(Scaler.from_dict(meta["scaler"]).transform(frame), meta["window"], ends)
+    out = signature(**{INPUT_NAME: tf.constant(x)})
+    np.testing.assert_allclose(out[QUANTILES_OUTPUT].numpy(), quantiles, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out[ATTENTION_OUTPUT].numpy(), attention, rtol=1e-5, atol=1e-7)
