@@ -20,7 +20,7 @@ from bitpredict.config import SentimentSettings, load_settings
 from bitpredict.evaluate import evaluation_dir, run_evaluate
 from bitpredict.indicators import run_indicators
 from bitpredict.merge import run_merge
-from bitpredict.registry import CHAMPION, RegistryError, promotion_decision, register, rollback
+from bitpredict.registry import CHAMPION, RegistryError, register, rollback
 from bitpredict.sentiment import run_sentiment
 from bitpredict.train import METADATA_FILE, run_train
 from tests.conftest import copy_data_dir
@@ -156,9 +156,3 @@ def test_the_registry_ends_in_the_state_the_policy_says(
     }
     assert client.get_model_version_by_alias("bitpredict-lstm", CHAMPION).version == champion.version
     assert (Path(back["exported_to"]) / "saved_model.pb").exists()
-    assert (
-        promotion_decision(
-            {"beats_baselines": False, "verdict": "x", "mae": 0.0, "skill": 1.0, "eval_window": ""}, None
-        ).promote
-        is False
-    )
