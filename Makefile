@@ -13,7 +13,12 @@ STAMP  := $(VENV)/.setup-stamp
 PIPQUIET := { grep -v "^WARNING: Location 'file:" || [ $$? -eq 1 ]; }
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-all lint format lock clean
+# make run DATA=<folder of CSV exports> uses the files source; without DATA the live public APIs.
+DATA ?=
+RUN_ARGS ?=
+KFP_HOST ?=
+
+.PHONY: help setup test test-all lint format lock clean run compile submit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +53,15 @@ lock: ## re-resolve the stack from pyproject.toml into $(LOCK) (in a scratch ven
 	.lock-venv/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > $(LOCK).new
 	@echo "new lock in $(LOCK).new: review the diff, carry the comments over, then move it into place"
 	rm -rf .lock-venv
+
+run: $(STAMP) ## the whole pipeline on this machine (kfp.local), ingest → registered model; DATA=dir for files
+	$(BIN)/python -m pipelines.run_local $(if $(DATA),--data $(DATA),) $(RUN_ARGS)
+
+compile: $(STAMP) ## compile the KFP pipeline into pipelines/bitpredict_pipeline.yaml
+	$(BIN)/python -m pipelines.bitpredict_pipeline
+
+submit: $(STAMP) ## upload the compiled pipeline to KFP_HOST and start a run (RUN_ARGS: --recurring CRON …)
+	KFP_HOST=$(KFP_HOST) $(BIN)/python -m pipelines.submit $(RUN_ARGS)
 
 clean: ## remove the venv and caches (never data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -37,7 +37,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
-from bitpredict import storage
+from bitpredict import __version__, storage
 
 ENV_PREFIX = "BITPREDICT_"
 PARAMS_ENV = "BITPREDICT_PARAMS"
@@ -210,6 +210,11 @@ class Settings(BaseSettings):
     )
     registered_model_name: str = Field("bitpredict-lstm", pattern=r"^[A-Za-z0-9_.-]+$")
     experiment_name: str = Field("bitpredict", min_length=1, description="MLflow experiment of the runs.")
+    components_image: str = Field(
+        f"ghcr.io/bitpredict/bitpredict-components:{__version__}",
+        pattern=r"^[a-z0-9.\-/:_@]+$",
+        description="Image every KFP component runs on (built by `make images`, written into the compiled pipeline).",
+    )
     model_store: str | None = Field(
         None, description="Champion export for serving: <store>/<name>/<version>/ (default data/models/serving)."
     )

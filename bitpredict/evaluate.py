@@ -396,3 +396,11 @@ def run_evaluate(settings: Settings, progress: Callable[[str], None] | None = No
         "evaluated", extra={"verdict": decision["reason"], "lstm_skill": round(metrics["methods"][MODEL]["skill"], 5)}
     )
     return result
+
+
+def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """``{method}_{metric}`` numbers plus the verdict as 0/1: the shape KFP's Metrics artifact takes."""
+    flat = {f"{m}_{k}": float(v) for m, values in result["methods"].items() for k, v in values.items()}
+    flat["beats_baselines"] = float(result["decision"]["beats_baselines"])
+    flat["days"] = float(result["days"])
+    return flat

@@ -92,8 +92,12 @@ def _read_json(uri: str, hint: str) -> dict[str, Any]:
         raise RegistryError(f"{uri} not found: {hint}") from None
 
 
-def register(settings: Settings) -> dict[str, Any]:
-    """Register the evaluated candidate as a new version; promote it if the policy says so."""
+def register(settings: Settings, allow_promotion: bool = True) -> dict[str, Any]:
+    """Register the evaluated candidate as a new version; promote it if the policy says so.
+
+    ``allow_promotion=False`` records the version without ever moving the alias (the pipeline's branch
+    for a model that evaluate already rejected).
+    """
     from mlflow.exceptions import MlflowException
 
     run = _read_json(storage.join(candidate_dir(settings), "run.json"), "run `bitpredict train` first")
@@ -109,12 +113,26 @@ def register(settings: Settings) -> dict[str, Any]:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="BitPredict next-day BTC log-return LSTM with attention")
+    existing = [v for v in client.search_model_versions(f"run_id = '{run['run_id']}'") if v.name == name]
+    if existing:  # a rerun with a reused (cached) candidate registers nothing twice
+        version = existing[0]
+        current = _champion(client, name)
+        return {
+            "model": name,
+            "version": int(version.version),
+            "promoted": version.tags.get("promoted") == "true",
+            "reason": f"already registered: {version.tags.get('promotion_reason', '')}",
+            "champion": int(current.version) if current else None,
+            "exported_to": None,
+        }
     source = f"{client.get_run(run['run_id']).info.artifact_uri}/model"
     tags = _summary_tags(evaluation)
     version = client.create_model_version(name, source, run_id=run["run_id"], tags=tags)
 
     current = _champion(client, name)
     decision = promotion_decision(_from_tags(tags), _from_tags(current.tags) if current else None)
+    if decision.promote and not allow_promotion:
+        decision = Decision(False, f"promotion not allowed in this run (policy said: {decision.reason})")
     client.set_model_version_tag(name, version.version, "promoted", str(decision.promote).lower())
     client.set_model_version_tag(name, version.version, "promotion_reason", decision.reason)
     exported = None

@@ -1,0 +1,231 @@
+"""Run one stage on artifacts: the bridge between KFP's artifact paths and the stage functions' data dir.
+
+A pipeline task gets its inputs as separate artifact paths and must write its outputs to other paths;
+the stage functions read and write a data directory (``data/raw``, ``data/interim/…``). ``run_stage``
+builds a private workspace, places each input artifact where the stage expects it, runs the stage
+function, and copies each declared output to its artifact path. The KFP components are one call to it,
+so they hold no logic; it imports no kfp and is tested on its own.
+
+Reuse: with ``cache_dir``, a deterministic stage whose inputs (file contents), settings and code version
+are unchanged is not run again — its outputs are copied from the cache. This is what KFP's step cache
+does on a cluster; ``kfp.local`` has none, so the local run brings its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bitpredict.config import Settings, load_settings
+from bitpredict.merge import code_version
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where a stage's inputs and outputs live inside a data dir, and which function runs it."""
+
+    run: Callable[..., dict[str, Any]]  # (settings, **options) -> report
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, str]
+    deterministic: bool = True
+
+
+def _ingest(settings: Settings, **_: Any) -> dict[str, Any]:
+    from bitpredict.ingest import run_ingest
+
+    files = [str(p) for p in sorted(Path(settings.files_dir).glob("*.csv"))] if settings.files_dir else None
+    summaries = run_ingest(settings, list(settings.ingest_sources), files=files)
+    failed = [f"{s.source}/{s.table}: {s.error}" for s in summaries if not s.ok]
+    if failed and all(not s.ok for s in summaries):
+        raise RuntimeError("every source failed: " + "; ".join(failed))
+    return {"tables": {s.table: s.new for s in summaries if s.ok}, "failed": failed}
+
+
+def _clean(settings: Settings, **_: Any) -> dict[str, Any]:
+    from bitpredict.clean import run_clean
+
+    return run_clean(settings, "1d")
+
+
+def _lazy(module: str, name: str) -> Callable[..., dict[str, Any]]:
+    def run(settings: Settings, **options: Any) -> dict[str, Any]:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(settings, **options)
+
+    run.__name__ = name
+    return run
+
+
+STAGES: dict[str, Stage] = {
+    "ingest": Stage(_ingest, inputs={}, outputs={"raw": "raw"}, deterministic=False),
+    "clean": Stage(
+        _clean,
+        inputs={"raw": "raw"},
+        outputs={"clean": "interim/clean_1d.parquet", "report": "interim/clean_1d_report.md"},
+    ),
+    "indicators": Stage(
+        _lazy("bitpredict.indicators", "run_indicators"),
+        inputs={"clean": "interim/clean_1d.parquet"},
+        outputs={"indicators": "interim/indicators_1d.parquet"},
+    ),
+    "sentiment": Stage(
+        _lazy("bitpredict.sentiment", "run_sentiment"),
+        inputs={"raw": "raw"},
+        outputs={"sentiment": "interim/sentiment_daily.parquet", "meta": "interim/sentiment_meta.json"},
+    ),
+    "merge": Stage(
+        _lazy("bitpredict.merge", "run_merge"),
+        inputs={"indicators": "interim/indicators_1d.parquet", "sentiment": "interim/sentiment_daily.parquet"},
+        outputs={"features": "processed"},
+    ),
+    "train": Stage(
+        _lazy("bitpredict.train", "run_train"),
+        inputs={"features": "processed"},
+        outputs={"model": "models/candidate"},
+    ),
+    "evaluate": Stage(
+        _lazy("bitpredict.evaluate", "run_evaluate"),
+        inputs={"features": "processed", "model": "models/candidate"},
+        outputs={"evaluation": "reports/evaluation", "report": "reports/evaluation/evaluation.md"},
+    ),
+    "register": Stage(
+        _lazy("bitpredict.registry", "register"),  # option: allow_promotion
+        inputs={"model": "models/candidate", "evaluation": "reports/evaluation"},
+        outputs={},
+        deterministic=False,  # every call writes to the registry
+    ),
+}
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
+def _digest(paths: Mapping[str, Path], settings: Settings, name: str) -> str:
+    """Hash of the stage name, the code version, the settings and every input file's bytes."""
+    h = hashlib.sha256()
+    h.update(f"{name}\n{code_version()}\n".encode())
+    relevant = {k: v for k, v in settings.public_dict().items() if k != "data_dir"}  # a fresh temp dir each run
+    h.update(json.dumps(relevant, sort_keys=True, default=str).encode())
+    for key in sorted(paths):
+        root = paths[key]
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            h.update(f"{key}:{path.relative_to(root) if root.is_dir() else ''}\n".encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()[:32]
+
+
+def run_stage(
+    name: str,
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, str],
+    overrides: Mapping[str, Any] | None = None,
+    cache_dir: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run stage ``name`` with input artifacts at ``inputs`` and write its outputs to ``outputs``.
+
+    ``overrides``: settings (as for ``load_settings``) the pipeline passes as parameters; ``data_dir``
+    among them makes the stage work in that persistent directory (ingest keeps its raw tables there so
+    every run is incremental). ``options``: keyword arguments of the stage function itself.
+    Returns the stage's report, plus ``cached: True`` when it was reused.
+    """
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; known: {sorted(STAGES)}")
+    stage = STAGES[name]
+    unknown = (set(inputs) - set(stage.inputs)) | (set(outputs) - set(stage.outputs))
+    missing = (set(stage.inputs) - set(inputs)) | (set(stage.outputs) - set(outputs))
+    if unknown or missing:
+        raise ValueError(f"stage {name}: unknown artifacts {sorted(unknown)}, missing {sorted(missing)}")
+    overrides = dict(overrides or {})
+    with tempfile.TemporaryDirectory(prefix=f"bitpredict-{name}-") as tmp:
+        data_dir = Path(overrides.pop("data_dir", None) or Path(tmp) / "data")
+        settings = load_settings(data_dir=str(data_dir), **overrides)
+        sources = {key: Path(path) for key, path in inputs.items()}
+        for key, path in sources.items():
+            if not path.exists():
+                raise FileNotFoundError(f"stage {name}: input artifact {key!r} not found at {path}")
+            _copy(path, data_dir / stage.inputs[key])
+
+        key = _digest(sources, settings, name) if cache_dir and stage.deterministic else None
+        cached = Path(cache_dir) / name / key if key and cache_dir else None
+        if cached is not None and (cached / "report.json").exists():
+            for out, path in outputs.items():
+                _copy(cached / out, Path(path))
+            report = json.loads((cached / "report.json").read_text())
+            log.info("stage reused from cache", extra={"stage": name, "key": key})
+            return {**report, "cached": True}
+
+        report = stage.run(settings, **(options or {}))
+        for out, path in outputs.items():
+            produced = data_dir / stage.outputs[out]
+            if not produced.exists():
+                raise FileNotFoundError(f"stage {name} did not produce {stage.outputs[out]}")
+            _copy(produced, Path(path))
+        if cached is not None:
+            staging = cached.with_name(cached.name + ".tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            for out in outputs:
+                _copy(data_dir / stage.outputs[out], staging / out)
+            (staging / "report.json").write_text(json.dumps(report, default=str))
+            shutil.rmtree(cached, ignore_errors=True)
+            staging.rename(cached)
+        return {**json.loads(json.dumps(report, default=str)), "cached": False}
+
+
+def pipeline_settings(
+    *,
+    sources: str,
+    since: str,
+    interval: str,
+    window: int,
+    epochs: int,
+    test_days: int,
+    min_skill: float,
+    max_dm_pvalue: float,
+    mlflow_tracking_uri: str,
+    model_store: str,
+    extra_settings: str = "{}",
+) -> dict[str, Any]:
+    """The settings every task of one pipeline run shares, from the pipeline's parameters.
+
+    Validated here, once, by building the settings object: a bad parameter fails the first task with the
+    setting's name instead of the sixth. ``extra_settings`` is a JSON object of any other setting.
+    """
+    extra = json.loads(extra_settings or "{}")
+    if not isinstance(extra, dict):
+        raise ValueError("extra_settings must be a JSON object")
+    model = {**extra.pop("model", {}), "window": window, "epochs": epochs, "test_days": test_days}
+    promotion = {**extra.pop("promotion", {}), "min_skill_vs_persistence": min_skill, "max_dm_pvalue": max_dm_pvalue}
+    overrides: dict[str, Any] = {
+        **extra,
+        "ingest_sources": [s.strip() for s in sources.split(",") if s.strip()],
+        "ingest_since": since,
+        "ingest_intervals": [interval],
+        "model": model,
+        "promotion": promotion,
+    }
+    if mlflow_tracking_uri:
+        overrides["mlflow_tracking_uri"] = mlflow_tracking_uri
+    if model_store:
+        overrides["model_store"] = model_store
+    with tempfile.TemporaryDirectory() as tmp:
+        load_settings(data_dir=tmp, **overrides)  # raises ConfigError naming the bad setting
+    return json.loads(json.dumps(overrides, default=str))

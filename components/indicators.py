@@ -1,0 +1,16 @@
+"""KFP component: technical indicators on the clean daily bars."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def indicators(bars: Input[Dataset], table: Output[Dataset], settings_json: str, cache_dir: str):
+    """``clean_1d.parquet`` → ``indicators_1d.parquet``."""
+    import json
+
+    from bitpredict.stages import run_stage
+
+    run_stage("indicators", {"clean": bars.path}, {"indicators": table.path}, json.loads(settings_json), cache_dir)

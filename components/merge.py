@@ -1,0 +1,24 @@
+"""KFP component: indicators + daily sentiment + next-day targets → the features table."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def merge(
+    indicators: Input[Dataset], sentiment: Input[Dataset], features: Output[Dataset], settings_json: str, cache_dir: str
+):
+    """→ ``bitcoin_features.parquet`` + ``.csv`` + ``features.json`` (one Dataset directory)."""
+    import json
+
+    from bitpredict.stages import run_stage
+
+    run_stage(
+        "merge",
+        {"indicators": indicators.path, "sentiment": sentiment.path},
+        {"features": features.path},
+        json.loads(settings_json),
+        cache_dir,
+    )

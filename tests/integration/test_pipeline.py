@@ -1,0 +1,90 @@
+"""The Kubeflow pipeline: compiled YAML in sync and complete; submit against a KFP API server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.bitpredict_pipeline import COMPILED, compile_pipeline
+from pipelines.submit import parse_params, submit
+from tests.fakes.kfp_api import FakeKfp
+
+STAGES = ("ingest", "clean", "indicators", "sentiment", "merge", "train", "evaluate", "register")
+
+
+def test_the_checked_in_pipeline_yaml_is_up_to_date(tmp_path: Path) -> None:
+    fresh = compile_pipeline(tmp_path / "pipeline.yaml")
+    assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(COMPILED.read_text()), (
+        "pipelines/bitpredict_pipeline.yaml is stale: run `make compile` and commit it"
+    )
+
+
+def test_the_compiled_pipeline_has_the_stages_parameters_condition_and_resources() -> None:
+    from bitpredict.config import load_settings
+
+    spec = yaml.safe_load(COMPILED.read_text())
+    components = spec["components"]
+    assert {f"comp-{s}" for s in STAGES} <= set(components)
+    executors = spec["deploymentSpec"]["executors"]
+    images = {e["container"]["image"] for e in executors.values()}
+    assert images == {load_settings().components_image}
+    for executor in executors.values():
+        resources = executor["container"]["resources"]
+        assert resources["cpuLimit"] > 0 and resources["memoryLimit"] > 0 and resources["resourceCpuRequest"]
+        assert "pip install" not in " ".join(executor["container"]["command"])  # the image has everything
+
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    for name in ("sources", "since", "interval", "window", "epochs", "min_skill", "max_dm_pvalue", "data_root"):
+        assert name in parameters, name
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["ingest"]["cachingOptions"] == {}  # caching off for ingest
+    assert tasks["train"]["cachingOptions"] == {"enableCache": True}
+
+    branches = components["comp-condition-branches-1"]["dag"]["tasks"]
+    conditions = sorted(t["triggerPolicy"]["condition"] for t in branches.values())
+    assert conditions[0].startswith("!(") and "evaluate-Output" in conditions[1] and "== true" in conditions[1]
+    registered = [
+        task["componentRef"]["name"]
+        for name, component in components.items()
+        if name.startswith("comp-condition-") and name != "comp-condition-branches-1"
+        for task in component["dag"]["tasks"].values()
+    ]
+    assert registered == ["comp-register", "comp-register-2"]
+
+
+@pytest.fixture
+def kfp_server() -> Iterator[FakeKfp]:
+    server = FakeKfp().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_submit_uploads_then_adds_versions_and_starts_runs(kfp_server: FakeKfp) -> None:
+    params = parse_params(["epochs=30", "min_skill=0.01", "sources=binance"], COMPILED)
+    assert params == {"epochs": 30, "min_skill": 0.01, "sources": "binance"}
+    first = submit(kfp_server.url, COMPILED, params)
+    state = kfp_server.state
+    assert len(state.pipelines) == 1 and len(state.versions) == 2  # the upload's default version + ours
+    run = state.runs[0]
+    assert run["run_id"] == first["run_id"]
+    assert run["runtime_config"]["parameters"] == {"epochs": 30, "min_skill": 0.01, "sources": "binance"}
+    assert run["pipeline_version_reference"]["pipeline_version_id"] == first["version_id"]
+    uploaded = state.versions[first["version_id"]]["spec"]
+    assert uploaded == yaml.safe_load(COMPILED.read_text())
+
+    second = submit(kfp_server.url, COMPILED, {}, recurring="0 6 * * *")
+    assert second["pipeline_id"] == first["pipeline_id"] and len(state.pipelines) == 1  # a version, not a copy
+    assert len(state.experiments) == 1  # found by name the second time
+    job = state.recurring_runs[0]
+    assert job["trigger"]["cron_schedule"]["cron"] == "0 0 6 * * *" and int(job["max_concurrency"]) == 1
+    assert ("POST", "/apis/v2beta1/pipelines/upload_version") in state.calls
+
+
+def test_unknown_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="known parameters"):
+        parse_params(["epoch=3"], COMPILED)
