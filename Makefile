@@ -18,7 +18,7 @@ DATA ?=
 RUN_ARGS ?=
 KFP_HOST ?=
 
-.PHONY: help setup test test-all lint format lock clean run compile submit
+.PHONY: help setup test test-all lint format lock clean run compile submit images image-name
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,12 @@ compile: $(STAMP) ## compile the KFP pipeline into pipelines/bitpredict_pipeline
 
 submit: $(STAMP) ## upload the compiled pipeline to KFP_HOST and start a run (RUN_ARGS: --recurring CRON …)
 	KFP_HOST=$(KFP_HOST) $(BIN)/python -m pipelines.submit $(RUN_ARGS)
+
+image-name: $(STAMP) ## print the components image tag (the `components_image` setting)
+	@$(BIN)/python -c "from bitpredict.config import load_settings; print(load_settings().components_image)"
+
+images: $(STAMP) ## build the components image with the tag the compiled pipeline names (needs Docker)
+	docker build -f components/Dockerfile -t "$$($(MAKE) -s image-name)" .
 
 clean: ## remove the venv and caches (never data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bitpredict.config import load_settings
+from bitpredict.evaluate import update_readme
 
 LIVE_SOURCES = "binance,cryptocompare,coingecko,rss"
 
@@ -84,6 +85,18 @@ def print_summary(info: dict[str, Any], seconds: float, model_name: str) -> None
         print("serve: no champion yet — `make serve MODEL_DIR=<run>/train/model` serves the candidate anyway")
 
 
+def readme_results(info: dict[str, Any], epochs: int) -> str:
+    from bitpredict.evaluate import markdown_table
+
+    blocks = info["evaluation"]["blocks"]
+    fitted = ", ".join(f"{b['epochs_run']} (best {b['best_epoch']})" for b in blocks)
+    return (
+        f"Data: {info['rows']} days, {info['data_span'][0]} → {info['data_span'][1]}. "
+        f"Epochs run per walk-forward refit (max {epochs}, early stopping): {fitted}.\n\n"
+        + markdown_table(info["evaluation"], info["evaluation"]["decision"])
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="Folder of CSV exports (files source) instead of the live APIs.")
@@ -93,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-days", type=int, default=None)
     parser.add_argument("--extra-settings", default="{}", help="JSON object of any other setting.")
     parser.add_argument("--no-cache", action="store_true", help="Run every stage even when nothing changed.")
+    parser.add_argument("--readme", type=Path, help="Write the run's results table into this README's markers.")
     args = parser.parse_args(argv)
 
     import kfp.local
@@ -134,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     info = summary(data_root, latest_run_dir(pipeline_root), tracking_uri, settings.registered_model_name)
     print_summary(info, elapsed, settings.registered_model_name)
+    if args.readme:
+        update_readme(args.readme, readme_results(info, settings.model.epochs if not args.epochs else args.epochs))
+        print(f"results table written into {args.readme}")
     return 0
 
 

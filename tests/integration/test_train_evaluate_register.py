@@ -125,17 +125,26 @@ def test_the_registry_ends_in_the_state_the_policy_says(
         with pytest.raises(RegistryError, match="no champion"):
             rollback(settings)
 
-    # 2. a permissive policy: the same recipe now passes the gate
+    again = register(settings)  # the same candidate twice: no second version
+    assert again["version"] == 1 and again["reason"].startswith("already registered")
+    assert len(client.search_model_versions("name = 'bitpredict-lstm'")) == 1
+
+    # 2. a new candidate under a permissive policy passes the gate
     permissive = load_settings(**base, promotion=PERMISSIVE)
+    run_train(permissive)
     run_evaluate(permissive)
     second = register(permissive)
     metrics = json.loads(storage.read_text(storage.join(evaluation_dir(settings), "metrics.json")))
+    assert second["version"] == 2
     assert second["promoted"] is (
         not expected or metrics["methods"]["lstm"]["mae"] < evaluation["methods"]["lstm"]["mae"]
     )
     champion = client.get_model_version_by_alias("bitpredict-lstm", CHAMPION)
 
     # 3. a candidate that evaluated better on the same window replaces the champion…
+    run_train(permissive)
+    run_evaluate(permissive)
+    metrics = json.loads(storage.read_text(storage.join(evaluation_dir(settings), "metrics.json")))
     metrics["methods"]["lstm"]["mae"] = float(champion.tags["mae"]) - 1.0
     storage.write_text(storage.join(evaluation_dir(settings), "metrics.json"), json.dumps(metrics))
     third = register(permissive)

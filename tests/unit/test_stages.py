@@ -1,0 +1,96 @@
+"""stages.run_stage: artifacts in the places the stage expects, clear errors, reuse only when nothing changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bitpredict import storage
+from bitpredict.stages import pipeline_settings, run_stage
+
+
+@pytest.fixture
+def clean_artifact(clean_daily: pd.DataFrame, tmp_path: Path) -> Path:
+    path = tmp_path / "artifacts" / "clean"
+    storage.write_parquet(clean_daily, path)
+    return path
+
+
+def test_a_stage_reads_its_artifacts_and_writes_its_outputs(clean_artifact: Path, tmp_path: Path) -> None:
+    out = tmp_path / "artifacts" / "indicators"
+    report = run_stage("indicators", {"clean": str(clean_artifact)}, {"indicators": str(out)})
+    assert report["rows"] == 3710 and report["cached"] is False
+    assert len(storage.read_parquet(out)) == 3710
+
+
+def test_reuse_only_when_inputs_settings_and_code_are_unchanged(clean_artifact: Path, tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    out = tmp_path / "out"
+    first = run_stage("indicators", {"clean": str(clean_artifact)}, {"indicators": str(out / "a")}, cache_dir=cache)
+    again = run_stage("indicators", {"clean": str(clean_artifact)}, {"indicators": str(out / "b")}, cache_dir=cache)
+    assert first["cached"] is False and again["cached"] is True
+    assert (out / "a").read_bytes() == (out / "b").read_bytes()
+
+    changed_settings = run_stage(
+        "indicators", {"clean": str(clean_artifact)}, {"indicators": str(out / "c")}, {"log_level": "DEBUG"}, cache
+    )
+    assert changed_settings["cached"] is False
+    bars = storage.read_parquet(clean_artifact)
+    bars.loc[bars.index[-1], "close"] *= 1.01
+    storage.write_parquet(bars, clean_artifact)
+    changed_input = run_stage(
+        "indicators", {"clean": str(clean_artifact)}, {"indicators": str(out / "d")}, cache_dir=cache
+    )
+    assert changed_input["cached"] is False
+
+
+def test_wrong_stage_or_artifacts_are_clear_errors(clean_artifact: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown stage"):
+        run_stage("predict", {}, {})
+    with pytest.raises(ValueError, match="missing \\['indicators'\\]"):
+        run_stage("indicators", {"clean": str(clean_artifact)}, {})
+    with pytest.raises(FileNotFoundError, match="input artifact 'clean'"):
+        run_stage("indicators", {"clean": str(tmp_path / "nope")}, {"indicators": str(tmp_path / "x")})
+
+
+def test_pipeline_parameters_are_validated_once_with_the_setting_named() -> None:
+    good = pipeline_settings(
+        sources="binance, rss",
+        since="2020-01-01",
+        interval="1d",
+        window=20,
+        epochs=5,
+        test_days=100,
+        min_skill=0.0,
+        max_dm_pvalue=0.1,
+        mlflow_tracking_uri="http://127.0.0.1:5000",
+        model_store="",
+        extra_settings='{"model": {"dropout": 0.1}}',
+    )
+    assert good["ingest_sources"] == ["binance", "rss"] and good["model"] == {
+        "dropout": 0.1,
+        "window": 20,
+        "epochs": 5,
+        "test_days": 100,
+    }
+    with pytest.raises(Exception, match="window"):
+        pipeline_settings(**{**_args(), "window": 1})
+    with pytest.raises(Exception, match="ingest_sources"):
+        pipeline_settings(**{**_args(), "sources": "bloomberg"})
+
+
+def _args() -> dict:
+    return {
+        "sources": "binance",
+        "since": "2020-01-01",
+        "interval": "1d",
+        "window": 20,
+        "epochs": 5,
+        "test_days": 100,
+        "min_skill": 0.0,
+        "max_dm_pvalue": 0.1,
+        "mlflow_tracking_uri": "",
+        "model_store": "",
+    }
