@@ -1,0 +1,272 @@
+"""From a client's raw market rows to the model's input window, and from its output to a forecast.
+
+Pure functions over arrays (no kserve, no TensorFlow): the serving transformer calls them, tests call
+them directly, and they call the *training* code — ``compute_indicators``, the clean stage's outlier
+rule, ``join_sentiment`` with its neutral default, the stored ``Scaler`` — so the features a served
+forecast sees are built exactly as in training.
+
+Every problem a client can cause raises ``RequestError`` naming the input; the server answers 400.
+A model whose metadata this code cannot serve raises ``ModelMismatch`` at start-up, never at a request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bitpredict.clean import flag_outliers
+from bitpredict.config import CleanSettings
+from bitpredict.dataset import Scaler
+from bitpredict.dataset import sentiment_inputs as dataset_sentiment_inputs
+from bitpredict.indicators import MODEL_FEATURES, WARMUP, compute_indicators
+from bitpredict.merge import FLAG_COLUMNS, SENTIMENT_PREFIXES, join_sentiment, sentiment_columns
+
+MARKET_INPUTS = ("timestamp", "open", "high", "low", "close", "volume")
+PRICE_INPUTS = ("open", "high", "low", "close")
+FLOAT_TYPES = ("FP64", "FP32")
+TIMESTAMP_TYPES = ("INT64", "BYTES")
+MIN_CAP = 365  # the row cap may never be set below a year of history
+ALWAYS_ENOUGH = 200  # a model whose window + warm-up exceeds this is refused at start-up
+DAY = pd.Timedelta(days=1)
+
+
+class RequestError(ValueError):
+    """A client's request cannot be served; the message names the input and says what is wrong."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # a short label for the rejected-requests metric
+
+
+class ModelMismatch(RuntimeError):
+    """The loaded model's metadata does not fit this code (refused at start-up)."""
+
+
+def sentiment_inputs() -> list[str]:
+    """Optional request inputs: ``sentiment_<column>`` for each daily sentiment aggregate."""
+    return [f"sentiment_{c}" for p in SENTIMENT_PREFIXES for c in sentiment_columns(p)]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a loaded model needs, from its ``bitpredict_model.json``, checked against this code."""
+
+    feature_columns: tuple[str, ...]
+    window: int
+    warmup: int
+    scaler: Scaler
+    quantiles: tuple[float, ...]
+    version: str
+    max_rows: int
+
+    @property
+    def min_rows(self) -> int:
+        return self.window + self.warmup
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any], version: str, max_rows: int = 1000) -> ModelSpec:
+        try:
+            columns = tuple(meta["feature_columns"])
+            window, warmup = int(meta["window"]), int(meta["warmup"])
+            scaler = Scaler.from_dict(meta["scaler"])
+            quantiles = tuple(float(q) for q in meta["quantiles"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelMismatch(f"model metadata is incomplete: {exc!r}") from exc
+        if warmup != WARMUP:
+            raise ModelMismatch(f"model trained with a {warmup}-bar warm-up, this code uses {WARMUP}")
+        servable = set(MODEL_FEATURES) | set(FLAG_COLUMNS) | set(dataset_sentiment_inputs())
+        unknown = [c for c in columns if c not in servable]
+        if unknown:
+            raise ModelMismatch(f"model expects feature(s) {unknown} that this code does not compute")
+        if scaler.columns != columns:
+            raise ModelMismatch("the scaler's columns differ from the model's feature columns")
+        if window + warmup > ALWAYS_ENOUGH:
+            raise ModelMismatch(f"window {window} + warm-up {warmup} exceed {ALWAYS_ENOUGH} rows")
+        if max_rows < MIN_CAP:
+            raise ModelMismatch(f"max_rows {max_rows} is below {MIN_CAP}")
+        if sorted(quantiles) != list(quantiles) or len(quantiles) < 2:
+            raise ModelMismatch(f"quantiles {quantiles} must be increasing, at least two")
+        return cls(columns, window, warmup, scaler, quantiles, version, max_rows)
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+
+
+def _timestamps(values: np.ndarray, datatype: str) -> pd.DatetimeIndex:
+    try:
+        if datatype == "INT64":
+            stamps = pd.to_datetime(values.astype("int64"), unit="s", utc=True)
+        else:
+            text = [v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel()]
+            stamps = pd.to_datetime(text, utc=True, format="ISO8601")
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise RequestError(f"input 'timestamp': not unix seconds or ISO-8601 dates ({exc})", "bad_timestamp") from None
+    return pd.DatetimeIndex(stamps)
+
+
+def parse_request(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec) -> pd.DataFrame:
+    """``inputs``: name → (v2 datatype, values). Returns the bars (+ sentiment columns) or raises ``RequestError``."""
+    allowed = {*MARKET_INPUTS, *sentiment_inputs()}
+    missing = [n for n in MARKET_INPUTS if n not in inputs]
+    if missing:
+        raise RequestError(f"missing input(s) {missing}; required: {list(MARKET_INPUTS)}", "missing_input")
+    extra = sorted(set(inputs) - allowed)
+    if extra:
+        raise RequestError(f"unknown input(s) {extra}; optional inputs are sentiment_<column>", "unknown_input")
+    lengths = {}
+    for name, (datatype, values) in inputs.items():
+        expected = TIMESTAMP_TYPES if name == "timestamp" else FLOAT_TYPES
+        if datatype not in expected:
+            raise RequestError(f"input '{name}': datatype {datatype}, expected one of {list(expected)}", "bad_datatype")
+        if values.ndim != 1:
+            raise RequestError(f"input '{name}': shape {list(values.shape)}, expected [N]", "bad_shape")
+        lengths[name] = len(values)
+    if len(set(lengths.values())) > 1:
+        raise RequestError(f"inputs differ in length: {lengths}", "unequal_lengths")
+    n = lengths["close"]
+    if n < spec.min_rows:
+        raise RequestError(
+            f"{n} rows: the model needs at least {spec.min_rows} (window {spec.window} + warm-up {spec.warmup})",
+            "too_few_rows",
+        )
+    if n > spec.max_rows:
+        raise RequestError(f"{n} rows: at most {spec.max_rows} per request", "too_many_rows")
+    datatype, values = inputs["timestamp"]
+    frame = pd.DataFrame({"timestamp": _timestamps(values, datatype)})
+    for name in MARKET_INPUTS[1:]:
+        frame[name] = inputs[name][1].astype("float64")
+    for name in (n for n in inputs if n.startswith("sentiment_")):
+        frame[name.removeprefix("sentiment_")] = inputs[name][1].astype("float64")
+    numeric = frame.drop(columns="timestamp")
+    bad = [c for c in numeric.columns if not np.isfinite(numeric[c].to_numpy()).all()]
+    if bad:
+        raise RequestError(f"input(s) {bad}: NaN or infinite values", "not_finite")
+    for name in PRICE_INPUTS:
+        if (frame[name] <= 0).any():
+            raise RequestError(f"input '{name}': prices must be > 0 (row {int(np.argmax(frame[name] <= 0))})", "price")
+    if (frame["volume"] < 0).any():
+        raise RequestError("input 'volume': must be >= 0", "volume")
+    inverted = frame["high"] < frame["low"]
+    if inverted.any():
+        raise RequestError(f"inputs 'high'/'low': high < low at row {int(np.argmax(inverted))}", "high_below_low")
+    outside = (frame[["open", "close"]].max(axis=1) > frame["high"]) | (
+        frame[["open", "close"]].min(axis=1) < frame["low"]
+    )
+    if outside.any():
+        raise RequestError(f"inputs 'open'/'close': outside [low, high] at row {int(np.argmax(outside))}", "ohlc")
+    steps = frame["timestamp"].diff().iloc[1:]
+    if (steps <= pd.Timedelta(0)).any():
+        raise RequestError(
+            f"input 'timestamp': not increasing at row {int(np.argmax(steps <= pd.Timedelta(0))) + 1}", "order"
+        )
+    if (steps != DAY).any():
+        row = int(np.argmax(steps != DAY)) + 1
+        raise RequestError(
+            f"input 'timestamp': a gap or a non-daily step before row {row} (one row per UTC day)", "gap"
+        )
+    if (frame["timestamp"] != frame["timestamp"].dt.floor("D")).any():
+        raise RequestError("input 'timestamp': daily bars must start at 00:00 UTC", "not_daily")
+    _check_sentiment(frame)
+    return frame
+
+
+def _check_sentiment(frame: pd.DataFrame) -> None:
+    for prefix in SENTIMENT_PREFIXES:
+        sent = [c for c in sentiment_columns(prefix) if c in frame.columns]
+        if sent and len(sent) != len(sentiment_columns(prefix)):
+            missing = [f"sentiment_{c}" for c in sentiment_columns(prefix) if c not in frame.columns]
+            raise RequestError(f"{prefix} sentiment is partial: also send {missing}", "partial_sentiment")
+
+
+# --------------------------------------------------------------------------------------------
+# features and forecast
+# --------------------------------------------------------------------------------------------
+
+
+def feature_window(bars: pd.DataFrame, spec: ModelSpec, clean: CleanSettings | None = None) -> np.ndarray:
+    """The model input [1, W, F] for the day after the last row, built with the training code."""
+    clean = clean or CleanSettings()
+    frame = compute_indicators(bars)
+    frame["is_imputed"] = 0.0  # a client's bars are real bars
+    frame["is_outlier"] = flag_outliers(frame["close"], clean.outlier_mad_threshold).astype("float64").to_numpy()
+    daily = None
+    given = [c for p in SENTIMENT_PREFIXES for c in sentiment_columns(p) if c in bars.columns]
+    if given:
+        daily = bars[["timestamp", *given]]
+        frame = frame.drop(columns=given)
+    frame = join_sentiment(frame, daily)
+    values = spec.scaler.transform(frame.iloc[-spec.window :])
+    if not np.isfinite(values).all():
+        raise RequestError("the rows give non-finite features (e.g. a constant price series)", "features")
+    return values[None, :, :]
+
+
+def sentiment_source(bars: pd.DataFrame) -> str:
+    given = [p for p in SENTIMENT_PREFIXES if f"{p}_count" in bars.columns]
+    return "client: " + ",".join(given) if given else "neutral default (no sentiment inputs)"
+
+
+def forecast(quantiles: np.ndarray, bars: pd.DataFrame, spec: ModelSpec) -> dict[str, Any]:
+    """Quantiles of the next-day log return → the response's outputs."""
+    q = np.asarray(quantiles, dtype="float64").reshape(-1)
+    if len(q) != len(spec.quantiles) or not np.isfinite(q).all():
+        raise RuntimeError(f"predictor returned {q.tolist()} for {len(spec.quantiles)} quantiles")
+    median_index = spec.quantiles.index(0.5) if 0.5 in spec.quantiles else len(q) // 2
+    close = float(bars["close"].iloc[-1])
+    median = float(q[median_index])
+    return {
+        "predicted_log_return": median,
+        "predicted_close": close * math.exp(median),
+        "direction": int(median > 0),
+        "lower": close * math.exp(float(q[0])),
+        "upper": close * math.exp(float(q[-1])),
+        "as_of": (bars["timestamp"].iloc[-1] + DAY).date().isoformat(),
+        "model_version": spec.version,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# where the model lives
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocatedModel:
+    directory: str  # the version directory (holds bitpredict_model.json)
+    saved_model_dir: str
+    version: str
+    metadata: dict[str, Any]
+
+
+def locate_model(uri: str) -> LocatedModel:
+    """Find the model under ``uri``: a store folder of numbered versions (the newest wins, as in TF Serving),
+    one version folder, or a training candidate (``saved_model/`` + ``bitpredict_model.json``)."""
+    import json
+    from pathlib import Path
+
+    from bitpredict import storage
+    from bitpredict.train import METADATA_FILE, SAVED_MODEL_DIR
+
+    uri = str(uri).rstrip("/")
+    directory, version = uri, Path(uri).name
+    if not storage.exists(storage.join(uri, METADATA_FILE)):
+        if storage.is_gcs(uri):
+            raise ModelMismatch(f"{uri}: point at a version folder on GCS (the server downloads it first)")
+        versions = sorted(int(p.name) for p in Path(uri).glob("*") if p.is_dir() and p.name.isdigit())
+        if not versions:
+            raise ModelMismatch(f"{uri}: no {METADATA_FILE} and no numbered version folders")
+        version = str(versions[-1])
+        directory = storage.join(uri, version)
+    metadata = json.loads(storage.read_text(storage.join(directory, METADATA_FILE)))
+    nested = storage.join(directory, SAVED_MODEL_DIR)
+    saved = nested if storage.exists(storage.join(nested, "saved_model.pb")) else directory
+    if not version.isdigit():
+        version = str(metadata.get("mlflow_run_id", "candidate"))[:12]
+    return LocatedModel(directory, saved, version, metadata)

@@ -1,0 +1,85 @@
+"""A v2 client for the BitPredict transformer: bars in, forecast out (REST with httpx, or gRPC).
+
+Used by ``make serve``'s example, the UI, the benchmark and the tests; any KServe v2 client works as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MARKET = ("open", "high", "low", "close", "volume")
+
+
+def v2_request(bars: pd.DataFrame, sentiment: pd.DataFrame | None = None, request_id: str | None = None) -> dict:
+    """The JSON body of ``POST /v2/models/bitpredict/infer`` for these daily bars (oldest first)."""
+    n = len(bars)
+    stamps = pd.to_datetime(bars["timestamp"], utc=True).astype("int64") // 10**9
+    inputs: list[dict[str, Any]] = [{"name": "timestamp", "shape": [n], "datatype": "INT64", "data": stamps.tolist()}]
+    for name in MARKET:
+        inputs.append({"name": name, "shape": [n], "datatype": "FP64", "data": bars[name].astype(float).tolist()})
+    if sentiment is not None:
+        for column in sentiment.columns:
+            values = sentiment[column].astype(float).tolist()
+            inputs.append({"name": f"sentiment_{column}", "shape": [n], "datatype": "FP64", "data": values})
+    body: dict[str, Any] = {"inputs": inputs}
+    if request_id:
+        body["id"] = request_id
+    return body
+
+
+def parse_response(document: dict) -> dict[str, Any]:
+    """``outputs`` → {name: scalar}, plus the response ``parameters``."""
+    out = {o["name"]: o["data"][0] for o in document["outputs"]}
+    out["parameters"] = document.get("parameters") or {}
+    return out
+
+
+def predict_rest(url: str, bars: pd.DataFrame, model: str = "bitpredict", timeout: float = 10.0) -> dict[str, Any]:
+    import httpx
+
+    response = httpx.post(f"{url.rstrip('/')}/v2/models/{model}/infer", json=v2_request(bars), timeout=timeout)
+    if response.status_code != 200:
+        raise RuntimeError(f"{response.status_code}: {response.text}")
+    return parse_response(response.json())
+
+
+def predict_grpc(target: str, bars: pd.DataFrame, model: str = "bitpredict", timeout: float = 10.0) -> dict[str, Any]:
+    """The same request over KServe's v2 gRPC ``ModelInfer``."""
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    body = v2_request(bars)
+    request = pb.ModelInferRequest(model_name=model)
+    for tensor in body["inputs"]:
+        contents = (
+            pb.InferTensorContents(int64_contents=tensor["data"])
+            if tensor["datatype"] == "INT64"
+            else pb.InferTensorContents(fp64_contents=tensor["data"])
+        )
+        request.inputs.append(
+            pb.ModelInferRequest.InferInputTensor(
+                name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"], contents=contents
+            )
+        )
+    with grpc.insecure_channel(target) as channel:
+        reply = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=timeout)
+    out: dict[str, Any] = {}
+    for i, tensor in enumerate(reply.outputs):
+        raw = reply.raw_output_contents[i] if reply.raw_output_contents else None
+        if raw is not None:
+            dtype = {"FP64": "<f8", "INT64": "<i8", "FP32": "<f4"}.get(tensor.datatype)
+            if dtype:
+                out[tensor.name] = np.frombuffer(raw, dtype=dtype)[0].item()
+            else:  # BYTES: 4-byte little-endian length, then the bytes
+                length = int.from_bytes(raw[:4], "little")
+                out[tensor.name] = raw[4 : 4 + length].decode()
+        else:
+            c = tensor.contents
+            values = list(c.fp64_contents) or list(c.int64_contents) or [b.decode() for b in c.bytes_contents]
+            out[tensor.name] = values[0]
+    out["parameters"] = {k: getattr(v, v.WhichOneof("parameter_choice")) for k, v in reply.parameters.items()}
+    return out

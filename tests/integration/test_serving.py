@@ -1,0 +1,288 @@
+"""Serving: the transformer and the predictor as real KServe servers on 127.0.0.1, v2 REST and gRPC."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bitpredict.config import ModelSettings
+from bitpredict.dataset import labelled, model_input_columns
+from bitpredict.indicators import WARMUP, compute_indicators
+from bitpredict.merge import build_features
+from bitpredict.request_log import read_log
+from bitpredict.serving import ModelSpec, feature_window, forecast, locate_model, parse_request
+from bitpredict.train import export, fit_recipe, metadata
+from inference.client import predict_grpc, predict_rest, v2_request
+from tests.fakes.tfserving import FakeTFServing
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {"window": 10, "lstm_units": [8], "dense_units": 4, "epochs": 1, "validation_days": 60}
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Served:
+    model_dir: Path
+    rest: str
+    grpc: str
+    predictor_rest: str
+    request_log: Path
+    bars: pd.DataFrame
+    trained: object
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"server not ready: {log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def model_dir(clean_daily: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """A small model trained on the real daily data and exported as the pipeline exports it."""
+    frame = labelled(build_features(compute_indicators(clean_daily), None, WARMUP))
+    columns = model_input_columns(frame.columns)
+    config = ModelSettings(**TINY)
+    trained = fit_recipe(frame, columns, config, end=len(frame))
+    directory = tmp_path_factory.mktemp("model") / "candidate"
+    export(trained, directory, metadata(trained, config))
+    return directory, trained
+
+
+@pytest.fixture(scope="module")
+def served(model_dir: tuple[Path, object], clean_daily: pd.DataFrame, tmp_path_factory) -> Iterator[Served]:
+    directory, trained = model_dir
+    logs = tmp_path_factory.mktemp("logs")
+    p_http, p_grpc, t_http, t_grpc = _port(), _port(), _port(), _port()
+    predictor = _start(
+        ["-m", "inference.predictor", "--model_dir", str(directory), "--host", "127.0.0.1",
+         "--http_port", str(p_http), "--grpc_port", str(p_grpc)],
+        logs / "predictor.log",
+    )  # fmt: skip
+    request_log = logs / "requests"
+    transformer = _start(
+        ["-m", "inference.transformer", "--model_uri", str(directory), "--predictor_host", f"127.0.0.1:{p_http}",
+         "--host", "127.0.0.1", "--http_port", str(t_http), "--grpc_port", str(t_grpc),
+         "--request_log", str(request_log), "--request_log_flush_s", "0.5", "--max_rows", "400"],
+        logs / "transformer.log",
+    )  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{p_http}", predictor, logs / "predictor.log")
+        _wait_ready(f"http://127.0.0.1:{t_http}", transformer, logs / "transformer.log")
+        yield Served(
+            directory,
+            f"http://127.0.0.1:{t_http}",
+            f"127.0.0.1:{t_grpc}",
+            f"http://127.0.0.1:{p_http}",
+            request_log,
+            clean_daily.tail(200).reset_index(drop=True),
+            trained,
+        )
+    finally:
+        _stop(transformer)
+        _stop(predictor)
+
+
+def _in_process(served: Served, bars: pd.DataFrame) -> dict:
+    located = locate_model(str(served.model_dir))
+    spec = ModelSpec.from_metadata(located.metadata, located.version)
+    window = feature_window(parse_request(_typed(v2_request(bars)), spec), spec)
+    quantiles = served.trained.model.predict(window, verbose=0)["quantiles"]
+    return forecast(quantiles[0], bars, spec)
+
+
+def _typed(body: dict) -> dict:
+    return {t["name"]: (t["datatype"], np.asarray(t["data"])) for t in body["inputs"]}
+
+
+def test_rest_and_grpc_give_the_in_process_forecast(served: Served) -> None:
+    rest = predict_rest(served.rest, served.bars)
+    expected = _in_process(served, served.bars)
+    assert rest["predicted_log_return"] == pytest.approx(expected["predicted_log_return"], abs=1e-6)
+    assert rest["predicted_close"] == pytest.approx(expected["predicted_close"], rel=1e-6)
+    assert rest["lower"] <= rest["predicted_close"] <= rest["upper"]
+    assert rest["as_of"] == "2024-11-13" and rest["direction"] == int(rest["predicted_log_return"] > 0)
+    assert rest["parameters"]["sentiment"].startswith("neutral default")
+    grpc_result = predict_grpc(served.grpc, served.bars)
+    for key in ("predicted_log_return", "predicted_close", "lower", "upper", "direction", "as_of", "model_version"):
+        assert (
+            grpc_result[key] == pytest.approx(rest[key])
+            if isinstance(rest[key], float)
+            else grpc_result[key] == rest[key]
+        )
+    # ISO-8601 timestamps work as well as unix seconds
+    body = v2_request(served.bars)
+    body["inputs"][0] = {"name": "timestamp", "shape": [200], "datatype": "BYTES",
+                         "data": [d.date().isoformat() for d in served.bars["timestamp"]]}  # fmt: skip
+    iso = httpx.post(f"{served.rest}/v2/models/bitpredict/infer", json=body, timeout=10)
+    assert iso.status_code == 200 and iso.json()["outputs"][0]["data"][0] == pytest.approx(rest["predicted_log_return"])
+
+
+def _mutate(body: dict, name: str, edit) -> dict:
+    for tensor in body["inputs"]:
+        if tensor["name"] == name:
+            edit(tensor)
+    return body
+
+
+CASES = {
+    "missing input": (lambda b: {"inputs": [t for t in b["inputs"] if t["name"] != "volume"]}, "volume"),
+    "extra input": (lambda b: {"inputs": [*b["inputs"], {**b["inputs"][1], "name": "foo"}]}, "foo"),
+    "unequal lengths": (lambda b: _mutate(b, "open", lambda t: t.update(data=t["data"][:-1], shape=[199])), "length"),
+    "wrong datatype": (lambda b: _mutate(b, "close", lambda t: t.update(datatype="INT64", data=[1] * 200)), "close"),
+    "nan": (lambda b: _mutate(b, "high", lambda t: t["data"].__setitem__(3, "NaN")), "high"),
+    "non-positive price": (lambda b: _mutate(b, "low", lambda t: t["data"].__setitem__(7, 0.0)), "low"),
+    "high below low": (lambda b: _mutate(b, "high", lambda t: t["data"].__setitem__(9, 1.0)), "high"),
+    "not increasing": (lambda b: _mutate(b, "timestamp", lambda t: t["data"].reverse()), "timestamp"),
+    "gap": (
+        lambda b: _mutate(b, "timestamp", lambda t: t["data"].__setitem__(150, t["data"][150] + 3600)),
+        "timestamp",
+    ),
+    "too few rows": (
+        lambda b: {"inputs": [{**t, "data": t["data"][-50:], "shape": [50]} for t in b["inputs"]]},
+        "at least 160",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_requests_are_400_with_a_message_naming_the_input(served: Served, case: str) -> None:
+    edit, needle = CASES[case]
+    response = httpx.post(f"{served.rest}/v2/models/bitpredict/infer", json=edit(v2_request(served.bars)), timeout=10)
+    assert response.status_code == 400, response.text
+    assert needle in response.json()["error"]
+
+
+def test_too_many_rows_unknown_model_and_metadata(served: Served, clean_daily: pd.DataFrame) -> None:
+    big = v2_request(clean_daily.tail(401))
+    response = httpx.post(f"{served.rest}/v2/models/bitpredict/infer", json=big, timeout=10)
+    assert response.status_code == 400 and "at most 400" in response.json()["error"]
+    year = predict_rest(served.rest, clean_daily.tail(365))  # a year of history is always accepted
+    assert year["as_of"] == "2024-11-13"
+    missing = httpx.post(f"{served.rest}/v2/models/nope/infer", json=v2_request(served.bars), timeout=10)
+    assert missing.status_code == 404
+    meta = httpx.get(f"{served.rest}/v2/models/bitpredict", timeout=5).json()
+    assert {i["name"] for i in meta["inputs"]} >= {"timestamp", "open", "high", "low", "close", "volume"}
+    assert {o["name"] for o in meta["outputs"]} == {
+        "predicted_log_return", "predicted_close", "direction", "lower", "upper", "as_of", "model_version"
+    }  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=20),
+            lambda children: (
+                st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+            ),
+            max_leaves=20,
+        ).map(lambda v: __import__("json").dumps({"inputs": v}).encode()),
+        st.builds(
+            lambda name, dtype, shape, data: (
+                __import__("json")
+                .dumps({"inputs": [{"name": name, "datatype": dtype, "shape": shape, "data": data}]})
+                .encode()
+            ),
+            st.sampled_from(["timestamp", "close", "features", ""]),
+            st.sampled_from(["FP64", "INT64", "BYTES", "FP32", "BOOL", "XX"]),
+            st.lists(st.integers(min_value=-2, max_value=5), max_size=3),
+            st.lists(st.one_of(st.floats(), st.integers(), st.text(max_size=3)), max_size=6),
+        ),
+    )
+)
+def test_fuzzed_requests_never_give_a_5xx(served: Served, body: bytes) -> None:
+    response = httpx.post(
+        f"{served.rest}/v2/models/bitpredict/infer",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert 400 <= response.status_code < 500, (response.status_code, response.text, body[:200])
+
+
+def test_metrics_and_the_request_log(served: Served) -> None:
+    predict_rest(served.rest, served.bars)
+    httpx.post(f"{served.rest}/v2/models/bitpredict/infer", json={"inputs": []}, timeout=10)
+    text = httpx.get(f"{served.rest}/metrics", timeout=5).text
+    assert 'bitpredict_predictions_total{direction="' in text
+    assert "bitpredict_rejected_requests_total{reason=" in text
+    assert "bitpredict_model_info{" in text and "request_predict_seconds" in text
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and read_log(str(served.request_log)).empty:
+        time.sleep(0.3)
+    logged = read_log(str(served.request_log))
+    assert not logged.empty and {"request_id", "predicted_close", "bars", "model_version"} <= set(logged.columns)
+    assert (logged["rows"] >= 160).all()
+
+
+def test_the_tfserving_grpc_path_gives_the_same_forecast(served: Served, tmp_path: Path) -> None:
+    located = locate_model(str(served.model_dir))
+    tfserving = FakeTFServing("bitpredict", located.saved_model_dir).start()
+    http, grpc_port = _port(), _port()
+    log = tmp_path / "transformer-tfserving.log"
+    transformer = _start(
+        ["-m", "inference.transformer", "--model_uri", str(served.model_dir), "--predictor_host", tfserving.target,
+         "--predictor_protocol", "tfserving", "--host", "127.0.0.1", "--http_port", str(http),
+         "--grpc_port", str(grpc_port)],
+        log,
+    )  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{http}", transformer, log)
+        via_tfserving = predict_rest(f"http://127.0.0.1:{http}", served.bars)
+        assert tfserving.service.requests == 1
+        direct = predict_rest(served.rest, served.bars)
+        assert via_tfserving["predicted_log_return"] == pytest.approx(direct["predicted_log_return"], abs=1e-7)
+    finally:
+        _stop(transformer)
+        tfserving.stop()
