@@ -18,7 +18,9 @@ DATA ?=
 RUN_ARGS ?=
 KFP_HOST ?=
 
-.PHONY: help setup test test-all lint format lock clean run compile submit images image-name
+MODEL_DIR ?=
+
+.PHONY: help setup test test-all lint format lock clean run compile submit images image-name serve
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +58,9 @@ lock: ## re-resolve the stack from pyproject.toml into $(LOCK) (in a scratch ven
 
 run: $(STAMP) ## the whole pipeline on this machine (kfp.local), ingest → registered model; DATA=dir for files
 	$(BIN)/python -m pipelines.run_local $(if $(DATA),--data $(DATA),) $(RUN_ARGS)
+
+serve: $(STAMP) ## predictor + transformer on 127.0.0.1:8080 (MLflow champion, or MODEL_DIR=dir)
+	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m inference.serve_local
 
 compile: $(STAMP) ## compile the KFP pipeline into pipelines/bitpredict_pipeline.yaml
 	$(BIN)/python -m pipelines.bitpredict_pipeline

@@ -83,3 +83,21 @@ def predict_grpc(target: str, bars: pd.DataFrame, model: str = "bitpredict", tim
             out[tensor.name] = values[0]
     out["parameters"] = {k: getattr(v, v.WhichOneof("parameter_choice")) for k, v in reply.parameters.items()}
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the v2 request body for the last ``--rows`` bars of a parquet/CSV file of daily bars."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("bars", help="parquet or CSV with timestamp, open, high, low, close, volume")
+    parser.add_argument("--rows", type=int, default=200)
+    args = parser.parse_args(argv)
+    table = pd.read_parquet(args.bars) if args.bars.endswith(".parquet") else pd.read_csv(args.bars)
+    json.dump(v2_request(table.tail(args.rows)), sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

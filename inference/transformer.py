@@ -44,7 +44,7 @@ sys.argv = [sys.argv[0], *_kserve_view(ARGV)]
 import numpy as np
 import pandas as pd
 from kserve import InferOutput, InferRequest, InferResponse, Model
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ServerNotReady
 from kserve.predictor_config import PredictorConfig
 from prometheus_client import Counter, Gauge
 
@@ -161,9 +161,16 @@ class BitPredictTransformer(Model):
     async def predict(
         self, payload: InferRequest, headers: dict[str, str] | None = None, response_headers: dict | None = None
     ) -> InferResponse:
-        if self.protocol != "tfserving":
-            return await super().predict(payload, headers, response_headers)
-        return await self._tfserving_predict(payload)
+        try:
+            if self.protocol != "tfserving":
+                return await super().predict(payload, headers, response_headers)
+            return await self._tfserving_predict(payload)
+        except InvalidInput:
+            raise
+        except Exception as exc:  # the predictor is down or failing: a 503 for the client, the cause in the log
+            log.error("predictor call failed", extra={"predictor": self.predictor_host, "error": repr(exc)})
+            reason = f"the predictor at {self.predictor_host} is unavailable: {type(exc).__name__}"
+            raise ServerNotReady(reason) from exc
 
     async def _tfserving_predict(self, payload: InferRequest) -> InferResponse:
         """TF Serving's gRPC ``PredictionService.Predict`` with the SavedModel's ``serving_default`` signature."""

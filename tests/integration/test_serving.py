@@ -286,3 +286,19 @@ def test_the_tfserving_grpc_path_gives_the_same_forecast(served: Served, tmp_pat
     finally:
         _stop(transformer)
         tfserving.stop()
+
+
+def test_a_predictor_outage_is_a_503_not_a_500(served: Served, tmp_path: Path) -> None:
+    http, grpc_port = _port(), _port()
+    log = tmp_path / "transformer-orphan.log"
+    transformer = _start(
+        ["-m", "inference.transformer", "--model_uri", str(served.model_dir), "--predictor_host",
+         f"127.0.0.1:{_port()}", "--host", "127.0.0.1", "--http_port", str(http), "--grpc_port", str(grpc_port)],
+        log,
+    )  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{http}", transformer, log)
+        response = httpx.post(f"http://127.0.0.1:{http}/v2/models/bitpredict/infer", json=v2_request(served.bars))
+        assert response.status_code == 503 and "predictor" in response.json()["error"]
+    finally:
+        _stop(transformer)
