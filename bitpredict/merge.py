@@ -51,26 +51,36 @@ def neutral_sentiment(prefix: str) -> dict[str, float]:
 
 
 def join_sentiment(features: pd.DataFrame, daily: pd.DataFrame | None) -> pd.DataFrame:
-    """Left-join daily sentiment on the day; fill missing days with the neutral values and flag them."""
-    out = features.copy()
+    """Left-join daily sentiment on the day; fill missing days with the neutral values and flag them.
+
+    Built as arrays and attached in one step: the serving transformer runs this on every request.
+    """
+    out = features.reset_index(drop=True)
+    days = out["timestamp"]
+    lookup = daily.drop_duplicates("timestamp", keep="last").set_index("timestamp") if daily is not None else None
+    columns: dict[str, np.ndarray] = {}
     for prefix in SENTIMENT_PREFIXES:
-        columns = sentiment_columns(prefix)
-        present = [c for c in columns if daily is not None and c in daily.columns]
+        present = [c for c in sentiment_columns(prefix) if lookup is not None and c in lookup.columns]
         if present:
-            assert daily is not None
-            out = out.merge(daily[["timestamp", *present]], on="timestamp", how="left")
-        has_day = (
-            out[f"{prefix}_count"].notna() & (out[f"{prefix}_count"] > 0)
-            if present
-            else pd.Series(False, index=out.index)
-        )
+            assert lookup is not None
+            aligned = lookup[present].reindex(days)
+            count = aligned[f"{prefix}_count"] if f"{prefix}_count" in present else None
+            has_day = (count.notna() & (count > 0)).to_numpy() if count is not None else np.zeros(len(out), bool)
+        else:
+            aligned, has_day = None, np.zeros(len(out), dtype=bool)
         for column, value in neutral_sentiment(prefix).items():
             if column.endswith("_missing"):
-                out[column] = (~has_day).astype("float64")
-            else:
-                series = out[column] if column in out.columns else pd.Series(np.nan, index=out.index)
-                out[column] = series.astype("float64").where(has_day, value).fillna(value)
-    return out
+                columns[column] = (~has_day).astype("float64")
+                continue
+            raw = (
+                aligned[column].to_numpy(dtype="float64")
+                if aligned is not None and column in aligned.columns
+                else np.full(len(out), np.nan)
+            )
+            values = np.where(has_day, raw, value)
+            columns[column] = np.where(np.isnan(values), value, values)
+    kept = out.drop(columns=[c for c in columns if c in out.columns])
+    return pd.concat([kept, pd.DataFrame(columns, index=kept.index)], axis=1)
 
 
 def add_targets(frame: pd.DataFrame) -> pd.DataFrame:

@@ -139,40 +139,40 @@ def parse_request(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec)
     if n > spec.max_rows:
         raise RequestError(f"{n} rows: at most {spec.max_rows} per request", "too_many_rows")
     datatype, values = inputs["timestamp"]
-    frame = pd.DataFrame({"timestamp": _timestamps(values, datatype)})
-    for name in MARKET_INPUTS[1:]:
-        frame[name] = inputs[name][1].astype("float64")
+    stamps = _timestamps(values, datatype)
+    columns = {name: inputs[name][1].astype("float64") for name in MARKET_INPUTS[1:]}
     for name in (n for n in inputs if n.startswith("sentiment_")):
-        frame[name.removeprefix("sentiment_")] = inputs[name][1].astype("float64")
-    numeric = frame.drop(columns="timestamp")
-    bad = [c for c in numeric.columns if not np.isfinite(numeric[c].to_numpy()).all()]
+        columns[name.removeprefix("sentiment_")] = inputs[name][1].astype("float64")
+    bad = [c for c, v in columns.items() if not np.isfinite(v).all()]
     if bad:
         raise RequestError(f"input(s) {bad}: NaN or infinite values", "not_finite")
     for name in PRICE_INPUTS:
-        if (frame[name] <= 0).any():
-            raise RequestError(f"input '{name}': prices must be > 0 (row {int(np.argmax(frame[name] <= 0))})", "price")
-    if (frame["volume"] < 0).any():
+        if (columns[name] <= 0).any():
+            raise RequestError(
+                f"input '{name}': prices must be > 0 (row {int(np.argmax(columns[name] <= 0))})", "price"
+            )
+    if (columns["volume"] < 0).any():
         raise RequestError("input 'volume': must be >= 0", "volume")
-    inverted = frame["high"] < frame["low"]
-    if inverted.any():
-        raise RequestError(f"inputs 'high'/'low': high < low at row {int(np.argmax(inverted))}", "high_below_low")
-    outside = (frame[["open", "close"]].max(axis=1) > frame["high"]) | (
-        frame[["open", "close"]].min(axis=1) < frame["low"]
-    )
+    high, low = columns["high"], columns["low"]
+    if (high < low).any():
+        raise RequestError(f"inputs 'high'/'low': high < low at row {int(np.argmax(high < low))}", "high_below_low")
+    body_high = np.maximum(columns["open"], columns["close"])
+    body_low = np.minimum(columns["open"], columns["close"])
+    outside = (body_high > high) | (body_low < low)
     if outside.any():
         raise RequestError(f"inputs 'open'/'close': outside [low, high] at row {int(np.argmax(outside))}", "ohlc")
-    steps = frame["timestamp"].diff().iloc[1:]
-    if (steps <= pd.Timedelta(0)).any():
-        raise RequestError(
-            f"input 'timestamp': not increasing at row {int(np.argmax(steps <= pd.Timedelta(0))) + 1}", "order"
-        )
-    if (steps != DAY).any():
-        row = int(np.argmax(steps != DAY)) + 1
+    seconds = stamps.asi8 // 10**9
+    steps = np.diff(seconds)
+    if (steps <= 0).any():
+        raise RequestError(f"input 'timestamp': not increasing at row {int(np.argmax(steps <= 0)) + 1}", "order")
+    if (steps != 86_400).any():
+        row = int(np.argmax(steps != 86_400)) + 1
         raise RequestError(
             f"input 'timestamp': a gap or a non-daily step before row {row} (one row per UTC day)", "gap"
         )
-    if (frame["timestamp"] != frame["timestamp"].dt.floor("D")).any():
+    if (seconds % 86_400 != 0).any():
         raise RequestError("input 'timestamp': daily bars must start at 00:00 UTC", "not_daily")
+    frame = pd.DataFrame({"timestamp": stamps, **columns})
     _check_sentiment(frame)
     return frame
 
