@@ -280,5 +280,36 @@ def register_cmd(
         typer.echo(f"register: serving copy at {result['exported_to']}")
 
 
+@app.command("drift")
+def drift_cmd(
+    ctx: typer.Context,
+    model_dir: Annotated[
+        str | None, typer.Option("--model-dir", help="Model to check (default: the champion).")
+    ] = None,
+    data: Annotated[str | None, typer.Option("--data", help="For a local rerun: CSV exports (files source).")] = None,
+    no_trigger: Annotated[bool, typer.Option("--no-trigger", help="Report and decide, never rerun.")] = False,
+) -> None:
+    """Compare recent inputs with the training reference (Evidently); rerun the pipeline on drift."""
+    from bitpredict.drift import pipeline_trigger, run_drift
+
+    settings = ctx.obj
+    if model_dir is None:
+        from bitpredict.registry import champion_info
+
+        champion = champion_info(settings)
+        if champion is None:
+            fail("drift: no champion in the registry; pass --model-dir")
+            return
+        model_dir = storage.join(settings.serving_store, settings.registered_model_name, str(champion["version"]))
+    trigger = None if no_trigger else pipeline_trigger(settings, data)
+    result = _run_stage("drift", lambda: run_drift(settings, model_dir, trigger))
+    share = "n/a" if result["share"] is None else f"{result['share']:.0%}"
+    typer.echo(
+        f"drift: {share} of columns drifted ({len(result['drifted_columns'])}), "
+        f"{'TRIGGERED ' + str(result['triggered_run']) if result['triggered'] else 'no rerun'}: "
+        + "; ".join(result["reasons"])
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

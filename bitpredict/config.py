@@ -151,6 +151,23 @@ class SentimentSettings(_Group):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class DriftSettings(_Group):
+    """When live inputs have drifted enough from the training reference to retrain (see bitpredict.drift)."""
+
+    share_threshold: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that counts as drift.")
+    min_live_skill: float = Field(0.0, description="Live skill vs persistence below this counts as degradation.")
+    cooldown_hours: float = Field(24.0, ge=0, description="At most one retraining trigger per cooldown.")
+    window_days: int = Field(60, ge=7, description="Recent days (and served requests) compared with the reference.")
+    min_rows: int = Field(20, ge=5, description="Fewer current rows than this: no verdict.")
+    pushgateway_url: str | None = Field(None, description="Prometheus Pushgateway for the drift gauges (CronJob).")
+    method: str = Field(
+        "ks",
+        description="Evidently stat test per column. K-S: a p-value, sound for a few dozen current rows; "
+        "Evidently's default above 1,000 reference rows (normed Wasserstein, 0.1) flags sampling noise at that size.",
+    )
+    threshold: float = Field(0.05, gt=0, description="The test's threshold (a p-value for K-S).")
+
+
 class PromotionSettings(_Group):
     """When evaluate/register may promote a model over the naive baselines."""
 
@@ -225,6 +242,7 @@ class Settings(BaseSettings):
     clean: CleanSettings = Field(default_factory=CleanSettings)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
     @field_validator("coingecko_url", "cryptocompare_url", "binance_url", "twitter_url")
     @classmethod

@@ -21,7 +21,7 @@ from typing import Any
 from bitpredict import storage, tracking
 from bitpredict.config import Settings
 from bitpredict.evaluate import MODEL, evaluation_dir
-from bitpredict.train import METADATA_FILE, SAVED_MODEL_DIR, candidate_dir
+from bitpredict.train import METADATA_FILE, REFERENCE_FILE, SAVED_MODEL_DIR, candidate_dir
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,8 @@ def export_for_serving(settings: Settings, version: str | int) -> str:
         layout = Path(tmp) / "layout"
         (local / SAVED_MODEL_DIR).rename(layout)
         (local / METADATA_FILE).rename(layout / METADATA_FILE)
+        if (local / REFERENCE_FILE).exists():
+            (local / REFERENCE_FILE).rename(layout / REFERENCE_FILE)
         target = storage.join(settings.serving_store, name, str(version))
         storage.copy_tree(layout, target)
     return target

@@ -30,6 +30,7 @@ from bitpredict.merge import code_version
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "bitpredict_model.json"
+REFERENCE_FILE = "reference.parquet"  # the training rows' inputs (unscaled): the drift job's reference
 SAVED_MODEL_DIR = "saved_model"
 SIGNATURE = "serving_default"
 FORMAT_VERSION = 1
@@ -273,6 +274,8 @@ def run_train(settings: Settings) -> dict[str, Any]:
         meta = metadata(trained, config, {"mlflow_run_id": run_id, "data_span": list(data_span)})
         with tempfile.TemporaryDirectory() as tmp:
             local = export(trained, Path(tmp) / "model", meta)
+            reference = frame.iloc[: len(frame) - config.validation_days][["timestamp", *columns]]
+            storage.write_parquet(reference, local / REFERENCE_FILE)
             mlflow.log_artifacts(run_id, str(local), artifact_path="model")
             mlflow.log_artifact(run_id, str(plot_history(trained.history, Path(tmp) / "training_curve.png")), "plots")
             storage.copy_tree(local, candidate_dir(settings))

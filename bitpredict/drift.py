@@ -1,0 +1,332 @@
+"""Drift: are today's model inputs still like the ones the model was trained on — and is it still useful?
+
+* **Reference**: the training rows' inputs saved with the model (``reference.parquet`` beside the
+  SavedModel), or the features table over the model's training span when the file is missing.
+* **Current**: the inputs of the recently served requests (rebuilt from the request log's bars with the
+  serving code) and the newly ingested days of the features table after the reference ends, the last
+  ``drift.window_days`` of them.
+* **Columns**: returns, scale-free indicators and sentiment — never price levels, which always drift,
+  and not the calendar.
+* **Report**: Evidently's ``DataDriftPreset`` (per-column test, FAIL = drifted), saved as HTML and JSON.
+  When realised prices are known for past forecasts, the live MAE next to persistence's on the same days.
+* **Decision**: drift when the share of drifted columns reaches ``drift.share_threshold`` or live skill
+  falls below ``drift.min_live_skill``. One episode (consecutive drifting checks) triggers one rerun, and
+  no two triggers come closer than ``drift.cooldown_hours``. The state lives in ``reports/drift/state.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bitpredict import storage
+from bitpredict.config import DriftSettings, Settings
+from bitpredict.indicators import MODEL_FEATURES
+from bitpredict.merge import SENTIMENT_PREFIXES
+
+log = logging.getLogger(__name__)
+
+CALENDAR = ("day_of_week", "dow_sin", "dow_cos")
+DRIFT_COLUMNS = (
+    *(c for c in MODEL_FEATURES if c not in CALENDAR),
+    *(f"{p}_{s}" for p in SENTIMENT_PREFIXES for s in ("vader_mean", "count")),
+)
+
+
+@dataclass
+class DriftResult:
+    share: float
+    drifted: list[str]
+    columns: dict[str, dict[str, Any]]
+    reference_rows: int
+    current_rows: int
+    snapshot: Any = field(default=None, repr=False)
+
+
+@dataclass
+class DriftState:
+    in_episode: bool = False
+    last_trigger_at: str | None = None
+    episode_started_at: str | None = None
+    last_check_at: str | None = None
+
+    @classmethod
+    def load(cls, uri: str) -> DriftState:
+        return cls(**json.loads(storage.read_text(uri))) if storage.exists(uri) else cls()
+
+    def save(self, uri: str) -> None:
+        storage.write_text(uri, json.dumps(asdict(self), indent=2))
+
+
+@dataclass(frozen=True)
+class Decision:
+    drifting: bool
+    trigger: bool
+    reasons: list[str]
+
+
+def drift_columns(available: list[str] | pd.Index) -> list[str]:
+    return [c for c in DRIFT_COLUMNS if c in set(available)]
+
+
+def measure(
+    reference: pd.DataFrame, current: pd.DataFrame, share_threshold: float, method: str = "ks", threshold: float = 0.05
+) -> DriftResult:
+    """Evidently data drift per column; drifted = its test failed."""
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    columns = [c for c in drift_columns(reference.columns) if c in current.columns]
+    # A column constant in both samples carries no information and makes some tests undefined.
+    columns = [c for c in columns if reference[c].nunique() > 1 or current[c].nunique() > 1]
+    preset = DataDriftPreset(columns=columns, drift_share=share_threshold, num_method=method, num_threshold=threshold)
+    report = Report([preset], include_tests=True)
+    snapshot = report.run(current_data=current[columns], reference_data=reference[columns])
+    document = snapshot.dict()
+    per_column: dict[str, dict[str, Any]] = {}
+    for metric in document["metrics"]:
+        config = metric.get("config", {})
+        if config.get("type", "").endswith("ValueDrift"):
+            per_column[config["column"]] = {
+                "score": float(metric["value"]),
+                "method": config.get("method"),
+                "threshold": config.get("threshold"),
+            }
+    for test in document["tests"]:
+        params = test.get("metric_config", {}).get("params", {})
+        if params.get("type", "").endswith("ValueDrift") and params.get("column") in per_column:
+            per_column[params["column"]]["drifted"] = test["status"] == "FAIL"
+    drifted = sorted(c for c, v in per_column.items() if v.get("drifted"))
+    share = len(drifted) / len(per_column) if per_column else 0.0
+    return DriftResult(share, drifted, per_column, len(reference), len(current), snapshot)
+
+
+def decide(
+    result: DriftResult | None,
+    live_skill: float | None,
+    state: DriftState,
+    config: DriftSettings,
+    now: datetime,
+) -> tuple[Decision, DriftState]:
+    """The trigger decision and the new state; pure, so the episode and cooldown rules are testable."""
+    reasons = []
+    if result is not None and result.share >= config.share_threshold:
+        reasons.append(f"{result.share:.0%} of columns drifted (threshold {config.share_threshold:.0%})")
+    if live_skill is not None and live_skill < config.min_live_skill:
+        reasons.append(f"live skill {live_skill:+.4f} below {config.min_live_skill:+.4f}")
+    drifting = bool(reasons)
+    new = DriftState(**asdict(state))
+    new.last_check_at = now.isoformat()
+    if not drifting:
+        new.in_episode, new.episode_started_at = False, None
+        return Decision(False, False, ["no drift"]), new
+    if state.in_episode:
+        return Decision(True, False, [*reasons, f"episode since {state.episode_started_at} already triggered"]), new
+    new.in_episode, new.episode_started_at = True, now.isoformat()
+    if state.last_trigger_at:
+        ready = datetime.fromisoformat(state.last_trigger_at) + timedelta(hours=config.cooldown_hours)
+        if now < ready:
+            return Decision(True, False, [*reasons, f"cooldown until {ready.isoformat()}"]), new
+    new.last_trigger_at = now.isoformat()
+    return Decision(True, True, reasons), new
+
+
+# --------------------------------------------------------------------------------------------
+# data: reference, current, live quality
+# --------------------------------------------------------------------------------------------
+
+
+def load_reference(settings: Settings, model_dir: str) -> pd.DataFrame:
+    from bitpredict.serving import locate_model
+    from bitpredict.train import REFERENCE_FILE
+
+    located = locate_model(model_dir)
+    uri = storage.join(located.directory, REFERENCE_FILE)
+    if storage.exists(uri):
+        return storage.read_parquet(uri)
+    start, end = located.metadata["train_span"]
+    features = storage.read_parquet(settings.features_path)
+    days = features["timestamp"].dt.date.astype(str)
+    return features[(days >= start) & (days <= end)].reset_index(drop=True)
+
+
+def served_features(settings: Settings, since: pd.Timestamp) -> pd.DataFrame:
+    """One feature row per logged request (the day it forecast from), rebuilt from its bars."""
+    from bitpredict.indicators import compute_indicators
+    from bitpredict.merge import join_sentiment
+    from bitpredict.request_log import read_log
+
+    logged = read_log(settings.path("requests"))
+    if logged.empty:
+        return pd.DataFrame()
+    rows = []
+    for record in logged.itertuples(index=False):
+        if pd.Timestamp(record.logged_at) < since:
+            continue
+        bars = pd.DataFrame(json.loads(record.bars))
+        bars["timestamp"] = pd.to_datetime(bars["timestamp"], unit="s", utc=True)
+        frame = join_sentiment(compute_indicators(bars), None)
+        rows.append(frame.iloc[-1])
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def live_quality(settings: Settings, predictions: pd.DataFrame | None = None) -> dict[str, float] | None:
+    """Live MAE of served forecasts whose day has closed, next to persistence's on the same days."""
+    from bitpredict.request_log import read_log
+
+    logged = read_log(settings.path("requests")) if predictions is None else predictions
+    if logged.empty or not storage.exists(settings.features_path):
+        return None
+    closes = storage.read_parquet(settings.features_path)[["timestamp", "close"]]
+    closes["day"] = closes["timestamp"].dt.date.astype(str)
+    joined = logged.merge(closes[["day", "close"]], left_on="as_of", right_on="day", how="inner")
+    if joined.empty:
+        return None
+    model = float(np.mean(np.abs(joined["predicted_close"] - joined["close"])))
+    persistence = float(np.mean(np.abs(joined["last_close"] - joined["close"])))
+    return {"days": len(joined), "mae": model, "persistence_mae": persistence, "skill": 1 - model / persistence}
+
+
+def current_inputs(settings: Settings, reference_end: str) -> pd.DataFrame:
+    """New feature-table days after the reference, plus served requests, within the window."""
+    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=settings.drift.window_days)
+    parts = []
+    if storage.exists(settings.features_path):
+        features = storage.read_parquet(settings.features_path)
+        new = features[features["timestamp"].dt.date.astype(str) > reference_end]
+        parts.append(new.tail(settings.drift.window_days))
+    served = served_features(settings, since)
+    if not served.empty:
+        parts.append(served)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+# --------------------------------------------------------------------------------------------
+# the job
+# --------------------------------------------------------------------------------------------
+
+
+def drift_dir(settings: Settings) -> str:
+    return settings.path("reports", "drift")
+
+
+def export_metrics(result: DriftResult | None, decision: Decision, state: DriftState, settings: Settings) -> str:
+    """Prometheus gauges as a text file beside the reports, and pushed to a Pushgateway when configured."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
+
+    registry = CollectorRegistry()
+    share = Gauge("bitpredict_drift_share", "Share of input columns drifted", registry=registry)
+    column = Gauge("bitpredict_drift_column_score", "Drift score per column", ["column", "method"], registry=registry)
+    drifted = Gauge("bitpredict_drift_detected", "1 when the last check found drift", registry=registry)
+    checked = Gauge("bitpredict_drift_last_check_timestamp_seconds", "Last drift check", registry=registry)
+    triggered = Gauge("bitpredict_drift_last_trigger_timestamp_seconds", "Last retraining trigger", registry=registry)
+    if result is not None:
+        share.set(result.share)
+        for name, values in result.columns.items():
+            column.labels(column=name, method=str(values.get("method"))).set(values["score"])
+    drifted.set(float(decision.drifting))
+    checked.set(datetime.fromisoformat(state.last_check_at).timestamp() if state.last_check_at else 0)
+    triggered.set(datetime.fromisoformat(state.last_trigger_at).timestamp() if state.last_trigger_at else 0)
+    path = storage.join(drift_dir(settings), "metrics.prom")
+    if not storage.is_gcs(path):
+        from pathlib import Path
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(path, registry)
+    if settings.drift.pushgateway_url:
+        push_to_gateway(settings.drift.pushgateway_url, job="bitpredict-drift", registry=registry)
+    return path
+
+
+def run_drift(
+    settings: Settings,
+    model_dir: str,
+    trigger: Callable[[list[str]], str] | None = None,
+    now: datetime | None = None,
+    current: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """One check: report, decision, trigger (once per episode), state, metrics. Returns what it decided."""
+    from bitpredict.serving import locate_model
+
+    now = now or datetime.now(UTC)
+    reference = load_reference(settings, model_dir)
+    reference_end = str(pd.Timestamp(reference["timestamp"].max()).date())
+    current = current_inputs(settings, reference_end) if current is None else current
+    out_dir = drift_dir(settings)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    result = None
+    if len(current) >= settings.drift.min_rows:
+        result = measure(
+            reference, current, settings.drift.share_threshold, settings.drift.method, settings.drift.threshold
+        )
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            html = Path(tmp) / "report.html"
+            result.snapshot.save_html(str(html))
+            storage.write_bytes(storage.join(out_dir, f"drift-{stamp}.html"), html.read_bytes())
+    quality = live_quality(settings)
+    state_uri = storage.join(out_dir, "state.json")
+    decision, state = decide(
+        result, quality["skill"] if quality else None, DriftState.load(state_uri), settings.drift, now
+    )
+    triggered_run = None
+    if decision.trigger and trigger is not None:
+        triggered_run = trigger(decision.reasons)
+    state.save(state_uri)
+    summary = {
+        "checked_at": now.isoformat(),
+        "model_version": locate_model(model_dir).version,
+        "reference_rows": len(reference),
+        "current_rows": len(current),
+        "share": result.share if result else None,
+        "drifted_columns": result.drifted if result else [],
+        "columns": result.columns if result else {},
+        "live_quality": quality,
+        "drifting": decision.drifting,
+        "triggered": decision.trigger,
+        "triggered_run": triggered_run,
+        "reasons": decision.reasons if result else [*decision.reasons, f"only {len(current)} current rows"],
+        "report_html": storage.join(out_dir, f"drift-{stamp}.html") if result else None,
+    }
+    storage.write_text(storage.join(out_dir, f"drift-{stamp}.json"), json.dumps(summary, indent=2, default=str))
+    storage.write_text(storage.join(out_dir, "latest.json"), json.dumps(summary, indent=2, default=str))
+    summary["metrics_file"] = export_metrics(result, decision, state, settings)
+    log.info(
+        "drift check",
+        extra={"share": summary["share"], "drifting": decision.drifting, "triggered": decision.trigger,
+               "reasons": "; ".join(summary["reasons"])},
+    )  # fmt: skip
+    return summary
+
+
+def pipeline_trigger(settings: Settings, data: str | None = None) -> Callable[[list[str]], str]:
+    """The rerun: ``pipelines.submit`` to ``KFP_HOST`` when it is set, else the local pipeline run.
+
+    Started as a subprocess by module name, so this package never imports the pipeline code; the image
+    and the checkout both have ``pipelines/`` on the path.
+    """
+    import os
+    import subprocess
+    import sys
+
+    def run(reasons: list[str]) -> str:
+        if os.environ.get("KFP_HOST"):
+            command = [sys.executable, "-m", "pipelines.submit"]
+        else:
+            command = [sys.executable, "-m", "pipelines.run_local", *(["--data", data] if data else [])]
+        log.warning("drift: starting a pipeline run", extra={"reasons": "; ".join(reasons), "command": command[2]})
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command[1:])} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "started"
+
+    return run

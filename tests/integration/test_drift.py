@@ -1,0 +1,129 @@
+"""Drift on the real data: no drift inside the training regime, drift outside it, one trigger per episode."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bitpredict import storage
+from bitpredict.config import DriftSettings, load_settings
+from bitpredict.drift import DriftState, decide, measure, run_drift
+from bitpredict.indicators import WARMUP, compute_indicators
+from bitpredict.merge import build_features
+from bitpredict.train import METADATA_FILE, REFERENCE_FILE
+
+
+@pytest.fixture(scope="module")
+def features(clean_daily: pd.DataFrame) -> pd.DataFrame:
+    return build_features(compute_indicators(clean_daily), None, WARMUP)
+
+
+@pytest.fixture
+def model_dir(features: pd.DataFrame, tmp_path: Path) -> Path:
+    """A model folder whose reference is the training rows up to 2022-12-31 (as train writes it)."""
+    directory = tmp_path / "models" / "7"
+    directory.mkdir(parents=True)
+    reference = features[features["timestamp"] <= "2022-12-31"]
+    storage.write_parquet(reference, directory / REFERENCE_FILE)
+    meta = {"format_version": 1, "train_span": ["2015-02-14", "2022-12-31"], "feature_columns": [], "window": 30}
+    (directory / METADATA_FILE).write_text(json.dumps(meta))
+    return directory
+
+
+def test_a_window_from_the_training_regime_shows_no_drift(features: pd.DataFrame) -> None:
+    reference = features[features["timestamp"] <= "2022-12-31"]
+    sample = reference.sample(120, random_state=1)  # days the model trained on
+    result = measure(reference, sample, share_threshold=0.5)
+    assert result.share < 0.2, result.drifted
+    assert "close" not in result.columns and "sma_50" not in result.columns  # never price levels
+
+
+def test_a_different_regime_or_a_distorted_window_shows_drift(features: pd.DataFrame) -> None:
+    reference = features[features["timestamp"] <= "2022-12-31"]
+    calm = features[(features["timestamp"] >= "2023-06-01") & (features["timestamp"] < "2023-09-01")]
+    assert measure(reference, calm, 0.5).share >= 0.3  # the quiet summer of 2023 against a decade of swings
+    distorted = reference.sample(120, random_state=2).copy()
+    numeric = [c for c in distorted.columns if c.startswith(("log_return", "realized_vol", "close_to", "macd_"))]
+    distorted[numeric] = distorted[numeric] * 3 + 0.05
+    result = measure(reference, distorted, 0.5)
+    assert result.share >= 0.5 and set(numeric) & set(result.drifted)
+
+
+def _drift(share: float) -> object:
+    from bitpredict.drift import DriftResult
+
+    return DriftResult(share, [], {}, 100, 60)
+
+
+def test_one_trigger_per_episode_and_the_cooldown_holds() -> None:
+    config = DriftSettings(cooldown_hours=24)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    state = DriftState()
+    first, state = decide(_drift(0.8), None, state, config, t0)
+    assert first.trigger
+    again, state = decide(_drift(0.9), None, state, config, t0 + timedelta(hours=1))
+    assert again.drifting and not again.trigger and "already triggered" in again.reasons[-1]
+    calm, state = decide(_drift(0.1), None, state, config, t0 + timedelta(hours=2))
+    assert not calm.drifting and not state.in_episode
+    early, state = decide(_drift(0.8), None, state, config, t0 + timedelta(hours=3))  # a new episode, too soon
+    assert early.drifting and not early.trigger and "cooldown" in early.reasons[-1]
+    calm, state = decide(_drift(0.0), None, state, config, t0 + timedelta(hours=30))
+    late, state = decide(_drift(0.7), None, state, config, t0 + timedelta(hours=31))
+    assert late.trigger
+    skill, _ = decide(_drift(0.0), -0.05, DriftState(), config, t0)
+    assert skill.trigger and "live skill" in skill.reasons[0]
+
+
+def test_the_job_reports_decides_and_triggers_once(
+    features: pd.DataFrame, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(data_dir=str(tmp_path / "data"))
+    storage.write_parquet(features, settings.features_path)
+    calls: list[list[str]] = []
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    current = features[features["timestamp"] >= "2024-09-01"]  # after the reference: another regime
+    first = run_drift(settings, str(model_dir), lambda reasons: calls.append(reasons) or "run-1", now, current)
+    assert first["triggered"] and first["triggered_run"] == "run-1" and len(calls) == 1
+    assert Path(first["report_html"]).read_text().lower().count("<html") >= 1
+    second = run_drift(
+        settings, str(model_dir), lambda r: calls.append(r) or "run-2", now + timedelta(hours=6), current
+    )
+    assert second["drifting"] and not second["triggered"] and len(calls) == 1
+    metrics = Path(first["metrics_file"]).read_text()
+    assert "bitpredict_drift_share" in metrics and "bitpredict_drift_column_score{" in metrics
+    latest = json.loads((Path(settings.path("reports", "drift")) / "latest.json").read_text())
+    assert latest["checked_at"] == second["checked_at"] and latest["reasons"]
+    few = run_drift(settings, str(model_dir), None, now + timedelta(days=3), current.head(5))
+    assert few["share"] is None and "only 5 current rows" in few["reasons"][-1]
+    assert np.isfinite(first["share"])
+
+
+def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """`bitpredict drift` with KFP_HOST: the rerun is a pipeline run created on the KFP API (a local server)."""
+    import subprocess
+    import sys
+
+    from tests.fakes.kfp_api import FakeKfp
+
+    repo = Path(__file__).resolve().parents[2]
+    data = tmp_path / "data"
+    settings = load_settings(data_dir=str(data))
+    storage.write_parquet(features, settings.features_path)
+    server = FakeKfp().start()
+    try:
+        env = {"PATH": str(Path(sys.executable).parent), "KFP_HOST": server.url, "BITPREDICT_DATA_DIR": str(data),
+               "PYTHONPATH": str(repo), "HOME": str(tmp_path)}  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "bitpredict.cli", "drift", "--model-dir", str(model_dir)],
+            cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "TRIGGERED" in done.stdout and "run_id=" in done.stdout
+        assert len(server.state.runs) == 1 and len(server.state.pipelines) == 1
+    finally:
+        server.stop()
