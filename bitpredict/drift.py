@@ -217,7 +217,14 @@ def drift_dir(settings: Settings) -> str:
     return settings.path("reports", "drift")
 
 
-def export_metrics(result: DriftResult | None, decision: Decision, state: DriftState, settings: Settings) -> str:
+def export_metrics(
+    result: DriftResult | None,
+    decision: Decision,
+    state: DriftState,
+    settings: Settings,
+    quality: dict[str, float] | None = None,
+    last_day: pd.Timestamp | None = None,
+) -> str:
     """Prometheus gauges as a text file beside the reports, and pushed to a Pushgateway when configured."""
     from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
@@ -227,6 +234,12 @@ def export_metrics(result: DriftResult | None, decision: Decision, state: DriftS
     drifted = Gauge("bitpredict_drift_detected", "1 when the last check found drift", registry=registry)
     checked = Gauge("bitpredict_drift_last_check_timestamp_seconds", "Last drift check", registry=registry)
     triggered = Gauge("bitpredict_drift_last_trigger_timestamp_seconds", "Last retraining trigger", registry=registry)
+    skill = Gauge("bitpredict_live_skill", "Live skill of served forecasts vs persistence", registry=registry)
+    fresh = Gauge("bitpredict_data_last_day_timestamp_seconds", "Newest day in the features table", registry=registry)
+    if quality is not None:
+        skill.set(quality["skill"])
+    if last_day is not None:
+        fresh.set(last_day.timestamp())
     if result is not None:
         share.set(result.share)
         for name, values in result.columns.items():
@@ -299,7 +312,10 @@ def run_drift(
     }
     storage.write_text(storage.join(out_dir, f"drift-{stamp}.json"), json.dumps(summary, indent=2, default=str))
     storage.write_text(storage.join(out_dir, "latest.json"), json.dumps(summary, indent=2, default=str))
-    summary["metrics_file"] = export_metrics(result, decision, state, settings)
+    last_day = None
+    if storage.exists(settings.features_path):
+        last_day = pd.Timestamp(storage.read_parquet(settings.features_path)["timestamp"].max())
+    summary["metrics_file"] = export_metrics(result, decision, state, settings, quality, last_day)
     log.info(
         "drift check",
         extra={"share": summary["share"], "drifting": decision.drifting, "triggered": decision.trigger,

@@ -46,7 +46,7 @@ import pandas as pd
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ServerNotReady
 from kserve.predictor_config import PredictorConfig
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from bitpredict.config import load_settings
 from bitpredict.request_log import RequestLog
@@ -69,6 +69,12 @@ REJECTED = Counter("bitpredict_rejected_requests_total", "Requests refused with 
 MODEL_INFO = Gauge("bitpredict_model_info", "The model version being served (value 1)", ["model", "version"])
 PREDICTED_CLOSE = Gauge("bitpredict_predicted_close", "The latest forecast of the next-day close (USD)")
 LAST_CLOSE = Gauge("bitpredict_last_close", "The latest close a client sent (USD)")
+PREDICTOR_ERRORS = Counter("bitpredict_predictor_errors_total", "Predictor calls that failed (answered 503)")
+REQUEST_SECONDS = Histogram(
+    "bitpredict_request_seconds",
+    "Whole forecast latency in the transformer: validation, features, predictor call, response",
+    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
+)
 
 PROTOCOLS = ("v2", "grpc-v2", "tfserving")
 _request: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("bitpredict_request")
@@ -168,6 +174,7 @@ class BitPredictTransformer(Model):
         except InvalidInput:
             raise
         except Exception as exc:  # the predictor is down or failing: a 503 for the client, the cause in the log
+            PREDICTOR_ERRORS.inc()
             log.error("predictor call failed", extra={"predictor": self.predictor_host, "error": repr(exc)})
             reason = f"the predictor at {self.predictor_host} is unavailable: {type(exc).__name__}"
             raise ServerNotReady(reason) from exc
@@ -208,6 +215,7 @@ class BitPredictTransformer(Model):
         PREDICTED_CLOSE.set(outcome["predicted_close"])
         LAST_CLOSE.set(float(bars["close"].iloc[-1]))
         source = sentiment_source(bars)
+        REQUEST_SECONDS.observe(time.perf_counter() - context["started"])
         if self.request_log is not None:
             self.request_log.append(
                 {
@@ -279,7 +287,12 @@ def main(argv: list[str] | None = None) -> None:
     config = PredictorConfig(predictor_host=args.predictor_host, predictor_protocol=kserve_protocol)
     try:
         serve(
-            [transformer], http_port=args.http_port, grpc_port=args.grpc_port, host=args.host, predictor_config=config
+            [transformer],
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            host=args.host,
+            predictor_config=config,
+            on_reject=lambda reason: REJECTED.labels(reason=reason).inc(),
         )
     finally:
         if transformer.request_log is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -302,3 +303,82 @@ def test_a_predictor_outage_is_a_503_not_a_500(served: Served, tmp_path: Path) -
         assert response.status_code == 503 and "predictor" in response.json()["error"]
     finally:
         _stop(transformer)
+
+
+@pytest.mark.skipif(
+    not (shutil.which("prometheus") and shutil.which("prometheus-pushgateway")),
+    reason="Debian's prometheus and prometheus-pushgateway are not installed (.ci/run installs them)",
+)
+def test_a_real_prometheus_scrapes_the_transformer_and_the_drift_gauges(served: Served, tmp_path: Path) -> None:
+    """Prometheus on 127.0.0.1 scrapes the running transformer and a Pushgateway the drift job pushed to."""
+    from bitpredict.config import load_settings
+    from bitpredict.drift import Decision, DriftResult, DriftState, export_metrics
+
+    gateway_port, prom_port = _port(), _port()
+    gateway = _start_binary(
+        ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gateway_port}"], tmp_path / "gw.log"
+    )
+    transformer_target = served.rest.removeprefix("http://")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: bitpredict-transformer\n    static_configs: [{{targets: ['{transformer_target}']}}]\n"
+        f"  - job_name: pushgateway\n    honor_labels: true\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{gateway_port}']}}]\n"
+    )
+    prometheus = _start_binary(
+        ["prometheus", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{prom_port}",
+         f"--storage.tsdb.path={tmp_path / 'tsdb'}"],
+        tmp_path / "prometheus.log",
+    )  # fmt: skip
+    try:
+        _wait_http(f"http://127.0.0.1:{gateway_port}/-/ready", gateway)
+        settings = load_settings(
+            data_dir=str(tmp_path / "data"), drift={"pushgateway_url": f"127.0.0.1:{gateway_port}"}
+        )
+        result = DriftResult(0.75, ["log_return_1"], {"log_return_1": {"score": 0.001, "method": "ks"}}, 100, 60)
+        state = DriftState(last_check_at="2026-01-01T00:00:00+00:00")
+        export_metrics(result, Decision(True, True, ["x"]), state, settings, {"skill": -0.02}, None)
+        predict_rest(served.rest, served.bars)
+        _wait_http(f"http://127.0.0.1:{prom_port}/-/ready", prometheus)
+        wanted = {
+            'up{job="bitpredict-transformer"}': 1.0,
+            "bitpredict_drift_share": 0.75,
+            "bitpredict_live_skill": -0.02,
+            "sum(bitpredict_predictions_total)": None,
+        }
+        found: dict[str, float] = {}
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and len(found) < len(wanted):
+            for query in wanted:
+                reply = httpx.get(f"http://127.0.0.1:{prom_port}/api/v1/query", params={"query": query}, timeout=5)
+                data = reply.json()["data"]["result"]
+                if data:
+                    found[query] = float(data[0]["value"][1])
+            time.sleep(1)
+        assert set(found) == set(wanted), found
+        for query, value in wanted.items():
+            assert value is None or found[query] == pytest.approx(value), query
+        assert found["sum(bitpredict_predictions_total)"] >= 1
+    finally:
+        _stop(prometheus)
+        _stop(gateway)
+
+
+def _start_binary(command: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_http(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{url} not ready")
