@@ -20,7 +20,7 @@ KFP_HOST ?=
 
 MODEL_DIR ?=
 
-.PHONY: help setup test test-all lint format lock clean run compile submit images image-name serve
+.PHONY: help setup tools test test-all lint format lock clean run compile submit images image-name serve drift
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,16 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[dev]' 2>&1 | $(PIPQUIET)
 	$(BIN)/python -m pip check 2>&1 | $(PIPQUIET)
 	@touch $@
+
+tools: ## Debian's prometheus + pushgateway for the monitoring tests (root and apt needed; skipped otherwise)
+	@if command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null; then \
+		echo "prometheus tools present"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			prometheus prometheus-pushgateway >/dev/null && echo "installed prometheus tools"; \
+	else \
+		echo "no promtool: its tests will be skipped (install Debian's prometheus and prometheus-pushgateway)"; \
+	fi
 
 test: $(STAMP) ## the default test suite (well under 20 minutes)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -61,6 +71,9 @@ run: $(STAMP) ## the whole pipeline on this machine (kfp.local), ingest → regi
 
 serve: $(STAMP) ## predictor + transformer on 127.0.0.1:8080 (MLflow champion, or MODEL_DIR=dir)
 	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m inference.serve_local
+
+drift: $(STAMP) ## one drift check against the champion's training reference (reruns the pipeline on drift)
+	$(BIN)/bitpredict drift $(if $(DATA),--data $(DATA),)
 
 compile: $(STAMP) ## compile the KFP pipeline into pipelines/bitpredict_pipeline.yaml
 	$(BIN)/python -m pipelines.bitpredict_pipeline
