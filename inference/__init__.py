@@ -1,0 +1,1 @@
+"""KServe transformer and predictor for BitPredict."""
