@@ -177,21 +177,42 @@ def served_features(settings: Settings, since: pd.Timestamp) -> pd.DataFrame:
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
-def live_quality(settings: Settings, predictions: pd.DataFrame | None = None) -> dict[str, float] | None:
-    """Live MAE of served forecasts whose day has closed, next to persistence's on the same days."""
+def realised_forecasts(settings: Settings, predictions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Served forecasts whose day has closed, with the realised close of that day."""
     from bitpredict.request_log import read_log
 
     logged = read_log(settings.path("requests")) if predictions is None else predictions
     if logged.empty or not storage.exists(settings.features_path):
-        return None
+        return pd.DataFrame()
     closes = storage.read_parquet(settings.features_path)[["timestamp", "close"]]
     closes["day"] = closes["timestamp"].dt.date.astype(str)
-    joined = logged.merge(closes[["day", "close"]], left_on="as_of", right_on="day", how="inner")
+    return logged.merge(closes[["day", "close"]], left_on="as_of", right_on="day", how="inner")
+
+
+def live_quality(joined: pd.DataFrame) -> dict[str, float] | None:
+    """Live MAE of served forecasts whose day has closed, next to persistence's on the same days."""
     if joined.empty:
         return None
     model = float(np.mean(np.abs(joined["predicted_close"] - joined["close"])))
     persistence = float(np.mean(np.abs(joined["last_close"] - joined["close"])))
     return {"days": len(joined), "mae": model, "persistence_mae": persistence, "skill": 1 - model / persistence}
+
+
+def regression_report(joined: pd.DataFrame) -> Any:
+    """Evidently's regression quality of the served forecasts (current) next to persistence (reference),
+    on the same closed days: the live version of the evaluation's comparison."""
+    from evidently import DataDefinition, Dataset, Regression, Report
+    from evidently.presets import RegressionPreset
+
+    definition = DataDefinition(
+        regression=[Regression(target="realised_close", prediction="forecast_close")],
+        numerical_columns=["realised_close", "forecast_close"],
+    )
+    model = pd.DataFrame({"realised_close": joined["close"], "forecast_close": joined["predicted_close"]})
+    naive = pd.DataFrame({"realised_close": joined["close"], "forecast_close": joined["last_close"]})
+    return Report([RegressionPreset()]).run(
+        Dataset.from_pandas(model, data_definition=definition), Dataset.from_pandas(naive, data_definition=definition)
+    )
 
 
 def current_inputs(settings: Settings, reference_end: str) -> pd.DataFrame:
@@ -286,7 +307,18 @@ def run_drift(
             html = Path(tmp) / "report.html"
             result.snapshot.save_html(str(html))
             storage.write_bytes(storage.join(out_dir, f"drift-{stamp}.html"), html.read_bytes())
-    quality = live_quality(settings)
+    joined = realised_forecasts(settings)
+    quality = live_quality(joined)
+    regression_html = None
+    if len(joined) >= 2:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            html = Path(tmp) / "regression.html"
+            regression_report(joined).save_html(str(html))
+            regression_html = storage.join(out_dir, f"regression-{stamp}.html")
+            storage.write_bytes(regression_html, html.read_bytes())
     state_uri = storage.join(out_dir, "state.json")
     decision, state = decide(
         result, quality["skill"] if quality else None, DriftState.load(state_uri), settings.drift, now
@@ -309,6 +341,7 @@ def run_drift(
         "triggered_run": triggered_run,
         "reasons": decision.reasons if result else [*decision.reasons, f"only {len(current)} current rows"],
         "report_html": storage.join(out_dir, f"drift-{stamp}.html") if result else None,
+        "regression_html": regression_html,
     }
     storage.write_text(storage.join(out_dir, f"drift-{stamp}.json"), json.dumps(summary, indent=2, default=str))
     storage.write_text(storage.join(out_dir, "latest.json"), json.dumps(summary, indent=2, default=str))

@@ -127,3 +127,27 @@ def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path,
         assert len(server.state.runs) == 1 and len(server.state.pipelines) == 1
     finally:
         server.stop()
+
+
+def test_live_quality_and_the_regression_report_use_closed_forecasts(
+    features: pd.DataFrame, model_dir: Path, tmp_path: Path
+) -> None:
+    """Forecasts served in the past whose day has closed: live MAE next to persistence, and Evidently's report."""
+    from bitpredict.request_log import RequestLog
+
+    settings = load_settings(data_dir=str(tmp_path / "data"))
+    storage.write_parquet(features, settings.features_path)
+    days = features[features["timestamp"] >= "2024-10-01"].reset_index(drop=True)
+    log = RequestLog(settings.path("requests"), batch_size=100, flush_s=0.1)
+    for i in range(len(days) - 1):  # a forecast made on day i for day i+1: always 1% too high
+        realised = float(days["close"].iloc[i + 1])
+        log.append({"as_of": str(days["timestamp"].iloc[i + 1].date()), "predicted_close": realised * 1.01,
+                    "last_close": float(days["close"].iloc[i]), "bars": {}})  # fmt: skip
+    log.close()
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    summary = run_drift(settings, str(model_dir), None, now, features[features["timestamp"] >= "2024-09-01"])
+    quality = summary["live_quality"]
+    assert quality["days"] == len(days) - 1
+    assert quality["mae"] == pytest.approx(float(np.mean(days["close"].iloc[1:] * 0.01)), rel=1e-9)
+    assert quality["skill"] == pytest.approx(1 - quality["mae"] / quality["persistence_mae"])
+    assert Path(summary["regression_html"]).exists()
