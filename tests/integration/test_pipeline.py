@@ -88,3 +88,16 @@ def test_submit_uploads_then_adds_versions_and_starts_runs(kfp_server: FakeKfp) 
 def test_unknown_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="known parameters"):
         parse_params(["epoch=3"], COMPILED)
+
+
+def test_the_drift_component_compiles_with_an_html_report(tmp_path: Path) -> None:
+    from kfp import compiler
+
+    from components.drift import drift
+
+    path = tmp_path / "drift.yaml"
+    compiler.Compiler().compile(drift, str(path))
+    spec = yaml.safe_load(path.read_text())
+    outputs = spec["root"]["outputDefinitions"]["artifacts"]
+    assert outputs["report"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
