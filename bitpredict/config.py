@@ -227,6 +227,8 @@ class Settings(BaseSettings):
     )
     registered_model_name: str = Field("bitpredict-lstm", pattern=r"^[A-Za-z0-9_.-]+$")
     experiment_name: str = Field("bitpredict", min_length=1, description="MLflow experiment of the runs.")
+    transformer_url: str = Field("http://127.0.0.1:8080", description="The serving transformer (v2 REST), for the UI.")
+    predictor_url: str = Field("http://127.0.0.1:8085", description="The predictor (v2 REST), for the UI health view.")
     components_image: str = Field(
         f"ghcr.io/bitpredict/bitpredict-components:{__version__}",
         pattern=r"^[a-z0-9.\-/:_@]+$",

@@ -1,0 +1,118 @@
+"""The Streamlit UI: every page renders with real data and running services, and with nothing at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
+PAGES = ("Market", "Next day", "Model", "Sentiment", "Monitoring")
+
+
+def _run(page: str) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
+    app.sidebar.radio(key="page").set_value(page).run()
+    return app
+
+
+def _text(app: AppTest) -> str:
+    parts = [m.value for m in app.markdown] + [i.value for i in app.info] + [e.value for e in app.error]
+    parts += [str(m.label) + str(m.value) for m in app.metric] + [c.value for c in app.caption]
+    parts += [h.value for h in app.header] + [h.value for h in app.subheader]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_explains_what_is_missing_without_services_or_data(
+    page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BITPREDICT_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("BITPREDICT_TRANSFORMER_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("BITPREDICT_PREDICTOR_URL", "http://127.0.0.1:9")
+    app = _run(page)
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    text = _text(app)
+    assert "To fix it, run" in text or page == "Monitoring", text
+    if page == "Monitoring":
+        table = app.dataframe[0].value
+        services = table.set_index("service")
+        assert (services.loc[["transformer", "predictor"], "fix"] == "make serve").all()
+        assert services.loc["transformer", "state"].startswith("down")
+
+
+@pytest.fixture(scope="module")
+def live(shared_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A data dir after a (short) real pipeline run, a drift check, and the model served on 127.0.0.1."""
+    from bitpredict.clean import run_clean
+    from bitpredict.config import load_settings
+    from bitpredict.drift import run_drift
+    from bitpredict.evaluate import run_evaluate
+    from bitpredict.indicators import run_indicators
+    from bitpredict.merge import run_merge
+    from bitpredict.registry import register
+    from bitpredict.sentiment import run_sentiment
+    from bitpredict.train import candidate_dir, run_train
+    from tests.conftest import copy_data_dir
+    from tests.integration.test_serving import _port, _start, _stop, _wait_ready
+
+    root = tmp_path_factory.mktemp("ui")
+    data_dir = copy_data_dir(shared_raw_dir, root / "data")
+    model = {"window": 10, "lstm_units": [8], "dense_units": 4, "epochs": 1, "validation_days": 60,
+             "test_days": 60, "refit_every_days": 30}  # fmt: skip
+    settings = load_settings(data_dir=str(data_dir), model=model, sentiment={"finbert": "off"})
+    run_clean(settings, "1d")
+    run_indicators(settings)
+    run_sentiment(settings)
+    run_merge(settings)
+    run_train(settings)
+    run_evaluate(settings)
+    register(settings)
+    candidate = candidate_dir(settings)
+    run_drift(settings, candidate, None)
+    p_http, t_http = _port(), _port()
+    predictor = _start(["-m", "inference.predictor", "--model_dir", candidate, "--host", "127.0.0.1",
+                        "--http_port", str(p_http), "--grpc_port", str(_port())], root / "predictor.log")  # fmt: skip
+    transformer = _start(["-m", "inference.transformer", "--model_uri", candidate, "--host", "127.0.0.1",
+                          "--predictor_host", f"127.0.0.1:{p_http}", "--http_port", str(t_http),
+                          "--grpc_port", str(_port())], root / "transformer.log")  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{p_http}", predictor, root / "predictor.log")
+        _wait_ready(f"http://127.0.0.1:{t_http}", transformer, root / "transformer.log")
+        yield {
+            "BITPREDICT_DATA_DIR": str(data_dir),
+            "BITPREDICT_TRANSFORMER_URL": f"http://127.0.0.1:{t_http}",
+            "BITPREDICT_PREDICTOR_URL": f"http://127.0.0.1:{p_http}",
+        }
+    finally:
+        _stop(transformer)
+        _stop(predictor)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_real_data_and_running_services(
+    page: str, live: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in live.items():
+        monkeypatch.setenv(name, value)
+    app = _run(page)
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    text = _text(app)
+    if page != "Monitoring":
+        assert "To fix it" not in text, text
+    charts = app.get("plotly_chart")
+    if page == "Market":
+        assert len(charts) == 1 and "Last bar 2024-11-12" in text
+    if page == "Next day":
+        assert "Predicted close" in text and "Forecast for 2024-11-13" in text
+    if page == "Model":
+        assert "| persistence |" in text and app.dataframe[0].value["version"].tolist() == [1]
+    if page == "Sentiment":
+        assert len(charts) == 1 and len(app.dataframe[0].value) == 20
+    if page == "Monitoring":
+        states = app.dataframe[0].value.set_index("service")["state"]
+        assert states["transformer"] == "ready" and states["predictor"] == "ready"
+        assert "Columns drifted" in text

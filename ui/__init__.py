@@ -1,0 +1,1 @@
+"""The BitPredict Streamlit front end."""

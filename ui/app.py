@@ -1,0 +1,214 @@
+"""BitPredict — the Streamlit front end: market, next-day forecast, model card, sentiment, monitoring.
+
+    make ui        # streamlit run ui/app.py on 127.0.0.1:8501
+
+Everything comes from the same settings as the pipeline (``BITPREDICT_*``, ``params.yaml``): the data dir,
+MLflow, and the transformer's URL, so the page works against ``make serve`` and a cluster's InferenceService.
+When something is missing the page says what and which command fixes it; it never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run ui/app.py` from the repo root
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from bitpredict.config import Settings, load_settings
+from ui import data
+
+PAGES = ("Market", "Next day", "Model", "Sentiment", "Monitoring")
+TTL = 60  # seconds: slow reads and service calls are cached this long
+
+
+def settings() -> Settings:
+    return load_settings()  # cheap; the cached readers below are keyed by the settings they depend on
+
+
+def key() -> str:
+    """What the cached readers depend on: a change of data dir or endpoint must not serve stale results."""
+    s = settings()
+    return f"{s.data_dir}|{s.tracking_uri}|{s.transformer_url}|{s.predictor_url}"
+
+
+@st.cache_data(ttl=TTL, show_spinner="Loading market data…")
+def cached_market(config: str) -> pd.DataFrame | data.Missing:
+    return data.market(settings())
+
+
+@st.cache_data(ttl=TTL, show_spinner="Loading the backtest…")
+def cached_backtest(config: str) -> pd.DataFrame | data.Missing:
+    return data.backtest(settings())
+
+
+@st.cache_data(ttl=TTL, show_spinner="Asking the forecast service…")
+def cached_next_day(config: str, last_day: str) -> dict | data.Missing:
+    bars = cached_market(config)
+    return bars if isinstance(bars, data.Missing) else data.next_day(settings(), bars)
+
+
+@st.cache_data(ttl=TTL, show_spinner="Reading the MLflow registry…")
+def cached_registry(config: str) -> dict | data.Missing:
+    return data.registry(settings())
+
+
+@st.cache_data(ttl=TTL, show_spinner="Checking the services…")
+def cached_health(config: str) -> pd.DataFrame:
+    return data.health(settings())
+
+
+def missing(item: data.Missing) -> None:
+    st.info(f"**{item.what.capitalize()}.** To fix it, run:\n\n```\n{item.fix}\n```")
+
+
+def market_page() -> None:
+    st.header("Market")
+    bars = cached_market(key())
+    if isinstance(bars, data.Missing):
+        missing(bars)
+        return
+    years = st.select_slider("Range", options=["3M", "6M", "1Y", "2Y", "5Y", "All"], value="1Y")
+    days = {"3M": 92, "6M": 183, "1Y": 365, "2Y": 730, "5Y": 1826, "All": len(bars)}[years]
+    view = bars.tail(days)
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.75, 0.25], vertical_spacing=0.03)
+    figure.add_trace(
+        go.Candlestick(x=view["timestamp"], open=view["open"], high=view["high"], low=view["low"],
+                       close=view["close"], name="BTC-USD"),
+        row=1, col=1,
+    )  # fmt: skip
+    figure.add_trace(go.Bar(x=view["timestamp"], y=view["volume"], name="volume (BTC)", opacity=0.5), row=2, col=1)
+    past = cached_backtest(key())
+    if not isinstance(past, data.Missing):
+        shown = past[past["target_day"] >= view["timestamp"].min()]
+        if not shown.empty:
+            figure.add_trace(go.Scatter(x=shown["target_day"], y=shown["lstm_upper_close"], line={"width": 0},
+                                        showlegend=False, hoverinfo="skip"), row=1, col=1)  # fmt: skip
+            figure.add_trace(
+                go.Scatter(x=shown["target_day"], y=shown["lstm_lower_close"], fill="tonexty", line={"width": 0},
+                           fillcolor="rgba(31,119,180,0.2)", name="forecast interval (10–90 %)"),
+                row=1, col=1,
+            )  # fmt: skip
+            figure.add_trace(go.Scatter(x=shown["target_day"], y=shown["lstm_close"], name="forecast (walk-forward)",
+                                        line={"color": "#1f77b4", "width": 1.5}), row=1, col=1)  # fmt: skip
+    figure.update_layout(height=620, xaxis_rangeslider_visible=False, margin={"t": 20, "b": 20})
+    st.plotly_chart(figure, use_container_width=True, key="market-chart")
+    last = view.iloc[-1]
+    st.caption(f"Last bar {last['timestamp'].date()}: close ${last['close']:,.2f}. Forecasts are the walk-forward "
+               "backtest (each made with data up to the day before).")  # fmt: skip
+
+
+def next_day_page() -> None:
+    st.header("Next day")
+    bars = cached_market(key())
+    if isinstance(bars, data.Missing):
+        missing(bars)
+        return
+    forecast = cached_next_day(key(), str(bars["timestamp"].iloc[-1].date()))
+    if isinstance(forecast, data.Missing):
+        missing(forecast)
+        return
+    close = float(bars["close"].iloc[-1])
+    change = forecast["predicted_close"] / close - 1
+    arrow = "up" if forecast["direction"] == 1 else "down"
+    st.subheader(f"Forecast for {forecast['as_of']}")
+    cols = st.columns(4)
+    cols[0].metric("Predicted close", f"${forecast['predicted_close']:,.2f}", f"{change:+.2%}")
+    cols[1].metric("Direction", arrow)
+    cols[2].metric("Interval (10–90 %)", f"${forecast['lower']:,.0f} – ${forecast['upper']:,.0f}")
+    cols[3].metric("Model version", str(forecast["model_version"]))
+    st.caption(f"From the latest {forecast['parameters'].get('rows', '?')} stored days; sentiment: "
+               f"{forecast['parameters'].get('sentiment', '?')}. Last close ${close:,.2f}.")  # fmt: skip
+
+
+def model_page() -> None:
+    st.header("Model")
+    registry = cached_registry(key())
+    if isinstance(registry, data.Missing):
+        missing(registry)
+    else:
+        champion = registry["champion"]
+        st.write(f"Champion: **v{champion}**" if champion else "No champion yet: no version has beaten the baselines.")
+        st.dataframe(registry["versions"], hide_index=True, use_container_width=True)
+    result = data.evaluation(settings())
+    if isinstance(result, data.Missing):
+        missing(result)
+        return
+    from bitpredict.evaluate import markdown_table
+
+    st.subheader("Walk-forward evaluation (latest run)")
+    st.markdown(markdown_table(result, result["decision"]))
+    blocks = pd.DataFrame(result.get("blocks", []))
+    if not blocks.empty:
+        st.caption("Refits: " + ", ".join(f"{b.first_day}→{b.last_day}" for b in blocks.itertuples()))
+    for name, png in data.evaluation_plots(settings()).items():
+        st.image(png, caption=name.replace("_", " "))
+
+
+def sentiment_page() -> None:
+    st.header("Sentiment")
+    found = data.sentiment(settings())
+    if isinstance(found, data.Missing):
+        missing(found)
+        return
+    daily, scores = found
+    bars = cached_market(key())
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    for column in [c for c in daily.columns if c.endswith("_vader_mean")]:
+        figure.add_trace(go.Scatter(x=daily["timestamp"], y=daily[column], name=column, mode="lines"))
+    if not isinstance(bars, data.Missing) and not daily.empty:
+        span = bars[(bars["timestamp"] >= daily["timestamp"].min()) & (bars["timestamp"] <= daily["timestamp"].max())]
+        figure.add_trace(go.Scatter(x=span["timestamp"], y=span["close"], name="close", line={"color": "gray"}),
+                         secondary_y=True)  # fmt: skip
+    figure.update_layout(height=420, margin={"t": 20})
+    st.plotly_chart(figure, use_container_width=True, key="sentiment-chart")
+    latest = (
+        scores.sort_values("published_at", ascending=False).head(20) if "published_at" in scores else scores.tail(20)
+    )
+    shown = [c for c in ("published_at", "title", "text", "vader_compound", "finbert_score") if c in latest.columns]
+    st.subheader("Latest headlines")
+    st.dataframe(latest[shown], hide_index=True, use_container_width=True)
+
+
+def monitoring_page() -> None:
+    st.header("Monitoring")
+    st.subheader("Services")
+    st.dataframe(cached_health(key()), hide_index=True, use_container_width=True)
+    result = data.drift(settings())
+    if isinstance(result, data.Missing):
+        missing(result)
+        return
+    share = "n/a" if result.get("share") is None else f"{result['share']:.0%}"
+    st.metric("Columns drifted (latest check)", share)
+    st.write(f"Checked {result['checked_at']}: " + "; ".join(result["reasons"]))
+    if result.get("triggered"):
+        st.warning(f"A retraining run was triggered: {result.get('triggered_run')}")
+    history = result["history"]
+    if not history.empty:
+        st.line_chart(history.set_index("checked_at")["share"])
+    if result.get("html"):
+        import streamlit.components.v1 as components
+
+        components.html(result["html"], height=700, scrolling=True)
+
+
+def main() -> None:
+    st.set_page_config(page_title="BitPredict", page_icon="₿", layout="wide")
+    st.sidebar.title("BitPredict")
+    asked = st.query_params.get("page", PAGES[0])  # ?page=Model opens a page directly (links, screenshots)
+    page = st.sidebar.radio("Page", PAGES, index=PAGES.index(asked) if asked in PAGES else 0, key="page")
+    try:
+        {"Market": market_page, "Next day": next_day_page, "Model": model_page, "Sentiment": sentiment_page,
+         "Monitoring": monitoring_page}[page]()  # fmt: skip
+    except Exception as exc:  # a page must never show a traceback: say what failed, log the rest
+        import logging
+
+        logging.getLogger("bitpredict.ui").exception("page failed")
+        st.error(f"This page could not be shown ({type(exc).__name__}: {exc}). The server log has the details.")
+
+
+main()

@@ -1,0 +1,179 @@
+"""What the UI shows, read from where the pipeline and the services put it. No Streamlit here: every
+function returns data or a ``Missing`` that says, in plain words, what is absent and which command fixes it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from bitpredict import storage
+from bitpredict.config import Settings
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Something the page cannot show yet, and the command that fixes it."""
+
+    what: str
+    fix: str
+
+
+def _read(uri: str) -> pd.DataFrame | None:
+    return storage.read_parquet(uri) if storage.exists(uri) else None
+
+
+def market(settings: Settings) -> pd.DataFrame | Missing:
+    bars = _read(settings.path("interim", "clean_1d.parquet"))
+    if bars is None:
+        return Missing(
+            "no market data yet", "make run DATA=../shared/data   (or: bitpredict ingest && bitpredict clean)"
+        )
+    return bars
+
+
+def backtest(settings: Settings) -> pd.DataFrame | Missing:
+    """The walk-forward forecasts with their intervals (the evaluation's predictions)."""
+    frame = _read(settings.path("reports", "evaluation", "predictions.parquet"))
+    if frame is None:
+        return Missing("no evaluated model yet", "make run DATA=../shared/data   (or: bitpredict evaluate)")
+    frame = frame.copy()
+    frame["target_day"] = frame["timestamp"] + pd.Timedelta(days=1)
+    return frame
+
+
+def served(settings: Settings) -> pd.DataFrame:
+    """Forecasts the transformer served (the request log), possibly empty."""
+    from bitpredict.request_log import read_log
+
+    try:
+        logged = read_log(settings.path("requests"))
+    except (OSError, ValueError):
+        return pd.DataFrame()
+    return logged
+
+
+def evaluation(settings: Settings) -> dict[str, Any] | Missing:
+    uri = settings.path("reports", "evaluation", "metrics.json")
+    if not storage.exists(uri):
+        return Missing("no evaluation report yet", "make run DATA=../shared/data   (or: bitpredict evaluate)")
+    return json.loads(storage.read_text(uri))
+
+
+def evaluation_plots(settings: Settings) -> dict[str, bytes]:
+    out = {}
+    for name in ("actual_vs_predicted", "error_over_time", "attention"):
+        uri = settings.path("reports", "evaluation", f"{name}.png")
+        if storage.exists(uri):
+            out[name] = storage.read_bytes(uri)[0]
+    return out
+
+
+def registry(settings: Settings) -> dict[str, Any] | Missing:
+    """The champion and every version with why it was or was not promoted (from MLflow)."""
+    from mlflow.exceptions import MlflowException
+
+    from bitpredict import tracking
+
+    try:
+        client = tracking.client(settings)
+        versions = client.search_model_versions(f"name = '{settings.registered_model_name}'")
+    except Exception as exc:  # MlflowException, or a connection error from deep in requests when it is down
+        return Missing(
+            f"MLflow is unreachable at {settings.tracking_uri} ({type(exc).__name__})", "check MLFLOW_TRACKING_URI"
+        )
+    if not versions:
+        return Missing("no registered model yet", "make run DATA=../shared/data")
+    rows = [
+        {
+            "version": int(v.version),
+            "promoted": v.tags.get("promoted") == "true",
+            "why": v.tags.get("promotion_reason", ""),
+            "MAE": float(v.tags["mae"]) if "mae" in v.tags else None,
+            "skill": float(v.tags["skill"]) if "skill" in v.tags else None,
+            "DM p": float(v.tags["dm_pvalue"]) if "dm_pvalue" in v.tags else None,
+            "window": v.tags.get("eval_window", ""),
+            "run": v.run_id,
+        }
+        for v in versions
+    ]
+    table = pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True)
+    try:
+        champion = client.get_model_version_by_alias(settings.registered_model_name, "champion").version
+    except MlflowException:
+        champion = None
+    return {"versions": table, "champion": int(champion) if champion else None}
+
+
+def sentiment(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame] | Missing:
+    daily = _read(settings.path("interim", "sentiment_daily.parquet"))
+    scores = _read(settings.path("interim", "sentiment_scores.parquet"))
+    if daily is None or scores is None:
+        return Missing("no sentiment scores yet", "make run DATA=../shared/data   (or: bitpredict sentiment)")
+    return daily, scores
+
+
+def drift(settings: Settings) -> dict[str, Any] | Missing:
+    directory = settings.path("reports", "drift")
+    latest = storage.join(directory, "latest.json")
+    if not storage.exists(latest):
+        return Missing("no drift check yet", "make drift   (or: bitpredict drift --model-dir <model>)")
+    summary = json.loads(storage.read_text(latest))
+    history = []
+    from pathlib import Path
+
+    if not storage.is_gcs(directory):
+        for path in sorted(Path(directory).glob("drift-*.json")):
+            item = json.loads(path.read_text())
+            history.append({"checked_at": pd.Timestamp(item["checked_at"]), "share": item.get("share")})
+    html = summary.get("report_html")
+    summary["html"] = storage.read_text(html) if html and storage.exists(html) else None
+    summary["history"] = pd.DataFrame(history)
+    return summary
+
+
+def health(settings: Settings) -> pd.DataFrame:
+    """Ready or not, for the transformer, the predictor and MLflow (each asked with a short timeout)."""
+    checks = [
+        ("transformer", f"{settings.transformer_url}/v2/health/ready", "make serve"),
+        ("predictor", f"{settings.predictor_url}/v2/health/ready", "make serve"),
+    ]
+    if settings.tracking_uri.startswith("http"):
+        checks.append(("MLflow", f"{settings.tracking_uri.rstrip('/')}/health", "start the MLflow server"))
+    rows = []
+    for name, url, fix in checks:
+        try:
+            ok = httpx.get(url, timeout=2).status_code == 200
+            state = "ready" if ok else "not ready"
+        except httpx.HTTPError as exc:
+            ok, state = False, f"down ({type(exc).__name__})"
+        rows.append({"service": name, "url": url, "state": state, "fix": "" if ok else fix})
+    if not settings.tracking_uri.startswith("http"):
+        rows.append({"service": "MLflow", "url": settings.tracking_uri, "state": "local store", "fix": ""})
+    return pd.DataFrame(rows)
+
+
+def next_day(settings: Settings, bars: pd.DataFrame, rows: int = 200) -> dict[str, Any] | Missing:
+    """The forecast for the day after the latest stored bar, from the live v2 endpoint."""
+    from inference.client import v2_request
+
+    url = f"{settings.transformer_url}/v2/models/bitpredict/infer"
+    try:
+        response = httpx.post(url, json=v2_request(bars.tail(rows)), timeout=15)
+    except httpx.HTTPError as exc:
+        return Missing(f"the forecast service at {settings.transformer_url} is not answering ({type(exc).__name__})",
+                       "make serve")  # fmt: skip
+    if response.status_code != 200:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        return Missing(f"the forecast service answered {response.status_code}: {message}", "make serve")
+    document = response.json()
+    out = {o["name"]: o["data"][0] for o in document["outputs"]}
+    out["parameters"] = document.get("parameters") or {}
+    return out
