@@ -20,7 +20,7 @@ KFP_HOST ?=
 
 MODEL_DIR ?=
 
-.PHONY: help setup tools test test-all lint format lock clean run compile submit images image-name serve drift
+.PHONY: ui help setup tools test test-all lint format lock clean run compile submit images image-name serve drift
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,12 +34,12 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip check 2>&1 | $(PIPQUIET)
 	@touch $@
 
-tools: ## Debian's prometheus + pushgateway for the monitoring tests (root and apt needed; skipped otherwise)
-	@if command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null; then \
+tools: ## Debian's prometheus, pushgateway and chromium for the monitoring/UI tests (root + apt; else they skip)
+	@if command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null && command -v chromium >/dev/null; then \
 		echo "prometheus tools present"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			prometheus prometheus-pushgateway >/dev/null && echo "installed prometheus tools"; \
+			prometheus prometheus-pushgateway chromium >/dev/null && echo "installed prometheus tools and chromium"; \
 	else \
 		echo "no promtool: its tests will be skipped (install Debian's prometheus and prometheus-pushgateway)"; \
 	fi
@@ -71,6 +71,10 @@ run: $(STAMP) ## the whole pipeline on this machine (kfp.local), ingest → regi
 
 serve: $(STAMP) ## predictor + transformer on 127.0.0.1:8080 (MLflow champion, or MODEL_DIR=dir)
 	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m inference.serve_local
+
+ui: $(STAMP) ## the Streamlit front end on http://127.0.0.1:8501 (start `make serve` for live forecasts)
+	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port 8501 --server.headless true \
+		--browser.gatherUsageStats false
 
 drift: $(STAMP) ## one drift check against the champion's training reference (reruns the pipeline on drift)
 	$(BIN)/bitpredict drift $(if $(DATA),--data $(DATA),)

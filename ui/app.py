@@ -119,7 +119,7 @@ def next_day_page() -> None:
     cols = st.columns(4)
     cols[0].metric("Predicted close", f"${forecast['predicted_close']:,.2f}", f"{change:+.2%}")
     cols[1].metric("Direction", arrow)
-    cols[2].metric("Interval (10–90 %)", f"${forecast['lower']:,.0f} – ${forecast['upper']:,.0f}")
+    cols[2].metric("Interval (10–90 %)", f"${forecast['lower'] / 1000:,.1f}k – {forecast['upper'] / 1000:,.1f}k")
     cols[3].metric("Model version", str(forecast["model_version"]))
     st.caption(f"From the latest {forecast['parameters'].get('rows', '?')} stored days; sentiment: "
                f"{forecast['parameters'].get('sentiment', '?')}. Last close ${close:,.2f}.")  # fmt: skip
@@ -185,8 +185,10 @@ def monitoring_page() -> None:
     share = "n/a" if result.get("share") is None else f"{result['share']:.0%}"
     st.metric("Columns drifted (latest check)", share)
     st.write(f"Checked {result['checked_at']}: " + "; ".join(result["reasons"]))
-    if result.get("triggered"):
-        st.warning(f"A retraining run was triggered: {result.get('triggered_run')}")
+    if result.get("triggered") and result.get("triggered_run"):
+        st.warning(f"A retraining run was triggered: {result['triggered_run']}")
+    elif result.get("triggered"):
+        st.warning("This drift episode calls for a rerun; the check ran without a trigger (e.g. `--no-trigger`).")
     history = result["history"]
     if not history.empty:
         st.line_chart(history.set_index("checked_at")["share"])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +120,45 @@ def test_every_page_renders_with_real_data_and_running_services(
         states = app.dataframe[0].value.set_index("service")["state"]
         assert states["transformer"] == "ready" and states["predictor"] == "ready"
         assert "Columns drifted" in text
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts" / "screenshots"
+WAIT_FOR = {
+    "Market": ["Last bar 2024-11-12"],
+    "Next day": ["Predicted close", "Forecast for 2024-11-13"],
+    "Model": ["Walk-forward evaluation", "persistence"],
+    "Sentiment": ["Latest headlines"],
+    "Monitoring": ["Columns drifted", "Services"],  # the services table is drawn on a canvas, not as text
+}
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed (make tools installs it)")
+def test_a_real_browser_sees_the_chart_and_the_forecast(live: dict[str, str]) -> None:
+    """Headless Chromium opens the running app on 127.0.0.1; screenshots of every page go to build/test-artifacts."""
+    from tests.browser import Browser
+    from tests.integration.test_serving import _port, _stop, _wait_http
+
+    port = _port()
+    env = {**os.environ, **live, "PYTHONPATH": str(Path(APP).parents[1])}
+    app = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", APP, "--server.address", "127.0.0.1", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    browser = None
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/_stcore/health", app, timeout=60)
+        browser = Browser()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for page, wanted in WAIT_FOR.items():
+            text = browser.open(f"http://127.0.0.1:{port}/?page={page.replace(' ', '%20')}", wanted)
+            shot = browser.screenshot(ARTIFACTS / f"{page.lower().replace(' ', '-')}.png")
+            assert shot.stat().st_size > 20_000, page  # a rendered page, not a blank one
+            assert "Traceback" not in text and "To fix it" not in text, page
+            if page in ("Market", "Sentiment"):
+                assert browser.count(".js-plotly-plot") == 1, page
+        assert len(list(ARTIFACTS.glob("*.png"))) >= 5
+    finally:
+        if browser is not None:
+            browser.close()
+        _stop(app)

@@ -1,0 +1,94 @@
+"""A real headless Chromium driven over the DevTools protocol (websockets): open a page, wait until the
+page's own JavaScript has rendered what a test waits for, read its text, take a screenshot.
+
+Debian's ``chromium`` is the browser; nothing is downloaded. Used by the UI tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+from websockets.sync.client import connect
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class Browser:
+    def __init__(self, width: int = 1400, height: int = 1000) -> None:
+        assert CHROMIUM, "chromium is not installed"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.profile = tempfile.TemporaryDirectory()
+        self.process = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+             f"--remote-debugging-port={port}", "--remote-debugging-address=127.0.0.1",
+             f"--user-data-dir={self.profile.name}", f"--window-size={width},{height}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=1) as reply:
+                    page = next(t for t in json.load(reply) if t["type"] == "page")
+                break
+            except (OSError, StopIteration):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.socket = connect(page["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024)
+        self._ids = count(1)
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        request_id = next(self._ids)
+        self.socket.send(json.dumps({"id": request_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv())
+            if message.get("id") == request_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def text(self) -> str:
+        result = self.call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''")
+        return result["result"].get("value", "")
+
+    def count(self, selector: str) -> int:
+        expression = f"document.querySelectorAll({json.dumps(selector)}).length"
+        return int(self.call("Runtime.evaluate", expression=expression)["result"].get("value", 0))
+
+    def open(self, url: str, wait_for: list[str], timeout: float = 60) -> str:
+        """Navigate and wait until every string in ``wait_for`` is in the page's text; returns the text."""
+        self.call("Page.enable")
+        self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.text()
+            if all(w in text for w in wait_for):
+                time.sleep(1.5)  # let charts finish drawing
+                return self.text()
+            time.sleep(0.5)
+        raise TimeoutError(f"{url}: {wait_for} never appeared; page says: {self.text()[:500]!r}")
+
+    def screenshot(self, path: Path) -> Path:
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def close(self) -> None:
+        try:
+            self.socket.close()
+        finally:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.profile.cleanup()
