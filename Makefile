@@ -20,7 +20,9 @@ KFP_HOST ?=
 
 MODEL_DIR ?=
 
-.PHONY: ui help setup tools test test-all lint format lock clean run compile submit images image-name serve drift
+OVERLAY ?= local
+
+.PHONY: deploy render ui help setup tools test test-all lint format lock clean run compile submit images image-name serve drift
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -90,6 +92,12 @@ image-name: $(STAMP) ## print the components image tag (the `components_image` s
 
 images: $(STAMP) ## build the components image with the tag the compiled pipeline names (needs Docker)
 	docker build -f components/Dockerfile -t "$$($(MAKE) -s image-name)" .
+
+render: ## print the rendered manifests of OVERLAY (local | gcp) with kubectl's kustomize
+	kubectl kustomize manifests/overlays/$(OVERLAY)
+
+deploy: ## kubectl apply -k manifests/overlays/$(OVERLAY) (OVERLAY=local | gcp) to the current kube context
+	kubectl apply -k manifests/overlays/$(OVERLAY)
 
 clean: ## remove the venv and caches (never data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
