@@ -90,8 +90,11 @@ submit: $(STAMP) ## upload the compiled pipeline to KFP_HOST and start a run (RU
 image-name: $(STAMP) ## print the components image tag (the `components_image` setting)
 	@$(BIN)/python -c "from bitpredict.config import load_settings; print(load_settings().components_image)"
 
-images: $(STAMP) ## build the components image with the tag the compiled pipeline names (needs Docker)
-	docker build -f components/Dockerfile -t "$$($(MAKE) -s image-name)" .
+images: $(STAMP) ## build the three images, tagged with the package version (needs Docker)
+	@tag="$$($(MAKE) -s image-name | sed 's/.*://')"; \
+	docker build -f components/Dockerfile -t "$$($(MAKE) -s image-name)" . && \
+	docker build -f inference/Dockerfile -t "ghcr.io/bitpredict/bitpredict-inference:$$tag" . && \
+	docker build -f ui/Dockerfile -t "ghcr.io/bitpredict/bitpredict-ui:$$tag" .
 
 render: ## print the rendered manifests of OVERLAY (local | gcp) with kubectl's kustomize
 	kubectl kustomize manifests/overlays/$(OVERLAY)
