@@ -19,10 +19,12 @@ RUN_ARGS ?=
 KFP_HOST ?=
 
 MODEL_DIR ?=
+BARS ?=
+IMAGES ?=
 
 OVERLAY ?= local
 
-.PHONY: deploy render ui help setup tools test test-all lint format lock clean run compile submit images image-name serve drift
+.PHONY: deploy render ui help setup tools test test-all lint format lock clean run compile submit images images-daemonless image-name serve drift
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -95,6 +97,9 @@ images: $(STAMP) ## build the three images, tagged with the package version (nee
 	docker build -f components/Dockerfile -t "$$($(MAKE) -s image-name)" . && \
 	docker build -f inference/Dockerfile -t "ghcr.io/bitpredict/bitpredict-inference:$$tag" . && \
 	docker build -f ui/Dockerfile -t "ghcr.io/bitpredict/bitpredict-ui:$$tag" .
+
+images-daemonless: $(STAMP) ## build the images with buildah (no Docker daemon) and run each; IMAGES="ui" for one
+	MODEL_DIR="$(MODEL_DIR)" BARS="$(BARS)" scripts/build_images_daemonless.sh $(IMAGES)
 
 render: ## print the rendered manifests of OVERLAY (local | gcp) with kubectl's kustomize
 	kubectl kustomize manifests/overlays/$(OVERLAY)

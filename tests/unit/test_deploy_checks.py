@@ -83,8 +83,19 @@ class Instruction:
 
 
 def parse_dockerfile(text: str) -> list[list[Instruction]]:
-    """Instructions grouped by build stage (a new stage at every FROM)."""
+    """Instructions grouped by build stage (a new stage at every FROM); ARGs before the first FROM are left out."""
+    return _parse(text)[1]
+
+
+def global_arg_defaults(text: str) -> dict[str, str | None]:
+    """The ARGs declared before the first FROM (the only ones a FROM line can use), with their defaults."""
+    return dict(pair for ins in _parse(text)[0] for pair in _env_pairs(ins.args))
+
+
+def _parse(text: str) -> tuple[list[Instruction], list[list[Instruction]]]:
+    """(the ARG instructions before the first FROM, the instructions of each stage)."""
     stages: list[list[Instruction]] = []
+    global_args: list[Instruction] = []
     comment: list[str] = []
     lines = text.splitlines()
     i = 0
@@ -112,10 +123,25 @@ def parse_dockerfile(text: str) -> list[list[Instruction]]:
             stages.append([])
         if not stages:
             if ins.keyword == "ARG":  # an ARG before the first FROM is allowed
+                global_args.append(ins)
                 continue
             raise ValueError(f"line {start}: {ins.keyword} before the first FROM")
         stages[-1].append(ins)
-    return stages
+    return global_args, stages
+
+
+def _expand_args(value: str, defaults: dict[str, str | None]) -> str | None:
+    """``value`` with ``$NAME`` / ``${NAME}`` replaced by the ARG defaults; None when one has no default."""
+    missing = False
+
+    def default(match: re.Match[str]) -> str:
+        nonlocal missing
+        found = defaults.get(match.group(1) or match.group(2))
+        missing = missing or found is None
+        return found or ""
+
+    expanded = re.sub(r"\$\{(\w+)\}|\$(\w+)", default, value)
+    return None if missing else expanded
 
 
 def _from_parts(ins: Instruction) -> tuple[str, str | None]:
@@ -149,9 +175,16 @@ def dockerfile_problems(text: str, *, healthcheck_none_allowed: bool = False) ->
     if not stages:
         return ["no FROM"]
     aliases: list[str] = []
+    defaults = global_arg_defaults(text)
     for stage in stages:
-        image, alias = _from_parts(stage[0])
-        if image not in aliases and not BASE_IMAGE.match(image):
+        written, alias = _from_parts(stage[0])
+        image = _expand_args(written, defaults)
+        if image is None:
+            problems.append(
+                f"line {stage[0].line}: base image {written!r} uses an ARG with no default before the first FROM "
+                "(a plain `docker build` would have no base image)"
+            )
+        elif image not in aliases and not BASE_IMAGE.match(image):
             problems.append(
                 f"line {stage[0].line}: base image {image!r} is not a slim python 3.11 pinned to a patch release "
                 "(e.g. python:3.11.11-slim-bookworm)"
@@ -256,10 +289,12 @@ def test_dockerignore_keeps_secrets_and_bulk_out_of_the_build_context() -> None:
 
 
 # Each mutation of the real inference Dockerfile must trip exactly the rule it breaks.
-_FINAL_FROM = "\nFROM python:3.11.11-slim-bookworm\n"
+_FINAL_FROM = "\nFROM ${BASE_IMAGE}\n"
 DOCKERFILE_MUTATIONS = {
-    "unpinned patch": (("python:3.11.11-slim-bookworm AS build", "python:3.11-slim AS build"), "patch release"),
-    "not slim": (("python:3.11.11-slim-bookworm AS build", "python:3.11.11-bookworm AS build"), "slim python"),
+    "unpinned patch": (("BASE_IMAGE=python:3.11.11-slim-bookworm", "BASE_IMAGE=python:3.11-slim"), "patch release"),
+    "not slim": (("BASE_IMAGE=python:3.11.11-slim-bookworm", "BASE_IMAGE=python:3.11.11-bookworm"), "slim python"),
+    "base arg without default": (("ARG BASE_IMAGE=python:3.11.11-slim-bookworm", "ARG BASE_IMAGE"), "no default"),
+    "pinned final, unpinned build": (("FROM ${BASE_IMAGE} AS build", "FROM python:3.11 AS build"), "patch release"),
     "no lock": (("-c requirements/constraints.txt", ""), "without -c requirements/constraints.txt"),
     "root user": (("USER 10001:10001", "USER root"), "not a numeric uid"),
     "uid 0": (("USER 10001:10001", "USER 0:0"), "USER 0 is root"),
