@@ -53,6 +53,7 @@ def _build_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.timeout(3600)  # a first build installs ~5 GB of wheels
 def test_ui_image_builds_runs_as_non_root_and_answers_its_health_check() -> None:
     proc = subprocess.run(
         ["bash", str(SCRIPT), "ui"], cwd=REPO, env=_build_env(), capture_output=True, text=True, timeout=3600
