@@ -32,8 +32,8 @@ export BUILDAH_ISOLATION="${BUILDAH_ISOLATION:-chroot}"
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-for tool in buildah debootstrap curl; do
-    command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install buildah debootstrap curl)"
+for tool in buildah curl; do
+    command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install buildah curl)"
 done
 
 if [ -z "${STORAGE_DRIVER:-}" ]; then
@@ -56,6 +56,7 @@ make_local_base() {
     # A slim Python 3.11 on Debian bookworm, from Debian's mirror: what python:3.11-slim-bookworm is, less pip's
     # own Python build. `python` is linked to python3 as in the official image.
     local rootfs ctr mnt
+    command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap), or set BASE_IMAGE"
     rootfs="$(mktemp -d)"
     trap 'rm -rf "$rootfs"' RETURN
     say "making $LOCAL_BASE with debootstrap (bookworm minbase + python3, python3-venv, ca-certificates)"
@@ -127,15 +128,18 @@ check_inference() {
     pids+=($!)
     if wait_for http://127.0.0.1:18080/v2/models/bitpredict/ready &&
         wait_for http://127.0.0.1:18090/v2/models/bitpredict/ready; then
-        reply="$(.venv/bin/python -m inference.client "$BARS" --rows 200 |
+        if reply="$(.venv/bin/python -m inference.client "$BARS" --rows 200 |
             curl -sS --fail-with-body -H 'Content-Type: application/json' --data-binary @- \
-                http://127.0.0.1:18090/v2/models/bitpredict/infer)" || { say "the request failed: $reply"; ok=1; }
-        printf '%s' "$reply" | .venv/bin/python -c '
+                http://127.0.0.1:18090/v2/models/bitpredict/infer)"; then
+            printf '%s' "$reply" | .venv/bin/python -c '
 import json, sys
-reply = json.load(sys.stdin)
-outs = {o["name"]: o["data"] for o in reply["outputs"]}
+outs = {o["name"]: o["data"] for o in json.load(sys.stdin)["outputs"]}
 print("forecast from the image:", {k: outs[k] for k in sorted(outs) if k != "attention"})
 ' || ok=1
+        else
+            say "the request failed: $reply"
+            ok=1
+        fi
     else
         say "the served model never became ready: see /tmp/bitpredict-image-{predictor,transformer}.log"
         ok=1

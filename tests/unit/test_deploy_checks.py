@@ -387,37 +387,26 @@ def _crd(api_version: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _monitor(kind: str, endpoints_field: str) -> dict[str, Any]:
+    """PodMonitor and ServiceMonitor differ only in the name of their endpoint list."""
+    spec = {
+        "type": "object",
+        "required": ["selector"],
+        "properties": {
+            "selector": _SELECTOR,
+            endpoints_field: {"type": "array", "items": _ENDPOINT},
+            "namespaceSelector": {"type": "object"},
+            "jobLabel": {"type": "string"},
+        },
+    }
+    return _crd("monitoring.coreos.com/v1", kind, spec)
+
+
 # Hand-written from prometheus-operator's CRDs (operator 0.91: PodMonitor/ServiceMonitor require spec and
 # spec.selector) and GKE's ManagedCertificate (spec.domains): not their full schemas, only what this project uses.
 HAND_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
-    ("monitoring.coreos.com/v1", "PodMonitor"): _crd(
-        "monitoring.coreos.com/v1",
-        "PodMonitor",
-        {
-            "type": "object",
-            "required": ["selector"],
-            "properties": {
-                "selector": _SELECTOR,
-                "podMetricsEndpoints": {"type": "array", "items": _ENDPOINT},
-                "namespaceSelector": {"type": "object"},
-                "jobLabel": {"type": "string"},
-            },
-        },
-    ),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): _crd(
-        "monitoring.coreos.com/v1",
-        "ServiceMonitor",
-        {
-            "type": "object",
-            "required": ["selector"],
-            "properties": {
-                "selector": _SELECTOR,
-                "endpoints": {"type": "array", "items": _ENDPOINT},
-                "namespaceSelector": {"type": "object"},
-                "jobLabel": {"type": "string"},
-            },
-        },
-    ),
+    ("monitoring.coreos.com/v1", "PodMonitor"): _monitor("PodMonitor", "podMetricsEndpoints"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): _monitor("ServiceMonitor", "endpoints"),
     ("monitoring.coreos.com/v1", "PrometheusRule"): _crd(
         "monitoring.coreos.com/v1",
         "PrometheusRule",
