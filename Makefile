@@ -34,7 +34,7 @@ setup: $(STAMP) ## create .venv and install the pinned stack (fast when nothing 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing the pinned stack into $(VENV) (first time: a few minutes)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[dev]' 2>&1 | $(PIPQUIET)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[all,dev]' 2>&1 | $(PIPQUIET)
 	$(BIN)/python -m pip check 2>&1 | $(PIPQUIET)
 	@touch $@
 
@@ -70,7 +70,7 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 
 lock: ## re-resolve the stack from pyproject.toml into $(LOCK) (in a scratch venv)
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet -e '.[dev]' 2>&1 | $(PIPQUIET)
+	.lock-venv/bin/python -m pip install --quiet -e '.[all,dev]' 2>&1 | $(PIPQUIET)
 	.lock-venv/bin/python -m pip check
 	.lock-venv/bin/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > $(LOCK).new
 	@echo "new lock in $(LOCK).new: review the diff, carry the comments over, then move it into place"
