@@ -69,7 +69,7 @@ PROBE = textwrap.dedent(
 
 def _is_third_party(module: str) -> bool:
     top = module.split(".")[0]
-    return top not in OWN and top not in sys.stdlib_module_names and top != "__future__"
+    return top not in OWN and top not in sys.stdlib_module_names
 
 
 def _imports(statements: list[ast.stmt]) -> set[tuple[str, bool]]:
@@ -136,7 +136,6 @@ def _applies(req: Requirement, extras: frozenset[str]) -> bool:
 @functools.cache
 def requirement_closure(dist: str, extras: frozenset[str] = frozenset()) -> frozenset[str]:
     """Canonical names of ``dist[extras]`` and everything it requires, transitively, as installed here."""
-    seen: set[str] = set()
     todo: list[tuple[str, frozenset[str]]] = [(dist, extras)]
     visited: set[tuple[str, frozenset[str]]] = set()
     while todo:
@@ -144,7 +143,6 @@ def requirement_closure(dist: str, extras: frozenset[str] = frozenset()) -> froz
         if (canonical(name), wanted) in visited:
             continue
         visited.add((canonical(name), wanted))
-        seen.add(canonical(name))
         try:
             requires = metadata.requires(name) or []
         except metadata.PackageNotFoundError:
@@ -153,7 +151,7 @@ def requirement_closure(dist: str, extras: frozenset[str] = frozenset()) -> froz
             req = Requirement(line)
             if _applies(req, wanted):
                 todo.append((req.name, frozenset(req.extras)))
-    return frozenset(seen)
+    return frozenset(name for name, _ in visited)
 
 
 def uncovered(tops: set[str], closure: frozenset[str]) -> list[str]:
