@@ -1,8 +1,9 @@
 """The ``bitpredict`` command: the one entry point for DVC stages, containers and people.
 
 Each pipeline stage is a sub-command that loads the settings, calls one ``bitpredict`` function and
-prints a one-line summary. A bad setting or bad input ends with a clear message and exit code 2,
-never a traceback (``BITPREDICT_LOG_LEVEL=DEBUG`` shows the traceback for a developer).
+prints a one-line summary. A bad setting or bad input ends with a clear message and exit code 2; any other
+failure with one line and exit code 1 — never a traceback (``BITPREDICT_LOG_LEVEL=DEBUG`` shows the
+traceback for a developer).
 """
 
 from __future__ import annotations
@@ -21,7 +22,30 @@ from bitpredict.config import ConfigError, Settings, get_settings
 from bitpredict.log import configure_logging
 from bitpredict.schemas import SCHEMAS, SchemaError, validate
 
-app = typer.Typer(
+
+class _OneLineErrors(typer.Typer):
+    """A Typer app whose unexpected failures end with one line (what failed, what to do), not a traceback."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except SystemExit:
+            raise
+        except KeyboardInterrupt:
+            typer.secho("interrupted", err=True)
+            raise SystemExit(130) from None
+        except Exception as exc:
+            logging.getLogger("bitpredict.cli").debug("command failed", exc_info=True)
+            typer.secho(
+                f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                "(BITPREDICT_LOG_LEVEL=DEBUG shows the details)",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise SystemExit(1) from None
+
+
+app = _OneLineErrors(
     name="bitpredict",
     help="BitPredict: Bitcoin price forecasting pipeline (ingest → clean → indicators → sentiment → merge → "
     "train → evaluate → register).",
@@ -280,35 +304,59 @@ def register_cmd(
         typer.echo(f"register: serving copy at {result['exported_to']}")
 
 
+def _champion_dir(settings: Settings) -> str:
+    """The published champion's serving folder, else the registry's champion; one line when there is none."""
+    from bitpredict.publish import champion_dir
+
+    published = champion_dir(settings)
+    if published and storage.exists(storage.join(published, "bitpredict_model.json")):
+        return published
+    from bitpredict.registry import champion_info
+
+    try:
+        champion = champion_info(settings)
+    except Exception as exc:  # the registry is unreachable or empty: say so in one line
+        fail(f"no published champion and the registry at {settings.tracking_uri} cannot be read ({exc})")
+        raise AssertionError("unreachable") from None
+    if champion is None:
+        fail("no champion yet: run `make run DATA=../shared/data` first, or pass --model-dir")
+    return storage.join(settings.serving_store, settings.registered_model_name, str(champion["version"]))
+
+
 @app.command("drift")
 def drift_cmd(
     ctx: typer.Context,
     model_dir: Annotated[
-        str | None, typer.Option("--model-dir", help="Model to check (default: the champion).")
+        str | None, typer.Option("--model-dir", help="Model to check (default: the published champion).")
     ] = None,
-    data: Annotated[str | None, typer.Option("--data", help="For a local rerun: CSV exports (files source).")] = None,
     no_trigger: Annotated[bool, typer.Option("--no-trigger", help="Report and decide, never rerun.")] = False,
 ) -> None:
-    """Compare recent inputs with the training reference (Evidently); rerun the pipeline on drift."""
+    """Compare recent inputs with the training reference (Evidently); on drift replay the last published run."""
     from bitpredict.drift import pipeline_trigger, run_drift
+    from bitpredict.serving import ModelMismatch
 
     settings = ctx.obj
-    if model_dir is None:
-        from bitpredict.registry import champion_info
-
-        champion = champion_info(settings)
-        if champion is None:
-            fail("drift: no champion in the registry; pass --model-dir")
-            return
-        model_dir = storage.join(settings.serving_store, settings.registered_model_name, str(champion["version"]))
-    trigger = None if no_trigger else pipeline_trigger(settings, data)
-    result = _run_stage("drift", lambda: run_drift(settings, model_dir, trigger))
+    model_dir = model_dir or _champion_dir(settings)
+    trigger = None if no_trigger else pipeline_trigger(settings)
+    try:
+        result = _run_stage("drift", lambda: run_drift(settings, model_dir, trigger))
+    except ModelMismatch as exc:
+        fail(f"drift: {exc}")
+        return
     share = "n/a" if result["share"] is None else f"{result['share']:.0%}"
     typer.echo(
-        f"drift: {share} of columns drifted ({len(result['drifted_columns'])}), "
-        f"{'TRIGGERED ' + str(result['triggered_run']) if result['triggered'] else 'no rerun'}: "
-        + "; ".join(result["reasons"])
+        f"drift: model v{result['model_version']}, {share} of columns drifted ({len(result['drifted_columns'])}), "
+        f"{result['current_rows']} current rows: " + "; ".join(result["reasons"])
     )
+    rerun = result.get("rerun")
+    if rerun is not None:
+        if rerun.get("ok"):
+            changed = {True: "a new champion", False: "the same champion", None: "champion decided when it ends"}
+            typer.echo(f"drift: TRIGGERED {rerun.get('mode')} rerun run_id={rerun.get('run_id')} "
+                       f"({changed[rerun.get('new_champion')]})")  # fmt: skip
+        else:
+            typer.echo(f"drift: TRIGGERED a rerun, which failed: {rerun.get('error')}", err=True)
+            raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":  # pragma: no cover

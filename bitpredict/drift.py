@@ -12,6 +12,11 @@
 * **Decision**: drift when the share of drifted columns reaches ``drift.share_threshold`` or live skill
   falls below ``drift.min_live_skill``. One episode (consecutive drifting checks) triggers one rerun, and
   no two triggers come closer than ``drift.cooldown_hours``. The state lives in ``reports/drift/state.json``.
+* **Rerun**: the trigger is passed in by the caller (this package never imports the pipeline code);
+  ``pipeline_trigger`` starts ``python -m pipelines.rerun``, which replays the last published run's
+  parameters, and its outcome (run id, success, new champion or not) is recorded in the report.
+
+The features table is read from the published state (``bitpredict.publish.resolve``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from bitpredict import storage
 from bitpredict.config import DriftSettings, Settings
 from bitpredict.indicators import MODEL_FEATURES
 from bitpredict.merge import SENTIMENT_PREFIXES
+from bitpredict.publish import resolve
+
+Trigger = Callable[[list[str]], "dict[str, Any] | str"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,11 @@ class Decision:
     drifting: bool
     trigger: bool
     reasons: list[str]
+
+
+def features_uri(settings: Settings) -> str:
+    """The published features table."""
+    return resolve(settings, "processed", "bitcoin_features.parquet")
 
 
 def drift_columns(available: list[str] | pd.Index) -> list[str]:
@@ -152,7 +165,7 @@ def load_reference(settings: Settings, model_dir: str) -> pd.DataFrame:
     if storage.exists(uri):
         return storage.read_parquet(uri)
     start, end = located.metadata["train_span"]
-    features = storage.read_parquet(settings.features_path)
+    features = storage.read_parquet(features_uri(settings))
     days = features["timestamp"].dt.date.astype(str)
     return features[(days >= start) & (days <= end)].reset_index(drop=True)
 
@@ -182,9 +195,9 @@ def realised_forecasts(settings: Settings, predictions: pd.DataFrame | None = No
     from bitpredict.request_log import read_log
 
     logged = read_log(settings.path("requests")) if predictions is None else predictions
-    if logged.empty or not storage.exists(settings.features_path):
+    if logged.empty or not storage.exists(features_uri(settings)):
         return pd.DataFrame()
-    closes = storage.read_parquet(settings.features_path)[["timestamp", "close"]]
+    closes = storage.read_parquet(features_uri(settings))[["timestamp", "close"]]
     closes["day"] = closes["timestamp"].dt.date.astype(str)
     return logged.merge(closes[["day", "close"]], left_on="as_of", right_on="day", how="inner")
 
@@ -219,8 +232,8 @@ def current_inputs(settings: Settings, reference_end: str) -> pd.DataFrame:
     """New feature-table days after the reference, plus served requests, within the window."""
     since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=settings.drift.window_days)
     parts = []
-    if storage.exists(settings.features_path):
-        features = storage.read_parquet(settings.features_path)
+    if storage.exists(features_uri(settings)):
+        features = storage.read_parquet(features_uri(settings))
         new = features[features["timestamp"].dt.date.astype(str) > reference_end]
         parts.append(new.tail(settings.drift.window_days))
     served = served_features(settings, since)
@@ -282,7 +295,7 @@ def export_metrics(
 def run_drift(
     settings: Settings,
     model_dir: str,
-    trigger: Callable[[list[str]], str] | None = None,
+    trigger: Trigger | None = None,
     now: datetime | None = None,
     current: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
@@ -323,9 +336,10 @@ def run_drift(
     decision, state = decide(
         result, quality["skill"] if quality else None, DriftState.load(state_uri), settings.drift, now
     )
-    triggered_run = None
+    rerun: dict[str, Any] | None = None
     if decision.trigger and trigger is not None:
-        triggered_run = trigger(decision.reasons)
+        outcome = trigger(decision.reasons)
+        rerun = outcome if isinstance(outcome, dict) else {"run_id": outcome, "ok": True}
     state.save(state_uri)
     summary = {
         "checked_at": now.isoformat(),
@@ -338,7 +352,8 @@ def run_drift(
         "live_quality": quality,
         "drifting": decision.drifting,
         "triggered": decision.trigger,
-        "triggered_run": triggered_run,
+        "triggered_run": rerun.get("run_id") if rerun else None,
+        "rerun": rerun,
         "reasons": decision.reasons if result else [*decision.reasons, f"only {len(current)} current rows"],
         "report_html": storage.join(out_dir, f"drift-{stamp}.html") if result else None,
         "regression_html": regression_html,
@@ -346,8 +361,8 @@ def run_drift(
     storage.write_text(storage.join(out_dir, f"drift-{stamp}.json"), json.dumps(summary, indent=2, default=str))
     storage.write_text(storage.join(out_dir, "latest.json"), json.dumps(summary, indent=2, default=str))
     last_day = None
-    if storage.exists(settings.features_path):
-        last_day = pd.Timestamp(storage.read_parquet(settings.features_path)["timestamp"].max())
+    if storage.exists(features_uri(settings)):
+        last_day = pd.Timestamp(storage.read_parquet(features_uri(settings))["timestamp"].max())
     summary["metrics_file"] = export_metrics(result, decision, state, settings, quality, last_day)
     log.info(
         "drift check",
@@ -357,25 +372,34 @@ def run_drift(
     return summary
 
 
-def pipeline_trigger(settings: Settings, data: str | None = None) -> Callable[[list[str]], str]:
-    """The rerun: ``pipelines.submit`` to ``KFP_HOST`` when it is set, else the local pipeline run.
+def pipeline_trigger(settings: Settings) -> Callable[[list[str]], dict[str, Any]]:
+    """The rerun: ``python -m pipelines.rerun`` replays the last published run — through KFP
+    (``pipelines.submit``) when ``KFP_HOST`` is set, else the local runner of ``make run``.
 
-    Started as a subprocess by module name, so this package never imports the pipeline code; the image
-    and the checkout both have ``pipelines/`` on the path.
+    Started as a subprocess by module name, so this package never imports the pipeline code; the image and
+    the checkout both have ``pipelines/`` on the path. Returns its outcome (one JSON line); a launcher that
+    could not even start is an outcome with ``ok: False`` too, never an exception.
     """
     import os
     import subprocess
     import sys
 
-    def run(reasons: list[str]) -> str:
-        if os.environ.get("KFP_HOST"):
-            command = [sys.executable, "-m", "pipelines.submit"]
-        else:
-            command = [sys.executable, "-m", "pipelines.run_local", *(["--data", data] if data else [])]
-        log.warning("drift: starting a pipeline run", extra={"reasons": "; ".join(reasons), "command": command[2]})
-        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command[1:])} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "started"
+    def run(reasons: list[str]) -> dict[str, Any]:
+        command = [sys.executable, "-m", "pipelines.rerun", "--data-dir", settings.data_dir]
+        mode = "kfp" if os.environ.get("KFP_HOST") else "local"
+        log.warning("drift: replaying the last run", extra={"reasons": "; ".join(reasons), "mode": mode})
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=4 * 3600)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"mode": mode, "run_id": None, "ok": False, "new_champion": None, "error": str(exc)}
+        for line in reversed(done.stdout.strip().splitlines()):
+            try:
+                outcome = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(outcome, dict):
+                return outcome
+        error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return {"mode": mode, "run_id": None, "ok": False, "new_champion": None, "error": error[:500]}
 
     return run

@@ -9,6 +9,11 @@ so they hold no logic; it imports no kfp and is tested on its own.
 Reuse: with ``cache_dir``, a deterministic stage whose inputs (file contents), settings and code version
 are unchanged is not run again — its outputs are copied from the cache. This is what KFP's step cache
 does on a cluster; ``kfp.local`` has none, so the local run brings its own.
+
+Progress: when ``BITPREDICT_PROGRESS`` names a file, every stage appends one JSON line when it starts and
+one when it ends (ran or reused, seconds, its key figure) or fails. ``make run`` draws its screen from
+those lines while the tasks' own logs go to a log file; on a cluster the variable is unset and nothing
+is written.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +32,11 @@ from typing import Any
 
 from bitpredict.config import Settings, load_settings
 from bitpredict.merge import code_version
+from bitpredict.runtime import quiet_tensorflow
 
 log = logging.getLogger(__name__)
+
+PROGRESS_ENV = "BITPREDICT_PROGRESS"
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,11 @@ STAGES: dict[str, Stage] = {
     "sentiment": Stage(
         _lazy("bitpredict.sentiment", "run_sentiment"),
         inputs={"raw": "raw"},
-        outputs={"sentiment": "interim/sentiment_daily.parquet", "meta": "interim/sentiment_meta.json"},
+        outputs={
+            "sentiment": "interim/sentiment_daily.parquet",
+            "meta": "interim/sentiment_meta.json",
+            "scores": "interim/sentiment_scores.parquet",
+        },
     ),
     "merge": Stage(
         _lazy("bitpredict.merge", "run_merge"),
@@ -149,6 +163,28 @@ def run_stage(
     """
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; known: {sorted(STAGES)}")
+    quiet_tensorflow()  # before a stage imports TensorFlow
+    started = time.monotonic()
+    report_progress({"stage": name, "event": "start"})
+    try:
+        report = _run_stage(name, inputs, outputs, overrides, cache_dir, options)
+    except BaseException as exc:
+        report_progress({"stage": name, "event": "failed", "seconds": time.monotonic() - started,
+                         "error": f"{type(exc).__name__}: {exc}"[:500]})  # fmt: skip
+        raise
+    report_progress({"stage": name, "event": "end", "cached": bool(report.get("cached")),
+                     "seconds": time.monotonic() - started, "figure": key_figure(name, report)})  # fmt: skip
+    return report
+
+
+def _run_stage(
+    name: str,
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, str],
+    overrides: Mapping[str, Any] | None,
+    cache_dir: str | None,
+    options: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     stage = STAGES[name]
     unknown = (set(inputs) - set(stage.inputs)) | (set(outputs) - set(stage.outputs))
     missing = (set(stage.inputs) - set(inputs)) | (set(stage.outputs) - set(outputs))
@@ -188,6 +224,96 @@ def run_stage(
             shutil.rmtree(cached, ignore_errors=True)
             staging.rename(cached)
         return {**json.loads(json.dumps(report, default=str)), "cached": False}
+
+
+def publish_stage(
+    artifacts: Mapping[str, str],
+    overrides: Mapping[str, Any],
+    registered: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    run_id: str,
+) -> dict[str, Any]:
+    """The publish task: the run's artifacts to ``overrides["data_dir"]`` (``bitpredict.publish``), with progress."""
+    from bitpredict.publish import champion_record, evaluation_headline, publish
+
+    started = time.monotonic()
+    report_progress({"stage": "publish", "event": "start"})
+    try:
+        settings = load_settings(**overrides)
+        manifest = publish(
+            settings,
+            artifacts,
+            run_id=run_id or None,
+            parameters=parameters,
+            champion=champion_record(settings, registered),
+            evaluation=evaluation_headline(artifacts["evaluation"]) if "evaluation" in artifacts else None,
+        )
+    except BaseException as exc:
+        report_progress({"stage": "publish", "event": "failed", "seconds": time.monotonic() - started,
+                         "error": f"{type(exc).__name__}: {exc}"[:500]})  # fmt: skip
+        raise
+    figure = f"{len(manifest['items'])} items → {manifest['root']}"
+    report_progress({"stage": "publish", "event": "end", "cached": False, "seconds": time.monotonic() - started,
+                     "figure": figure, "run_id": manifest["run_id"]})  # fmt: skip
+    return manifest
+
+
+def report_progress(event: Mapping[str, Any]) -> None:
+    """Append one JSON line to the file named by ``BITPREDICT_PROGRESS`` (nothing when it is unset).
+
+    One short ``write`` in append mode, so lines from concurrent tasks never interleave.
+    """
+    path = os.environ.get(PROGRESS_ENV)
+    if not path:
+        return
+    line = json.dumps({**event, "at": time.time()}, default=str) + "\n"
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+    except OSError as exc:  # progress is a courtesy: never fail a stage over it
+        log.debug("progress not written", extra={"error": str(exc)})
+
+
+def _get(report: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if report.get(key) is not None:
+            return report[key]
+    return None
+
+
+def key_figure(name: str, report: Mapping[str, Any]) -> str:
+    """The one figure a person wants from each stage's report (rows, epochs, the verdict, the champion)."""
+    try:
+        if name == "ingest":
+            tables = report.get("tables") or {}
+            failed = report.get("failed") or []
+            text = f"{sum(int(v or 0) for v in tables.values())} new rows in {len(tables)} tables"
+            return text + (f", {len(failed)} failed" if failed else "")
+        if name == "clean":
+            return f"{report['rows']} days {str(report['first'])[:10]} → {str(report['last'])[:10]}"
+        if name == "indicators":
+            return f"{report['rows']} rows"
+        if name == "sentiment":
+            return f"{report.get('news', 0)} news, {report.get('tweets', 0)} tweets, {report.get('days', 0)} days"
+        if name == "merge":
+            return f"{report['rows']} rows, {len(report.get('feature_columns', []))} features"
+        if name == "train":
+            text = f"{report['epochs_run']} epochs (best {report['best_epoch']})"
+            baselines = report.get("baselines")
+            return text + (f" + {len(baselines)} baselines" if baselines else "")
+        if name == "evaluate":
+            best = report.get("best")
+            verdict = "beats the baselines" if (report.get("decision") or {}).get("beats_baselines") else "no edge"
+            return f"best: {best}, network: {verdict}" if best else f"network: {verdict}"
+        if name == "register":
+            kind = _get(report, "kind")
+            champion = report.get("champion")
+            head = f"champion v{champion}" + (f" ({kind})" if kind else "") if champion else "no champion"
+            why = _get(report, "why", "reason")
+            return f"{head}: {why}" if why else head
+    except (KeyError, TypeError, ValueError):
+        pass
+    return ""
 
 
 def pipeline_settings(

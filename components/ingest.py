@@ -28,8 +28,12 @@ def ingest(
     mlflow_tracking_uri: str,
     model_store: str,
     extra_settings: str,
-) -> NamedTuple("IngestOutputs", [("settings", str), ("summary", str)]):
-    """Fetch what is new into ``data_root`` (kept between runs, so each run is incremental); output ``raw/``."""
+    cache_dir: str,
+) -> NamedTuple("IngestOutputs", [("settings", str), ("summary", str), ("parameters", str)]):
+    """Fetch what is new into ``data_root`` (kept between runs, so each run is incremental); output ``raw/``.
+
+    ``parameters``: this run's pipeline parameters as given, for the published manifest (a rerun replays them).
+    """
     import json
     from collections import namedtuple
 
@@ -51,5 +55,11 @@ def ingest(
     report = run_stage(
         "ingest", {}, {"raw": raw.path}, {**settings, "data_dir": data_root, "files_dir": files_dir or None}
     )
-    outputs = namedtuple("IngestOutputs", ["settings", "summary"])
-    return outputs(json.dumps(settings), json.dumps(report))
+    parameters = {
+        "data_root": data_root, "files_dir": files_dir, "sources": sources, "since": since, "interval": interval,
+        "window": window, "epochs": epochs, "test_days": test_days, "min_skill": min_skill,
+        "max_dm_pvalue": max_dm_pvalue, "mlflow_tracking_uri": mlflow_tracking_uri, "model_store": model_store,
+        "cache_dir": cache_dir, "extra_settings": extra_settings,
+    }  # fmt: skip
+    outputs = namedtuple("IngestOutputs", ["settings", "summary", "parameters"])
+    return outputs(json.dumps(settings), json.dumps(report), json.dumps(parameters))

@@ -1,4 +1,4 @@
-"""KFP component: register the evaluated model in the MLflow registry (champion only if allowed and earned)."""
+"""KFP component: register the best of the network and its baselines in the MLflow registry; export the champion."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model
@@ -8,7 +8,8 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def register(model: Input[Model], evaluation: Input[Dataset], allow_promotion: bool, settings_json: str) -> str:
-    """Always a new version of ``bitpredict-lstm``; the ``champion`` alias moves only when promotion is allowed."""
+    """A new version of ``bitpredict-lstm`` (the policy lives in ``bitpredict.registry``); returns its result as JSON:
+    model, version, promoted, reason, champion, kind, why, exported_to."""
     import json
 
     from bitpredict.stages import run_stage

@@ -7,8 +7,16 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def sentiment(raw: Input[Dataset], daily: Output[Dataset], meta: Output[Dataset], settings_json: str, cache_dir: str):
-    """Raw news/tweets → ``sentiment_daily.parquet`` and ``sentiment_meta.json`` (which scorer ran)."""
+def sentiment(
+    raw: Input[Dataset],
+    daily: Output[Dataset],
+    meta: Output[Dataset],
+    scores: Output[Dataset],
+    settings_json: str,
+    cache_dir: str,
+):
+    """Raw news/tweets → ``sentiment_daily.parquet``, ``sentiment_meta.json`` (which scorer ran) and the
+    per-text ``sentiment_scores.parquet`` (the UI's latest headlines)."""
     import json
 
     from bitpredict.stages import run_stage
@@ -16,7 +24,7 @@ def sentiment(raw: Input[Dataset], daily: Output[Dataset], meta: Output[Dataset]
     run_stage(
         "sentiment",
         {"raw": raw.path},
-        {"sentiment": daily.path, "meta": meta.path},
+        {"sentiment": daily.path, "meta": meta.path, "scores": scores.path},
         json.loads(settings_json),
         cache_dir,
     )

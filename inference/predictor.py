@@ -3,6 +3,9 @@
 In the cluster the predictor is TF Serving (or Triton); here neither runs, so this ``kserve.Model`` loads
 the same SavedModel with TensorFlow and answers ``POST /v2/models/<name>/infer`` with the signature's
 outputs. Input ``features`` FP32 [B, W, F]; outputs ``quantiles`` FP32 [B, Q] and ``attention`` FP32 [B, W].
+``GET /v2/models/<name>`` names them with their datatypes and shapes, read from the model's own
+``bitpredict_model.json`` (``input``/``outputs``), so a client sees the contract of the model actually loaded
+(the network or a baseline exported with the same contract).
 
     python -m inference.predictor --model_dir data/models/serving/bitpredict-lstm --http_port 8085 --grpc_port 8086
 """
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import uuid
 from typing import Any
 
@@ -26,6 +28,39 @@ log = logging.getLogger(__name__)
 
 INPUT = "features"
 OUTPUTS = ("quantiles", "attention")
+DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32"}
+
+
+def tensor_types(metadata: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The v2 metadata entries (name, datatype, shape; -1 for a free dimension) of the model's tensors.
+
+    ``input`` is ``{"name", "dtype", "shape"}``; ``outputs`` maps each name to its shape (float32) or to
+    ``{"dtype", "shape"}``.
+    """
+
+    def shape(dims: list[Any]) -> list[int]:
+        return [-1 if d is None else int(d) for d in dims]
+
+    spec = metadata.get("input") or {}
+    window, n_features = metadata.get("window"), len(metadata.get("feature_columns", []))
+    inputs = [
+        {
+            "name": spec.get("name", INPUT),
+            "datatype": DATATYPES.get(str(spec.get("dtype", "float32")), "FP32"),
+            "shape": shape(spec.get("shape") or [None, window, n_features]),
+        }
+    ]
+    outputs = []
+    for name, value in (metadata.get("outputs") or {}).items():
+        entry = value if isinstance(value, dict) else {"shape": value}
+        outputs.append(
+            {
+                "name": name,
+                "datatype": DATATYPES.get(str(entry.get("dtype", "float32")), "FP32"),
+                "shape": shape(entry.get("shape") or [None]),
+            }
+        )
+    return inputs, outputs
 
 
 class SavedModelPredictor(Model):
@@ -36,26 +71,43 @@ class SavedModelPredictor(Model):
         self.window = 0
         self.n_features = 0
         self.version = ""
+        self.kind = ""
+        self.metadata: dict[str, Any] = {}
+        self.outputs: tuple[str, ...] = OUTPUTS
 
     def load(self) -> bool:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from bitpredict.runtime import quiet_tensorflow
+
+        quiet_tensorflow()
         import tensorflow as tf
 
         located = locate_model(self.model_dir)
         self.version = located.version
+        self.metadata = located.metadata
+        self.kind = str(located.metadata.get("kind", "lstm"))
         self.window = int(located.metadata["window"])
         self.n_features = len(located.metadata["feature_columns"])
         loaded = tf.saved_model.load(located.saved_model_dir)
         self.signature = loaded.signatures["serving_default"]
         self._keep = loaded  # the signature needs its object alive
+        produced = tuple(self.signature.structured_outputs)
+        self.outputs = tuple(o for o in OUTPUTS if o in produced) + tuple(o for o in produced if o not in OUTPUTS)
         spec = self.signature.structured_input_signature[1][INPUT]
         if spec.shape.as_list()[1:] != [self.window, self.n_features]:
             raise RuntimeError(
                 f"SavedModel input {spec.shape} does not match the metadata [None, {self.window}, {self.n_features}]"
             )
         self.ready = True
-        log.info("predictor ready", extra={"model": self.name, "version": self.version})
+        log.info("predictor ready", extra={"model": self.name, "version": self.version, "kind": self.kind})
         return self.ready
+
+    # -- metadata (GET /v2/models/<name>): the loaded model's own tensors -----------------------------
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return tensor_types(self.metadata)[0]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        declared = tensor_types(self.metadata)[1]
+        return declared or [{"name": name, "datatype": "FP32", "shape": [-1]} for name in self.outputs]
 
     def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
         import tensorflow as tf
@@ -78,7 +130,7 @@ class SavedModelPredictor(Model):
             raise InvalidInput(f"input '{INPUT}': NaN or infinite values")
         result = self.signature(**{INPUT: tf.constant(array)})
         outputs = []
-        for name in OUTPUTS:
+        for name in self.outputs:
             value = result[name].numpy().astype("float32")
             output = InferOutput(name=name, shape=list(value.shape), datatype="FP32")
             output.set_data_from_numpy(value, binary_data=False)
@@ -87,7 +139,7 @@ class SavedModelPredictor(Model):
             response_id=payload.id or uuid.uuid4().hex,
             model_name=self.name,
             infer_outputs=outputs,
-            parameters={"model_version": self.version},
+            parameters={"model_version": self.version, "kind": self.kind},
         )
 
 

@@ -3,7 +3,8 @@
 KServe 0.21 always binds REST to 0.0.0.0 and gRPC to [::] (no flag). In a pod that is right; on a laptop
 and in tests the servers must listen on 127.0.0.1 only. ``bind_to`` swaps in a REST server whose uvicorn
 config uses the host, and makes the gRPC server's listen address use it too; everything else (routes,
-data plane, metrics, health) is KServe's own.
+data plane, metrics, health) is KServe's own — except readiness: a transformer is ready only while its
+predictor is (``gate_readiness``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ def guard_requests(on_reject: Callable[[str], None] | None = None) -> None:
     app.add_middleware(V2RequestGuard, on_reject=on_reject)
 
 
+def gate_readiness(models: list[Model], ttl_s: float = 2.0) -> None:
+    """Make the ready routes answer 503 while a transformer's predictor is not ready (``inference.readiness``)."""
+    from kserve.model_server import app
+
+    from inference.readiness import PredictorReadiness, upstreams_of
+
+    upstreams = upstreams_of(models)
+    if upstreams:
+        app.add_middleware(PredictorReadiness, upstreams=upstreams, ttl_s=ttl_s)
+
+
 def serve(
     models: list[Model],
     *,
@@ -67,6 +79,7 @@ def serve(
     """Start the servers and block until a signal stops them."""
     bind_to(host)
     guard_requests(on_reject)
+    gate_readiness(models)
     ModelServer(
         http_port=http_port,
         grpc_port=grpc_port,

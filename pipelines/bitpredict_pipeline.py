@@ -1,9 +1,11 @@
 """The BitPredict pipeline: ingest → clean → indicators ┐
-                                     ingest → sentiment ┴→ merge → train → evaluate → register.
+                                     ingest → sentiment ┴→ merge → train → evaluate → register → publish.
 
-``register`` runs in one of two branches of a ``dsl.If`` on evaluate's verdict: when the model beats the
-baselines it may become ``champion``; when it does not, it is still registered (every evaluated model
-is a version in the registry) but can never be promoted.
+``register`` is one task: the policy (the best of the network and its baselines on the primary score
+becomes the champion) lives in ``bitpredict.registry``, so a champion exists after every successful run.
+``publish`` is the last task: it moves the run's outputs (clean bars, indicators, sentiment, features,
+evaluation, candidate) into the data dir every consumer reads, atomically, with a manifest that records
+the run's parameters and its champion. A run that fails before it publishes nothing.
 
 Compile: ``python -m pipelines.bitpredict_pipeline`` (writes ``pipelines/bitpredict_pipeline.yaml``,
 checked in; a test fails when it is stale).
@@ -18,6 +20,7 @@ from components.evaluate import evaluate
 from components.indicators import indicators
 from components.ingest import ingest
 from components.merge import merge
+from components.publish import publish
 from components.register import register
 from components.sentiment import sentiment
 from components.train import train
@@ -35,6 +38,7 @@ RESOURCES = {
     "train": ("2", "4", "4Gi", "8Gi"),
     "evaluate": ("2", "4", "4Gi", "8Gi"),
     "register": ("250m", "1", "1Gi", "2Gi"),
+    "publish": ("250m", "1", "1Gi", "2Gi"),
 }
 
 
@@ -83,6 +87,7 @@ def bitpredict_pipeline(
             mlflow_tracking_uri=mlflow_tracking_uri,
             model_store=model_store,
             extra_settings=extra_settings,
+            cache_dir=cache_dir,
         ),
         "ingest",
         cache=False,  # the sources move on: never reuse an old fetch
@@ -110,22 +115,36 @@ def bitpredict_pipeline(
         ),
         "evaluate",
     )
-    with dsl.If(verdict.outputs["Output"] == True, name="beats-baselines"):  # noqa: E712 (a KFP condition)
-        promoted = register(
+    registered = _sized(
+        register(
             model=model.outputs["model"],
             evaluation=verdict.outputs["evaluation"],
             allow_promotion=True,
             settings_json=settings,
-        )
-        _sized(promoted, "register", cache=False).set_display_name("register-and-promote")
-    with dsl.Else(name="does-not-beat-baselines"):
-        recorded = register(
-            model=model.outputs["model"],
+        ),
+        "register",
+        cache=False,  # writes to the registry
+    )
+    _sized(
+        publish(
+            bars=cleaned.outputs["bars"],
+            clean_report=cleaned.outputs["report"],
+            indicators=tech.outputs["table"],
+            sentiment=mood.outputs["daily"],
+            sentiment_meta=mood.outputs["meta"],
+            sentiment_scores=mood.outputs["scores"],
+            features=features.outputs["features"],
             evaluation=verdict.outputs["evaluation"],
-            allow_promotion=False,
+            model=model.outputs["model"],
+            registered=registered.output,
+            parameters=fetched.outputs["parameters"],
+            data_root=data_root,
+            run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             settings_json=settings,
-        )
-        _sized(recorded, "register", cache=False).set_display_name("register-only")
+        ),
+        "publish",
+        cache=False,  # the data dir is the world outside the run: always write it
+    )
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

@@ -1,29 +1,48 @@
 """``make run``: the whole Kubeflow pipeline on this machine, no cluster, through ``kfp.local``.
 
 ``kfp.local.SubprocessRunner(use_venv=False)`` runs each component of the compiled-from-source pipeline
-as a subprocess in the current environment (the same function bodies the cluster runs in the image),
-including the ``dsl.If``/``dsl.Else`` branch. ``kfp.local`` has no step cache, so the tasks pass
-``cache_dir`` and ``bitpredict.stages`` reuses a stage whose inputs, settings and code are unchanged.
+as a subprocess in the current environment (the same function bodies the cluster runs in the image).
+``kfp.local`` has no step cache, so the tasks pass ``cache_dir`` and ``bitpredict.stages`` reuses a stage
+whose inputs, settings and code are unchanged. The pipeline's last task publishes the outputs into the
+data dir (``bitpredict.publish``), so this runner copies nothing itself.
+
+The screen: one line per stage (ran or reused, seconds, its key figure) with a ticking line for the stage
+that is running, then a summary. The pipeline itself runs in a child process whose output — KFP's and
+TensorFlow's logs — goes to ``<data dir>/logs/run-<time>.log``; ``-v`` (or ``VERBOSE=1``) shows it too.
 
     python -m pipelines.run_local                          # live sources (Binance, CryptoCompare, CoinGecko, RSS)
     python -m pipelines.run_local --data ../shared/data    # the files source: CSV exports in a folder
+    python -m pipelines.run_local --replay                 # the last published run's parameters again
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
+import subprocess
 import sys
+import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bitpredict.config import load_settings
-from bitpredict.evaluate import update_readme
+from bitpredict.config import ConfigError, Settings, load_settings
+from bitpredict.runtime import quiet_tensorflow
+from pipelines.progress import StageBoard
 
 LIVE_SOURCES = "binance,cryptocompare,coingecko,rss"
+PARAMETERS = (
+    "data_root", "files_dir", "sources", "since", "interval", "window", "epochs", "test_days", "min_skill",
+    "max_dm_pvalue", "mlflow_tracking_uri", "model_store", "cache_dir", "extra_settings",
+)  # fmt: skip
+
+
+class RunError(RuntimeError):
+    """The run cannot start or did not succeed; the message says what to do."""
 
 
 def reachable(url: str, timeout: float = 3.0) -> bool:
@@ -42,59 +61,157 @@ def latest_run_dir(pipeline_root: Path) -> Path:
     return max(runs, key=lambda p: p.stat().st_mtime)
 
 
-def summary(data_root: Path, run_dir: Path, tracking_uri: str, model_name: str) -> dict[str, Any]:
-    """What the run produced, read back from its artifacts and from MLflow."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    features_meta = json.loads(next(run_dir.glob("merge/features/features.json")).read_text())
-    evaluation = json.loads(next(run_dir.glob("evaluate/evaluation/metrics.json")).read_text())
-    client = MlflowClient(tracking_uri)
-    versions = sorted(client.search_model_versions(f"name = '{model_name}'"), key=lambda v: int(v.version))
-    newest = versions[-1] if versions else None
-    try:
-        champion = client.get_model_version_by_alias(model_name, "champion")
-    except MlflowException:  # no champion yet
-        champion = None
+def pipeline_arguments(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """The pipeline's parameters for a local run, from the command line and the settings."""
+    data_root = Path(settings.data_dir).resolve()
+    if args.data:
+        if not Path(args.data).is_dir():
+            raise RunError(f"DATA={args.data} is not a folder: point it at a folder of CSV exports")
+        files_dir, sources = str(Path(args.data).resolve()), "files"
+    else:
+        files_dir, sources = "", LIVE_SOURCES
+        if not any(reachable(u) for u in (settings.binance_url, settings.coingecko_url, settings.cryptocompare_url)):
+            raise RunError(
+                "no live market source is reachable from here; run `make run DATA=<folder of CSV exports>` "
+                "(e.g. DATA=../shared/data)"
+            )
+    model = settings.model
     return {
-        "data_span": (features_meta["first"][:10], features_meta["last"][:10]),
-        "rows": features_meta["rows"],
-        "evaluation": evaluation,
-        "version": newest.version if newest else None,
-        "promoted": newest is not None and newest.tags.get("promoted") == "true",
-        "reason": newest.tags.get("promotion_reason") if newest else None,
-        "champion": champion.version if champion else None,
-        "run_dir": str(run_dir),
-        "serving_dir": str(data_root / "models" / "serving" / model_name / champion.version) if champion else None,
+        "data_root": str(data_root),
+        "files_dir": files_dir,
+        "sources": sources,
+        "since": str(settings.ingest_since),
+        "interval": "1d",
+        "window": args.window or model.window,
+        "epochs": args.epochs or model.epochs,
+        "test_days": args.test_days or model.test_days,
+        "min_skill": settings.promotion.min_skill_vs_persistence,
+        "max_dm_pvalue": settings.promotion.max_dm_pvalue,
+        "mlflow_tracking_uri": load_settings(data_dir=str(data_root)).tracking_uri,
+        "model_store": str(data_root / "models" / "serving"),
+        "cache_dir": "" if args.no_cache else str(data_root / ".stage_cache"),
+        "extra_settings": args.extra_settings,
     }
 
 
-def print_summary(info: dict[str, Any], seconds: float, model_name: str) -> None:
-    from bitpredict.evaluate import markdown_table
+def replay_arguments(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The recorded parameters of the last published run: exactly what it ran with."""
+    if not manifest:
+        raise RunError("nothing has been published yet, so there is no run to replay: run `make run` first")
+    recorded = manifest.get("parameters") or {}
+    missing = [p for p in PARAMETERS if p not in recorded]
+    if missing:
+        raise RunError(f"the published manifest does not record {missing}: run `make run` once to refresh it")
+    return {p: recorded[p] for p in PARAMETERS}
 
-    print(f"\nBitPredict pipeline finished in {seconds:.0f} s")
-    print(f"data: {info['rows']} days, {info['data_span'][0]} → {info['data_span'][1]}")
-    print(markdown_table(info["evaluation"], info["evaluation"]["decision"]))
-    state = "promoted to champion" if info["promoted"] else "registered, not promoted"
-    print(f"model: {model_name} v{info['version']} {state} — {info['reason']}")
-    print(f"champion: {'v' + info['champion'] if info['champion'] else 'none yet'}")
-    print(f"artifacts: {info['run_dir']}")
-    if info["serving_dir"]:
-        print(f"serve: make serve MODEL_DIR={info['serving_dir']}")
+
+def run_pipeline(parameters: dict[str, Any]) -> None:
+    """Run the pipeline through kfp.local in this process (the child's job); raises when a task fails."""
+    import kfp.local
+
+    from pipelines.bitpredict_pipeline import bitpredict_pipeline
+
+    data_root = Path(parameters["data_root"])
+    data_root.mkdir(parents=True, exist_ok=True)
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(data_root / "pipeline_root"))
+    bitpredict_pipeline(**parameters)
+
+
+def _child(parameters_file: str) -> int:
+    quiet_tensorflow()
+    parameters = json.loads(Path(parameters_file).read_text())
+    run_pipeline(parameters)
+    return 0
+
+
+def launch(parameters: dict[str, Any], log_file: Path, verbose: bool, board: StageBoard) -> int:
+    """Run the pipeline in a child process; draw the stage lines from its progress file. Returns its exit code."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bitpredict-run-") as tmp:
+        params_file, progress = Path(tmp) / "parameters.json", Path(tmp) / "progress.jsonl"
+        params_file.write_text(json.dumps(parameters))
+        progress.touch()
+        env = quiet_tensorflow({**os.environ, "BITPREDICT_PROGRESS": str(progress), "PYTHONUNBUFFERED": "1"})
+        command = [sys.executable, "-m", "pipelines.run_local", "--child", str(params_file)]
+        with log_file.open("w") as log:
+            log.write(f"# {datetime.now(UTC).isoformat(timespec='seconds')} {' '.join(command)}\n")
+            log.write(f"# parameters: {json.dumps(parameters)}\n")
+            log.flush()
+            child = subprocess.Popen(
+                command, stdout=subprocess.PIPE if verbose else log, stderr=subprocess.STDOUT, env=env, text=True
+            )
+            if verbose:
+                assert child.stdout is not None
+                for line in child.stdout:  # everything to the terminal and the log; stage lines as they end
+                    sys.stdout.write(line)
+                    log.write(line)
+                    board.poll(progress)
+            else:
+                while child.poll() is None:
+                    board.poll(progress)
+                    board.tick()
+                    time.sleep(board.interval)
+            child.wait()
+            board.poll(progress)
+            board.finish()
+            return child.returncode
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    from bitpredict import storage
+
+    try:
+        return json.loads(storage.read_text(path)) if storage.exists(path) else None
+    except (OSError, ValueError):
+        return None
+
+
+def summary_lines(settings: Settings, board: StageBoard, seconds: float, log_file: Path) -> list[str]:
+    """What the run left in the published state, in a few lines; the full table only when evaluate ran."""
+    from bitpredict.publish import read_manifest, resolve
+
+    manifest = read_manifest(settings) or {}
+    reused = [s.name for s in board.finished if s.cached]
+    lines = [f"\nBitPredict pipeline finished in {seconds:.0f} s (run {manifest.get('run_id', '?')}"
+             + (f"; {len(reused)} of {len(board.finished)} stages reused)" if reused else ")")]  # fmt: skip
+    features = _read_json(resolve(settings, "processed", "features.json"))
+    if features:
+        lines.append(f"data: {features['rows']} days, {features['first'][:10]} → {features['last'][:10]}")
+    metrics = _read_json(resolve(settings, "reports", "evaluation", "metrics.json"))
+    evaluated = any(s.name == "evaluate" and not s.cached for s in board.finished)
+    if metrics and evaluated:
+        from bitpredict.evaluate import markdown_table
+
+        lines.append(markdown_table(metrics, metrics["decision"]))
+    elif metrics:
+        best = metrics.get("best")
+        lines.append(f"evaluation unchanged since the last run{f' (best: {best})' if best else ''}")
+    champion = manifest.get("champion")
+    if champion:
+        why = f" — {champion['why']}" if champion.get("why") else ""
+        lines.append(f"champion: {champion['model']} v{champion['version']} ({champion['kind']}){why}")
     else:
-        print("serve: no champion yet — `make serve MODEL_DIR=<run>/train/model` serves the candidate anyway")
+        lines.append("champion: none registered")
+    lines.append(f"published to {settings.data_dir}/ (interim, processed, reports/evaluation, models)")
+    lines.append("next: `make serve` (forecasts), `make ui` (http://127.0.0.1:8501), `make drift`")
+    lines.append(f"log: {log_file}")
+    return lines
 
 
-def readme_results(info: dict[str, Any], epochs: int) -> str:
+def readme_results(settings: Settings, epochs: int) -> str:
     from bitpredict.evaluate import markdown_table
+    from bitpredict.publish import resolve
 
-    blocks = info["evaluation"]["blocks"]
-    fitted = ", ".join(f"{b['epochs_run']} (best {b['best_epoch']})" for b in blocks)
-    return (
-        f"Data: {info['rows']} days, {info['data_span'][0]} → {info['data_span'][1]}. "
-        f"Epochs run per walk-forward refit (max {epochs}, early stopping): {fitted}.\n\n"
-        + markdown_table(info["evaluation"], info["evaluation"]["decision"])
-    )
+    features = _read_json(resolve(settings, "processed", "features.json")) or {}
+    metrics = _read_json(resolve(settings, "reports", "evaluation", "metrics.json"))
+    if not metrics:
+        raise RunError("no published evaluation to write into the README")
+    blocks = metrics.get("blocks") or []
+    fitted = ", ".join(f"{b['epochs_run']} (best {b['best_epoch']})" for b in blocks if "epochs_run" in b)
+    head = f"Data: {features.get('rows')} days, {str(features.get('first'))[:10]} → {str(features.get('last'))[:10]}."
+    if fitted:
+        head += f" Epochs run per walk-forward refit (max {epochs}, early stopping): {fitted}."
+    return head + "\n\n" + markdown_table(metrics, metrics["decision"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,50 +223,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-days", type=int, default=None)
     parser.add_argument("--extra-settings", default="{}", help="JSON object of any other setting.")
     parser.add_argument("--no-cache", action="store_true", help="Run every stage even when nothing changed.")
+    parser.add_argument("--replay", action="store_true", help="Run with the last published run's parameters.")
     parser.add_argument("--readme", type=Path, help="Write the run's results table into this README's markers.")
+    parser.add_argument("-v", "--verbose", action="store_true", default=os.environ.get("VERBOSE", "") not in ("", "0"),
+                        help="Show KFP's and TensorFlow's full logs too (also VERBOSE=1).")  # fmt: skip
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child)
 
-    import kfp.local
+    from bitpredict.publish import read_manifest
 
-    from pipelines.bitpredict_pipeline import bitpredict_pipeline
-
-    settings = load_settings(**({"data_dir": args.data_root} if args.data_root else {}))
-    data_root = Path(settings.data_dir).resolve()
-    if args.data:
-        files_dir, sources = str(Path(args.data).resolve()), "files"
-    else:
-        files_dir, sources = "", LIVE_SOURCES
-        if not any(reachable(u) for u in (settings.binance_url, settings.coingecko_url, settings.cryptocompare_url)):
-            print("no live market source is reachable from here; run `make run DATA=<folder of CSV exports>` "
-                  "(e.g. DATA=../shared/data)", file=sys.stderr)  # fmt: skip
-            return 2
-    data_root.mkdir(parents=True, exist_ok=True)
-    tracking_uri = load_settings(data_dir=str(data_root)).tracking_uri
-    pipeline_root = data_root / "pipeline_root"
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
-    model = settings.model
+    try:
+        settings = load_settings(**({"data_dir": args.data_root} if args.data_root else {}))
+        parameters = replay_arguments(read_manifest(settings)) if args.replay else pipeline_arguments(args, settings)
+        settings = load_settings(data_dir=parameters["data_root"])
+    except (RunError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    log_file = Path(parameters["data_root"]) / "logs" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
+    board = StageBoard(sys.stdout)
     started = time.monotonic()
-    bitpredict_pipeline(
-        data_root=str(data_root),
-        files_dir=files_dir,
-        sources=sources,
-        since=str(settings.ingest_since),
-        interval="1d",
-        window=args.window or model.window,
-        epochs=args.epochs or model.epochs,
-        test_days=args.test_days or model.test_days,
-        min_skill=settings.promotion.min_skill_vs_persistence,
-        max_dm_pvalue=settings.promotion.max_dm_pvalue,
-        mlflow_tracking_uri=tracking_uri,
-        model_store=str(data_root / "models" / "serving"),
-        cache_dir="" if args.no_cache else str(data_root / ".stage_cache"),
-        extra_settings=args.extra_settings,
-    )
+    code = launch(parameters, log_file, args.verbose, board)
     elapsed = time.monotonic() - started
-    info = summary(data_root, latest_run_dir(pipeline_root), tracking_uri, settings.registered_model_name)
-    print_summary(info, elapsed, settings.registered_model_name)
+    if code != 0:
+        failed = board.failed
+        where = f"stage {failed.name} failed: {failed.error}" if failed else f"the pipeline failed (exit {code})"
+        print(f"\nerror: {where}\nnothing was published; the previous state is unchanged. Full log: {log_file}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print("\n".join(summary_lines(settings, board, elapsed, log_file)))
     if args.readme:
-        update_readme(args.readme, readme_results(info, settings.model.epochs if not args.epochs else args.epochs))
+        from bitpredict.evaluate import update_readme
+
+        update_readme(args.readme, readme_results(settings, int(parameters["epochs"])))
         print(f"results table written into {args.readme}")
     return 0
 

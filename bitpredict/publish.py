@@ -1,0 +1,257 @@
+"""One published state: what a successful run leaves for every consumer (UI, serving, drift, CLI).
+
+Why: the pipeline's tasks write their outputs as artifacts in a run folder nobody else knows about; the
+consumers read the data dir. ``publish`` is the one step that moves a run's outputs there, and it does so
+all-or-nothing, so a reader sees either the previous run's state or the new one — never a mix, and never
+the outputs of a run that failed (the pipeline publishes as its last task, after register).
+
+* **Locally** every item is first copied into a staging folder inside the data dir (same filesystem), then
+  renamed into place one by one; the item it replaces is kept aside until all renames succeeded. A failure
+  while copying changes nothing; a failure while renaming puts every replaced item back. ``published.json``
+  is written last.
+* **On GCS** (``gs://`` data dir) objects cannot be renamed atomically, so each run is written under its own
+  prefix ``<data_dir>/published/<run_id>/`` and then the small manifest ``<data_dir>/published.json`` is
+  written last, pointing at it. Readers go through ``resolve``, which follows the manifest. The previous
+  prefix is kept (a reader may still be on it); older ones are deleted.
+
+The manifest also records the run's id, its pipeline parameters (so a drift-triggered rerun can replay
+them), the champion register chose, and the evaluation's headline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bitpredict import storage
+from bitpredict.config import Settings
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "published.json"
+FORMAT = 1
+GCS_PREFIX = "published"
+STAGING = ".publishing"
+
+# Artifact name -> where it lives under the data dir (a file or a folder). Every consumer reads these paths.
+ITEMS: dict[str, str] = {
+    "clean": "interim/clean_1d.parquet",
+    "clean_report": "interim/clean_1d_report.md",
+    "indicators": "interim/indicators_1d.parquet",
+    "sentiment": "interim/sentiment_daily.parquet",
+    "sentiment_meta": "interim/sentiment_meta.json",
+    "sentiment_scores": "interim/sentiment_scores.parquet",
+    "features": "processed",
+    "evaluation": "reports/evaluation",
+    "candidate": "models/candidate",
+}
+
+
+class PublishError(RuntimeError):
+    """The run's outputs could not be published; the previous published state is unchanged."""
+
+
+def manifest_uri(settings: Settings) -> str:
+    return settings.path(MANIFEST)
+
+
+def read_manifest(settings: Settings) -> dict[str, Any] | None:
+    """The last published state's manifest, or None when nothing was published (or it is unreadable)."""
+    uri = manifest_uri(settings)
+    try:
+        return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+    except (OSError, ValueError) as exc:
+        log.warning("unreadable manifest", extra={"uri": uri, "error": str(exc)})
+        return None
+
+
+def resolve(settings: Settings, *parts: str) -> str:
+    """Where a consumer reads a published path: under the manifest's root on GCS, the data dir locally.
+
+    Locally the items are swapped into the data dir itself, so the paths stay the ones the README and
+    ``dvc repro`` use (``data/interim/clean_1d.parquet``), with or without a manifest.
+    """
+    if storage.is_gcs(settings.data_dir):
+        manifest = read_manifest(settings)
+        if manifest and manifest.get("root"):
+            return storage.join(manifest["root"], *parts)
+    return settings.path(*parts)
+
+
+def champion_dir(settings: Settings) -> str | None:
+    """The published champion's serving folder (``<store>/<name>/<version>``), or None."""
+    manifest = read_manifest(settings)
+    champion = (manifest or {}).get("champion") or {}
+    return champion.get("exported_to") or None
+
+
+def publish(
+    settings: Settings,
+    artifacts: Mapping[str, str],
+    *,
+    run_id: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    champion: Mapping[str, Any] | None = None,
+    evaluation: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Publish ``artifacts`` ({item name: local path}, names from ``ITEMS``) to the settings' data dir.
+
+    Returns the manifest it wrote. Raises ``PublishError`` (previous state intact) when an artifact is
+    missing or a copy/rename fails.
+    """
+    unknown = sorted(set(artifacts) - set(ITEMS))
+    if unknown:
+        raise PublishError(f"unknown items {unknown}; known: {sorted(ITEMS)}")
+    missing = sorted(name for name, path in artifacts.items() if not Path(path).exists())
+    if missing:
+        raise PublishError(f"nothing published: artifacts not found: {', '.join(missing)}")
+    run_id = run_id or f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "run_id": run_id,
+        "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "items": {name: ITEMS[name] for name in sorted(artifacts)},
+        "parameters": dict(parameters or {}),
+        "champion": dict(champion or {}) or None,
+        "evaluation": dict(evaluation or {}) or None,
+    }
+    if storage.is_gcs(settings.data_dir):
+        manifest["root"] = _publish_gcs(settings, artifacts, run_id)
+    else:
+        manifest["root"] = str(Path(settings.data_dir).resolve())
+        _publish_local(Path(settings.data_dir), artifacts)
+    storage.write_text(manifest_uri(settings), json.dumps(manifest, indent=2, default=str))
+    log.info("published", extra={"run_id": run_id, "items": len(artifacts), "root": manifest["root"]})
+    return manifest
+
+
+def champion_record(settings: Settings, registered: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the manifest says about the champion, from register's result: name, version, kind, why, and the
+    serving folder (register exports the champion there; an older champion was exported when it won)."""
+    version = registered.get("champion")
+    if version is None:
+        return None
+    name = registered.get("model") or settings.registered_model_name
+    folder = registered.get("exported_to") or storage.join(settings.serving_store, name, str(version))
+    this_run = registered.get("version") == version
+    kind = registered.get("kind") if this_run else None
+    why = (registered.get("why") or registered.get("reason")) if this_run else None
+    if kind is None:  # an earlier champion kept its place: its own metadata says what it is
+        try:
+            kind = json.loads(storage.read_text(storage.join(folder, "bitpredict_model.json"))).get("kind")
+        except (OSError, ValueError):
+            kind = None
+    return {
+        "model": name,
+        "version": int(version),
+        "kind": kind or "lstm",
+        "why": why or registered.get("reason"),
+        "exported_to": folder,
+        "registered_version": registered.get("version"),
+        "promoted": registered.get("promoted"),
+    }
+
+
+def evaluation_headline(evaluation_dir: str | Path) -> dict[str, Any] | None:
+    """The evaluation's headline for the manifest: the best method, the primary score, the window, the verdict."""
+    path = Path(evaluation_dir) / "metrics.json"
+    if not path.exists():
+        return None
+    metrics = json.loads(path.read_text())
+    best = metrics.get("best")
+    primary = metrics.get("primary")
+    score = (metrics.get("methods") or {}).get(best, {}).get(primary) if best and primary else None
+    return {
+        "best": best,
+        "primary": primary,
+        "best_score": score,
+        "days": metrics.get("days"),
+        "first_day": metrics.get("first_day"),
+        "last_day": metrics.get("last_day"),
+        "decision": metrics.get("decision"),
+    }
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
+def _publish_local(data_dir: Path, artifacts: Mapping[str, str]) -> None:
+    """Stage every item, then rename each into place; on any failure put the replaced items back."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    staging = data_dir / STAGING / uuid.uuid4().hex
+    aside = staging / ".previous"
+    try:
+        try:
+            for name, path in artifacts.items():
+                _copy(Path(path), staging / ITEMS[name])
+        except OSError as exc:
+            raise PublishError(f"nothing published: staging failed ({exc})") from exc
+        done: list[tuple[Path, Path | None]] = []  # (target, where its previous version went)
+        try:
+            for name in artifacts:
+                target = data_dir / ITEMS[name]
+                previous = None
+                if target.exists() or target.is_symlink():
+                    previous = aside / ITEMS[name]
+                    previous.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(target, previous)
+                done.append((target, previous))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / ITEMS[name], target)
+        except OSError as exc:
+            _roll_back(done)
+            raise PublishError(f"nothing published: swapping {target} failed ({exc}); previous state kept") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (data_dir / STAGING).rmdir()  # only when no other publish is staging
+
+
+def _roll_back(done: list[tuple[Path, Path | None]]) -> None:
+    for target, previous in reversed(done):
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        elif target.exists():
+            target.unlink()
+        if previous is not None and (previous.exists() or previous.is_symlink()):
+            os.replace(previous, target)
+
+
+def _publish_gcs(settings: Settings, artifacts: Mapping[str, str], run_id: str) -> str:
+    """Write the run under its own prefix; the manifest (written by the caller, last) makes it current."""
+    root = settings.path(GCS_PREFIX, run_id)
+    try:
+        for name, path in artifacts.items():
+            source = Path(path)
+            target = storage.join(root, *ITEMS[name].split("/"))
+            if source.is_dir():
+                storage.copy_tree(source, target)
+            else:
+                storage.write_bytes(target, source.read_bytes())
+    except (OSError, storage.StorageError) as exc:
+        raise PublishError(f"nothing published: writing {root} failed ({exc})") from exc
+    _prune_gcs(settings, keep={run_id, ((read_manifest(settings) or {}).get("run_id") or "")})
+    return root
+
+
+def _prune_gcs(settings: Settings, keep: set[str]) -> None:
+    """Delete published prefixes other than the new and the current one (a reader may still be on it)."""
+    bucket, _, prefix = settings.path(GCS_PREFIX).removeprefix(storage.GCS_SCHEME).partition("/")
+    client = storage.gcs_client()
+    for blob in client.list_blobs(bucket, prefix=prefix.rstrip("/") + "/"):
+        run = blob.name[len(prefix.rstrip("/")) + 1 :].split("/", 1)[0]
+        if run not in keep:
+            blob.delete()
