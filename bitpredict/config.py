@@ -109,6 +109,16 @@ class ModelSettings(_Group):
     refit_every_days: int = Field(
         92, ge=7, description="Walk-forward: the model and the baselines are refitted at the start of each block."
     )
+    target_scaling: Literal["volatility", "constant"] = Field(
+        "volatility",
+        description="volatility: train on return / ewma_vol (the day's EWMA volatility) and scale back in the "
+        "exported model; constant: divide by the training returns' standard deviation.",
+    )
+    ensemble: int = Field(1, ge=1, le=10, description="Seeds fitted and averaged (quantile by quantile).")
+    baselines: list[Literal["ewma", "empirical", "garch", "har"]] = Field(
+        default_factory=lambda: ["ewma", "empirical", "garch", "har"],
+        description="Probabilistic baselines fitted, evaluated and exported beside the network.",
+    )
 
     @field_validator("lstm_units")
     @classmethod

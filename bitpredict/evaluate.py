@@ -1,25 +1,30 @@
-"""The evaluate stage: walk-forward backtest of the training recipe against naive baselines, on the same days.
+"""The evaluate stage: walk-forward backtest of the network and every baseline on the same days, and the verdict.
 
 The last ``model.test_days`` labelled days are cut into blocks of ``model.refit_every_days``. At the start
-of each block the LSTM recipe and every fitted baseline are refitted on all rows before the block
-(expanding window), then forecast each day of the block one step ahead. No day is forecast by a model
-that saw its target.
+of each block the network recipe and every baseline are refitted on all rows before the block (expanding
+window), then forecast each day of the block one step ahead. No day is forecast by a model that saw its
+target.
 
-Baselines: persistence (tomorrow = today; the random walk), drift (mean past log return), SMA-7
-(tomorrow = the 7-day average), ARIMA(1,0,1) on log returns (statsmodels), ridge regression and
-gradient boosting on the same features as the LSTM (at day t, not windows).
+Two kinds of method are scored on the same days:
 
-Metrics on the next-day close (MAE, RMSE, MAPE), on the direction (accuracy vs 50 % and vs always
-guessing the majority class), skill = 1 − MAE / MAE_persistence, a Diebold–Mariano test against
-persistence (absolute errors, Harvey–Leybourne–Newbold correction; one-sided: "better than
-persistence"), and the LSTM interval's coverage.
+* **probabilistic** — the network and the baselines that are models too (``bitpredict.baselines``: EWMA,
+  empirical, GARCH-t, HAR), each giving the quantiles of the next-day log return. Primary score: the mean
+  pinball loss over the quantile levels (``primary``), on log returns; beside it the pinball per level,
+  the interval (Winkler) score, CRPS from the quantiles, and coverage per level.
+* **point** — persistence (tomorrow = today), drift, SMA-7, ARIMA(1,0,1), ridge and gradient boosting:
+  context for the median, scored on the close (MAE, RMSE, MAPE), the direction (zero-return days left
+  out) and skill = 1 − MAE / MAE(persistence).
+
+Tests are Diebold–Mariano with a HAC variance on scale-free losses (``bitpredict.scores``). The champion
+is the best probabilistic method on the primary score; the network qualifies only when it beats the best
+baseline significantly and its median is no worse than persistence (``decide``). Reporting — tables,
+plots, the README block — lives in ``bitpredict.evaluation_report``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -30,28 +35,39 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bitpredict import storage, tracking
+from bitpredict import baselines, scores, storage, tracking
 from bitpredict.config import ModelSettings, PromotionSettings, Settings
 from bitpredict.dataset import TARGET, Scaler, labelled, model_input_columns
-from bitpredict.train import candidate_dir, fit_recipe, load_features
+from bitpredict.evaluation_report import markdown_table, plot_reports, update_readme
+from bitpredict.train import MODEL_KIND, candidate_dir, fit_recipe, load_features
 
 log = logging.getLogger(__name__)
 
-MODEL = "lstm"
-BASELINES = ("persistence", "drift", "sma_7", "arima", "ridge", "gbm")
-METHODS = (MODEL, *BASELINES)
+MODEL = MODEL_KIND
+POINT_BASELINES = ("persistence", "drift", "sma_7", "arima", "ridge", "gbm")
+BASELINES = POINT_BASELINES  # kept name: the point baselines
+PRIMARY = "pinball_mean"
+NAIVE = "ewma"  # the naive probabilistic model: persistence with RiskMetrics volatility
 ARIMA_HISTORY = 1000  # ARIMA is fitted on the last 1000 returns before each block (older regimes add little)
+
+__all__ = ["markdown_table", "plot_reports", "run_evaluate", "update_readme", "walk_forward"]
 
 
 @dataclass
 class Backtest:
     predictions: pd.DataFrame  # one row per test day t: actual and predicted next-day returns and closes
-    attention: np.ndarray  # [days, W] LSTM attention weights
+    attention: np.ndarray  # [days, W] network attention weights
     blocks: list[dict[str, Any]]
+    probabilistic: tuple[str, ...]  # methods with quantiles, network first
+    levels: tuple[float, ...]
+
+
+def quantile_column(method: str, level: float) -> str:
+    return f"{method}_q{round(level * 100):02d}"
 
 
 # --------------------------------------------------------------------------------------------
-# baselines: each returns predicted next-day log returns for rows [start, end), fitted on rows < start
+# point baselines: each returns predicted next-day log returns for rows [start, end), fitted on rows < start
 # --------------------------------------------------------------------------------------------
 
 
@@ -94,6 +110,21 @@ def regression_forecast(
     return model.predict(values[start:end])
 
 
+def point_forecasts(
+    frame: pd.DataFrame, columns: list[str], config: ModelSettings, start: int, end: int
+) -> dict[str, np.ndarray]:
+    target = frame[TARGET].to_numpy(dtype="float64")
+    scaled = Scaler.fit(frame.iloc[:start], columns).transform(frame)
+    return {
+        "persistence": np.zeros(end - start),
+        "drift": drift_forecast(frame, start, end),
+        "sma_7": sma_forecast(frame, start, end),
+        "arima": arima_forecast(frame, start, end),
+        "ridge": regression_forecast("ridge", scaled, target, start, end, config.seed),
+        "gbm": regression_forecast("gbm", scaled, target, start, end, config.seed),
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # walk-forward
 # --------------------------------------------------------------------------------------------
@@ -106,62 +137,73 @@ def blocks_of(n: int, config: ModelSettings) -> list[tuple[int, int]]:
     return [(b, min(b + config.refit_every_days, n)) for b in range(start, n, config.refit_every_days)]
 
 
+def median_index(levels: tuple[float, ...]) -> int:
+    return levels.index(0.5) if 0.5 in levels else len(levels) // 2
+
+
 def walk_forward(
     frame: pd.DataFrame,
     columns: list[str],
     config: ModelSettings,
     progress: Callable[[str], None] | None = None,
+    extra_networks: dict[str, ModelSettings] | None = None,
 ) -> Backtest:
-    """Backtest the recipe and the baselines over the last ``test_days`` labelled rows of ``frame``."""
+    """Backtest the network, the probabilistic and the point baselines over the last ``test_days`` rows.
+
+    ``extra_networks``: more network recipes to score on the same blocks (e.g. the current champion's
+    recipe when it differs from this run's), by method name.
+    """
     target = frame[TARGET].to_numpy(dtype="float64")
     close = frame["close"].to_numpy(dtype="float64")
+    levels = tuple(config.quantiles)
+    networks = {MODEL: config, **(extra_networks or {})}
+    probabilistic = (*networks, *config.baselines)
     parts: list[pd.DataFrame] = []
     attention: list[np.ndarray] = []
     blocks: list[dict[str, Any]] = []
-    median = config.quantiles.index(0.5) if 0.5 in config.quantiles else len(config.quantiles) // 2
     plan = blocks_of(len(frame), config)
     for number, (start, end) in enumerate(plan, 1):
         if progress:
             progress(f"block {number}/{len(plan)}: fit on {start} rows, forecast {end - start} days")
-        trained = fit_recipe(frame, columns, config, end=start)
-        quantiles, weights = trained.predict(frame, np.arange(start, end))
-        scaled = Scaler.fit(frame.iloc[:start], columns).transform(frame)
-        part = pd.DataFrame(
-            {
-                "timestamp": frame["timestamp"].iloc[start:end].to_numpy(),
-                "close": close[start:end],
-                "actual_return": target[start:end],
-                "block": number,
-                f"{MODEL}_return": quantiles[:, median],
-                f"{MODEL}_lower_return": quantiles[:, 0],
-                f"{MODEL}_upper_return": quantiles[:, -1],
-                "persistence_return": 0.0,
-                "drift_return": drift_forecast(frame, start, end),
-                "sma_7_return": sma_forecast(frame, start, end),
-                "arima_return": arima_forecast(frame, start, end),
-                "ridge_return": regression_forecast("ridge", scaled, target, start, end, config.seed),
-                "gbm_return": regression_forecast("gbm", scaled, target, start, end, config.seed),
-            }
-        )
+        ends = np.arange(start, end)
+        columns_out: dict[str, Any] = {
+            "timestamp": frame["timestamp"].iloc[start:end].to_numpy(),
+            "close": close[start:end],
+            "actual_return": target[start:end],
+            "block": number,
+        }
+        block: dict[str, Any] = {"block": number, "train_rows": start}
+        for name, recipe in networks.items():
+            trained = fit_recipe(frame, columns, recipe, end=start)
+            quantiles, weights = trained.predict(frame, ends)
+            columns_out.update({quantile_column(name, q): quantiles[:, i] for i, q in enumerate(levels)})
+            if name == MODEL:
+                attention.append(weights)
+                block.update(epochs_run=trained.epochs_run, best_epoch=trained.best_epoch)
+        for kind in config.baselines:
+            fit = baselines.fit_baseline(kind, frame, start, levels, config.window)
+            quantiles, _ = baselines.predict(fit, frame, ends)
+            columns_out.update({quantile_column(kind, q): quantiles[:, i] for i, q in enumerate(levels)})
+        for name, values in point_forecasts(frame, columns, config, start, end).items():
+            columns_out[f"{name}_return"] = values
+        part = pd.DataFrame(columns_out)
         parts.append(part)
-        attention.append(weights)
-        blocks.append(
-            {
-                "block": number,
-                "first_day": str(part["timestamp"].iloc[0].date()),
-                "last_day": str(part["timestamp"].iloc[-1].date()),
-                "train_rows": start,
-                "epochs_run": trained.epochs_run,
-                "best_epoch": trained.best_epoch,
-            }
-        )
+        block.update(first_day=str(part["timestamp"].iloc[0].date()), last_day=str(part["timestamp"].iloc[-1].date()))
+        blocks.append(block)
     predictions = pd.concat(parts, ignore_index=True)
     predictions["actual_close"] = predictions["close"] * np.exp(predictions["actual_return"])
-    for method in METHODS:
+    mid = median_index(levels)
+    for method in probabilistic:
+        predictions[f"{method}_return"] = predictions[quantile_column(method, levels[mid])]
+        predictions[f"{method}_lower_return"] = predictions[quantile_column(method, levels[0])]
+        predictions[f"{method}_upper_return"] = predictions[quantile_column(method, levels[-1])]
+        for suffix in ("lower_", "upper_"):
+            predictions[f"{method}_{suffix}close"] = predictions["close"] * np.exp(
+                predictions[f"{method}_{suffix}return"]
+            )
+    for method in (*probabilistic, *POINT_BASELINES):
         predictions[f"{method}_close"] = predictions["close"] * np.exp(predictions[f"{method}_return"])
-    predictions[f"{MODEL}_lower_close"] = predictions["close"] * np.exp(predictions[f"{MODEL}_lower_return"])
-    predictions[f"{MODEL}_upper_close"] = predictions["close"] * np.exp(predictions[f"{MODEL}_upper_return"])
-    return Backtest(predictions, np.concatenate(attention), blocks)
+    return Backtest(predictions, np.concatenate(attention), blocks, probabilistic, levels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,204 +211,200 @@ def walk_forward(
 # --------------------------------------------------------------------------------------------
 
 
-def diebold_mariano(errors_model: np.ndarray, errors_base: np.ndarray, horizon: int = 1) -> tuple[float, float]:
-    """DM statistic (HLN small-sample corrected) on absolute-error loss and the one-sided p-value for
-    "the model's loss is lower". Positive statistic = the model is better."""
-    from scipy import stats
-
-    d = np.abs(errors_base) - np.abs(errors_model)
-    n = len(d)
-    mean = d.mean()
-    centred = d - mean
-    variance = np.sum(centred**2) / n
-    for lag in range(1, horizon):
-        variance += 2 * np.sum(centred[lag:] * centred[:-lag]) / n
-    if variance <= 0:
-        return 0.0, 0.5
-    statistic = mean / math.sqrt(variance / n)
-    statistic *= math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
-    return float(statistic), float(stats.t.sf(statistic, df=n - 1))
-
-
-def method_metrics(predictions: pd.DataFrame, method: str) -> dict[str, float]:
+def point_metrics(predictions: pd.DataFrame, method: str) -> dict[str, float]:
     actual = predictions["actual_close"].to_numpy()
-    predicted = predictions[f"{method}_close"].to_numpy()
-    error = predicted - actual
-    up = predictions["actual_return"].to_numpy() > 0
+    error = predictions[f"{method}_close"].to_numpy() - actual
+    direction, _ = scores.direction_accuracy(predictions["actual_return"], predictions[f"{method}_return"])
     return {
         "mae": float(np.mean(np.abs(error))),
         "rmse": float(np.sqrt(np.mean(error**2))),
         "mape": float(np.mean(np.abs(error) / actual) * 100),
-        "directional_accuracy": float(np.mean((predictions[f"{method}_return"].to_numpy() > 0) == up)),
+        "directional_accuracy": direction,
     }
 
 
-def compute_metrics(predictions: pd.DataFrame, quantiles: list[float]) -> dict[str, Any]:
-    results = {m: method_metrics(predictions, m) for m in METHODS}
-    persistence_error = predictions["persistence_close"] - predictions["actual_close"]
-    for method in METHODS:
-        results[method]["skill"] = 1.0 - results[method]["mae"] / results["persistence"]["mae"]
+def absolute_log_error(predictions: pd.DataFrame, method: str) -> np.ndarray:
+    """Scale-free point loss: |predicted − actual| next-day log return."""
+    return np.abs(predictions[f"{method}_return"].to_numpy() - predictions["actual_return"].to_numpy())
+
+
+def quantiles_of(predictions: pd.DataFrame, method: str, levels: tuple[float, ...]) -> np.ndarray:
+    return predictions[[quantile_column(method, q) for q in levels]].to_numpy(dtype="float64")
+
+
+def probabilistic_metrics(predictions: pd.DataFrame, method: str, levels: tuple[float, ...]) -> dict[str, float]:
+    actual = predictions["actual_return"].to_numpy(dtype="float64")
+    quantiles = quantiles_of(predictions, method, levels)
+    loss = scores.pinball(actual, quantiles, levels)
+    alpha = 1.0 - (levels[-1] - levels[0])
+    out = {PRIMARY: float(loss.mean())}
+    for i, q in enumerate(levels):
+        out[f"pinball_q{round(q * 100):02d}"] = float(loss[:, i].mean())
+        out[f"coverage_q{round(q * 100):02d}"] = float(np.mean(actual <= quantiles[:, i]))
+    out["winkler"] = float(scores.interval_score(actual, quantiles[:, 0], quantiles[:, -1], alpha).mean())
+    out["crps"] = float(scores.crps(actual, quantiles, levels).mean())
+    out["interval_coverage"] = float(np.mean((actual >= quantiles[:, 0]) & (actual <= quantiles[:, -1])))
+    out["interval_nominal"] = round(levels[-1] - levels[0], 6)
+    return out
+
+
+def pinball_series(predictions: pd.DataFrame, method: str, levels: tuple[float, ...]) -> np.ndarray:
+    """Per-day mean pinball loss (the primary score's daily values, for the DM test)."""
+    actual = predictions["actual_return"].to_numpy(dtype="float64")
+    return scores.pinball(actual, quantiles_of(predictions, method, levels), levels).mean(axis=1)
+
+
+def compute_metrics(backtest: Backtest) -> dict[str, Any]:
+    predictions, levels = backtest.predictions, backtest.levels
+    probabilistic = backtest.probabilistic
+    results: dict[str, dict[str, Any]] = {}
+    for method in (*probabilistic, *POINT_BASELINES):
+        results[method] = {**point_metrics(predictions, method), "probabilistic": method in probabilistic}
+        if method in probabilistic:
+            results[method].update(probabilistic_metrics(predictions, method, levels))
+    persistence_loss = absolute_log_error(predictions, "persistence")
+    for method, values in results.items():
+        values["skill"] = 1.0 - values["mae"] / results["persistence"]["mae"]
         if method != "persistence":
-            stat, p = diebold_mariano(
-                (predictions[f"{method}_close"] - predictions["actual_close"]).to_numpy(), persistence_error.to_numpy()
+            values["dm_stat"], values["dm_pvalue"] = scores.diebold_mariano(
+                absolute_log_error(predictions, method), persistence_loss
             )
-            results[method]["dm_stat"], results[method]["dm_pvalue"] = stat, p
-    inside = (predictions["actual_close"] >= predictions[f"{MODEL}_lower_close"]) & (
-        predictions["actual_close"] <= predictions[f"{MODEL}_upper_close"]
-    )
-    share_up = float((predictions["actual_return"] > 0).mean())
-    results[MODEL]["interval_coverage"] = float(inside.mean())
-    results[MODEL]["interval_nominal"] = round(quantiles[-1] - quantiles[0], 6)
+    baseline_kinds = [m for m in probabilistic if m not in (MODEL,) and not m.startswith("champion")]
+    best_baseline = min(baseline_kinds, key=lambda m: results[m][PRIMARY]) if baseline_kinds else None
+    for method in probabilistic:
+        reference = best_baseline if method not in baseline_kinds else (NAIVE if NAIVE in results else None)
+        if reference is None or reference == method:
+            continue
+        stat, p = scores.diebold_mariano(
+            pinball_series(predictions, method, levels), pinball_series(predictions, reference, levels)
+        )
+        results[method].update(pinball_dm_vs=reference, pinball_dm_stat=stat, pinball_dm_pvalue=p)
+        results[method]["pinball_skill"] = 1.0 - results[method][PRIMARY] / results[reference][PRIMARY]
+    actual = predictions["actual_return"]
+    moved = actual[actual != 0]
+    share_up = float((moved > 0).mean()) if len(moved) else float("nan")
     return {
         "methods": results,
+        "primary": PRIMARY,
+        "levels": list(levels),
+        "probabilistic": list(probabilistic),
+        "best_baseline": best_baseline,
         "days": len(predictions),
         "first_day": str(predictions["timestamp"].iloc[0].date()),
         "last_day": str(predictions["timestamp"].iloc[-1].date()),
+        "zero_return_days": int((actual == 0).sum()),
         "share_up_days": share_up,
         "majority_class_accuracy": max(share_up, 1 - share_up),
+        "crps_method": "scoringrules.crps_quantile (from the forecast quantiles: 2 × mean pinball)",
     }
 
 
 def decide(metrics: dict[str, Any], policy: PromotionSettings) -> dict[str, Any]:
-    """Does the LSTM beat the baselines? Every check with its figures, so a "no" says why."""
-    lstm = metrics["methods"][MODEL]
-    best_other = min(BASELINES, key=lambda m: metrics["methods"][m]["mae"])
+    """Which method is the champion of this evaluation, and does the network earn it? Every check with its figures.
+
+    The network wins only when its primary score beats the best baseline's with a HAC-DM p-value at most
+    ``policy.max_dm_pvalue`` and its median is no worse than persistence (point skill above
+    ``policy.min_skill_vs_persistence``); otherwise the best baseline — which is never worse than the
+    naive EWMA on the primary score, since EWMA is one of them — is the champion.
+    """
+    methods = metrics["methods"]
+    network = methods[MODEL]
+    best_baseline = metrics["best_baseline"]
     checks = {
-        "skill_vs_persistence": {
-            "value": lstm["skill"],
-            "required": f"> {policy.min_skill_vs_persistence}",
-            "passed": lstm["skill"] > policy.min_skill_vs_persistence,
+        "primary_vs_best_baseline": {
+            "value": network[PRIMARY],
+            "required": f"< {best_baseline} ({methods[best_baseline][PRIMARY]:.6f})",
+            "passed": network[PRIMARY] < methods[best_baseline][PRIMARY] or not policy.require_best_baseline,
         },
-        "dm_pvalue_vs_persistence": {
-            "value": lstm["dm_pvalue"],
+        "dm_pvalue_vs_best_baseline": {
+            "value": network.get("pinball_dm_pvalue", 1.0),
             "required": f"<= {policy.max_dm_pvalue}",
-            "passed": lstm["dm_pvalue"] <= policy.max_dm_pvalue,
+            "passed": network.get("pinball_dm_pvalue", 1.0) <= policy.max_dm_pvalue,
         },
-        "mae_vs_best_baseline": {
-            "value": lstm["mae"],
-            "required": f"< {best_other} ({metrics['methods'][best_other]['mae']:.2f})",
-            "passed": lstm["mae"] < metrics["methods"][best_other]["mae"] or not policy.require_best_baseline,
+        "point_skill_vs_persistence": {
+            "value": network["skill"],
+            "required": f">= {policy.min_skill_vs_persistence}",
+            "passed": network["skill"] >= policy.min_skill_vs_persistence,
         },
     }
     failed = [name for name, check in checks.items() if not check["passed"]]
+    best = MODEL if not failed else best_baseline
+    score = methods[best][PRIMARY]
+    why = (
+        f"{MODEL} beats the best baseline {best_baseline} on {PRIMARY} ({score:.6f} vs "
+        f"{methods[best_baseline][PRIMARY]:.6f}, HAC-DM p {network['pinball_dm_pvalue']:.3f})"
+        if best == MODEL
+        else f"{best} has the lowest {PRIMARY} of the baselines ({score:.6f}); {MODEL} does not earn it "
+        f"({', '.join(failed)})"
+    )
     return {
         "beats_baselines": not failed,
         "checks": checks,
         "reason": "beats every baseline" if not failed else "fails: " + ", ".join(failed),
+        "best": best,
+        "why": why,
     }
 
 
 # --------------------------------------------------------------------------------------------
-# reports
+# the stage
 # --------------------------------------------------------------------------------------------
-
-
-def markdown_table(metrics: dict[str, Any], decision: dict[str, Any]) -> str:
-    lines = [
-        f"Walk-forward over {metrics['days']} days ({metrics['first_day']} → {metrics['last_day']}), "
-        "one-step-ahead next-day close; each block refitted on all earlier days.",
-        "",
-        "| method | MAE ($) | RMSE ($) | MAPE (%) | direction acc. | skill vs persistence | DM p (better) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for method in METHODS:
-        m = metrics["methods"][method]
-        p = "—" if method == "persistence" else f"{m['dm_pvalue']:.3f}"
-        lines.append(
-            f"| {method} | {m['mae']:.2f} | {m['rmse']:.2f} | {m['mape']:.3f} | {m['directional_accuracy']:.1%} | "
-            f"{m['skill']:+.4f} | {p} |"
-        )
-    lstm = metrics["methods"][MODEL]
-    lines += [
-        "",
-        f"Direction baselines: 50 % (coin), {metrics['majority_class_accuracy']:.1%} (always the majority class; "
-        f"{metrics['share_up_days']:.1%} of the days were up).",
-        f"LSTM {lstm['interval_nominal']:.0%} interval coverage: {lstm['interval_coverage']:.1%}.",
-        f"**Verdict: the LSTM {'beats' if decision['beats_baselines'] else 'does NOT beat'} the baselines**"
-        f" ({decision['reason']}).",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def plot_reports(backtest: Backtest, directory: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    p = backtest.predictions
-    paths = []
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    ax.plot(p["timestamp"], p["actual_close"], color="black", lw=1.2, label="actual close (t+1)")
-    ax.plot(p["timestamp"], p[f"{MODEL}_close"], color="tab:blue", lw=1, label="LSTM median")
-    ax.fill_between(
-        p["timestamp"],
-        p[f"{MODEL}_lower_close"],
-        p[f"{MODEL}_upper_close"],
-        color="tab:blue",
-        alpha=0.2,
-        label="LSTM interval",
-    )
-    ax.plot(p["timestamp"], p["persistence_close"], color="tab:orange", lw=0.8, ls="--", label="persistence")
-    ax.set(title="Next-day close: actual vs predicted (walk-forward)", ylabel="USD")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    paths.append(directory / "actual_vs_predicted.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(11, 4))
-    for method in (MODEL, "persistence", "arima", "gbm"):
-        error = (p[f"{method}_close"] - p["actual_close"]).abs().rolling(30, min_periods=1).mean()
-        ax.plot(p["timestamp"], error, lw=1, label=method)
-    ax.set(title="Absolute error of the next-day close, 30-day rolling mean", ylabel="USD")
-    ax.legend()
-    fig.tight_layout()
-    paths.append(directory / "error_over_time.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
-    last = backtest.attention[-60:]
-    fig, ax = plt.subplots(figsize=(9, 5))
-    image = ax.imshow(last, aspect="auto", cmap="viridis")
-    window = last.shape[1]
-    ax.set(
-        title="LSTM attention over the window, last 60 forecasts",
-        xlabel=f"day in window (0 = {window - 1} days before, {window - 1} = the forecast day)",
-        ylabel="forecast (oldest at top)",
-    )
-    fig.colorbar(image, ax=ax, label="weight")
-    fig.tight_layout()
-    paths.append(directory / "attention.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-    return paths
 
 
 def evaluation_dir(settings: Settings) -> str:
     return settings.path("reports", "evaluation")
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Replace the text between the results markers in the README with the generated table."""
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
-    text = readme.read_text()
-    if start not in text or end not in text:
-        raise ValueError(f"{readme}: no '{start}' … '{end}' markers to replace")
-    head, rest = text.split(start, 1)
-    readme.write_text(f"{head}{start}\n{table}{end}{rest.split(end, 1)[1]}")
+def candidate_run_id(settings: Settings) -> str:
+    """The training run this evaluation is for: an evaluation is attached to the candidate it evaluated only."""
+    run_file = storage.join(candidate_dir(settings), "run.json")
+    try:
+        return str(json.loads(storage.read_text(run_file))["run_id"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{run_file} not found: run `bitpredict train` first") from None
+
+
+def champion_recipe(settings: Settings) -> dict[str, ModelSettings]:
+    """The current champion's network recipe, when it differs from this run's: scored on the same window.
+
+    Baseline champions need nothing extra (every baseline recipe is scored anyway); a network champion
+    trained with other hyperparameters is re-run block by block so the challenger never meets a score
+    from another window.
+    """
+    from bitpredict.registry import champion_info
+
+    try:
+        champion = champion_info(settings)
+    except Exception as exc:  # no registry reachable: nothing to compare with
+        log.warning("champion not read", extra={"error": repr(exc)})
+        return {}
+    if champion is None or champion["tags"].get("kind", MODEL) != MODEL:
+        return {}
+    recipe = json.loads(champion["tags"].get("recipe", "{}") or "{}")
+    current = settings.model.model_dump(mode="json")
+    if not recipe or recipe == current:
+        return {}
+    return {f"champion_v{champion['version']}": ModelSettings(**{**current, **recipe})}
 
 
 def run_evaluate(settings: Settings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Backtest, write ``data/reports/evaluation/`` (metrics.json, evaluation.md, plots, predictions)
     and log them to the candidate's MLflow run."""
     config = settings.model
+    run_id = candidate_run_id(settings)
     frame = labelled(load_features(settings))
     columns = model_input_columns(frame.columns, config.use_sentiment)
-    backtest = walk_forward(frame, columns, config, progress)
-    metrics = compute_metrics(backtest.predictions, config.quantiles)
+    backtest = walk_forward(frame, columns, config, progress, champion_recipe(settings))
+    metrics = compute_metrics(backtest)
     decision = decide(metrics, settings.promotion)
-    result = {**metrics, "decision": decision, "blocks": backtest.blocks, "model": {"window": config.window}}
+    result = {
+        **metrics,
+        "decision": decision,
+        "best": decision["best"],
+        "blocks": backtest.blocks,
+        "model": {"window": config.window, "recipe": config.model_dump(mode="json")},
+        "mlflow_run_id": run_id,
+    }
     table = markdown_table(metrics, decision)
 
     out = evaluation_dir(settings)
@@ -374,33 +412,31 @@ def run_evaluate(settings: Settings, progress: Callable[[str], None] | None = No
     storage.write_text(storage.join(out, "evaluation.md"), "# Evaluation\n\n" + table)
     storage.write_parquet(backtest.predictions, storage.join(out, "predictions.parquet"))
     with tempfile.TemporaryDirectory() as tmp:
-        plots = plot_reports(backtest, Path(tmp))
+        plots = plot_reports(backtest, metrics, decision, Path(tmp))
         for plot in plots:
             storage.write_bytes(storage.join(out, plot.name), plot.read_bytes())
-        run_file = storage.join(candidate_dir(settings), "run.json")
-        if storage.exists(run_file):
-            run_id = json.loads(storage.read_text(run_file))["run_id"]
-            client = tracking.client(settings)
-            for method, values in metrics["methods"].items():
-                for name, value in values.items():
-                    client.log_metric(run_id, f"{method}_{name}", float(value))
-            client.log_metric(run_id, "beats_baselines", float(decision["beats_baselines"]))
-            client.set_tag(run_id, "eval_window", f"{metrics['first_day']}/{metrics['last_day']}")
-            client.set_tag(run_id, "eval_verdict", decision["reason"])
-            for plot in plots:
-                client.log_artifact(run_id, str(plot), "plots")
-            (Path(tmp) / "evaluation.md").write_text(table)
-            client.log_artifact(run_id, str(Path(tmp) / "evaluation.md"), "evaluation")
-            result["mlflow_run_id"] = run_id
-    log.info(
-        "evaluated", extra={"verdict": decision["reason"], "lstm_skill": round(metrics["methods"][MODEL]["skill"], 5)}
-    )
+        client = tracking.client(settings)
+        for name, value in flat_metrics(result).items():
+            client.log_metric(run_id, name, value)
+        client.set_tag(run_id, "eval_window", f"{metrics['first_day']}/{metrics['last_day']}")
+        client.set_tag(run_id, "eval_verdict", decision["reason"])
+        client.set_tag(run_id, "eval_best", decision["best"])
+        for plot in plots:
+            client.log_artifact(run_id, str(plot), "plots")
+        (Path(tmp) / "evaluation.md").write_text(table)
+        client.log_artifact(run_id, str(Path(tmp) / "evaluation.md"), "evaluation")
+    log.info("evaluated", extra={"verdict": decision["reason"], "best": decision["best"]})
     return result
 
 
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     """``{method}_{metric}`` numbers plus the verdict as 0/1: the shape KFP's Metrics artifact takes."""
-    flat = {f"{m}_{k}": float(v) for m, values in result["methods"].items() for k, v in values.items()}
+    flat = {
+        f"{m}_{k}": float(v)
+        for m, values in result["methods"].items()
+        for k, v in values.items()
+        if isinstance(v, int | float) and np.isfinite(float(v))
+    }
     flat["beats_baselines"] = float(result["decision"]["beats_baselines"])
     flat["days"] = float(result["days"])
     return flat

@@ -45,6 +45,11 @@ VOL_WINDOWS = (7, 30)
 VOLUME_Z_WINDOW = 30
 OBV_WINDOW = 30
 DAYS_PER_YEAR = 365.0  # Bitcoin trades every day
+# RiskMetrics' daily decay, over a finite window so that a forecast from a request's few hundred bars sees
+# exactly the value training saw (0.94**100 ≈ 0.2 %: the weights beyond it are negligible anyway).
+EWMA_LAMBDA, EWMA_SPAN = 0.94, 100
+HAR_LAGS = (1, 7, 30)  # the heterogeneous autoregression's daily, weekly and monthly components
+VARIANCE_FLOOR = 1e-6  # (0.1 % daily)²: a flat bar (filled gap, H = L) has no range, its log must stay finite
 
 # Rows dropped at the start of the features table, and the history a forecast needs beyond the model's
 # window. The longest definition needs 50 bars (SMA/EMA 50); the rest is for recursive seeds to fade:
@@ -82,6 +87,8 @@ MODEL_FEATURES = (
     "obv_flow_30",
     "volume_zscore_30",
     "range_pct",
+    "ewma_vol",
+    *(f"log_gk_var_{n}" for n in HAR_LAGS),
     "day_of_week",
     "dow_sin",
     "dow_cos",
@@ -172,6 +179,31 @@ def obv(close: np.ndarray, volume: np.ndarray) -> np.ndarray:
     return np.cumsum(flow)
 
 
+def garman_klass(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """Garman–Klass daily variance from one bar: ``0.5 ln(H/L)² − (2 ln 2 − 1) ln(C/O)²``.
+
+    A range-based estimator about seven times as efficient as the squared close-to-close return, and
+    computable from the daily bars a client sends (no intraday data needed). Never negative, since
+    ``|ln(C/O)| ≤ ln(H/L)``.
+    """
+    hl, co = np.log(high / low), np.log(close / open_)
+    return 0.5 * hl**2 - (2 * np.log(2) - 1) * co**2
+
+
+def windowed_ewma(x: np.ndarray, decay: float, span: int) -> np.ndarray:
+    """Exponentially weighted mean of the last ``span`` values (weights ``decay**k``, renormalised).
+
+    Finite on purpose: row *t* depends on rows *t − span + 1 … t* only, so a short history gives the
+    same value as the full one. NaN until ``span`` values exist.
+    """
+    weights = decay ** np.arange(span)[::-1]
+    weights /= weights.sum()
+    out = np.full(len(x), np.nan)
+    if len(x) >= span:
+        out[span - 1 :] = np.convolve(x, weights[::-1], mode="valid")
+    return out
+
+
 def lagged_difference(x: np.ndarray, lag: int) -> np.ndarray:
     out = np.full(len(x), np.nan)
     out[lag:] = x[lag:] - x[:-lag]
@@ -243,6 +275,13 @@ def compute_indicators(bars: pd.DataFrame) -> pd.DataFrame:
         z = (log_volume - rolling_mean(log_volume, VOLUME_Z_WINDOW)) / std
         new["volume_zscore_30"] = np.where(std > 1e-12, z, np.where(np.isnan(std), np.nan, 0.0))
     new["range_pct"] = (high - low) / close
+    returns = np.nan_to_num(new["log_return_1"], nan=0.0)
+    ewma_var = windowed_ewma(returns**2, EWMA_LAMBDA, EWMA_SPAN)
+    ewma_var[:EWMA_SPAN] = np.nan  # the first window would include the undefined first return
+    new["ewma_vol"] = np.sqrt(ewma_var)
+    gk = np.maximum(garman_klass(out["open"].to_numpy(dtype="float64"), high, low, close), VARIANCE_FLOOR)
+    for n in HAR_LAGS:
+        new[f"log_gk_var_{n}"] = np.log(rolling_mean(gk, n))
     dow = out["timestamp"].dt.dayofweek.to_numpy(dtype="float64")
     new["day_of_week"] = dow
     new["dow_sin"] = np.sin(2 * np.pi * dow / 7)

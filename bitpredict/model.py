@@ -69,6 +69,27 @@ class SortQuantiles(layers.Layer):
         return ops.sort(values, axis=-1)
 
 
+@keras.saving.register_keras_serializable(package="bitpredict")
+class VolatilityScale(layers.Layer):
+    """Multiplies the quantiles (trained on return / volatility) by the day's volatility, read from the input.
+
+    The volatility is the last window row's ``ewma_vol`` feature, un-standardised with the training
+    scaler's constants — so the exported model still takes the scaled window alone and outputs
+    log-return quantiles, like every other BitPredict model.
+    """
+
+    def __init__(self, index: int = 0, mean: float = 0.0, std: float = 1.0, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.index, self.mean, self.std = int(index), float(mean), float(std)
+
+    def call(self, quantiles: keras.KerasTensor, features: keras.KerasTensor) -> keras.KerasTensor:
+        sigma = features[:, -1, self.index : self.index + 1] * self.std + self.mean
+        return quantiles * ops.maximum(sigma, 1e-6)
+
+    def get_config(self) -> dict[str, object]:
+        return {**super().get_config(), "index": self.index, "mean": self.mean, "std": self.std}
+
+
 def pinball_loss(quantiles: Sequence[float]) -> keras.losses.Loss:
     """Mean quantile (pinball) loss over all quantiles; y_true is [B, 1] or [B]."""
     taus = ops.convert_to_tensor([list(quantiles)], dtype="float32")
@@ -103,7 +124,14 @@ def build_model(
     # Start each quantile where it would sit for a standard normal target (training scales the target to
     # unit spread): the interval is roughly right from the first epoch instead of collapsed at zero.
     start = [NormalDist().inv_cdf(q) for q in quantiles]
-    raw = layers.Dense(len(quantiles), bias_initializer=keras.initializers.Constant(start), name="head_quantiles")(x)
+    # A zero kernel makes the first forecast exactly those normal quantiles: with a volatility-scaled
+    # target that is the RiskMetrics baseline, and training moves away from it only where it helps.
+    raw = layers.Dense(
+        len(quantiles),
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(start),
+        name="head_quantiles",
+    )(x)
     out_quantiles = SortQuantiles(name=QUANTILES_OUTPUT)(raw)
     out_attention = layers.Identity(name=ATTENTION_OUTPUT)(weights)
     model = keras.Model(

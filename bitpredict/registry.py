@@ -1,12 +1,14 @@
-"""The register stage: every evaluated model becomes a version in the MLflow registry; the best one is champion.
+"""The register stage: the champion of each evaluation becomes a version in the MLflow registry, and may serve.
 
-Policy (``promotion_decision``, pure): a version becomes ``champion`` only when its evaluation says it beats
-the baselines (skill over persistence above ``promotion.min_skill_vs_persistence``, Diebold–Mariano p-value
-at most ``promotion.max_dm_pvalue``, lower MAE than every other baseline) *and* it beats the current champion:
-on MAE when both were evaluated on the same window, on skill (a scale-free ratio) when the windows differ.
-A version that is not promoted is tagged with the reason. The champion is exported to the model store in
-the layout TF Serving and KServe expect: ``<store>/<model name>/<version>/saved_model.pb`` + ``variables/``,
-with ``bitpredict_model.json`` beside them. ``rollback`` moves the alias back to the previous champion.
+Every evaluation names its best method (``bitpredict.evaluate.decide``): the network when it earns it,
+else the best probabilistic baseline — each exported with the same model contract, so whichever wins can
+be served. That method's export becomes a new version (tagged with its kind, recipe, scores and why it
+won), and it replaces the current ``champion`` only when it is at least as good **on this evaluation's
+window**: the champion's recipe was scored on the same days (every baseline recipe always is; a network
+champion with other hyperparameters is re-run by evaluate), never a score from another window. An
+evaluation is attached only to the training run it evaluated. The champion is exported to the model store
+in the layout TF Serving and KServe expect: ``<store>/<model name>/<version>/saved_model.pb`` +
+``variables/``, with ``bitpredict_model.json`` beside them. ``rollback`` moves the alias back.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 
 from bitpredict import storage, tracking
 from bitpredict.config import Settings
-from bitpredict.evaluate import MODEL, evaluation_dir
-from bitpredict.train import METADATA_FILE, REFERENCE_FILE, SAVED_MODEL_DIR, candidate_dir
+from bitpredict.evaluate import MODEL, PRIMARY, evaluation_dir
+from bitpredict.train import BASELINES_DIR, METADATA_FILE, REFERENCE_FILE, SAVED_MODEL_DIR, candidate_dir
 
 log = logging.getLogger(__name__)
 
@@ -38,42 +40,58 @@ class Decision:
     reason: str
 
 
-def promotion_decision(candidate: dict[str, Any], champion: dict[str, Any] | None) -> Decision:
-    """``candidate``/``champion``: {"beats_baselines", "verdict", "mae", "skill", "eval_window"}."""
-    if not candidate["beats_baselines"]:
-        return Decision(False, f"does not beat the baselines ({candidate['verdict']})")
-    if champion is None:
-        return Decision(True, "beats the baselines; no champion yet")
-    if candidate["eval_window"] == champion["eval_window"]:
-        if candidate["mae"] < champion["mae"]:
-            return Decision(True, f"MAE {candidate['mae']:.2f} < champion's {champion['mae']:.2f} on the same window")
-        return Decision(False, f"MAE {candidate['mae']:.2f} ≥ champion's {champion['mae']:.2f} on the same window")
-    if candidate["skill"] > champion["skill"]:
-        return Decision(True, f"skill {candidate['skill']:+.4f} > champion's {champion['skill']:+.4f} (windows differ)")
-    return Decision(False, f"skill {candidate['skill']:+.4f} ≤ champion's {champion['skill']:+.4f} (windows differ)")
+def champion_score_on_window(evaluation: dict[str, Any], champion_tags: dict[str, str]) -> float | None:
+    """The current champion's primary score on *this* evaluation's days, or None when its recipe was not scored.
+
+    A baseline champion's recipe is scored in every evaluation; a network champion's is the run's network
+    when the recipes match, or the extra ``champion_v<N>`` method evaluate added for it.
+    """
+    methods = evaluation["methods"]
+    kind = champion_tags.get("kind", MODEL)
+    if kind != MODEL:
+        return methods[kind][PRIMARY] if kind in methods and PRIMARY in methods[kind] else None
+    recipe = json.loads(champion_tags.get("recipe") or "{}")
+    if recipe and recipe == evaluation.get("model", {}).get("recipe"):
+        return methods[MODEL][PRIMARY]
+    extra = [m for m in methods if m.startswith("champion_v") and PRIMARY in methods[m]]
+    return methods[extra[0]][PRIMARY] if extra else None
 
 
-def _summary_tags(evaluation: dict[str, Any]) -> dict[str, str]:
-    lstm = evaluation["methods"][MODEL]
-    return {
-        "beats_baselines": str(evaluation["decision"]["beats_baselines"]).lower(),
-        "verdict": evaluation["decision"]["reason"],
-        "mae": repr(lstm["mae"]),
-        "skill": repr(lstm["skill"]),
-        "dm_pvalue": repr(lstm["dm_pvalue"]),
-        "directional_accuracy": repr(lstm["directional_accuracy"]),
+def promotion_decision(challenger: dict[str, Any], champion_score: float | None, has_champion: bool) -> Decision:
+    """``challenger``: {"kind", "score"} — its primary score on this window; ``champion_score`` the champion's."""
+    if not has_champion:
+        return Decision(True, f"{challenger['kind']} is the best of this evaluation; no champion yet")
+    if champion_score is None:
+        return Decision(
+            False, "the champion's recipe was not scored on this window (rerun `bitpredict evaluate`): kept"
+        )
+    if challenger["score"] <= champion_score:
+        return Decision(
+            True,
+            f"{PRIMARY} {challenger['score']:.6f} ≤ the champion's {champion_score:.6f} on the same window",
+        )
+    return Decision(
+        False, f"{PRIMARY} {challenger['score']:.6f} > the champion's {champion_score:.6f} on the same window"
+    )
+
+
+def _summary_tags(evaluation: dict[str, Any], kind: str) -> dict[str, str]:
+    method = evaluation["methods"][kind]
+    decision = evaluation["decision"]
+    recipe = evaluation["model"]["recipe"] if kind == MODEL else {"kind": kind, "window": evaluation["model"]["window"]}
+    tags = {
+        "kind": kind,
+        "recipe": json.dumps(recipe, sort_keys=True),
+        "beats_baselines": str(decision["beats_baselines"]).lower(),
+        "verdict": decision["reason"],
+        "why": decision["why"],
         "eval_window": f"{evaluation['first_day']}/{evaluation['last_day']}",
+        "primary": PRIMARY,
     }
-
-
-def _from_tags(tags: dict[str, str]) -> dict[str, Any]:
-    return {
-        "beats_baselines": tags.get("beats_baselines") == "true",
-        "verdict": tags.get("verdict", ""),
-        "mae": float(tags["mae"]),
-        "skill": float(tags["skill"]),
-        "eval_window": tags.get("eval_window", ""),
-    }
+    for key in (PRIMARY, "crps", "winkler", "interval_coverage", "mae", "skill", "dm_pvalue", "directional_accuracy"):
+        if key in method:
+            tags[key] = repr(method[key])
+    return tags
 
 
 def _champion(client: Any, name: str) -> Any | None:
@@ -93,60 +111,78 @@ def _read_json(uri: str, hint: str) -> dict[str, Any]:
 
 
 def register(settings: Settings, allow_promotion: bool = True) -> dict[str, Any]:
-    """Register the evaluated candidate as a new version; promote it if the policy says so.
+    """Register the evaluation's best method (network or baseline) as a new version; promote it if it earns it.
 
-    ``allow_promotion=False`` records the version without ever moving the alias (the pipeline's branch
-    for a model that evaluate already rejected).
+    ``allow_promotion=False`` records the version without ever moving the alias.
     """
     from mlflow.exceptions import MlflowException
 
     run = _read_json(storage.join(candidate_dir(settings), "run.json"), "run `bitpredict train` first")
     evaluation = _read_json(storage.join(evaluation_dir(settings), "metrics.json"), "run `bitpredict evaluate` first")
-    if evaluation.get("mlflow_run_id") not in (None, run["run_id"]):
+    if evaluation.get("mlflow_run_id") != run["run_id"]:
         raise RegistryError(
-            f"the evaluation belongs to run {evaluation['mlflow_run_id']}, the candidate is {run['run_id']}: "
-            "rerun `bitpredict evaluate`"
+            f"the evaluation belongs to run {evaluation.get('mlflow_run_id') or '<none>'}, the candidate is "
+            f"{run['run_id']}: rerun `bitpredict evaluate`"
         )
+    kind = evaluation.get("best")
+    if kind not in evaluation["methods"] or PRIMARY not in evaluation["methods"][kind]:
+        raise RegistryError(f"the evaluation names no scored champion ({kind!r}): rerun `bitpredict evaluate`")
     client = tracking.client(settings)
     name = settings.registered_model_name
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="BitPredict next-day BTC log-return LSTM with attention")
-    existing = [v for v in client.search_model_versions(f"run_id = '{run['run_id']}'") if v.name == name]
+        client.create_registered_model(
+            name, description="BitPredict next-day BTC log-return quantiles: the network or a baseline, the best wins"
+        )
+    current = _champion(client, name)
+    existing = [
+        v
+        for v in client.search_model_versions(f"run_id = '{run['run_id']}'")
+        if v.name == name and v.tags.get("kind", MODEL) == kind
+    ]
     if existing:  # a rerun with a reused (cached) candidate registers nothing twice
         version = existing[0]
-        current = _champion(client, name)
         return {
             "model": name,
             "version": int(version.version),
+            "kind": kind,
             "promoted": version.tags.get("promoted") == "true",
             "reason": f"already registered: {version.tags.get('promotion_reason', '')}",
+            "why": version.tags.get("why", ""),
             "champion": int(current.version) if current else None,
             "exported_to": None,
         }
-    source = f"{client.get_run(run['run_id']).info.artifact_uri}/model"
-    tags = _summary_tags(evaluation)
+    artifact = "model" if kind == MODEL else f"model/{BASELINES_DIR}/{kind}"
+    source = f"{client.get_run(run['run_id']).info.artifact_uri}/{artifact}"
+    tags = _summary_tags(evaluation, kind)
     version = client.create_model_version(name, source, run_id=run["run_id"], tags=tags)
 
-    current = _champion(client, name)
-    decision = promotion_decision(_from_tags(tags), _from_tags(current.tags) if current else None)
+    score = evaluation["methods"][kind][PRIMARY]
+    champion_score = champion_score_on_window(evaluation, dict(current.tags)) if current else None
+    decision = promotion_decision({"kind": kind, "score": score}, champion_score, current is not None)
     if decision.promote and not allow_promotion:
         decision = Decision(False, f"promotion not allowed in this run (policy said: {decision.reason})")
     client.set_model_version_tag(name, version.version, "promoted", str(decision.promote).lower())
     client.set_model_version_tag(name, version.version, "promotion_reason", decision.reason)
+    if champion_score is not None:
+        client.set_model_version_tag(name, version.version, "champion_score_same_window", repr(champion_score))
     exported = None
     if decision.promote:
         if current is not None:
             client.set_model_version_tag(name, version.version, "previous_champion", str(current.version))
         client.set_registered_model_alias(name, CHAMPION, version.version)
         exported = export_for_serving(settings, version.version)
-    log.info("registered", extra={"model": name, "version": version.version, "promoted": decision.promote})
+    log.info(
+        "registered", extra={"model": name, "version": version.version, "kind": kind, "promoted": decision.promote}
+    )
     return {
         "model": name,
         "version": int(version.version),
+        "kind": kind,
         "promoted": decision.promote,
         "reason": decision.reason,
+        "why": evaluation["decision"]["why"],
         "champion": int(version.version) if decision.promote else (int(current.version) if current else None),
         "exported_to": exported,
     }

@@ -63,6 +63,12 @@ class ModelSpec:
     quantiles: tuple[float, ...]
     version: str
     max_rows: int
+    kind: str = "lstm"  # the network or a baseline (``bitpredict.baselines``): same contract, named in responses
+
+    @property
+    def label(self) -> str:
+        """What the response's ``model_version`` says: the kind of model and its registry version."""
+        return f"{self.kind}-v{self.version}" if self.version.isdigit() else f"{self.kind}-{self.version}"
 
     @property
     def min_rows(self) -> int:
@@ -91,7 +97,7 @@ class ModelSpec:
             raise ModelMismatch(f"max_rows {max_rows} is below {MIN_CAP}")
         if sorted(quantiles) != list(quantiles) or len(quantiles) < 2:
             raise ModelMismatch(f"quantiles {quantiles} must be increasing, at least two")
-        return cls(columns, window, warmup, scaler, quantiles, version, max_rows)
+        return cls(columns, window, warmup, scaler, quantiles, version, max_rows, str(meta.get("kind", "lstm")))
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +234,7 @@ def forecast(quantiles: np.ndarray, bars: pd.DataFrame, spec: ModelSpec) -> dict
         "lower": close * math.exp(float(q[0])),
         "upper": close * math.exp(float(q[-1])),
         "as_of": (bars["timestamp"].iloc[-1] + DAY).date().isoformat(),
-        "model_version": spec.version,
+        "model_version": spec.label,
     }
 
 

@@ -34,6 +34,8 @@ REFERENCE_FILE = "reference.parquet"  # the training rows' inputs (unscaled): th
 SAVED_MODEL_DIR = "saved_model"
 SIGNATURE = "serving_default"
 FORMAT_VERSION = 1
+MODEL_KIND = "lstm"
+BASELINES_DIR = "baselines"  # <candidate>/baselines/<kind>/: each baseline exported with the same contract
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
@@ -85,6 +87,19 @@ def _span(frame: pd.DataFrame, start: int, end: int) -> tuple[str, str]:
     return frame["timestamp"].iloc[start].date().isoformat(), frame["timestamp"].iloc[end - 1].date().isoformat()
 
 
+VOLATILITY_COLUMN = "ewma_vol"
+
+
+def target_scales(frame: pd.DataFrame, config: ModelSettings, train_end: int) -> np.ndarray:
+    """The divisor of each row's target: the day's EWMA volatility, or one constant (the training spread)."""
+    target = frame[TARGET].to_numpy(dtype="float64")
+    if config.target_scaling == "volatility":
+        if VOLATILITY_COLUMN not in frame.columns:
+            raise ValueError(f"target_scaling=volatility needs the {VOLATILITY_COLUMN!r} column: rerun the features")
+        return np.maximum(frame[VOLATILITY_COLUMN].to_numpy(dtype="float64"), 1e-6)
+    return np.full(len(frame), float(np.std(target[:train_end])) or 1.0)
+
+
 def fit_recipe(
     frame: pd.DataFrame,
     columns: list[str],
@@ -92,30 +107,76 @@ def fit_recipe(
     end: int,
     on_epoch: EpochHook | None = None,
 ) -> TrainedModel:
-    """Fit on the labelled rows ``[0, end)`` of ``frame``: the last ``validation_days`` of them validate."""
-    import keras
+    """Fit on the labelled rows ``[0, end)`` of ``frame``: the last ``validation_days`` of them validate.
 
-    from bitpredict.model import QUANTILES_OUTPUT, build_model
-
+    With ``config.ensemble`` > 1 the recipe is fitted once per seed and the exported model averages the
+    members' quantiles (and attention), which smooths the seed-to-seed noise of small-data LSTMs.
+    """
     split = Split.before(end, config.validation_days, config.window)
-    train_frame = frame.iloc[: split.val_start]
-    scaler = Scaler.fit(train_frame, columns)
+    scaler = Scaler.fit(frame.iloc[: split.val_start], columns)
     values = scaler.transform(frame.iloc[:end])
     target = frame[TARGET].to_numpy(dtype="float64")
     if not np.isfinite(target[:end]).all():
         raise ValueError("training rows must all have a target: pass the labelled rows")
-    target_scale = float(np.std(target[: split.val_start])) or 1.0
-
+    scales = target_scales(frame, config, split.val_start)
     train_ends = np.arange(config.window - 1, split.val_start)
     val_ends = np.arange(split.val_start, end)
-    x_train, x_val = windows(values, config.window, train_ends), windows(values, config.window, val_ends)
-    y_train = (target[train_ends] / target_scale).astype("float32")
-    y_val = (target[val_ends] / target_scale).astype("float32")
+    data = (
+        windows(values, config.window, train_ends),
+        (target[train_ends] / scales[train_ends]).astype("float32"),
+        windows(values, config.window, val_ends),
+        (target[val_ends] / scales[val_ends]).astype("float32"),
+    )
+    members, histories = [], []
+    for member in range(config.ensemble):
+        model, losses = _fit_member(data, len(columns), config, config.seed + member, on_epoch)
+        members.append(model)
+        histories.append(losses)
+    if config.target_scaling == "volatility":
+        index = columns.index(VOLATILITY_COLUMN)
+        scale: float | tuple[int, float, float] = (index, scaler.mean[index], scaler.std[index])
+    else:
+        scale = float(scales[0])
+    history = histories[0] if len(histories) == 1 else _mean_history(histories)
+    return TrainedModel(
+        model=combined(members, scale),
+        scaler=scaler,
+        window=config.window,
+        quantiles=tuple(config.quantiles),
+        target_scale=float(scales[0]) if config.target_scaling == "constant" else 1.0,
+        train_span=_span(frame, 0, split.val_start),
+        validation_span=_span(frame, split.val_start, end),
+        epochs_run=max(len(h["loss"]) for h in histories),
+        best_epoch=int(np.argmin(history["val_loss"])) + 1,
+        history=history,
+    )
 
-    keras.utils.set_random_seed(config.seed)
+
+def _mean_history(histories: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+    """Per-epoch mean over the members that ran that epoch (members stop early at different epochs)."""
+    out: dict[str, list[float]] = {}
+    for key in ("loss", "val_loss"):
+        longest = max(len(h[key]) for h in histories)
+        out[key] = [float(np.mean([h[key][i] for h in histories if i < len(h[key])])) for i in range(longest)]
+    return out
+
+
+def _fit_member(
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    n_features: int,
+    config: ModelSettings,
+    seed: int,
+    on_epoch: EpochHook | None,
+) -> tuple[Any, dict[str, list[float]]]:
+    import keras
+
+    from bitpredict.model import QUANTILES_OUTPUT, build_model
+
+    x_train, y_train, x_val, y_val = data
+    keras.utils.set_random_seed(seed)
     model = build_model(
         config.window,
-        len(columns),
+        n_features,
         lstm_units=config.lstm_units,
         attention=config.attention,
         dense_units=config.dense_units,
@@ -134,36 +195,35 @@ def fit_recipe(
         verbose=0,
         callbacks=[stop, _EpochCallback.create(config.epochs, on_epoch)],
     )
-    losses = {k: [float(v) for v in vals] for k, vals in history.history.items() if k in ("loss", "val_loss")}
-    best_epoch = int(np.argmin(losses["val_loss"])) + 1
-    return TrainedModel(
-        model=rescaled(model, target_scale),
-        scaler=scaler,
-        window=config.window,
-        quantiles=tuple(config.quantiles),
-        target_scale=target_scale,
-        train_span=_span(frame, 0, split.val_start),
-        validation_span=_span(frame, split.val_start, end),
-        epochs_run=len(losses["loss"]),
-        best_epoch=best_epoch,
-        history=losses,
-    )
+    return model, {k: [float(v) for v in vals] for k, vals in history.history.items() if k in ("loss", "val_loss")}
 
 
-def rescaled(model: Any, scale: float) -> Any:
-    """The same layers with the quantile output multiplied by ``scale`` (training used target / scale)."""
+def combined(members: list[Any], scale: float | tuple[int, float, float]) -> Any:
+    """One model over the members: quantiles averaged, then scaled back to log-return units.
+
+    ``scale``: a constant (the target was divided by it), or (column index, mean, std) of the volatility
+    feature in the scaled input window (the target was divided by each day's volatility).
+    """
     import keras
 
-    from bitpredict.model import ATTENTION_OUTPUT, QUANTILES_OUTPUT
+    from bitpredict.model import ATTENTION_OUTPUT, QUANTILES_OUTPUT, VolatilityScale
 
-    quantiles = keras.layers.Rescaling(scale, name=f"{QUANTILES_OUTPUT}_log_return")(
-        model.get_layer(QUANTILES_OUTPUT).output
-    )
-    return keras.Model(
-        model.inputs,
-        {QUANTILES_OUTPUT: quantiles, ATTENTION_OUTPUT: model.get_layer(ATTENTION_OUTPUT).output},
-        name=model.name,
-    )
+    inputs = members[0].inputs
+    if len(members) == 1:
+        quantiles = members[0].get_layer(QUANTILES_OUTPUT).output
+        attention = members[0].get_layer(ATTENTION_OUTPUT).output
+    else:
+        inputs = [keras.Input(shape=members[0].inputs[0].shape[1:], name=members[0].inputs[0].name)]
+        called = [m(inputs[0]) for m in members]
+        quantiles = keras.layers.Average(name=f"{QUANTILES_OUTPUT}_mean")([c[QUANTILES_OUTPUT] for c in called])
+        attention = keras.layers.Average(name=f"{ATTENTION_OUTPUT}_mean")([c[ATTENTION_OUTPUT] for c in called])
+    if isinstance(scale, tuple):
+        index, mean, std = scale
+        scaled = VolatilityScale(index, mean, std, name=f"{QUANTILES_OUTPUT}_log_return")(quantiles, inputs[0])
+    else:
+        scaled = keras.layers.Rescaling(scale, name=f"{QUANTILES_OUTPUT}_log_return")(quantiles)
+    attention = keras.layers.Identity(name=f"{ATTENTION_OUTPUT}_weights")(attention)
+    return keras.Model(inputs, {QUANTILES_OUTPUT: scaled, ATTENTION_OUTPUT: attention}, name="bitpredict_lstm")
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,6 +237,8 @@ def metadata(trained: TrainedModel, config: ModelSettings, extra: dict[str, Any]
 
     return {
         "format_version": FORMAT_VERSION,
+        "kind": MODEL_KIND,
+        "target_scaling": config.target_scaling,
         "feature_columns": list(trained.scaler.columns),
         "window": trained.window,
         "warmup": WARMUP,
@@ -197,6 +259,49 @@ def metadata(trained: TrainedModel, config: ModelSettings, extra: dict[str, Any]
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(extra or {}),
     }
+
+
+def baseline_metadata(fit: Any, config: ModelSettings, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``bitpredict_model.json`` of a fitted baseline (``bitpredict.baselines.BaselineFit``): the same keys
+    as the network's, so the transformer, TF Serving and Triton treat it exactly like the network."""
+    from bitpredict.model import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": fit.kind,
+        "feature_columns": list(fit.columns),
+        "window": fit.window,
+        "warmup": WARMUP,
+        "scaler": fit.scaler().to_dict(),
+        "quantiles": list(fit.levels),
+        "target": TARGET,
+        "target_scale": 1.0,
+        "signature": SIGNATURE,
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [None, fit.window, len(fit.columns)]},
+        "outputs": {QUANTILES_OUTPUT: [None, len(fit.levels)], ATTENTION_OUTPUT: [None, fit.window]},
+        "train_span": list(fit.train_span),
+        "params": fit.params,
+        "hyperparameters": {"window": fit.window, "quantiles": list(fit.levels)},
+        "code_version": code_version(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def export_baselines(
+    frame: pd.DataFrame, config: ModelSettings, directory: Path, reference: pd.DataFrame, extra: dict[str, Any]
+) -> list[str]:
+    """Fit every configured baseline on all labelled rows and export it to ``<directory>/baselines/<kind>/``."""
+    from bitpredict import baselines
+
+    exported = []
+    for kind in config.baselines:
+        fit = baselines.fit_baseline(kind, frame, len(frame), tuple(config.quantiles), config.window)
+        target = baselines.export(fit, directory / BASELINES_DIR / kind)
+        (target / METADATA_FILE).write_text(json.dumps(baseline_metadata(fit, config, extra), indent=2))
+        storage.write_parquet(reference, target / REFERENCE_FILE)
+        exported.append(kind)
+    return exported
 
 
 def export(trained: TrainedModel, directory: Path, meta: dict[str, Any]) -> Path:
@@ -276,6 +381,9 @@ def run_train(settings: Settings) -> dict[str, Any]:
             local = export(trained, Path(tmp) / "model", meta)
             reference = frame.iloc[: len(frame) - config.validation_days][["timestamp", *columns]]
             storage.write_parquet(reference, local / REFERENCE_FILE)
+            fitted_baselines = export_baselines(
+                frame, config, local, reference, {"mlflow_run_id": run_id, "data_span": list(data_span)}
+            )
             mlflow.log_artifacts(run_id, str(local), artifact_path="model")
             mlflow.log_artifact(run_id, str(plot_history(trained.history, Path(tmp) / "training_curve.png")), "plots")
             storage.copy_tree(local, candidate_dir(settings))
@@ -298,6 +406,7 @@ def run_train(settings: Settings) -> dict[str, Any]:
         "epochs_run": trained.epochs_run,
         "best_epoch": trained.best_epoch,
         "best_val_loss": meta["best_val_loss"],
+        "baselines": fitted_baselines,
         "train_span": trained.train_span,
         "validation_span": trained.validation_span,
         "model_dir": candidate_dir(settings),

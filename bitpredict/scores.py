@@ -1,0 +1,124 @@
+"""Scoring rules and forecast-comparison tests, on log returns so every figure is scale-free.
+
+Why log returns: a loss in dollars lets the expensive stretch of a window (BTC at 70k vs 25k) dominate
+both the average and the test; on log returns a 2 % miss costs the same in 2023 as in 2024.
+
+* ``pinball``: the quantile (pinball) loss per quantile level — proper for quantiles, the primary score
+  (its mean over the levels) for choosing the champion.
+* ``interval_score``: the Winkler / interval score of a central interval (width + 2/α per unit of miss).
+* ``crps``: CRPS approximated from the quantiles — ``scoringrules.crps_quantile``, i.e. twice the mean
+  pinball over the levels; with three levels it is a coarse CRPS, stated as such in the reports.
+* ``hac_variance`` + ``diebold_mariano``: the DM test of equal predictive accuracy with a Newey–West
+  (Bartlett) long-run variance — loss differentials are autocorrelated (volatility clusters), and the plain
+  variance overstates |DM| then — plus the Harvey–Leybourne–Newbold small-sample correction and a t(n−1)
+  reference distribution. One-sided: p is the probability of a statistic this large if the model were
+  not better.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def pinball(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Per-day, per-level pinball loss [N, Q]: ``max(τ e, (τ − 1) e)`` with ``e = y − q_τ``."""
+    y = np.asarray(actual, dtype="float64").reshape(-1, 1)
+    q = np.asarray(quantiles, dtype="float64")
+    taus = np.asarray(levels, dtype="float64").reshape(1, -1)
+    if q.shape != (len(y), taus.shape[1]):
+        raise ValueError(f"quantiles of shape {q.shape}, expected {(len(y), taus.shape[1])}")
+    error = y - q
+    return np.maximum(taus * error, (taus - 1.0) * error)
+
+
+def interval_score(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, alpha: float) -> np.ndarray:
+    """Per-day Winkler score of the central (1 − α) interval (``scoringrules.interval_score``)."""
+    import scoringrules
+
+    return np.asarray(
+        scoringrules.interval_score(
+            np.asarray(actual, dtype="float64"),
+            np.asarray(lower, dtype="float64"),
+            np.asarray(upper, dtype="float64"),
+            alpha,
+        ),
+        dtype="float64",
+    )
+
+
+def crps(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Per-day CRPS from the forecast quantiles (``scoringrules.crps_quantile``)."""
+    import scoringrules
+
+    return np.asarray(
+        scoringrules.crps_quantile(
+            np.asarray(actual, dtype="float64"),
+            np.asarray(quantiles, dtype="float64"),
+            np.asarray(levels, dtype="float64"),
+        ),
+        dtype="float64",
+    )
+
+
+def newey_west_lags(n: int) -> int:
+    """The usual automatic bandwidth ``floor(4 (n/100)^(2/9))`` (Newey & West 1994)."""
+    return math.floor(4 * (n / 100.0) ** (2.0 / 9.0))
+
+
+def hac_variance(series: np.ndarray, lags: int | None = None) -> float:
+    """Newey–West long-run variance of ``series``: γ₀ + 2 Σₖ (1 − k/(L+1)) γₖ (Bartlett weights, never negative)."""
+    x = np.asarray(series, dtype="float64")
+    n = len(x)
+    if n < 2:
+        raise ValueError("the long-run variance needs at least two values")
+    lags = newey_west_lags(n) if lags is None else lags
+    centred = x - x.mean()
+    variance = float(centred @ centred) / n
+    for k in range(1, min(lags, n - 1) + 1):
+        variance += 2.0 * (1.0 - k / (lags + 1.0)) * float(centred[k:] @ centred[:-k]) / n
+    return variance
+
+
+def diebold_mariano(
+    loss_model: np.ndarray, loss_base: np.ndarray, horizon: int = 1, lags: int | None = None
+) -> tuple[float, float]:
+    """DM statistic (HAC variance, HLN-corrected) and one-sided p-value for "the model's loss is lower".
+
+    A positive statistic means the model is better. Equal losses on every day give (0, 0.5).
+    """
+    from scipy import stats
+
+    d = np.asarray(loss_base, dtype="float64") - np.asarray(loss_model, dtype="float64")
+    n = len(d)
+    if n < 3:
+        raise ValueError(f"{n} days are too few for a Diebold–Mariano test")
+    variance = hac_variance(d, max(lags if lags is not None else newey_west_lags(n), horizon - 1))
+    if variance <= 1e-300:
+        return 0.0, 0.5
+    statistic = d.mean() / math.sqrt(variance / n)
+    statistic *= math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
+    return float(statistic), float(stats.t.sf(statistic, df=n - 1))
+
+
+def coverage(actual: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Share of days with the outcome at or below each forecast quantile [Q] (nominal: the levels)."""
+    y = np.asarray(actual, dtype="float64").reshape(-1, 1)
+    return (y <= np.asarray(quantiles, dtype="float64")).mean(axis=0)
+
+
+def direction_accuracy(actual: np.ndarray, predicted: np.ndarray) -> tuple[float, int]:
+    """Hit rate of the sign on days whose actual return is not zero, and how many zero days were left out.
+
+    A zero return is neither up nor down (a flat bar, a filled gap): counting it as "down" would reward a
+    forecast of zero, i.e. persistence.
+    """
+    actual = np.asarray(actual, dtype="float64")
+    predicted = np.asarray(predicted, dtype="float64")
+    moved = actual != 0
+    if not moved.any():
+        return float("nan"), int((~moved).sum())
+    hits = np.sign(predicted[moved]) == np.sign(actual[moved])
+    return float(hits.mean()), int((~moved).sum())

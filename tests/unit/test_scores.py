@@ -1,0 +1,94 @@
+"""Scoring rules and the HAC Diebold–Mariano test against hand-computed values and a reference library."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bitpredict import scores
+
+LEVELS = (0.1, 0.5, 0.9)
+
+
+def test_pinball_matches_the_hand_computed_losses() -> None:
+    # y = 0.1: errors 1.1, 0.1, -0.9 → 0.1·1.1, 0.5·0.1, (0.9 − 1)·(−0.9)
+    loss = scores.pinball(np.array([0.1]), np.array([[-1.0, 0.0, 1.0]]), LEVELS)
+    np.testing.assert_allclose(loss, [[0.11, 0.05, 0.09]])
+    with pytest.raises(ValueError, match="shape"):
+        scores.pinball(np.array([0.1, 0.2]), np.array([[-1.0, 0.0, 1.0]]), LEVELS)
+
+
+def test_interval_score_is_width_plus_the_penalty_for_a_miss() -> None:
+    actual = np.array([0.0, -2.0, 3.0])
+    lower, upper = np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 1.0])
+    # inside: width 2; below by 1: 2 + (2/0.2)·1; above by 2: 2 + (2/0.2)·2
+    np.testing.assert_allclose(scores.interval_score(actual, lower, upper, 0.2), [2.0, 12.0, 22.0])
+
+
+def test_crps_from_quantiles_is_twice_the_mean_pinball() -> None:
+    rng = np.random.default_rng(0)
+    actual = rng.normal(0, 1, 50)
+    quantiles = np.sort(rng.normal(0, 1, (50, 3)), axis=1)
+    expected = 2 * scores.pinball(actual, quantiles, LEVELS).mean(axis=1)
+    np.testing.assert_allclose(scores.crps(actual, quantiles, LEVELS), expected, rtol=1e-9)
+
+
+def test_hac_variance_by_hand_and_against_statsmodels() -> None:
+    # centred [-1.5, -0.5, 0.5, 1.5]: γ0 = 1.25, γ1 = 0.3125; Bartlett L=1: 1.25 + 2·(1/2)·0.3125
+    assert scores.hac_variance(np.array([1.0, 2.0, 3.0, 4.0]), lags=1) == pytest.approx(1.5625)
+    assert scores.hac_variance(np.array([1.0, 2.0, 3.0, 4.0]), lags=0) == pytest.approx(1.25)
+
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(7)
+    noise = rng.normal(0, 1, 365)
+    series = np.empty(365)
+    series[0] = noise[0]
+    for t in range(1, 365):  # AR(1), φ = 0.6: strongly autocorrelated like a loss differential
+        series[t] = 0.6 * series[t - 1] + noise[t]
+    lags = scores.newey_west_lags(len(series))
+    fit = sm.OLS(series, np.ones(len(series))).fit(cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": False})
+    assert scores.hac_variance(series, lags) / len(series) == pytest.approx(fit.bse[0] ** 2, rel=1e-9)
+
+
+def test_dm_on_an_autocorrelated_differential_is_smaller_with_hac() -> None:
+    rng = np.random.default_rng(11)
+    shock = rng.normal(0, 1, 400)
+    d = np.empty(400)
+    d[0] = shock[0]
+    for t in range(1, 400):
+        d[t] = 0.6 * d[t - 1] + shock[t]
+    d += 0.15  # a small true edge
+    base = np.abs(rng.normal(0, 1, 400)) + 5
+    hac_stat, _ = scores.diebold_mariano(base - d, base)
+    plain_stat, _ = scores.diebold_mariano(base - d, base, lags=0)
+    assert 0 < hac_stat < plain_stat / 1.4  # the plain variance overstates |DM| on autocorrelated losses
+
+
+def test_dm_sign_and_significance() -> None:
+    rng = np.random.default_rng(0)
+    base = np.abs(rng.normal(0, 1, 500))
+    assert scores.diebold_mariano(base, base) == (0.0, 0.5)
+    stat, p = scores.diebold_mariano(base * 0.5, base)  # half the loss every day: clearly better
+    assert stat > 5 and p < 1e-6
+    stat, p = scores.diebold_mariano(base * 2, base)
+    assert stat < -5 and p > 1 - 1e-6
+    _, p = scores.diebold_mariano(np.abs(rng.normal(0, 1, 500)), base)  # same distribution: no evidence
+    assert 0.01 < p < 0.99
+    with pytest.raises(ValueError, match="too few"):
+        scores.diebold_mariano(base[:2], base[:2])
+
+
+def test_direction_leaves_zero_return_days_out() -> None:
+    actual = np.array([0.01, -0.02, 0.0, 0.0, 0.03])
+    predicted = np.array([0.001, 0.002, 0.0, 0.0, 0.004])
+    accuracy, zero_days = scores.direction_accuracy(actual, predicted)
+    assert zero_days == 2 and accuracy == pytest.approx(2 / 3)
+    # a forecast of zero never "hits" a move, and earns nothing for the flat days
+    assert scores.direction_accuracy(actual, np.zeros(5)) == (0.0, 2)
+
+
+def test_coverage_counts_outcomes_at_or_below_each_quantile() -> None:
+    actual = np.array([-1.0, 0.0, 1.0, 2.0])
+    quantiles = np.tile([[-0.5, 0.0, 1.5]], (4, 1))
+    np.testing.assert_allclose(scores.coverage(actual, quantiles), [0.25, 0.5, 0.75])
