@@ -14,11 +14,15 @@ PIPQUIET := { grep -v "^WARNING: Location 'file:" || [ $$? -eq 1 ]; }
 PYTEST_ARGS ?=
 
 # make run DATA=<folder of CSV exports> uses the files source; without DATA the live public APIs.
+# VERBOSE=1 shows KFP's and TensorFlow's full logs (always written to data/logs/run-<time>.log).
 DATA ?=
 RUN_ARGS ?=
 KFP_HOST ?=
+VERBOSE ?=
 
 MODEL_DIR ?=
+PORT ?= 8080
+PREDICTOR_PORT ?= 8085
 BARS ?=
 IMAGES ?=
 
@@ -76,18 +80,18 @@ lock: ## re-resolve the stack from pyproject.toml into $(LOCK) (in a scratch ven
 	@echo "new lock in $(LOCK).new: review the diff, carry the comments over, then move it into place"
 	rm -rf .lock-venv
 
-run: $(STAMP) ## the whole pipeline on this machine (kfp.local), ingest → registered model; DATA=dir for files
-	$(BIN)/python -m pipelines.run_local $(if $(DATA),--data $(DATA),) $(RUN_ARGS)
+run: $(STAMP) ## the whole pipeline on this machine (kfp.local), ingest → published champion; DATA=dir for files
+	$(BIN)/python -m pipelines.run_local $(if $(DATA),--data $(DATA),) $(if $(filter-out 0,$(VERBOSE)),-v,) $(RUN_ARGS)
 
-serve: $(STAMP) ## predictor + transformer on 127.0.0.1:8080 (MLflow champion, or MODEL_DIR=dir)
-	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m inference.serve_local
+serve: $(STAMP) ## predictor + transformer on 127.0.0.1:8080 (PORT=; the published champion, or MODEL_DIR=dir)
+	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m inference.serve_local --port $(PORT) --predictor-port $(PREDICTOR_PORT)
 
 ui: $(STAMP) ## the Streamlit front end on http://127.0.0.1:8501 (start `make serve` for live forecasts)
 	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port 8501 --server.headless true \
 		--browser.gatherUsageStats false
 
-drift: $(STAMP) ## one drift check against the champion's training reference (reruns the pipeline on drift)
-	$(BIN)/bitpredict drift $(if $(DATA),--data $(DATA),)
+drift: $(STAMP) ## one drift check of the published champion (on drift: replays the last run)
+	$(BIN)/bitpredict drift
 
 compile: $(STAMP) ## compile the KFP pipeline into pipelines/bitpredict_pipeline.yaml
 	$(BIN)/python -m pipelines.bitpredict_pipeline

@@ -85,21 +85,23 @@ def market_page() -> None:
     past = cached_backtest(key())
     if not isinstance(past, data.Missing):
         shown = past[past["target_day"] >= view["timestamp"].min()]
+        method = past.attrs.get("method", "")
         if not shown.empty:
-            figure.add_trace(go.Scatter(x=shown["target_day"], y=shown["lstm_upper_close"], line={"width": 0},
+            figure.add_trace(go.Scatter(x=shown["target_day"], y=shown["upper_close"], line={"width": 0},
                                         showlegend=False, hoverinfo="skip"), row=1, col=1)  # fmt: skip
             figure.add_trace(
-                go.Scatter(x=shown["target_day"], y=shown["lstm_lower_close"], fill="tonexty", line={"width": 0},
-                           fillcolor="rgba(31,119,180,0.2)", name="forecast interval (10–90 %)"),
+                go.Scatter(x=shown["target_day"], y=shown["lower_close"], fill="tonexty", line={"width": 0},
+                           fillcolor="rgba(31,119,180,0.2)", name=f"{method} interval (10–90 %)"),
                 row=1, col=1,
             )  # fmt: skip
-            figure.add_trace(go.Scatter(x=shown["target_day"], y=shown["lstm_close"], name="forecast (walk-forward)",
+            figure.add_trace(go.Scatter(x=shown["target_day"], y=shown["forecast_close"],
+                                        name=f"{method} forecast (walk-forward)",
                                         line={"color": "#1f77b4", "width": 1.5}), row=1, col=1)  # fmt: skip
     figure.update_layout(height=620, xaxis_rangeslider_visible=False, margin={"t": 20, "b": 20})
     st.plotly_chart(figure, use_container_width=True, key="market-chart")
     last = view.iloc[-1]
     st.caption(f"Last bar {last['timestamp'].date()}: close ${last['close']:,.2f}. Forecasts are the walk-forward "
-               "backtest (each made with data up to the day before).")  # fmt: skip
+               "backtest of the best method (each made with data up to the day before).")  # fmt: skip
 
 
 def next_day_page() -> None:
@@ -127,12 +129,20 @@ def next_day_page() -> None:
 
 def model_page() -> None:
     st.header("Model")
+    state = data.published(settings())
+    champion = (state or {}).get("champion")
+    if champion:
+        why = f" — {champion['why']}" if champion.get("why") else ""
+        st.write(f"Champion: **{champion['model']} v{champion['version']}** ({champion['kind']}){why}. "
+                 f"Published by run `{state['run_id']}` at {state['published_at']}.")  # fmt: skip
     registry = cached_registry(key())
     if isinstance(registry, data.Missing):
         missing(registry)
     else:
-        champion = registry["champion"]
-        st.write(f"Champion: **v{champion}**" if champion else "No champion yet: no version has beaten the baselines.")
+        if not champion:
+            current = registry["champion"]
+            st.write(f"Champion: **v{current}**" if current else "No champion registered yet.")
+        st.subheader("Registry")
         st.dataframe(registry["versions"], hide_index=True, use_container_width=True)
     result = data.evaluation(settings())
     if isinstance(result, data.Missing):
@@ -178,17 +188,33 @@ def monitoring_page() -> None:
     st.header("Monitoring")
     st.subheader("Services")
     st.dataframe(cached_health(key()), hide_index=True, use_container_width=True)
+    state = data.published(settings())
+    if state:
+        champion = state.get("champion") or {}
+        st.caption(f"Published state: run `{state['run_id']}` at {state['published_at']}"
+                   + (f", champion v{champion['version']} ({champion['kind']})" if champion else ""))  # fmt: skip
     result = data.drift(settings())
     if isinstance(result, data.Missing):
         missing(result)
         return
     share = "n/a" if result.get("share") is None else f"{result['share']:.0%}"
     st.metric("Columns drifted (latest check)", share)
-    st.write(f"Checked {result['checked_at']}: " + "; ".join(result["reasons"]))
-    if result.get("triggered") and result.get("triggered_run"):
-        st.warning(f"A retraining run was triggered: {result['triggered_run']}")
+    version = f" of model v{result['model_version']}" if result.get("model_version") else ""
+    st.write(f"Checked{version} {result['checked_at']} on {result.get('current_rows', '?')} current rows: "
+             + "; ".join(result["reasons"]))  # fmt: skip
+    rerun = result.get("rerun")
+    if rerun is not None:
+        if rerun.get("ok"):
+            verdict = {True: "it brought a new champion", False: "the champion stayed",
+                       None: "the champion is decided when it ends"}[rerun.get("new_champion")]  # fmt: skip
+            st.success(f"Drift triggered a {rerun.get('mode', '')} rerun of the last run: `{rerun.get('run_id')}` "
+                       f"succeeded; {verdict}.")  # fmt: skip
+        else:
+            st.warning(f"Drift triggered a rerun, which failed: {rerun.get('error')}")
     elif result.get("triggered"):
         st.warning("This drift episode calls for a rerun; the check ran without a trigger (e.g. `--no-trigger`).")
+    else:
+        st.write("No rerun triggered by the latest check.")
     history = result["history"]
     if not history.empty:
         st.line_chart(history.set_index("checked_at")["share"])

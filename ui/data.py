@@ -1,5 +1,7 @@
-"""What the UI shows, read from where the pipeline and the services put it. No Streamlit here: every
-function returns data or a ``Missing`` that says, in plain words, what is absent and which command fixes it.
+"""What the UI shows, read from the published state (``bitpredict.publish``: what the last successful run
+published into the data dir, or the prefix its manifest names on GCS) and from the services. No Streamlit
+here: every function returns data or a ``Missing`` that says, in plain words, what is absent and which
+command fixes it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pandas as pd
 
 from bitpredict import storage
 from bitpredict.config import Settings
+from bitpredict.publish import read_manifest, resolve
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ def _read(uri: str) -> pd.DataFrame | None:
 
 
 def market(settings: Settings) -> pd.DataFrame | Missing:
-    bars = _read(settings.path("interim", "clean_1d.parquet"))
+    bars = _read(resolve(settings, "interim", "clean_1d.parquet"))
     if bars is None:
         return Missing(
             "no market data yet", "make run DATA=../shared/data   (or: bitpredict ingest && bitpredict clean)"
@@ -37,13 +40,29 @@ def market(settings: Settings) -> pd.DataFrame | Missing:
 
 
 def backtest(settings: Settings) -> pd.DataFrame | Missing:
-    """The walk-forward forecasts with their intervals (the evaluation's predictions)."""
-    frame = _read(settings.path("reports", "evaluation", "predictions.parquet"))
+    """The walk-forward forecasts with their intervals (the evaluation's predictions) of the best method:
+    columns ``target_day``, ``forecast_close``, ``lower_close``, ``upper_close``; ``attrs["method"]`` names it."""
+    frame = _read(resolve(settings, "reports", "evaluation", "predictions.parquet"))
     if frame is None:
         return Missing("no evaluated model yet", "make run DATA=../shared/data   (or: bitpredict evaluate)")
-    frame = frame.copy()
-    frame["target_day"] = frame["timestamp"] + pd.Timedelta(days=1)
-    return frame
+    metrics = evaluation(settings)
+    preferred = [metrics.get("best")] if isinstance(metrics, dict) else []
+    method = next(
+        (m for m in [*preferred, "lstm"] if m and {f"{m}_close", f"{m}_lower_close", f"{m}_upper_close"} <= set(frame)),
+        None,
+    )
+    if method is None:
+        return Missing("the evaluation has no forecast intervals to plot", "make run DATA=../shared/data")
+    out = pd.DataFrame(
+        {
+            "target_day": frame["timestamp"] + pd.Timedelta(days=1),
+            "forecast_close": frame[f"{method}_close"],
+            "lower_close": frame[f"{method}_lower_close"],
+            "upper_close": frame[f"{method}_upper_close"],
+        }
+    )
+    out.attrs["method"] = method
+    return out
 
 
 def served(settings: Settings) -> pd.DataFrame:
@@ -58,19 +77,30 @@ def served(settings: Settings) -> pd.DataFrame:
 
 
 def evaluation(settings: Settings) -> dict[str, Any] | Missing:
-    uri = settings.path("reports", "evaluation", "metrics.json")
+    uri = resolve(settings, "reports", "evaluation", "metrics.json")
     if not storage.exists(uri):
         return Missing("no evaluation report yet", "make run DATA=../shared/data   (or: bitpredict evaluate)")
     return json.loads(storage.read_text(uri))
 
 
 def evaluation_plots(settings: Settings) -> dict[str, bytes]:
-    out = {}
-    for name in ("actual_vs_predicted", "error_over_time", "attention"):
-        uri = settings.path("reports", "evaluation", f"{name}.png")
-        if storage.exists(uri):
-            out[name] = storage.read_bytes(uri)[0]
-    return out
+    """Every plot the evaluation published (whatever the evaluation chose to draw), by name."""
+    from pathlib import Path
+
+    directory = resolve(settings, "reports", "evaluation")
+    if storage.is_gcs(directory):
+        names = [
+            "actual_vs_predicted", "error_over_time", "pinball_over_time", "reliability", "attention"
+        ]  # fmt: skip
+        uris = [storage.join(directory, f"{n}.png") for n in names]
+    else:
+        uris = [str(p) for p in sorted(Path(directory).glob("*.png"))]
+    return {Path(uri).stem: storage.read_bytes(uri)[0] for uri in uris if storage.exists(uri)}
+
+
+def published(settings: Settings) -> dict[str, Any] | None:
+    """The published manifest: which run, when, with which champion (None before the first run)."""
+    return read_manifest(settings)
 
 
 def registry(settings: Settings) -> dict[str, Any] | Missing:
@@ -88,20 +118,31 @@ def registry(settings: Settings) -> dict[str, Any] | Missing:
         )
     if not versions:
         return Missing("no registered model yet", "make run DATA=../shared/data")
+
+    def number(tags: dict[str, str], *keys: str) -> float | None:
+        for key in keys:
+            try:
+                return float(tags[key])
+            except (KeyError, ValueError):
+                continue
+        return None
+
     rows = [
         {
             "version": int(v.version),
+            "kind": v.tags.get("kind", "lstm"),
             "promoted": v.tags.get("promoted") == "true",
-            "why": v.tags.get("promotion_reason", ""),
-            "MAE": float(v.tags["mae"]) if "mae" in v.tags else None,
-            "skill": float(v.tags["skill"]) if "skill" in v.tags else None,
-            "DM p": float(v.tags["dm_pvalue"]) if "dm_pvalue" in v.tags else None,
+            "why": v.tags.get("why") or v.tags.get("promotion_reason", ""),
+            "pinball": number(v.tags, "pinball_mean"),
+            "MAE": number(v.tags, "mae"),
+            "skill": number(v.tags, "skill"),
             "window": v.tags.get("eval_window", ""),
             "run": v.run_id,
         }
         for v in versions
     ]
     table = pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True)
+    table = table.dropna(axis=1, how="all")  # scores an older or newer registry does not tag
     try:
         champion = client.get_model_version_by_alias(settings.registered_model_name, "champion").version
     except MlflowException:
@@ -110,8 +151,8 @@ def registry(settings: Settings) -> dict[str, Any] | Missing:
 
 
 def sentiment(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame] | Missing:
-    daily = _read(settings.path("interim", "sentiment_daily.parquet"))
-    scores = _read(settings.path("interim", "sentiment_scores.parquet"))
+    daily = _read(resolve(settings, "interim", "sentiment_daily.parquet"))
+    scores = _read(resolve(settings, "interim", "sentiment_scores.parquet"))
     if daily is None or scores is None:
         return Missing("no sentiment scores yet", "make run DATA=../shared/data   (or: bitpredict sentiment)")
     return daily, scores

@@ -12,7 +12,7 @@ from pipelines.bitpredict_pipeline import COMPILED, compile_pipeline
 from pipelines.submit import parse_params, submit
 from tests.fakes.kfp_api import FakeKfp
 
-STAGES = ("ingest", "clean", "indicators", "sentiment", "merge", "train", "evaluate", "register")
+STAGES = ("ingest", "clean", "indicators", "sentiment", "merge", "train", "evaluate", "register", "publish")
 
 
 def test_the_checked_in_pipeline_yaml_is_up_to_date(tmp_path: Path) -> None:
@@ -22,7 +22,7 @@ def test_the_checked_in_pipeline_yaml_is_up_to_date(tmp_path: Path) -> None:
     )
 
 
-def test_the_compiled_pipeline_has_the_stages_parameters_condition_and_resources() -> None:
+def test_the_compiled_pipeline_has_the_stages_parameters_and_resources_and_publishes_last() -> None:
     from bitpredict.config import load_settings
 
     spec = yaml.safe_load(COMPILED.read_text())
@@ -43,16 +43,18 @@ def test_the_compiled_pipeline_has_the_stages_parameters_condition_and_resources
     assert tasks["ingest"]["cachingOptions"] == {}  # caching off for ingest
     assert tasks["train"]["cachingOptions"] == {"enableCache": True}
 
-    branches = components["comp-condition-branches-1"]["dag"]["tasks"]
-    conditions = sorted(t["triggerPolicy"]["condition"] for t in branches.values())
-    assert conditions[0].startswith("!(") and "evaluate-Output" in conditions[1] and "== true" in conditions[1]
-    registered = [
-        task["componentRef"]["name"]
-        for name, component in components.items()
-        if name.startswith("comp-condition-") and name != "comp-condition-branches-1"
-        for task in component["dag"]["tasks"].values()
-    ]
-    assert registered == ["comp-register", "comp-register-2"]
+    assert not [name for name in components if name.startswith("comp-condition")]  # the policy lives in register
+    assert tasks["register"]["inputs"]["parameters"]["allow_promotion"]["runtimeValue"]["constant"] is True
+    assert tasks["register"]["cachingOptions"] == {} and tasks["publish"]["cachingOptions"] == {}
+    publish = tasks["publish"]
+    assert "register" in publish["dependentTasks"]  # a run that fails before register publishes nothing
+    artifacts = publish["inputs"]["artifacts"]
+    assert {a["taskOutputArtifact"]["producerTask"] for a in artifacts.values()} == {
+        "clean", "indicators", "sentiment", "merge", "train", "evaluate"
+    }  # fmt: skip
+    assert publish["inputs"]["parameters"]["parameters"]["taskOutputParameter"]["producerTask"] == "ingest"
+    downstream = {d for t in tasks.values() for d in t.get("dependentTasks", [])}
+    assert "publish" not in downstream  # the last task
 
 
 @pytest.fixture
