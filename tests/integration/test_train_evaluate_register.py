@@ -34,7 +34,6 @@ SHORT_MODEL = {
     "test_days": 60,
     "refit_every_days": 30,
 }
-PERMISSIVE = {"min_skill_vs_persistence": -1e9, "max_dm_pvalue": 1.0, "require_best_baseline": False}
 
 
 def _free_port() -> int:
@@ -102,66 +101,77 @@ def test_the_registry_ends_in_the_state_the_policy_says(
     assert run.data.tags["data_end"] == "2024-11-11" and "code_version" in run.data.tags
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == trained["epochs_run"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
-    assert {"model/saved_model", f"model/{METADATA_FILE}"} <= artifacts
+    assert {"model/saved_model", f"model/{METADATA_FILE}", "model/baselines"} <= artifacts
+    assert trained["baselines"] == ["ewma", "empirical", "garch", "har"]
 
     evaluation = run_evaluate(settings)
     assert evaluation["days"] == 60 and len(evaluation["blocks"]) == 2
     assert evaluation["blocks"][0]["train_rows"] + 60 == trained["rows"]
-    for name in ("metrics.json", "evaluation.md", "actual_vs_predicted.png", "error_over_time.png", "attention.png"):
+    assert evaluation["mlflow_run_id"] == trained["run_id"]
+    assert evaluation["best"] in ("lstm", "ewma", "empirical", "garch", "har")
+    best_score = evaluation["methods"][evaluation["best"]]["pinball_mean"]
+    assert best_score <= evaluation["methods"]["ewma"]["pinball_mean"]  # never worse than the naive model
+    for name in ("metrics.json", "evaluation.md", "actual_vs_predicted.png", "reliability.png", "attention.png"):
         assert storage.exists(storage.join(evaluation_dir(settings), name)), name
-    assert client.get_run(trained["run_id"]).data.metrics["lstm_mae"] == pytest.approx(
-        evaluation["methods"]["lstm"]["mae"]
-    )
+    logged = client.get_run(trained["run_id"]).data.metrics
+    assert logged["lstm_mae"] == pytest.approx(evaluation["methods"]["lstm"]["mae"])
+    assert logged["har_pinball_mean"] == pytest.approx(evaluation["methods"]["har"]["pinball_mean"])
 
-    # 1. the real evaluation, the default policy: registered whatever the verdict; champion only if earned
+    # 1. the first evaluation always gives a champion: the best method, network or baseline
     first = register(settings)
-    assert first["version"] == 1
-    expected = evaluation["decision"]["beats_baselines"]
-    assert first["promoted"] is expected
+    assert first["version"] == 1 and first["promoted"] and first["kind"] == evaluation["best"]
     version = client.get_model_version("bitpredict-lstm", "1")
-    assert version.tags["promoted"] == str(expected).lower() and version.tags["promotion_reason"] == first["reason"]
-    if not expected:
-        assert "does not beat the baselines" in first["reason"]
-        with pytest.raises(RegistryError, match="no champion"):
-            rollback(settings)
+    assert version.tags["kind"] == first["kind"] and version.tags["promotion_reason"] == first["reason"]
+    exported = Path(first["exported_to"])
+    assert exported == tmp_path / "store" / "bitpredict-lstm" / "1"
+    assert (exported / "saved_model.pb").exists() and (exported / "variables").is_dir()
+    meta = json.loads((exported / METADATA_FILE).read_text())
+    assert meta["kind"] == first["kind"] and meta["window"] == 10
+    with pytest.raises(RegistryError, match="no earlier champion"):
+        rollback(settings)
 
     again = register(settings)  # the same candidate twice: no second version
     assert again["version"] == 1 and again["reason"].startswith("already registered")
     assert len(client.search_model_versions("name = 'bitpredict-lstm'")) == 1
 
-    # 2. a new candidate under a permissive policy passes the gate
-    permissive = load_settings(**base, promotion=PERMISSIVE)
-    run_train(permissive)
-    run_evaluate(permissive)
-    second = register(permissive)
-    metrics = json.loads(storage.read_text(storage.join(evaluation_dir(settings), "metrics.json")))
+    # 2. a new candidate on the same data: compared with the champion's recipe scored on the same window
+    run_train(settings)
+    second_eval = run_evaluate(settings)
+    second = register(settings)
+    champion_then = second_eval["methods"][first["kind"]]["pinball_mean"] if first["kind"] != "lstm" else None
     assert second["version"] == 2
-    assert second["promoted"] is (
-        not expected or metrics["methods"]["lstm"]["mae"] < evaluation["methods"]["lstm"]["mae"]
-    )
+    if champion_then is not None:
+        challenger = second_eval["methods"][second["kind"]]["pinball_mean"]
+        assert second["promoted"] is (challenger <= champion_then)
+
+    # 3. a challenger worse than the champion on this very window is registered but does not serve
+    run_train(settings)
+    run_evaluate(settings)
+    metrics_uri = storage.join(evaluation_dir(settings), "metrics.json")
+    metrics = json.loads(storage.read_text(metrics_uri))
     champion = client.get_model_version_by_alias("bitpredict-lstm", CHAMPION)
+    baselines = ["ewma", "empirical", "garch", "har"]
+    worst = max(
+        (b for b in baselines if b != champion.tags["kind"]), key=lambda b: metrics["methods"][b]["pinball_mean"]
+    )
+    if metrics["methods"][worst]["pinball_mean"] > metrics["methods"].get(champion.tags["kind"], {}).get(
+        "pinball_mean", -1
+    ):
+        metrics["best"] = worst
+        storage.write_text(metrics_uri, json.dumps(metrics))
+        third = register(settings)
+        assert not third["promoted"] and "same window" in third["reason"] and third["kind"] == worst
+        assert client.get_model_version_by_alias("bitpredict-lstm", CHAMPION).version == champion.version
 
-    # 3. a candidate that evaluated better on the same window replaces the champion…
-    run_train(permissive)
-    run_evaluate(permissive)
-    metrics = json.loads(storage.read_text(storage.join(evaluation_dir(settings), "metrics.json")))
-    metrics["methods"]["lstm"]["mae"] = float(champion.tags["mae"]) - 1.0
-    storage.write_text(storage.join(evaluation_dir(settings), "metrics.json"), json.dumps(metrics))
-    third = register(permissive)
-    assert third["promoted"] and third["version"] == 3 and "same window" in third["reason"]
-    assert client.get_model_version_by_alias("bitpredict-lstm", CHAMPION).version == "3"
-    exported = Path(third["exported_to"])
-    assert exported == tmp_path / "store" / "bitpredict-lstm" / "3"
-    assert (exported / "saved_model.pb").exists() and (exported / "variables").is_dir()
-    assert json.loads((exported / METADATA_FILE).read_text())["window"] == 10
+    # 4. an evaluation that names no training run is never attached to a candidate
+    metrics.pop("mlflow_run_id")
+    storage.write_text(metrics_uri, json.dumps(metrics))
+    with pytest.raises(RegistryError, match="rerun `bitpredict evaluate`"):
+        register(settings)
 
-    # 4. … and one command puts the previous champion back
-    back = rollback(permissive)
-    assert back == {
-        "model": "bitpredict-lstm",
-        "from": 3,
-        "champion": int(champion.version),
-        "exported_to": back["exported_to"],
-    }
-    assert client.get_model_version_by_alias("bitpredict-lstm", CHAMPION).version == champion.version
-    assert (Path(back["exported_to"]) / "saved_model.pb").exists()
+    # 5. one command puts the previous champion back
+    if second["promoted"]:
+        back = rollback(settings)
+        assert back["from"] == 2 and back["champion"] == 1
+        assert client.get_model_version_by_alias("bitpredict-lstm", CHAMPION).version == "1"
+        assert (Path(back["exported_to"]) / "saved_model.pb").exists()

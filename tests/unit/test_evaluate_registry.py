@@ -1,4 +1,4 @@
-"""evaluate + registry: baselines use only the past, the DM test, metrics, the promotion policy."""
+"""evaluate + registry: point baselines use only the past, metrics and the verdict, the same-window promotion rule."""
 
 from __future__ import annotations
 
@@ -13,17 +13,20 @@ from hypothesis import strategies as st
 from bitpredict.config import PromotionSettings
 from bitpredict.dataset import TARGET
 from bitpredict.evaluate import (
-    METHODS,
+    POINT_BASELINES,
+    PRIMARY,
+    Backtest,
     arima_forecast,
     compute_metrics,
     decide,
-    diebold_mariano,
     drift_forecast,
+    quantile_column,
     regression_forecast,
     sma_forecast,
     update_readme,
 )
-from bitpredict.registry import promotion_decision
+from bitpredict.evaluation_report import markdown_table
+from bitpredict.registry import champion_score_on_window, promotion_decision
 
 
 def _frame(n: int = 400, seed: int = 3) -> pd.DataFrame:
@@ -57,68 +60,94 @@ def test_baseline_forecasts_for_a_day_never_use_later_days(scale: float, offset:
         np.testing.assert_allclose(a[: offset + 1], b[: offset + 1], rtol=1e-9, err_msg=kind)
 
 
-def test_diebold_mariano_sign_and_significance() -> None:
-    rng = np.random.default_rng(0)
-    base = rng.normal(0, 1, 500)
-    assert diebold_mariano(base, base) == (0.0, 0.5)
-    stat, p = diebold_mariano(base * 0.5, base)  # half the error every day: clearly better
-    assert stat > 5 and p < 1e-6
-    stat, p = diebold_mariano(base * 2, base)
-    assert stat < -5 and p > 1 - 1e-6
-    noise = rng.normal(0, 1, 500)
-    _, p = diebold_mariano(noise, base)  # the same distribution: no evidence either way
-    assert 0.01 < p < 0.99
+LEVELS = (0.1, 0.5, 0.9)
+PROBABILISTIC = ("lstm", "ewma", "garch")
 
 
-def _predictions(lstm_error: float) -> pd.DataFrame:
+def _backtest(lstm_skill: float, n: int = 300) -> Backtest:
+    """Days whose return has a predictable part ``signal``; the network knows ``lstm_skill`` of it."""
     rng = np.random.default_rng(1)
-    n = 200
+    signal = rng.normal(0, 0.02, n)
+    actual = signal + rng.normal(0, 0.01, n)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
-    actual = rng.normal(0, 0.02, n)
     frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=n, tz="UTC"), "close": close})
     frame["actual_return"] = actual
     frame["actual_close"] = close * np.exp(actual)
-    for method in METHODS:
-        guess = 0.0 if method == "persistence" else actual * (1 - lstm_error if method == "lstm" else 0.1)
-        frame[f"{method}_return"] = guess
-        frame[f"{method}_close"] = close * np.exp(guess)
-    frame["lstm_lower_close"] = frame["close"] * np.exp(frame["lstm_return"] - 0.03)
-    frame["lstm_upper_close"] = frame["close"] * np.exp(frame["lstm_return"] + 0.03)
-    return frame
+    spread = {"lstm": 0.015, "ewma": 0.03, "garch": 0.028}
+    for method in PROBABILISTIC:
+        centre = signal * lstm_skill if method == "lstm" else np.zeros(n)
+        for q, z in zip(LEVELS, (-1.2816, 0.0, 1.2816), strict=True):
+            frame[quantile_column(method, q)] = centre + z * spread[method]
+        frame[f"{method}_return"] = frame[quantile_column(method, 0.5)]
+        for side, q in (("lower", 0.1), ("upper", 0.9)):
+            frame[f"{method}_{side}_return"] = frame[quantile_column(method, q)]
+            frame[f"{method}_{side}_close"] = close * np.exp(frame[f"{method}_{side}_return"])
+    for method in POINT_BASELINES:
+        frame[f"{method}_return"] = 0.0 if method == "persistence" else signal * 0.1
+    for method in (*PROBABILISTIC, *POINT_BASELINES):
+        frame[f"{method}_close"] = close * np.exp(frame[f"{method}_return"])
+    return Backtest(frame, np.zeros((n, 5)), [], PROBABILISTIC, LEVELS)
 
 
 def test_metrics_and_the_verdict_follow_the_errors() -> None:
-    good = compute_metrics(_predictions(lstm_error=0.2), [0.1, 0.5, 0.9])
+    good = compute_metrics(_backtest(lstm_skill=1.0))
     m = good["methods"]
-    assert m["persistence"]["skill"] == 0.0 and m["lstm"]["skill"] > 0.5 and m["lstm"]["dm_pvalue"] < 1e-6
-    assert m["lstm"]["directional_accuracy"] == 1.0 and m["lstm"]["interval_coverage"] > 0.9
-    assert good["majority_class_accuracy"] >= 0.5 and good["days"] == 200
-    assert decide(good, PromotionSettings())["beats_baselines"]
+    assert good["best_baseline"] == "garch" and m["garch"][PRIMARY] < m["ewma"][PRIMARY]
+    assert m["lstm"][PRIMARY] < m["garch"][PRIMARY] and m["lstm"]["pinball_dm_pvalue"] < 1e-6
+    assert m["lstm"]["pinball_dm_vs"] == "garch" and m["garch"]["pinball_dm_vs"] == "ewma"
+    assert m["persistence"]["skill"] == 0.0 and m["lstm"]["skill"] > 0.3 and m["lstm"]["dm_pvalue"] < 1e-6
+    assert m["lstm"]["crps"] == pytest.approx(2 * m["lstm"][PRIMARY])
+    actual = _backtest(1.0).predictions["actual_return"]
+    assert 0.5 < m["ewma"]["interval_coverage"] < 1 and good["days"] == 300
+    assert m["ewma"]["coverage_q50"] == pytest.approx(float((actual <= 0).mean()))
+    verdict = decide(good, PromotionSettings())
+    assert verdict["beats_baselines"] and verdict["best"] == "lstm"
 
-    bad = compute_metrics(_predictions(lstm_error=1.5), [0.1, 0.5, 0.9])  # overshoots: worse than persistence
+    bad = compute_metrics(_backtest(lstm_skill=-1.0))  # the network's centre points the wrong way
     verdict = decide(bad, PromotionSettings())
-    assert bad["methods"]["lstm"]["skill"] < 0 and not verdict["beats_baselines"]
-    assert "skill_vs_persistence" in verdict["reason"]
+    assert not verdict["beats_baselines"] and verdict["best"] == "garch"  # the best baseline serves
+    assert "primary_vs_best_baseline" in verdict["reason"] and "garch" in verdict["why"]
+    table = markdown_table(bad, verdict)
+    assert "Champion of this evaluation: garch" in table and "| lstm |" in table and "HAC-DM" in table
 
 
-def _summary(beats: bool, mae: float, skill: float, window: str = "2024-01-01/2024-12-31") -> dict:
-    return {"beats_baselines": beats, "verdict": "x", "mae": mae, "skill": skill, "eval_window": window}
+def test_an_insignificant_edge_does_not_make_the_network_champion() -> None:
+    metrics = compute_metrics(_backtest(lstm_skill=1.0))
+    metrics["methods"]["lstm"]["pinball_dm_pvalue"] = 0.2
+    verdict = decide(metrics, PromotionSettings(max_dm_pvalue=0.05))
+    assert verdict["best"] == "garch" and "dm_pvalue_vs_best_baseline" in verdict["reason"]
+    metrics["methods"]["lstm"]["pinball_dm_pvalue"] = 0.01
+    metrics["methods"]["lstm"]["skill"] = -0.01  # its median is worse than persistence
+    assert decide(metrics, PromotionSettings(max_dm_pvalue=0.05))["best"] == "garch"
 
 
-def test_a_model_worse_than_persistence_is_never_champion() -> None:
-    assert not promotion_decision(_summary(False, 900.0, -0.01), None).promote
-    assert not promotion_decision(_summary(False, 1.0, -0.01), _summary(True, 1000.0, 0.01)).promote
+def _evaluation(scores: dict[str, float], recipe: dict | None = None) -> dict:
+    methods = {name: {PRIMARY: value} for name, value in scores.items()}
+    return {"methods": methods, "model": {"recipe": recipe or {"window": 30}}}
+
+
+def test_the_champion_is_scored_on_the_challengers_window() -> None:
+    evaluation = _evaluation({"lstm": 0.0070, "ewma": 0.0068, "har": 0.0067})
+    # a baseline champion: its recipe was re-run on this window
+    assert champion_score_on_window(evaluation, {"kind": "ewma"}) == 0.0068
+    # a network champion with this run's recipe: the network's score here
+    assert champion_score_on_window(evaluation, {"kind": "lstm", "recipe": '{"window": 30}'}) == 0.0070
+    # another recipe: only the extra method evaluate ran for it counts, never the tag from its own window
+    other = {"kind": "lstm", "recipe": '{"window": 60}', PRIMARY: "0.0001"}
+    assert champion_score_on_window(evaluation, other) is None
+    evaluation["methods"]["champion_v3"] = {PRIMARY: 0.0069}
+    assert champion_score_on_window(evaluation, other) == 0.0069
 
 
 def test_promotion_against_the_champion() -> None:
-    champion = _summary(True, 1000.0, 0.01)
-    assert promotion_decision(_summary(True, 1100.0, 0.02), None).promote
-    assert promotion_decision(_summary(True, 990.0, 0.011), champion).promote
-    decision = promotion_decision(_summary(True, 1010.0, 0.009), champion)
-    assert not decision.promote and "same window" in decision.reason
-    later = _summary(True, 5000.0, 0.02, window="2025-01-01/2025-12-31")  # other window: skill decides
-    assert promotion_decision(later, champion).promote
-    assert not promotion_decision({**later, "skill": 0.005}, champion).promote
+    assert promotion_decision({"kind": "har", "score": 0.0067}, None, has_champion=False).promote
+    assert promotion_decision({"kind": "har", "score": 0.0067}, 0.0068, has_champion=True).promote
+    # equal on the same window: the same recipe refitted on newer data takes over
+    assert promotion_decision({"kind": "ewma", "score": 0.0068}, 0.0068, has_champion=True).promote
+    worse = promotion_decision({"kind": "lstm", "score": 0.0069}, 0.0068, has_champion=True)
+    assert not worse.promote and "same window" in worse.reason
+    unknown = promotion_decision({"kind": "lstm", "score": 0.0001}, None, has_champion=True)
+    assert not unknown.promote and "not scored on this window" in unknown.reason
 
 
 def test_the_readme_table_goes_between_the_markers(tmp_path: Path) -> None:
