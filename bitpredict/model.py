@@ -112,6 +112,7 @@ def build_model(
     dropout: float = 0.2,
     quantiles: Sequence[float] = (0.1, 0.5, 0.9),
     learning_rate: float = 1e-3,
+    name: str = "bitpredict_lstm",
 ) -> keras.Model:
     """The compiled model: input ``features`` [B, W, F] → ``quantiles`` [B, Q] and ``attention`` [B, W]."""
     inputs = keras.Input(shape=(window, n_features), name=INPUT_NAME, dtype="float32")
@@ -134,9 +135,7 @@ def build_model(
     )(x)
     out_quantiles = SortQuantiles(name=QUANTILES_OUTPUT)(raw)
     out_attention = layers.Identity(name=ATTENTION_OUTPUT)(weights)
-    model = keras.Model(
-        inputs, {QUANTILES_OUTPUT: out_quantiles, ATTENTION_OUTPUT: out_attention}, name="bitpredict_lstm"
-    )
+    model = keras.Model(inputs, {QUANTILES_OUTPUT: out_quantiles, ATTENTION_OUTPUT: out_attention}, name=name)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=1.0),
         loss={QUANTILES_OUTPUT: pinball_loss(quantiles), ATTENTION_OUTPUT: None},

@@ -183,6 +183,7 @@ def _fit_member(
         dropout=config.dropout,
         quantiles=config.quantiles,
         learning_rate=config.learning_rate,
+        name=f"member_{seed}",
     )
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
     history = model.fit(

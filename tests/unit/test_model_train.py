@@ -20,6 +20,7 @@ def _frame(n: int = 260, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     data = {c: rng.normal(size=n) for c in MODEL_FEATURES}
     data.update(is_imputed=0.0, is_outlier=0.0)
+    data["ewma_vol"] = 0.01 + 0.02 * np.abs(rng.normal(size=n))  # a volatility: positive
     frame = pd.DataFrame(data)
     frame.insert(0, "timestamp", pd.date_range("2020-01-01", periods=n, freq="D", tz="UTC"))
     frame["close"] = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
@@ -87,14 +88,36 @@ def test_the_scaler_sees_only_the_training_rows() -> None:
     assert 1 <= trained.best_epoch <= trained.epochs_run <= config.epochs
 
 
-def test_the_exported_saved_model_gives_the_in_memory_outputs(tmp_path: Path) -> None:
+def test_an_untrained_volatility_scaled_network_is_the_riskmetrics_forecast() -> None:
+    """Zero head kernel + volatility-scaled target: before training, quantiles = normal z × the day's EWMA vol."""
+    from statistics import NormalDist
+
+    from bitpredict.model import QUANTILES_OUTPUT, build_model
+    from bitpredict.train import combined
+
+    frame = _frame()
+    columns = model_input_columns(frame.columns, use_sentiment=False)
+    scaler = Scaler.fit(frame, columns)
+    index = columns.index("ewma_vol")
+    model = combined(
+        [build_model(8, len(columns), lstm_units=[4], dense_units=4)], (index, scaler.mean[index], scaler.std[index])
+    )
+    ends = np.arange(10, 40)
+    out = model.predict(windows(scaler.transform(frame), 8, ends), verbose=0)[QUANTILES_OUTPUT]
+    z = np.array([NormalDist().inv_cdf(q) for q in (0.1, 0.5, 0.9)])
+    expected = frame["ewma_vol"].to_numpy()[ends, None] * z[None, :]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(("scaling", "ensemble"), [("volatility", 1), ("constant", 1), ("volatility", 2)])
+def test_the_exported_saved_model_gives_the_in_memory_outputs(tmp_path: Path, scaling: str, ensemble: int) -> None:
     import tensorflow as tf
 
     from bitpredict.model import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
     from bitpredict.train import METADATA_FILE, SAVED_MODEL_DIR, export, fit_recipe, metadata, read_metadata
 
     frame = _frame()
-    config = ModelSettings(**TINY)
+    config = ModelSettings(**TINY, target_scaling=scaling, ensemble=ensemble)
     columns = model_input_columns(frame.columns, use_sentiment=False)
     trained = fit_recipe(frame, columns, config, end=220)
     ends = np.arange(220, 259)
@@ -105,6 +128,7 @@ def test_the_exported_saved_model_gives_the_in_memory_outputs(tmp_path: Path) ->
     directory = export(trained, tmp_path / "model", metadata(trained, config))
     meta = read_metadata(directory)
     assert meta["feature_columns"] == columns and meta["window"] == 8 and meta["signature"] == "serving_default"
+    assert meta["kind"] == "lstm" and meta["target_scaling"] == scaling
     assert (directory / METADATA_FILE).exists()
 
     loaded = tf.saved_model.load(str(directory / SAVED_MODEL_DIR))
