@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -270,7 +271,7 @@ def evaluate_cmd(
         Path | None, typer.Option("--readme", help="Also write the results table into this README's markers.")
     ] = None,
 ) -> None:
-    """Walk-forward backtest of the recipe against persistence, drift, SMA-7, ARIMA, ridge and GBM."""
+    """Walk-forward backtest of the network and every baseline (probabilistic and point) on the same days."""
     from bitpredict.evaluate import markdown_table, run_evaluate, update_readme
 
     result = _run_stage("evaluate", lambda: run_evaluate(ctx.obj, progress=lambda m: typer.echo(f"evaluate: {m}")))
@@ -279,6 +280,25 @@ def evaluate_cmd(
     if readme is not None:
         _run_stage("evaluate", lambda: update_readme(readme, table) or {})
         typer.echo(f"evaluate: results table written into {readme}")
+
+
+@app.command("ablation")
+def ablation_cmd(
+    ctx: typer.Context,
+    readme: Annotated[
+        Path | None, typer.Option("--readme", help="Also write the ablation tables into this README's markers.")
+    ] = None,
+) -> None:
+    """What each change to the network recipe is worth, walk-forward (minutes per variant)."""
+    from bitpredict.ablation import markdown, run_ablation
+    from bitpredict.evaluation_report import replace_block
+
+    result = _run_stage("ablation", lambda: run_ablation(ctx.obj, progress=lambda m: typer.echo(f"ablation: {m}")))
+    text = markdown(result)
+    typer.echo(text)
+    if readme is not None:
+        _run_stage("ablation", lambda: replace_block(readme, "ablation", text) or {})
+        typer.echo(f"ablation: tables written into {readme}")
 
 
 @app.command("register")
@@ -299,7 +319,8 @@ def register_cmd(
         typer.echo(f"register: champion of {result['model']} rolled back v{result['from']} → v{result['champion']}")
     else:
         state = "promoted to champion" if result["promoted"] else "not promoted"
-        typer.echo(f"register: {result['model']} v{result['version']} {state}: {result['reason']}")
+        kind = result.get("kind", "lstm")
+        typer.echo(f"register: {result['model']} v{result['version']} ({kind}) {state}: {result['reason']}")
     if result.get("exported_to"):
         typer.echo(f"register: serving copy at {result['exported_to']}")
 
@@ -339,7 +360,9 @@ def drift_cmd(
     model_dir = model_dir or _champion_dir(settings)
     trigger = None if no_trigger else pipeline_trigger(settings)
     try:
-        result = _run_stage("drift", lambda: run_drift(settings, model_dir, trigger))
+        with warnings.catch_warnings():  # Evidently's statistics warn on constant columns; the report says it
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = _run_stage("drift", lambda: run_drift(settings, model_dir, trigger))
     except ModelMismatch as exc:
         fail(f"drift: {exc}")
         return

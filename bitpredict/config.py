@@ -115,6 +115,9 @@ class ModelSettings(_Group):
         "exported model; constant: divide by the training returns' standard deviation.",
     )
     ensemble: int = Field(1, ge=1, le=10, description="Seeds fitted and averaged (quantile by quantile).")
+    exclude_features: list[str] = Field(
+        default_factory=list, description="Model input columns left out (ablations); the rest keep their order."
+    )
     baselines: list[Literal["ewma", "empirical", "garch", "har"]] = Field(
         default_factory=lambda: ["ewma", "empirical", "garch", "har"],
         description="Probabilistic baselines fitted, evaluated and exported beside the network.",

@@ -27,9 +27,11 @@ def sentiment_inputs() -> list[str]:
     return [c for p in SENTIMENT_PREFIXES for c in (*sentiment_columns(p), f"{p}_missing")]
 
 
-def model_input_columns(available: Sequence[str], use_sentiment: bool = True) -> list[str]:
-    """The model's input columns in their fixed order; an error names any that the table lacks."""
-    wanted = [*MODEL_FEATURES, *FLAG_COLUMNS, *(sentiment_inputs() if use_sentiment else [])]
+def model_input_columns(available: Sequence[str], use_sentiment: bool = True, exclude: Sequence[str] = ()) -> list[str]:
+    """The model's input columns in their fixed order (less ``exclude``); an error names any the table lacks."""
+    wanted = [
+        c for c in (*MODEL_FEATURES, *FLAG_COLUMNS, *(sentiment_inputs() if use_sentiment else [])) if c not in exclude
+    ]
     missing = [c for c in wanted if c not in set(available)]
     if missing:
         raise ValueError(f"the features table lacks model input column(s) {missing}: rerun `bitpredict merge`")

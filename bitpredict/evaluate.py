@@ -174,7 +174,8 @@ def walk_forward(
         }
         block: dict[str, Any] = {"block": number, "train_rows": start}
         for name, recipe in networks.items():
-            trained = fit_recipe(frame, columns, recipe, end=start)
+            inputs = model_input_columns(frame.columns, recipe.use_sentiment, recipe.exclude_features)
+            trained = fit_recipe(frame, inputs, recipe, end=start)
             quantiles, weights = trained.predict(frame, ends)
             columns_out.update({quantile_column(name, q): quantiles[:, i] for i, q in enumerate(levels)})
             if name == MODEL:
@@ -393,7 +394,7 @@ def run_evaluate(settings: Settings, progress: Callable[[str], None] | None = No
     config = settings.model
     run_id = candidate_run_id(settings)
     frame = labelled(load_features(settings))
-    columns = model_input_columns(frame.columns, config.use_sentiment)
+    columns = model_input_columns(frame.columns, config.use_sentiment, config.exclude_features)
     backtest = walk_forward(frame, columns, config, progress, champion_recipe(settings))
     metrics = compute_metrics(backtest)
     decision = decide(metrics, settings.promotion)

@@ -357,7 +357,7 @@ def run_train(settings: Settings) -> dict[str, Any]:
     """Fit on all labelled rows, export to ``data/models/candidate/`` and log everything to an MLflow run."""
     config = settings.model
     frame = labelled(load_features(settings))
-    columns = model_input_columns(frame.columns, config.use_sentiment)
+    columns = model_input_columns(frame.columns, config.use_sentiment, config.exclude_features)
     mlflow = tracking.client(settings)
     data_span = _span(frame, 0, len(frame))
     run = mlflow.create_run(

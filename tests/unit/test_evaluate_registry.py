@@ -158,3 +158,22 @@ def test_the_readme_table_goes_between_the_markers(tmp_path: Path) -> None:
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         update_readme(readme, "x")
+
+
+def test_the_ablation_scores_a_variant_against_the_best_baseline() -> None:
+    from bitpredict.ablation import markdown, score_row
+
+    rng = np.random.default_rng(5)
+    actual = rng.normal(0, 0.02, 200)
+    z = np.array([-1.2816, 0.0, 1.2816])
+    wide = np.tile(z * 0.04, (200, 1))
+    right = np.tile(z * 0.02, (200, 1))
+    row = score_row(actual, right, wide, LEVELS)
+    assert row["vs_best_baseline"] < 0 and row["dm_pvalue"] < 0.01 and row["point_skill"] == 0.0
+    assert 0.7 < row["interval_coverage"] < 0.9
+    same = score_row(actual, wide, wide, LEVELS)
+    assert same["vs_best_baseline"] == 0.0 and same["dm_pvalue"] == 0.5
+    text = markdown(
+        {"recipe": {"rows": {"v": row, "best baseline (ewma)": same}, "days": 200, "first_day": "a", "last_day": "b"}}
+    )
+    assert "| v |" in text and "| best baseline (ewma) |" in text and "200 days" in text
