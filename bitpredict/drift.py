@@ -333,13 +333,15 @@ def run_drift(
             regression_html = storage.join(out_dir, f"regression-{stamp}.html")
             storage.write_bytes(regression_html, html.read_bytes())
     state_uri = storage.join(out_dir, "state.json")
-    decision, state = decide(
-        result, quality["skill"] if quality else None, DriftState.load(state_uri), settings.drift, now
-    )
+    previous = DriftState.load(state_uri)
+    decision, state = decide(result, quality["skill"] if quality else None, previous, settings.drift, now)
     rerun: dict[str, Any] | None = None
     if decision.trigger and trigger is not None:
         outcome = trigger(decision.reasons)
         rerun = outcome if isinstance(outcome, dict) else {"run_id": outcome, "ok": True}
+        if not rerun.get("ok"):  # a rerun that failed did not use up the episode: the next check tries again
+            state = DriftState(**{**asdict(state), "in_episode": False, "episode_started_at": None,
+                                  "last_trigger_at": previous.last_trigger_at})  # fmt: skip
     state.save(state_uri)
     summary = {
         "checked_at": now.isoformat(),
@@ -383,13 +385,19 @@ def pipeline_trigger(settings: Settings) -> Callable[[list[str]], dict[str, Any]
     import os
     import subprocess
     import sys
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parents[1]  # the checkout or image root that holds pipelines/
+    env = dict(os.environ)
+    if (checkout / "pipelines").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(checkout), env.get("PYTHONPATH", "")) if p)
 
     def run(reasons: list[str]) -> dict[str, Any]:
         command = [sys.executable, "-m", "pipelines.rerun", "--data-dir", settings.data_dir]
         mode = "kfp" if os.environ.get("KFP_HOST") else "local"
         log.warning("drift: replaying the last run", extra={"reasons": "; ".join(reasons), "mode": mode})
         try:
-            done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=4 * 3600)
+            done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=4 * 3600, env=env)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return {"mode": mode, "run_id": None, "ok": False, "new_champion": None, "error": str(exc)}
         for line in reversed(done.stdout.strip().splitlines()):

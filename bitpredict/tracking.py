@@ -1,8 +1,10 @@
 """MLflow wiring: one place that picks the tracking store, the experiment and where artifacts go.
 
-With the default local sqlite store, artifacts go to ``<data_dir>/mlartifacts`` (not ``./mlruns`` in
-whatever directory a command happened to start in). With a tracking server (``MLFLOW_TRACKING_URI``
-= http://…), the server decides.
+With a local sqlite store, artifacts go to ``mlartifacts/`` beside the database file — by default
+``<data_dir>/mlartifacts`` (not ``./mlruns`` in whatever directory a command happened to start in). Beside
+the database, not under the stage's data dir: a pipeline task works in a temporary data dir that is gone
+when the task ends, while the registry must still find the artifacts. With a tracking server
+(``MLFLOW_TRACKING_URI`` = http://…), the server decides.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def experiment_id(settings: Settings) -> str:
     if found is not None:
         return found.experiment_id
     location = None
-    if settings.tracking_uri.startswith("sqlite:"):
-        location = (Path(settings.data_dir).resolve() / "mlartifacts").as_uri()
+    if settings.tracking_uri.startswith("sqlite:///"):
+        database = Path(settings.tracking_uri.removeprefix("sqlite:///")).resolve()
+        location = (database.parent / "mlartifacts").as_uri()
     return mlflow_client.create_experiment(settings.experiment_name, artifact_location=location)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+WIDTH = 90  # characters of a stage's figure on its line
 
 
 @dataclass
@@ -27,6 +28,8 @@ class StageLine:
     def render(self) -> str:
         state = "FAILED" if self.error else ("reused" if self.cached else "ran")
         tail = self.error if self.error else self.figure
+        if len(tail) > WIDTH:  # the summary and the log have the whole text
+            tail = tail[: WIDTH - 1] + "…"
         return f"  {self.name:<11} {state:<6} {self.seconds:6.1f} s  {tail}".rstrip()
 
 
