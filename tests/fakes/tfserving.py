@@ -1,4 +1,5 @@
-"""A TensorFlow Serving stand-in: ``PredictionService.Predict`` over gRPC, on 127.0.0.1, from a SavedModel.
+"""A TensorFlow Serving stand-in: ``PredictionService.Predict`` and ``ModelService.GetModelStatus`` over gRPC,
+on 127.0.0.1, from a SavedModel.
 
 No TF Serving binary exists for this machine, so the transformer's TF Serving path is exercised against
 this server, built from the real ``tensorflow-serving-api`` stubs and protos: requests and replies are
@@ -12,7 +13,12 @@ from concurrent import futures
 
 import grpc
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -45,11 +51,30 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return reply
 
 
+class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """``GetModelStatus``: the one version is AVAILABLE (what the transformer's readiness asks)."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+
+    def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        if request.model_spec.name != self.model_name:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {request.model_spec.name}")
+        reply = get_model_status_pb2.GetModelStatusResponse()
+        status = reply.model_version_status.add()
+        status.version = 1
+        status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        return reply
+
+
 class FakeTFServing:
     def __init__(self, model_name: str, saved_model_dir: str) -> None:
         self.service = _PredictionService(model_name, saved_model_dir)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.service, self.server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(model_name), self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
 
     @property

@@ -104,16 +104,23 @@ def test_the_job_reports_decides_and_triggers_once(
 
 
 def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    """`bitpredict drift` with KFP_HOST: the rerun is a pipeline run created on the KFP API (a local server)."""
+    """`bitpredict drift` with KFP_HOST: the rerun is a pipeline run created on the KFP API (a local server) with
+    the last published run's parameters, and its outcome is in the drift report."""
     import subprocess
     import sys
 
+    from bitpredict.publish import publish
     from tests.fakes.kfp_api import FakeKfp
 
     repo = Path(__file__).resolve().parents[2]
     data = tmp_path / "data"
     settings = load_settings(data_dir=str(data))
-    storage.write_parquet(features, settings.features_path)
+    storage.write_parquet(features, tmp_path / "features" / "bitcoin_features.parquet")
+    recorded = {"data_root": "gs://b/data", "files_dir": "", "sources": "binance", "since": "2020-01-01",
+                "interval": "1d", "window": 30, "epochs": 9, "test_days": 365, "min_skill": 0.0,
+                "max_dm_pvalue": 0.1, "mlflow_tracking_uri": "http://mlflow:5000", "model_store": "gs://b/serving",
+                "cache_dir": "", "extra_settings": "{}"}  # fmt: skip
+    publish(settings, {"features": str(tmp_path / "features")}, run_id="last-good", parameters=recorded)
     server = FakeKfp().start()
     try:
         env = {"PATH": str(Path(sys.executable).parent), "KFP_HOST": server.url, "BITPREDICT_DATA_DIR": str(data),
@@ -123,8 +130,12 @@ def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path,
             cwd=repo, env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "TRIGGERED" in done.stdout and "run_id=" in done.stdout
+        assert "TRIGGERED kfp rerun" in done.stdout and "run_id=" in done.stdout
         assert len(server.state.runs) == 1 and len(server.state.pipelines) == 1
+        assert server.state.runs[0]["runtime_config"]["parameters"] == recorded  # the last run, replayed
+        latest = json.loads((data / "reports" / "drift" / "latest.json").read_text())
+        assert latest["rerun"]["ok"] and latest["rerun"]["run_id"] == server.state.runs[0]["run_id"]
+        assert latest["rerun"]["replayed"] == "last-good"
     finally:
         server.stop()
 

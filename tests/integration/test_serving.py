@@ -289,20 +289,58 @@ def test_the_tfserving_grpc_path_gives_the_same_forecast(served: Served, tmp_pat
         tfserving.stop()
 
 
-def test_a_predictor_outage_is_a_503_not_a_500(served: Served, tmp_path: Path) -> None:
-    http, grpc_port = _port(), _port()
+def _wait_live(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/v2/health/live", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"server not live: {log.read_text()[-3000:]}")
+
+
+def test_the_transformer_is_not_ready_while_its_predictor_is_down(served: Served, tmp_path: Path) -> None:
+    """Readiness follows the predictor: down → 503 on the ready routes and on requests; up → ready."""
+    http, grpc_port, predictor_port = _port(), _port(), _port()
     log = tmp_path / "transformer-orphan.log"
     transformer = _start(
         ["-m", "inference.transformer", "--model_uri", str(served.model_dir), "--predictor_host",
-         f"127.0.0.1:{_port()}", "--host", "127.0.0.1", "--http_port", str(http), "--grpc_port", str(grpc_port)],
+         f"127.0.0.1:{predictor_port}", "--host", "127.0.0.1", "--http_port", str(http), "--grpc_port", str(grpc_port)],
         log,
     )  # fmt: skip
+    predictor = None
+    url = f"http://127.0.0.1:{http}"
     try:
-        _wait_ready(f"http://127.0.0.1:{http}", transformer, log)
-        response = httpx.post(f"http://127.0.0.1:{http}/v2/models/bitpredict/infer", json=v2_request(served.bars))
+        _wait_live(url, transformer, log)
+        for route in ("/v2/health/ready", "/v2/models/bitpredict/ready"):
+            reply = httpx.get(url + route, timeout=5)
+            assert reply.status_code == 503 and "predictor" in reply.json()["error"], route
+        response = httpx.post(f"{url}/v2/models/bitpredict/infer", json=v2_request(served.bars), timeout=10)
         assert response.status_code == 503 and "predictor" in response.json()["error"]
+        predictor = _start(["-m", "inference.predictor", "--model_dir", str(served.model_dir), "--host", "127.0.0.1",
+                            "--http_port", str(predictor_port), "--grpc_port", str(_port())],
+                           tmp_path / "late-predictor.log")  # fmt: skip
+        _wait_ready(url, transformer, log)  # ready only once the predictor is
+        assert httpx.get(f"http://127.0.0.1:{predictor_port}/v2/health/ready", timeout=5).status_code == 200
+        assert predict_rest(url, served.bars)["as_of"] == "2024-11-13"
     finally:
         _stop(transformer)
+        if predictor is not None:
+            _stop(predictor)
+
+
+def test_the_predictor_metadata_names_the_model_tensors(served: Served) -> None:
+    meta = httpx.get(f"{served.predictor_rest}/v2/models/bitpredict", timeout=5).json()
+    window, features = TINY["window"], len(locate_model(str(served.model_dir)).metadata["feature_columns"])
+    assert meta["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, window, features]}]
+    assert meta["outputs"] == [
+        {"name": "quantiles", "datatype": "FP32", "shape": [-1, 3]},
+        {"name": "attention", "datatype": "FP32", "shape": [-1, window]},
+    ]
 
 
 @pytest.mark.skipif(
