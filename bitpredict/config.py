@@ -123,6 +123,14 @@ class ModelSettings(_Group):
         description="Probabilistic baselines fitted, evaluated and exported beside the network.",
     )
 
+    @field_validator("baselines")
+    @classmethod
+    def _naive_baseline_kept(cls, value: list[str]) -> list[str]:
+        # The champion must never be worse than naive: EWMA (persistence + RiskMetrics) is always a contender.
+        if "ewma" not in value:
+            raise ValueError("must include 'ewma', the naive probabilistic baseline the champion is measured against")
+        return list(dict.fromkeys(value))
+
     @field_validator("lstm_units")
     @classmethod
     def _units_positive(cls, value: list[int]) -> list[int]:
@@ -185,13 +193,13 @@ class PromotionSettings(_Group):
     """When evaluate/register may promote a model over the naive baselines."""
 
     min_skill_vs_persistence: float = Field(
-        0.0, description="Required relative MAE improvement over persistence (0.0 = must be better)."
+        0.0, description="The network's median: required relative MAE improvement over persistence (0.0 = no worse)."
     )
     max_dm_pvalue: float = Field(
-        0.1, gt=0, le=1, description="Diebold-Mariano p-value bound for 'significantly better'."
+        0.05, gt=0, le=1, description="HAC Diebold-Mariano p-value bound for the network beating the best baseline."
     )
     require_best_baseline: bool = Field(
-        True, description="The model's MAE must also be below every other baseline's (ARIMA, GBM, …)."
+        True, description="The network's mean pinball loss must be below the best probabilistic baseline's."
     )
 
 
