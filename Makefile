@@ -81,17 +81,17 @@ lock: ## re-resolve the stack from pyproject.toml into $(LOCK) (in a scratch ven
 	rm -rf .lock-venv
 
 run: $(STAMP) ## the whole pipeline on this machine (kfp.local), ingest → published champion; DATA=dir for files
-	$(BIN)/python -m pipelines.run_local $(if $(DATA),--data $(DATA),) $(if $(filter-out 0,$(VERBOSE)),-v,) $(RUN_ARGS)
+	@$(BIN)/python -m pipelines.run_local $(if $(DATA),--data $(DATA),) $(if $(filter-out 0,$(VERBOSE)),-v,) $(RUN_ARGS)
 
 serve: $(STAMP) ## predictor + transformer on 127.0.0.1:8080 (PORT=; the published champion, or MODEL_DIR=dir)
-	MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m inference.serve_local --port $(PORT) --predictor-port $(PREDICTOR_PORT)
+	@MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m inference.serve_local --port $(PORT) --predictor-port $(PREDICTOR_PORT)
 
 ui: $(STAMP) ## the Streamlit front end on http://127.0.0.1:8501 (start `make serve` for live forecasts)
 	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port 8501 --server.headless true \
 		--browser.gatherUsageStats false
 
 drift: $(STAMP) ## one drift check of the published champion (on drift: replays the last run)
-	$(BIN)/bitpredict drift
+	@$(BIN)/bitpredict drift
 
 compile: $(STAMP) ## compile the KFP pipeline into pipelines/bitpredict_pipeline.yaml
 	$(BIN)/python -m pipelines.bitpredict_pipeline
