@@ -76,3 +76,20 @@ def test_validate_reports_and_quarantines(tmp_path: Path) -> None:
 def test_validate_errors_are_clear(args: tuple[str, ...], message: str) -> None:
     result = run(*args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_drift_without_a_champion_is_one_line_with_what_to_do(tmp_path: Path) -> None:
+    result = run("drift", env={"BITPREDICT_DATA_DIR": str(tmp_path / "empty")})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: no champion yet: run `make run DATA=../shared/data` first, or pass --model-dir"
+    )
+
+
+def test_an_unexpected_failure_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "bitpredict_model.json").write_text("{not json")  # a broken model folder
+    result = run("drift", "--model-dir", str(model), "--no-trigger", env={"BITPREDICT_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
