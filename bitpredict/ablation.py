@@ -22,12 +22,16 @@ from bitpredict import baselines, scores, storage
 from bitpredict.config import ModelSettings, Settings
 from bitpredict.dataset import TARGET, labelled, model_input_columns
 from bitpredict.evaluate import blocks_of, median_index
-from bitpredict.indicators import HAR_LAGS
+from bitpredict.indicators import HAR_LAGS, MODEL_FEATURES
+from bitpredict.merge import FLAG_COLUMNS
 from bitpredict.train import fit_recipe, load_features
 
 log = logging.getLogger(__name__)
 
 VOLATILITY_INPUTS = ["ewma_vol", *(f"log_gk_var_{n}" for n in HAR_LAGS)]
+# The inputs a pure volatility model would use: everything else is left out in one variant.
+RETURN_AND_VOLATILITY = {"log_return_1", "log_return_7", "log_return_30", "realized_vol_7", "realized_vol_30",
+                         "range_pct", *VOLATILITY_INPUTS}  # fmt: skip
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "before: constant target scale, no volatility inputs": {
@@ -36,6 +40,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "+ volatility inputs (EWMA vol, Garman–Klass HAR means)": {"target_scaling": "constant"},
     "+ volatility-scaled target (the default recipe)": {},
+    "default, returns and volatility inputs only": {
+        "use_sentiment": False,
+        "exclude_features": [c for c in (*MODEL_FEATURES, *FLAG_COLUMNS) if c not in RETURN_AND_VOLATILITY],
+    },
     "default, window 14 days": {"window": 14},
     "default, 3-seed ensemble": {"ensemble": 3},
 }
