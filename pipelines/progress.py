@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-WIDTH = 90  # characters of a stage's figure on its line
+WIDTH = 88  # characters of a stage's figure: a whole line stays within 120
 
 
 @dataclass

@@ -85,7 +85,7 @@ def market_page() -> None:
     past = cached_backtest(key())
     if not isinstance(past, data.Missing):
         shown = past[past["target_day"] >= view["timestamp"].min()]
-        method = past.attrs.get("method", "")
+        method = str(past["method"].iloc[0]) if len(past) else ""
         if not shown.empty:
             figure.add_trace(go.Scatter(x=shown["target_day"], y=shown["upper_close"], line={"width": 0},
                                         showlegend=False, hoverinfo="skip"), row=1, col=1)  # fmt: skip

@@ -41,7 +41,7 @@ def market(settings: Settings) -> pd.DataFrame | Missing:
 
 def backtest(settings: Settings) -> pd.DataFrame | Missing:
     """The walk-forward forecasts with their intervals (the evaluation's predictions) of the best method:
-    columns ``target_day``, ``forecast_close``, ``lower_close``, ``upper_close``; ``attrs["method"]`` names it."""
+    columns ``target_day``, ``forecast_close``, ``lower_close``, ``upper_close`` and ``method`` (its name)."""
     frame = _read(resolve(settings, "reports", "evaluation", "predictions.parquet"))
     if frame is None:
         return Missing("no evaluated model yet", "make run DATA=../shared/data   (or: bitpredict evaluate)")
@@ -59,9 +59,9 @@ def backtest(settings: Settings) -> pd.DataFrame | Missing:
             "forecast_close": frame[f"{method}_close"],
             "lower_close": frame[f"{method}_lower_close"],
             "upper_close": frame[f"{method}_upper_close"],
+            "method": method,
         }
     )
-    out.attrs["method"] = method
     return out
 
 

@@ -94,3 +94,26 @@ def _args() -> dict:
         "mlflow_tracking_uri": "",
         "model_store": "",
     }
+
+
+def test_every_stage_reports_its_progress_for_the_run_screen(
+    clean_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` draws its lines from these events: start, then end with ran/reused, seconds and the figure."""
+    import json
+
+    progress = tmp_path / "progress.jsonl"
+    monkeypatch.setenv("BITPREDICT_PROGRESS", str(progress))
+    cache = str(tmp_path / "cache")
+    for target in ("a", "b"):
+        run_stage("indicators", {"clean": str(clean_artifact)}, {"indicators": str(tmp_path / target)}, cache_dir=cache)
+    with pytest.raises(FileNotFoundError):
+        run_stage("indicators", {"clean": str(tmp_path / "nope")}, {"indicators": str(tmp_path / "c")})
+    events = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert [(e["stage"], e["event"]) for e in events] == [("indicators", "start"), ("indicators", "end")] * 2 + [
+        ("indicators", "start"),
+        ("indicators", "failed"),
+    ]
+    first, second = events[1], events[3]
+    assert first["cached"] is False and second["cached"] is True and first["figure"] == "3710 rows"
+    assert "input artifact 'clean'" in events[5]["error"]
