@@ -409,7 +409,7 @@ def run_evaluate(settings: Settings, progress: Callable[[str], None] | None = No
     table = markdown_table(metrics, decision)
 
     out = evaluation_dir(settings)
-    storage.write_text(storage.join(out, "metrics.json"), json.dumps(result, indent=2))
+    storage.write_text(storage.join(out, "metrics.json"), json.dumps(finite(result), indent=2, allow_nan=False))
     storage.write_text(storage.join(out, "evaluation.md"), "# Evaluation\n\n" + table)
     storage.write_parquet(backtest.predictions, storage.join(out, "predictions.parquet"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -430,13 +430,24 @@ def run_evaluate(settings: Settings, progress: Callable[[str], None] | None = No
     return result
 
 
+def finite(value: Any) -> Any:
+    """The result with NaN/inf as null: metrics.json stays standard JSON (DVC, KFP, any client can read it)."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     """``{method}_{metric}`` numbers plus the verdict as 0/1: the shape KFP's Metrics artifact takes."""
     flat = {
         f"{m}_{k}": float(v)
         for m, values in result["methods"].items()
         for k, v in values.items()
-        if isinstance(v, int | float) and np.isfinite(float(v))
+        if isinstance(v, int | float) and v is not None and np.isfinite(float(v))
     }
     flat["beats_baselines"] = float(result["decision"]["beats_baselines"])
     flat["days"] = float(result["days"])

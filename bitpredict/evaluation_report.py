@@ -57,9 +57,11 @@ def point_table(metrics: dict[str, Any]) -> list[str]:
         if method in baselines:  # their median is persistence's: the same row again
             continue
         p = "—" if method == "persistence" else _p(m["dm_pvalue"])
+        direction = m["directional_accuracy"]
+        never = direction is None or direction != direction  # None/NaN: the method never forecasts a move
+        shown = "— (no call)" if never else f"{direction:.1%}"
         lines.append(
-            f"| {method} | {m['mae']:.2f} | {m['rmse']:.2f} | {m['mape']:.3f} | {m['directional_accuracy']:.1%} | "
-            f"{m['skill']:+.4f} | {p} |"
+            f"| {method} | {m['mae']:.2f} | {m['rmse']:.2f} | {m['mape']:.3f} | {shown} | {m['skill']:+.4f} | {p} |"
         )
     return lines
 

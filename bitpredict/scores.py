@@ -113,12 +113,13 @@ def direction_accuracy(actual: np.ndarray, predicted: np.ndarray) -> tuple[float
     """Hit rate of the sign on days whose actual return is not zero, and how many zero days were left out.
 
     A zero return is neither up nor down (a flat bar, a filled gap): counting it as "down" would reward a
-    forecast of zero, i.e. persistence.
+    forecast of zero, i.e. persistence. A forecast of exactly zero makes no call (a miss); a method that
+    never makes one (persistence) has no direction accuracy at all: NaN.
     """
     actual = np.asarray(actual, dtype="float64")
     predicted = np.asarray(predicted, dtype="float64")
     moved = actual != 0
-    if not moved.any():
+    if not moved.any() or not predicted[moved].any():
         return float("nan"), int((~moved).sum())
     hits = np.sign(predicted[moved]) == np.sign(actual[moved])
     return float(hits.mean()), int((~moved).sum())

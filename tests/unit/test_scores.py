@@ -84,8 +84,9 @@ def test_direction_leaves_zero_return_days_out() -> None:
     predicted = np.array([0.001, 0.002, 0.0, 0.0, 0.004])
     accuracy, zero_days = scores.direction_accuracy(actual, predicted)
     assert zero_days == 2 and accuracy == pytest.approx(2 / 3)
-    # a forecast of zero never "hits" a move, and earns nothing for the flat days
-    assert scores.direction_accuracy(actual, np.zeros(5)) == (0.0, 2)
+    # a forecast of zero makes no call: persistence has no direction accuracy, and earns nothing for flat days
+    accuracy, zero_days = scores.direction_accuracy(actual, np.zeros(5))
+    assert np.isnan(accuracy) and zero_days == 2
 
 
 def test_coverage_counts_outcomes_at_or_below_each_quantile() -> None:
