@@ -230,7 +230,7 @@ def forecast(quantiles: np.ndarray, bars: pd.DataFrame, spec: ModelSpec) -> dict
     return {
         "predicted_log_return": median,
         "predicted_close": close * math.exp(median),
-        "direction": int(median > 0),
+        "direction": int(np.sign(median)),  # 1 up, -1 down, 0 no call (a median of exactly 0: persistence)
         "lower": close * math.exp(float(q[0])),
         "upper": close * math.exp(float(q[-1])),
         "as_of": (bars["timestamp"].iloc[-1] + DAY).date().isoformat(),

@@ -77,6 +77,7 @@ REQUEST_SECONDS = Histogram(
 )
 
 PROTOCOLS = ("v2", "grpc-v2", "tfserving")
+DIRECTIONS = {1: "up", -1: "down", 0: "flat"}  # flat: the median is exactly today's close (a baseline's)
 _request: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("bitpredict_request")
 
 
@@ -211,7 +212,7 @@ class BitPredictTransformer(Model):
             result = InferResponse.from_rest(result)
         quantiles = next(o for o in result.outputs if o.name == "quantiles").as_numpy()
         outcome = forecast(quantiles, bars, self.spec)
-        PREDICTIONS.labels(direction="up" if outcome["direction"] else "down").inc()
+        PREDICTIONS.labels(direction=DIRECTIONS[outcome["direction"]]).inc()
         PREDICTED_CLOSE.set(outcome["predicted_close"])
         LAST_CLOSE.set(float(bars["close"].iloc[-1]))
         source = sentiment_source(bars)
@@ -243,8 +244,14 @@ class BitPredictTransformer(Model):
         return InferResponse(
             response_id=context["id"],
             model_name=self.name,
+            model_version=self.spec.label,
             infer_outputs=outputs,
-            parameters={"sentiment": source, "rows": len(bars), "interval": f"{self.spec.quantiles}"},
+            parameters={
+                "sentiment": source,
+                "rows": len(bars),
+                "interval": f"{self.spec.quantiles}",
+                "model_kind": self.spec.kind,
+            },
         )
 
 

@@ -116,7 +116,7 @@ def next_day_page() -> None:
         return
     close = float(bars["close"].iloc[-1])
     change = forecast["predicted_close"] / close - 1
-    arrow = "up" if forecast["direction"] == 1 else "down"
+    arrow = {1: "up", -1: "down"}.get(forecast["direction"], "flat (no call: the median is today's close)")
     st.subheader(f"Forecast for {forecast['as_of']}")
     cols = st.columns(4)
     cols[0].metric("Predicted close", f"${forecast['predicted_close']:,.2f}", f"{change:+.2%}")

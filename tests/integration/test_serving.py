@@ -151,8 +151,11 @@ def test_rest_and_grpc_give_the_in_process_forecast(served: Served) -> None:
     assert rest["predicted_log_return"] == pytest.approx(expected["predicted_log_return"], abs=1e-6)
     assert rest["predicted_close"] == pytest.approx(expected["predicted_close"], rel=1e-6)
     assert rest["lower"] <= rest["predicted_close"] <= rest["upper"]
-    assert rest["as_of"] == "2024-11-13" and rest["direction"] == int(rest["predicted_log_return"] > 0)
+    assert rest["as_of"] == "2024-11-13" and rest["direction"] == int(np.sign(rest["predicted_log_return"]))
     assert rest["parameters"]["sentiment"].startswith("neutral default")
+    raw = httpx.post(f"{served.rest}/v2/models/bitpredict/infer", json=v2_request(served.bars), timeout=10).json()
+    assert raw["model_version"] == rest["model_version"] == expected["model_version"]  # e.g. "lstm-<run id>"
+    assert raw["model_version"].startswith("lstm-") and raw["parameters"]["model_kind"] == "lstm"
     grpc_result = predict_grpc(served.grpc, served.bars)
     for key in ("predicted_log_return", "predicted_close", "lower", "upper", "direction", "as_of", "model_version"):
         assert (
