@@ -13,9 +13,10 @@ STAMP  := $(VENV)/.setup-stamp
 PIPQUIET := { grep -v "^WARNING: Location 'file:" || [ $$? -eq 1 ]; }
 PYTEST_ARGS ?=
 
-# make run DATA=<folder of CSV exports> uses the files source; without DATA the live public APIs.
+# make run: the embedded sample (data/sample, offline); SOURCES=live the public APIs; DATA=<folder> any exports.
 # VERBOSE=1 shows KFP's and TensorFlow's full logs (always written to data/logs/run-<time>.log).
 DATA ?=
+SOURCES ?=
 RUN_ARGS ?=
 KFP_HOST ?=
 VERBOSE ?=
@@ -80,8 +81,9 @@ lock: ## re-resolve the stack from pyproject.toml into $(LOCK) (in a scratch ven
 	@echo "new lock in $(LOCK).new: review the diff, carry the comments over, then move it into place"
 	rm -rf .lock-venv
 
-run: $(STAMP) ## the whole pipeline on this machine (kfp.local), ingest → published champion; DATA=dir for files
-	@$(BIN)/python -m pipelines.run_local $(if $(DATA),--data $(DATA),) $(if $(filter-out 0,$(VERBOSE)),-v,) $(RUN_ARGS)
+run: $(STAMP) ## the whole pipeline (kfp.local) on the embedded sample; SOURCES=live the APIs, DATA=dir exports
+	@$(BIN)/python -m pipelines.run_local $(if $(DATA),--data $(DATA),) $(if $(SOURCES),--sources $(SOURCES),) \
+		$(if $(filter-out 0,$(VERBOSE)),-v,) $(RUN_ARGS)
 
 serve: $(STAMP) ## predictor + transformer on 127.0.0.1:8080 (PORT=; the published champion, or MODEL_DIR=dir)
 	@MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m inference.serve_local --port $(PORT) --predictor-port $(PREDICTOR_PORT)

@@ -10,8 +10,9 @@ The screen: one line per stage (ran or reused, seconds, its key figure) with a t
 that is running, then a summary. The pipeline itself runs in a child process whose output — KFP's and
 TensorFlow's logs — goes to ``<data dir>/logs/run-<time>.log``; ``-v`` (or ``VERBOSE=1``) shows it too.
 
-    python -m pipelines.run_local                          # live sources (Binance, CryptoCompare, CoinGecko, RSS)
-    python -m pipelines.run_local --data ../shared/data    # the files source: CSV exports in a folder
+    python -m pipelines.run_local                          # the embedded sample (data/sample), offline
+    python -m pipelines.run_local --sources live           # live sources (Binance, CryptoCompare, CoinGecko, RSS)
+    python -m pipelines.run_local --data ../shared/data    # the files source: CSV/parquet exports in a folder
     python -m pipelines.run_local --replay                 # the last published run's parameters again
 """
 
@@ -32,9 +33,9 @@ from urllib.parse import urlsplit
 
 from bitpredict.config import ConfigError, Settings, load_settings
 from bitpredict.runtime import quiet_tensorflow
+from pipelines.data_choice import LIVE_SOURCES, DataChoiceError, choose, describe_parameters
 from pipelines.progress import StageBoard
 
-LIVE_SOURCES = "binance,cryptocompare,coingecko,rss"
 PARAMETERS = (
     "data_root", "files_dir", "sources", "since", "interval", "window", "epochs", "test_days", "min_skill",
     "max_dm_pvalue", "mlflow_tracking_uri", "model_store", "cache_dir", "extra_settings",
@@ -64,17 +65,18 @@ def latest_run_dir(pipeline_root: Path) -> Path:
 def pipeline_arguments(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """The pipeline's parameters for a local run, from the command line and the settings."""
     data_root = Path(settings.data_dir).resolve()
-    if args.data:
-        if not Path(args.data).is_dir():
-            raise RunError(f"DATA={args.data} is not a folder: point it at a folder of CSV exports")
-        files_dir, sources = str(Path(args.data).resolve()), "files"
-    else:
-        files_dir, sources = "", LIVE_SOURCES
-        if not any(reachable(u) for u in (settings.binance_url, settings.coingecko_url, settings.cryptocompare_url)):
-            raise RunError(
-                "no live market source is reachable from here; run `make run DATA=<folder of CSV exports>` "
-                "(e.g. DATA=../shared/data)"
-            )
+    try:
+        chosen = choose(args.data, args.sources)
+    except DataChoiceError as exc:
+        raise RunError(str(exc)) from exc
+    files_dir, sources = chosen.files_dir, chosen.sources
+    if sources == LIVE_SOURCES and not any(
+        reachable(u) for u in (settings.binance_url, settings.coingecko_url, settings.cryptocompare_url)
+    ):  # no fallback to the sample: the user asked for today's market
+        raise RunError(
+            "SOURCES=live, but no live market source is reachable from here; run `make run` (the embedded "
+            "sample) or `make run DATA=<folder of exports>` (e.g. DATA=../shared/data)"
+        )
     model = settings.model
     return {
         "data_root": str(data_root),
@@ -166,7 +168,23 @@ def _read_json(path: str) -> dict[str, Any] | None:
         return None
 
 
-def summary_lines(settings: Settings, board: StageBoard, seconds: float, log_file: Path) -> list[str]:
+def data_line(settings: Settings, parameters: dict[str, Any]) -> str:
+    """Which data the run used: the choice, the published feature span, and how many texts fed sentiment."""
+    from bitpredict.publish import resolve
+
+    line = f"data: {describe_parameters(parameters)}"
+    features = _read_json(resolve(settings, "processed", "features.json"))
+    if features:
+        line += f" → {features['rows']:,} days, {features['first'][:10]} → {features['last'][:10]}"
+    texts = _read_json(resolve(settings, "interim", "sentiment_meta.json"))
+    if texts is not None:
+        line += f"; {texts.get('news', 0):,} news, {texts.get('tweets', 0):,} tweets"
+    return line
+
+
+def summary_lines(
+    settings: Settings, board: StageBoard, seconds: float, log_file: Path, parameters: dict[str, Any]
+) -> list[str]:
     """What the run left in the published state, in a few lines; the full table only when evaluate ran."""
     from bitpredict.publish import read_manifest, resolve
 
@@ -174,9 +192,7 @@ def summary_lines(settings: Settings, board: StageBoard, seconds: float, log_fil
     reused = [s.name for s in board.finished if s.cached]
     lines = [f"\nBitPredict pipeline finished in {seconds:.0f} s (run {manifest.get('run_id', '?')}"
              + (f"; {len(reused)} of {len(board.finished)} stages reused)" if reused else ")")]  # fmt: skip
-    features = _read_json(resolve(settings, "processed", "features.json"))
-    if features:
-        lines.append(f"data: {features['rows']} days, {features['first'][:10]} → {features['last'][:10]}")
+    lines.append(data_line(settings, parameters))
     metrics = _read_json(resolve(settings, "reports", "evaluation", "metrics.json"))
     evaluated = any(s.name == "evaluate" and not s.cached for s in board.finished)
     if metrics and evaluated:
@@ -216,7 +232,9 @@ def readme_results(settings: Settings, epochs: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="Folder of CSV exports (files source) instead of the live APIs.")
+    parser.add_argument("--data", help="Folder of CSV/parquet exports (the files source) instead of the sample.")
+    parser.add_argument("--sources", choices=("sample", "live"), default=None,
+                        help="sample (default: data/sample, offline) or live (the public APIs).")  # fmt: skip
     parser.add_argument("--data-root", default=None, help="Persistent data dir (default: the data_dir setting).")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--window", type=int, default=None)
@@ -252,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nerror: {where}\nnothing was published; the previous state is unchanged. Full log: {log_file}",
               file=sys.stderr)  # fmt: skip
         return 1
-    print("\n".join(summary_lines(settings, board, elapsed, log_file)))
+    print("\n".join(summary_lines(settings, board, elapsed, log_file, parameters)))
     if args.readme:
         from bitpredict.evaluate import update_readme
 
