@@ -81,10 +81,10 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_the_registry_ends_in_the_state_the_policy_says(
-    shared_raw_dir: Path, tmp_path: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
+    sample_raw_dir: Path, tmp_path: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    data_dir = copy_data_dir(shared_raw_dir, tmp_path / "data")
+    data_dir = copy_data_dir(sample_raw_dir, tmp_path / "data")
     base = {"data_dir": str(data_dir), "model": SHORT_MODEL, "model_store": str(tmp_path / "store")}
     settings = load_settings(**base, sentiment=SentimentSettings(finbert="off"))
     run_clean(settings, "1d")

@@ -49,7 +49,7 @@ def test_every_page_explains_what_is_missing_without_services_or_data(
 
 
 @pytest.fixture(scope="module")
-def live(shared_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def live(sample_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A data dir after a (short) real pipeline run, a drift check, and the model served on 127.0.0.1."""
     from bitpredict.clean import run_clean
     from bitpredict.config import load_settings
@@ -64,7 +64,7 @@ def live(shared_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from tests.integration.test_serving import _port, _start, _stop, _wait_ready
 
     root = tmp_path_factory.mktemp("ui")
-    data_dir = copy_data_dir(shared_raw_dir, root / "data")
+    data_dir = copy_data_dir(sample_raw_dir, root / "data")
     model = {"window": 10, "lstm_units": [8], "dense_units": 4, "epochs": 1, "validation_days": 60,
              "test_days": 60, "refit_every_days": 30}  # fmt: skip
     settings = load_settings(data_dir=str(data_dir), model=model, sentiment={"finbert": "off"})

@@ -21,7 +21,7 @@ from bitpredict.indicators import (
     indicators_path,
     run_indicators,
 )
-from tests.conftest import copy_data_dir
+from tests.conftest import SAMPLE_DAYS, copy_data_dir
 
 RTOL = 1e-9
 
@@ -54,7 +54,7 @@ def _talib_reference(bars: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def test_every_talib_indicator_matches_on_the_real_daily_data(clean_daily: pd.DataFrame) -> None:
     ours = compute_indicators(clean_daily)
-    assert len(ours) == len(clean_daily) == 3710
+    assert len(ours) == len(clean_daily) == SAMPLE_DAYS
     for name, expected in _talib_reference(clean_daily).items():
         actual = ours[name].to_numpy()
         np.testing.assert_allclose(actual[WARMUP:], expected[WARMUP:], rtol=RTOL, atol=0, err_msg=name)
@@ -115,17 +115,17 @@ def test_bad_bars_are_refused_with_a_clear_message(clean_daily: pd.DataFrame, mu
         compute_indicators(mutate(clean_daily.iloc[:200].reset_index(drop=True)))
 
 
-def test_the_stage_writes_the_table_and_says_what_is_missing(shared_raw_dir: Path, tmp_path: Path) -> None:
+def test_the_stage_writes_the_table_and_says_what_is_missing(sample_raw_dir: Path, tmp_path: Path) -> None:
     settings = load_settings(data_dir=str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="run `bitpredict clean` first"):
         run_indicators(settings)
 
     from bitpredict.clean import run_clean
 
-    settings = load_settings(data_dir=str(copy_data_dir(shared_raw_dir, tmp_path / "data")))
+    settings = load_settings(data_dir=str(copy_data_dir(sample_raw_dir, tmp_path / "data")))
     run_clean(settings, "1d")
     report = run_indicators(settings)
-    assert report == {"rows": 3710, "columns": list(FEATURE_COLUMNS), "warmup": WARMUP}
+    assert report == {"rows": SAMPLE_DAYS, "columns": list(FEATURE_COLUMNS), "warmup": WARMUP}
     assert list(storage.read_parquet(indicators_path(settings)).columns[-len(FEATURE_COLUMNS) :]) == list(
         FEATURE_COLUMNS
     )

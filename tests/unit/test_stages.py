@@ -9,6 +9,7 @@ import pytest
 
 from bitpredict import storage
 from bitpredict.stages import pipeline_settings, run_stage
+from tests.conftest import SAMPLE_DAYS
 
 
 @pytest.fixture
@@ -21,8 +22,8 @@ def clean_artifact(clean_daily: pd.DataFrame, tmp_path: Path) -> Path:
 def test_a_stage_reads_its_artifacts_and_writes_its_outputs(clean_artifact: Path, tmp_path: Path) -> None:
     out = tmp_path / "artifacts" / "indicators"
     report = run_stage("indicators", {"clean": str(clean_artifact)}, {"indicators": str(out)})
-    assert report["rows"] == 3710 and report["cached"] is False
-    assert len(storage.read_parquet(out)) == 3710
+    assert report["rows"] == SAMPLE_DAYS and report["cached"] is False
+    assert len(storage.read_parquet(out)) == SAMPLE_DAYS
 
 
 def test_reuse_only_when_inputs_settings_and_code_are_unchanged(clean_artifact: Path, tmp_path: Path) -> None:
@@ -115,5 +116,5 @@ def test_every_stage_reports_its_progress_for_the_run_screen(
         ("indicators", "failed"),
     ]
     first, second = events[1], events[3]
-    assert first["cached"] is False and second["cached"] is True and first["figure"] == "3710 rows"
+    assert first["cached"] is False and second["cached"] is True and first["figure"] == f"{SAMPLE_DAYS} rows"
     assert "input artifact 'clean'" in events[5]["error"]
