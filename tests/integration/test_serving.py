@@ -423,3 +423,54 @@ def _wait_http(url: str, process: subprocess.Popen, timeout: float = 30) -> None
             pass
         time.sleep(0.2)
     pytest.fail(f"{url} not ready")
+
+
+def test_a_baseline_export_is_served_by_the_real_servers_as_evaluated(
+    clean_daily: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The HAR baseline, exported in the model store's layout (``<name>/<version>/saved_model.pb``), behind the
+    real predictor and transformer: each day's served quantiles are the ones the walk-forward scored."""
+    import json
+    import shutil
+
+    from bitpredict import baselines
+    from bitpredict.dataset import TARGET
+    from bitpredict.train import METADATA_FILE, SAVED_MODEL_DIR, baseline_metadata
+
+    frame = build_features(compute_indicators(clean_daily), None, WARMUP)
+    frame = frame[frame[TARGET].notna()].reset_index(drop=True)
+    fit = baselines.fit_baseline("har", frame, len(frame) - 40, (0.1, 0.5, 0.9), 30)
+    exported = baselines.export(fit, tmp_path / "export")
+    version = tmp_path / "store" / "bitpredict-lstm" / "3"
+    shutil.copytree(exported / SAVED_MODEL_DIR, version)
+    (version / METADATA_FILE).write_text(json.dumps(baseline_metadata(fit, ModelSettings(window=30))))
+
+    p_http, p_grpc, t_http, t_grpc = _port(), _port(), _port(), _port()
+    predictor = _start(
+        ["-m", "inference.predictor", "--model_dir", str(version.parent), "--host", "127.0.0.1",
+         "--http_port", str(p_http), "--grpc_port", str(p_grpc)],
+        tmp_path / "predictor.log",
+    )  # fmt: skip
+    transformer = _start(
+        ["-m", "inference.transformer", "--model_uri", str(version.parent), "--predictor_host", f"127.0.0.1:{p_http}",
+         "--host", "127.0.0.1", "--http_port", str(t_http), "--grpc_port", str(t_grpc)],
+        tmp_path / "transformer.log",
+    )  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{p_http}", predictor, tmp_path / "predictor.log")
+        _wait_ready(f"http://127.0.0.1:{t_http}", transformer, tmp_path / "transformer.log")
+        metadata = httpx.get(f"http://127.0.0.1:{p_http}/v2/models/bitpredict", timeout=5).json()
+        assert metadata["inputs"][0]["shape"] == [-1, 30, 3]  # the HAR export reads three columns
+        for t in (len(frame) - 40, len(frame) - 13, len(frame) - 1):
+            day = frame["timestamp"].iloc[t]
+            bars = clean_daily[clean_daily["timestamp"] <= day].tail(200).reset_index(drop=True)
+            served = predict_rest(f"http://127.0.0.1:{t_http}", bars)
+            quantiles, _ = baselines.predict(fit, frame, np.array([t]))
+            close = float(bars["close"].iloc[-1])
+            assert served["model_version"] == "har-v3" and served["direction"] == 0
+            assert served["predicted_close"] == pytest.approx(close, rel=1e-9)  # the median is persistence
+            assert served["lower"] == pytest.approx(close * np.exp(quantiles[0, 0]), rel=1e-5)
+            assert served["upper"] == pytest.approx(close * np.exp(quantiles[0, -1]), rel=1e-5)
+    finally:
+        _stop(transformer)
+        _stop(predictor)
