@@ -64,7 +64,7 @@ def bitpredict_pipeline(
     epochs: int = 50,
     test_days: int = 365,
     min_skill: float = 0.0,
-    max_dm_pvalue: float = 0.1,
+    max_dm_pvalue: float = 0.05,
     mlflow_tracking_uri: str = "http://mlflow.bitpredict.svc.cluster.local:5000",
     model_store: str = "gs://bitpredict-models/serving",
     cache_dir: str = "",
