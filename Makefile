@@ -29,10 +29,10 @@ IMAGES ?=
 
 OVERLAY ?= local
 
-.PHONY: deploy render ui help setup tools test test-all lint format lock clean run compile submit images images-daemonless image-name serve drift
+.PHONY: deploy render ui help setup tools test test-e2e test-all lint format lock clean run compile submit images images-daemonless image-name serve drift
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv and install the pinned stack (fast when nothing changed)
 
@@ -61,6 +61,9 @@ tools: ## Debian's prometheus, pushgateway, chromium (root + apt) and npm's acti
 
 test: $(STAMP) ## the default test suite (well under 20 minutes)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-e2e: $(STAMP) ## the README's quickstart on a fresh copy of the checkout, on the embedded sample (slow)
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## every test, including the slow ones
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,8 +1,9 @@
 """The user's path, end to end: exactly the README's commands on a fresh copy of the repo, with short settings.
 
-``make run DATA=…`` (twice: the second time nothing changed), ``make serve``, one v2 request, ``make drift``,
-then every UI page — with Streamlit's AppTest always, and in a real headless Chromium when one is installed.
-Each must show real content from the one published state; no page may say "To fix it".
+``make run`` (twice: the second time nothing changed) on the embedded sample — nothing beside the checkout, no
+network — then ``make serve``, one v2 request, ``make drift``, then every UI page — with Streamlit's AppTest always,
+and in a real headless Chromium when one is installed. Each must show real content from the one published state;
+no page may say "To fix it".
 """
 
 from __future__ import annotations
@@ -30,15 +31,7 @@ SMALL = {
 }
 RUN_ARGS = f"--epochs 2 --window 10 --test-days 60 --extra-settings '{json.dumps(SMALL)}'"
 PAGES = ("Market", "Next day", "Model", "Sentiment", "Monitoring")
-
-
-def _slice(shared_data: Path, target: Path, days: int = 1300) -> Path:
-    """The last ``days`` rows of the real daily file and the real news file (the files source's layouts)."""
-    target.mkdir()
-    lines = (shared_data / "btc_usd_daily.csv").read_text().splitlines()
-    (target / "btc_usd_daily.csv").write_text("\n".join([lines[0], *lines[-days:]]) + "\n")
-    (target / "crypto_news_2021_2022.csv").write_bytes((shared_data / "crypto_news_2021_2022.csv").read_bytes())
-    return target
+SAMPLE_DAYS, WARMUP = 1819, 150  # the embedded sample's complete days; the indicators' warm-up
 
 
 def _fresh_copy(target: Path) -> Path:
@@ -68,6 +61,7 @@ class Checkout:
         self.env = {**os.environ, "PYTHONPATH": str(root)}  # the copy's code, also for the console script
         for name in [n for n in self.env if n.startswith("BITPREDICT_") or n in ("MLFLOW_TRACKING_URI", "VERBOSE")]:
             del self.env[name]
+        self.env["BITPREDICT_SHARED_DATA"] = str(root / "no-shared-data")  # a stranger's clone has no ../shared
 
     def make(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["make", "--no-print-directory", *args, *self.make_vars], cwd=self.root, env=self.env,
@@ -80,18 +74,17 @@ class Checkout:
 
 
 @pytest.fixture(scope="module")
-def walked(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def walked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The README's commands, in order, on a fresh copy; yields what each printed, with `make serve` running."""
     base = tmp_path_factory.mktemp("e2e")
-    exports = _slice(shared_data, base / "exports")
     root = _fresh_copy(base / "bitpredict")
     stamp = base / "setup-stamp"
     stamp.touch()  # newer than the copied pyproject and lock: `make` does not reinstall the shared venv
     checkout = Checkout(root, stamp)
     found: dict = {"root": root}
-    found["run"] = checkout.make("run", f"DATA={exports}", f"RUN_ARGS={RUN_ARGS}")
+    found["run"] = checkout.make("run", f"RUN_ARGS={RUN_ARGS}")
     assert found["run"].returncode == 0, found["run"].stdout[-3000:] + found["run"].stderr[-3000:]
-    found["rerun"] = checkout.make("run", f"DATA={exports}", f"RUN_ARGS={RUN_ARGS}")
+    found["rerun"] = checkout.make("run", f"RUN_ARGS={RUN_ARGS}")
     assert found["rerun"].returncode == 0, found["rerun"].stdout[-3000:] + found["rerun"].stderr[-3000:]
 
     port, predictor_port = _port(), _port()
@@ -129,6 +122,7 @@ def test_make_run_prints_a_line_per_stage_and_publishes_one_state(walked: dict) 
     for stage in ("ingest", "clean", "indicators", "sentiment", "merge", "train", "evaluate", "register", "publish"):
         assert f"\n  {stage} " in "\n" + printed, stage
     assert "BitPredict pipeline finished" in printed and "| persistence |" in printed
+    assert "data: the embedded sample (data/sample" in printed and "2024-11-12; 0 news, 0 tweets" in printed
     assert "champion: bitpredict-lstm v1 (" in printed
     noise = ("cuInit", "oneDNN", "KFP Executor", "Executing task", "Traceback", "WARNING")
     assert not [n for n in noise if n in printed], printed
@@ -138,13 +132,14 @@ def test_make_run_prints_a_line_per_stage_and_publishes_one_state(walked: dict) 
     data = walked["root"] / "data"
     manifest = json.loads((data / "published.json").read_text())
     assert manifest["champion"]["version"] == 1 and manifest["parameters"]["sources"] == "files"
+    assert manifest["parameters"]["files_dir"] == str(walked["root"] / "data" / "sample")
     serving = Path(manifest["champion"]["exported_to"])
     assert serving == data / "models" / "serving" / "bitpredict-lstm" / "1" and (serving / "saved_model.pb").exists()
     for published in ("interim/clean_1d.parquet", "interim/sentiment_scores.parquet", "processed/features.json",
                       "reports/evaluation/metrics.json", "models/candidate/bitpredict_model.json"):  # fmt: skip
         assert (data / published).exists(), published
     features = json.loads((data / "processed" / "features.json").read_text())
-    assert features["last"].startswith("2024-03-31") and features["rows"] == 1300 - 150
+    assert features["last"].startswith("2024-11-12") and features["rows"] == SAMPLE_DAYS - WARMUP
     metrics = json.loads((data / "reports" / "evaluation" / "metrics.json").read_text())
     assert metrics["days"] == 60 and metrics["best"] in metrics["methods"] and metrics["primary"] == "pinball_mean"
 
@@ -163,7 +158,7 @@ def test_make_serve_says_one_line_after_a_real_request_and_answers(walked: dict)
     assert f"at {walked['transformer']}/v2/models/bitpredict/infer" in said[0]
     assert walked["forecast"].status_code == 200, walked["forecast"].text
     outputs = {o["name"]: o["data"][0] for o in walked["forecast"].json()["outputs"]}
-    assert outputs["as_of"] == "2024-04-01" and outputs["lower"] <= outputs["predicted_close"] <= outputs["upper"]
+    assert outputs["as_of"] == "2024-11-13" and outputs["lower"] <= outputs["predicted_close"] <= outputs["upper"]
 
 
 def test_make_drift_checks_the_published_champion(walked: dict) -> None:
@@ -184,8 +179,8 @@ def _app_text(app) -> str:  # type: ignore[no-untyped-def]
 
 
 WANTED = {
-    "Market": "Last bar 2024-03-31",
-    "Next day": "Forecast for 2024-04-01",
+    "Market": "Last bar 2024-11-12",
+    "Next day": "Forecast for 2024-11-13",
     "Model": "bitpredict-lstm v1",
     "Sentiment": "Latest headlines",
     "Monitoring": "Columns drifted",

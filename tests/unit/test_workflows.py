@@ -266,6 +266,15 @@ def test_ci_runs_the_readme_commands_in_order() -> None:
     assert "`make test`" in readme and "`make setup`" in readme, "the README no longer names these commands?"
 
 
+def test_ci_walks_the_quickstart_on_the_checkout_alone() -> None:
+    """A bare runner has no ../shared/data: CI runs the quickstart on the embedded sample and fetches no data."""
+    commands = [line.strip() for run in runs(_ci_job()) for line in run.splitlines()]
+    assert "make test-e2e" in commands and commands.index("make test-e2e") > commands.index("make test")
+    assert "make test-e2e" in (REPO / ".ci" / "run").read_text().splitlines()
+    assert "shared/data" not in "\n".join(runs(_ci_job())) and "BITPREDICT_SHARED_DATA" not in CI.read_text()
+    assert (REPO / "data" / "sample" / "btc_usd_hourly.parquet").is_file()
+
+
 def test_ci_uses_python_311_with_a_pip_cache_and_installs_the_test_tools() -> None:
     job = _ci_job()
     python = [s for s in steps(job) if str(s.get("uses", "")).startswith("actions/setup-python@")]
