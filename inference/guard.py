@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import numpy as np
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 MAX_BODY = 16 * 1024 * 1024
+# A v2 document is an object → "inputs" list → tensor object → data, nested once per tensor dimension;
+# no BitPredict tensor has more than three. Anything deeper is refused before a recursive decoder sees it
+# (Python's json raises RecursionError near 1,000 levels: a 500, not the client's 400).
+MAX_DEPTH = 32
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 class MalformedRequest(ValueError):
@@ -27,21 +35,33 @@ def _reject_constant(token: str) -> float:
     raise MalformedRequest(f"the JSON body holds {token}, which JSON does not allow; send finite numbers")
 
 
+def nesting_depth(body: bytes) -> int:
+    """The deepest ``[``/``{`` nesting outside JSON strings — vectorised, no recursion, linear in the body."""
+    structure = np.frombuffer(_STRING.sub(b'""', body), dtype=np.uint8)
+    step = np.isin(structure, (ord("["), ord("{"))).astype(np.int32) - np.isin(structure, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
+
 def _walk_numbers(value: Any) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise MalformedRequest("non-finite number in the body")
-    if isinstance(value, list):
-        for item in value:
-            _walk_numbers(item)
+    pending = [value]
+    while pending:  # iterative: the depth is bounded already, but a walk should never recurse on client data
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise MalformedRequest("non-finite number in the body (NaN, Infinity or beyond the float range)")
+        if isinstance(item, list):
+            pending.extend(item)
 
 
 def check_v2_body(body: bytes) -> None:
     """Raise ``MalformedRequest`` unless ``body`` is a v2 inference request document."""
+    depth = nesting_depth(body)
+    if depth > MAX_DEPTH:
+        raise MalformedRequest(f"the body nests {depth} levels deep; a v2 request needs at most {MAX_DEPTH}")
     try:
         document = json.loads(body, parse_constant=_reject_constant)
     except MalformedRequest:
         raise
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedRequest(f"the body is not JSON ({exc})") from None
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list) or not document["inputs"]:
         raise MalformedRequest('a v2 request is a JSON object with a non-empty "inputs" list')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -253,6 +254,36 @@ def test_fuzzed_requests_never_give_a_5xx(served: Served, body: bytes) -> None:
         timeout=10,
     )
     assert 400 <= response.status_code < 500, (response.status_code, response.text, body[:200])
+
+
+def _tensor(data: object, name: str = "close", datatype: str = "FP64", shape: list | None = None) -> dict:
+    return {"name": name, "datatype": datatype, "shape": shape or [1], "data": data}
+
+
+PATHOLOGICAL = {
+    "array nested 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
+    "object nested 5,000 deep": b'{"a":' * 5_000 + b"1" + b"}" * 5_000,
+    "inputs nested 3,000 deep": b'{"inputs":' + b"[" * 3_000 + b"]" * 3_000 + b"}",
+    "data nested 2,000 deep": json.dumps({"inputs": [_tensor(0)]}).replace("0", "[" * 2_000 + "0" + "]" * 2_000),
+    "number beyond the float range": json.dumps({"inputs": [_tensor([1.0])]}).replace("1.0", "1e400"),
+    "duplicate keys": b'{"inputs": [], "inputs": [{"name": "close"}]}',
+    "invalid UTF-8": b'{"inputs": [{"name": "\xff\xfe"}]}',
+    "a 1 MB string in a BYTES input": json.dumps({"inputs": [_tensor(["x" * 1_000_000], "timestamp", "BYTES")]}),
+    "5,000 inputs": json.dumps({"inputs": [_tensor([1.0], f"in{i}") for i in range(5_000)]}),
+    "shape that disagrees with data": json.dumps({"inputs": [_tensor([1.0, 2.0], shape=[7, 3])]}),
+}
+
+
+@pytest.mark.parametrize("body", list(PATHOLOGICAL.values()), ids=list(PATHOLOGICAL))
+def test_pathological_bodies_get_a_4xx_never_a_5xx(served: Served, body: bytes | str) -> None:
+    response = httpx.post(
+        f"{served.rest}/v2/models/bitpredict/infer",
+        content=body.encode() if isinstance(body, str) else body,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    assert httpx.get(f"{served.rest}/v2/health/live", timeout=5).status_code == 200  # and the server lives on
 
 
 def test_metrics_and_the_request_log(served: Served) -> None:
