@@ -24,6 +24,7 @@ VERBOSE ?=
 MODEL_DIR ?=
 PORT ?= 8080
 PREDICTOR_PORT ?= 8085
+UI_PORT ?= 8501
 BARS ?=
 IMAGES ?=
 
@@ -91,8 +92,8 @@ run: $(STAMP) ## the whole pipeline (kfp.local) on the embedded sample; SOURCES=
 serve: $(STAMP) ## predictor + transformer on 127.0.0.1:8080 (PORT=; the published champion, or MODEL_DIR=dir)
 	@MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m inference.serve_local --port $(PORT) --predictor-port $(PREDICTOR_PORT)
 
-ui: $(STAMP) ## the Streamlit front end on http://127.0.0.1:8501 (start `make serve` for live forecasts)
-	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port 8501 --server.headless true \
+ui: $(STAMP) ## the Streamlit front end on http://127.0.0.1:8501 (UI_PORT=; start `make serve` for live forecasts)
+	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port $(UI_PORT) --server.headless true \
 		--browser.gatherUsageStats false
 
 drift: $(STAMP) ## one drift check of the published champion (on drift: replays the last run)
