@@ -5,16 +5,24 @@ Rules, in order (each counted in the cleaning report):
 1. **Candidates.** Each source in the configured priority contributes bars of the interval: its own
    table (``market_<source>_<interval>``), or — for daily bars — its hourly (or 4-hour) bars aggregated
    per UTC day (open first, high max, low min, close last, volumes summed), but only for days with at
-   least ``MIN_HOURS_PER_DAY`` of 24 hours, so a day is never built from a fragment.
+   least ``MIN_HOURS_PER_DAY`` of 24 hours *and* the day's last bar (23:00 for hourly bars): a day is
+   never built from a fragment, and a day still in progress (or one whose close would come hours early)
+   never becomes a daily bar.
 2. **Volume.** ``volume`` is base-currency (BTC) volume. A source that only knows the quote (USD)
-   volume (Yahoo) gets ``volume = quote_volume / close``.
+   volume (Yahoo) gets ``volume = quote_volume / close``. Sources count volume differently (Yahoo sums
+   every exchange, CryptoCompare its own aggregate), so each later source is rescaled to the most
+   trusted one by the median volume ratio over the last ``VOLUME_OVERLAP_DAYS`` of their overlap — the
+   scale where they meet — and the report lists every splice with its factor and overlap.
 3. **Consistency.** A bar with a non-positive price or volume, or with low above open/close or high
    below them, is rejected from that source (the next source may fill the day).
 4. **Priority.** Each timestamp takes the bar of the most trusted source that has a valid one; where
    two sources overlap, the report gives how far their closes disagree.
-5. **Outliers.** A log return whose distance from the trailing median is above
-   ``outlier_mad_threshold`` trailing MADs (scaled to σ, 365-bar window, past only — no look-ahead) is
-   flagged ``is_outlier``; with ``drop_outliers`` the bar is removed and then imputed like a gap.
+5. **Outliers.** A log return whose distance from the median of the ``OUTLIER_WINDOW`` returns before
+   it is above ``outlier_mad_threshold`` MADs of those returns (scaled to σ; past only — no look-ahead)
+   is flagged ``is_outlier``; with ``drop_outliers`` the bar is removed and then imputed like a gap.
+   The window is shorter than the serving warm-up on purpose: the model's ``is_outlier`` input is this
+   rule run on the bars a forecast request carries (``bitpredict.online``), so a flag may depend only on
+   history every request has.
 6. **Gaps.** A run of up to ``max_fill_gap`` missing bars is filled with flat bars at the previous
    close and the previous volume, flagged ``is_imputed``. A longer gap cannot be filled honestly: the
    series restarts after it (the older part is dropped and reported), since indicators need a
@@ -38,9 +46,13 @@ from bitpredict.schemas import INTERVAL_SECONDS
 log = logging.getLogger(__name__)
 
 MIN_HOURS_PER_DAY = 20
-OUTLIER_WINDOW = 365
-OUTLIER_MIN_PERIODS = 30
+# Returns an outlier is judged against; with the return itself the rule reads OUTLIER_WINDOW + 2 closes, which
+# must fit in the history every forecast request has before its window (the 150-bar warm-up; a test checks it).
+OUTLIER_WINDOW = 120
 MAD_TO_SIGMA = 1.4826
+# The volume scale of two sources is compared where they meet: their ratio drifts over years (exchanges come
+# and go), so the last quarter of the overlap, not all of it, says how to continue one series with the other.
+VOLUME_OVERLAP_DAYS = 90
 BAR_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume", "quote_volume"]
 OUTPUT_COLUMNS = [*BAR_COLUMNS, "source", "is_imputed", "is_outlier"]
 
@@ -57,11 +69,18 @@ class CleanResult:
 
 
 def aggregate_to_daily(bars: pd.DataFrame, bar_seconds: int) -> tuple[pd.DataFrame, int]:
-    """Intraday bars to UTC daily bars; returns the daily bars and how many incomplete days were left out."""
+    """Intraday bars to UTC daily bars; returns the daily bars and how many incomplete days were left out.
+
+    A day counts only when most of it is there *and* its last bar is: the daily close is the close at
+    midnight, so a day whose last hours are missing (or have not happened yet) would carry an early close.
+    Ingest stores closed bars only, so a stored last bar also means the day has ended.
+    """
     per_day = 86_400 // bar_seconds
     needed = int(np.ceil(per_day * MIN_HOURS_PER_DAY / 24))
+    last_slot = pd.Timedelta(seconds=86_400 - bar_seconds)
     frame = bars.sort_values("timestamp")
     day = frame["timestamp"].dt.floor("D")
+    frame = frame.assign(_last=(frame["timestamp"] - day) == last_slot)
     grouped = frame.groupby(day, sort=True)
     daily = grouped.agg(
         open=("open", "first"),
@@ -71,9 +90,10 @@ def aggregate_to_daily(bars: pd.DataFrame, bar_seconds: int) -> tuple[pd.DataFra
         volume=("volume", lambda s: s.sum(min_count=1)),
         quote_volume=("quote_volume", lambda s: s.sum(min_count=1)),
         n=("close", "size"),
+        has_last=("_last", "any"),
     )
-    complete = daily["n"] >= needed
-    daily = daily[complete].drop(columns="n").rename_axis("timestamp").reset_index()
+    complete = (daily["n"] >= needed) & daily["has_last"]
+    daily = daily[complete].drop(columns=["n", "has_last"]).rename_axis("timestamp").reset_index()
     return daily, int((~complete).sum())
 
 
@@ -192,14 +212,80 @@ def source_disagreement(frames: dict[str, pd.DataFrame]) -> list[dict[str, Any]]
     return out
 
 
-def flag_outliers(close: pd.Series, threshold: float) -> pd.Series:
-    """Trailing robust z-score of log returns (past bars only, so flags never use the future)."""
-    returns = np.log(close).diff()
-    history = returns.shift(1)  # the bar's own return is judged against the bars before it
-    median = history.rolling(OUTLIER_WINDOW, min_periods=OUTLIER_MIN_PERIODS).median()
-    mad = (history - median).abs().rolling(OUTLIER_WINDOW, min_periods=OUTLIER_MIN_PERIODS).median()
-    z = (returns - median).abs() / (MAD_TO_SIGMA * mad)
-    return (z > threshold).fillna(False)
+def reconcile_volume(
+    frames: dict[str, pd.DataFrame], step: pd.Timedelta
+) -> tuple[dict[str, pd.DataFrame], list[dict[str, Any]]]:
+    """Put every source's volume on the scale of the most trusted one (the first in ``frames``).
+
+    Why: the combined series switches source where the better one ends, and a volume measured differently
+    (one exchange vs all of them) would show up as a cliff — in the volume z-score, OBV and the charts — that
+    no market ever had. Each later source is compared with the first already-reconciled source it overlaps
+    and multiplied by their median volume ratio over the last ``VOLUME_OVERLAP_DAYS`` of that overlap; a
+    source that overlaps none keeps its volume, and the report says so.
+    """
+    recent_bars = max(1, int(pd.Timedelta(days=VOLUME_OVERLAP_DAYS) / step))
+    names = list(frames)
+    out = {names[0]: frames[names[0]]}
+    notes: list[dict[str, Any]] = []
+    for name in names[1:]:
+        frame = frames[name]
+        note: dict[str, Any] = {"source": name, "scaled_to": None, "factor": 1.0, "overlap_bars": 0}
+        for anchor, reconciled in out.items():
+            joined = reconciled[["timestamp", "volume"]].merge(frame[["timestamp", "volume"]], on="timestamp")
+            if joined.empty:
+                continue
+            recent = joined.tail(recent_bars)
+            note.update(
+                scaled_to=anchor,
+                factor=float(np.median(recent["volume_x"] / recent["volume_y"])),
+                overlap_bars=len(joined),
+                overlap_first=joined["timestamp"].iloc[0].isoformat(),
+                overlap_last=joined["timestamp"].iloc[-1].isoformat(),
+                factor_from=recent["timestamp"].iloc[0].isoformat(),
+            )
+            break
+        factor = note["factor"]
+        out[name] = frame.assign(volume=frame["volume"] * factor, quote_volume=frame["quote_volume"] * factor)
+        notes.append(note)
+    return out, notes
+
+
+def splices(combined: pd.DataFrame, reconciliation: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where the combined series changes source, with the volume factor the incoming source got."""
+    factors = {n["source"]: n["factor"] for n in reconciliation}
+    changed = combined["source"].ne(combined["source"].shift()).to_numpy()
+    changed[:1] = False
+    return [
+        {
+            "at": combined["timestamp"].iloc[i].isoformat(),
+            "from": combined["source"].iloc[i - 1],
+            "to": combined["source"].iloc[i],
+            "volume_factor": factors.get(combined["source"].iloc[i], 1.0),
+        }
+        for i in np.flatnonzero(changed)
+    ]
+
+
+def flag_outliers(close: pd.Series | np.ndarray, threshold: float) -> pd.Series:
+    """Robust z-score of each log return against the ``OUTLIER_WINDOW`` returns before it (past only).
+
+    Row *i* reads closes *i − OUTLIER_WINDOW − 1 … i* and nothing else, so any history that holds them gives
+    the same flag — the full series in training, a forecast request's few hundred rows at serving. Rows
+    without a full window are not flagged (they lie in the warm-up the features table drops).
+    """
+    values = np.asarray(close, dtype="float64")
+    index = close.index if isinstance(close, pd.Series) else None
+    flags = np.zeros(len(values), dtype=bool)
+    if len(values) > OUTLIER_WINDOW + 1:
+        returns = np.diff(np.log(values))  # returns[j] is the return of row j + 1
+        history = np.lib.stride_tricks.sliding_window_view(returns[:-1], OUTLIER_WINDOW)
+        median = np.median(history, axis=1)
+        mad = np.median(np.abs(history - median[:, None]), axis=1)
+        judged = returns[OUTLIER_WINDOW:]  # the returns of rows OUTLIER_WINDOW + 1 … n − 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.abs(judged - median) / (MAD_TO_SIGMA * mad)
+        flags[OUTLIER_WINDOW + 1 :] = np.nan_to_num(z, nan=0.0) > threshold
+    return pd.Series(flags, index=index)
 
 
 def fill_gaps(bars: pd.DataFrame, step: pd.Timedelta, max_fill: int) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -266,7 +352,9 @@ def clean_bars(candidates: dict[str, pd.DataFrame], interval: str, config: Clean
     frames = {name: f for name, f in frames.items() if len(f)}
     if not frames:
         raise ValueError(f"every raw {interval} bar was rejected; see the cleaning report rules")
+    frames, reconciliation = reconcile_volume(frames, step)
     combined = combine_by_priority(frames)
+    spliced = splices(combined, reconciliation)
     combined["is_outlier"] = flag_outliers(combined["close"], config.outlier_mad_threshold).to_numpy()
     outliers = combined.loc[combined["is_outlier"], "timestamp"]
     if config.drop_outliers:
@@ -289,6 +377,8 @@ def clean_bars(candidates: dict[str, pd.DataFrame], interval: str, config: Clean
             "timestamps": [t.isoformat() for t in outliers],
         },
         "source_disagreement": source_disagreement(frames),
+        "volume_reconciliation": reconciliation,
+        "splices": spliced,
         **gap_report,
     }
     return CleanResult(bars, report)
@@ -347,6 +437,12 @@ def report_markdown(report: dict[str, Any]) -> str:
             for d in report["source_disagreement"]
         ),
         "",
+        "## Splices (where the series changes source; the incoming source's volume rescaled)",
+        "",
+        "| at | from → to | volume factor | factor from the overlap |",
+        "|---|---|---|---|",
+        *_splice_lines(report),
+        "",
         "## Gaps",
         "",
         *(f"- {g['first']} → {g['last']}: {g['bars']} bars" for g in report["gaps"]),
@@ -354,3 +450,28 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+SPLICES_SHOWN = 20
+
+
+def _splice_lines(report: dict[str, Any]) -> list[str]:
+    spliced = report.get("splices", [])
+    lines = [_splice_line(s, report.get("volume_reconciliation", [])) for s in spliced[:SPLICES_SHOWN]]
+    if len(spliced) > SPLICES_SHOWN:
+        lines.append(f"| … | {len(spliced) - SPLICES_SHOWN} more in the JSON report | | |")
+    return lines or ["| none | | | |"]
+
+
+def _splice_line(splice: dict[str, Any], reconciliation: list[dict[str, Any]]) -> str:
+    note = next((n for n in reconciliation if n["source"] == splice["to"]), None)
+    if note is None:
+        basis = "reference scale"
+    elif note["scaled_to"] is None:
+        basis = "no overlap: volume as reported"
+    else:
+        basis = (
+            f"median ratio to {note['scaled_to']}, {note['factor_from'][:10]} → {note['overlap_last'][:10]} "
+            f"(overlap {note['overlap_bars']} bars from {note['overlap_first'][:10]})"
+        )
+    return f"| {splice['at'][:10]} | {splice['from']} → {splice['to']} | ×{splice['volume_factor']:.4g} | {basis} |"

@@ -103,5 +103,17 @@ class Split:
 
 
 def labelled(features: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose next-day target is known (all but the last, normally)."""
-    return features[features[TARGET].notna()].reset_index(drop=True)
+    """The rows whose next-day target is known and trustworthy: the last contiguous run of them.
+
+    All but the last row, normally. A target left empty inside the table (``bitpredict.merge.add_targets``: it
+    would span a filled bar) is not a label, and training and evaluation index windows and actuals by row, so
+    the rows must stay consecutive days: the labelled rows restart after the last such target, as the clean
+    stage restarts a series after a gap it cannot fill.
+    """
+    known = features[TARGET].notna().to_numpy()
+    if not known.any():
+        return features.iloc[:0].reset_index(drop=True)
+    last = int(np.flatnonzero(known)[-1])
+    holes = np.flatnonzero(~known[:last])
+    start = int(holes[-1]) + 1 if len(holes) else 0
+    return features.iloc[start : last + 1].reset_index(drop=True)

@@ -57,24 +57,27 @@ def join_sentiment(features: pd.DataFrame, daily: pd.DataFrame | None) -> pd.Dat
     """
     out = features.reset_index(drop=True)
     days = out["timestamp"]
-    lookup = daily.drop_duplicates("timestamp", keep="last").set_index("timestamp") if daily is not None else None
+    lookup = None
+    if daily is not None:
+        same_days = len(daily) == len(out) and np.array_equal(daily["timestamp"].to_numpy(), days.to_numpy())
+        # A forecast request carries one sentiment row per bar: no join needed (this runs on every request).
+        lookup = daily.reset_index(drop=True) if same_days else _aligned(daily, days)
     columns: dict[str, np.ndarray] = {}
     for prefix in SENTIMENT_PREFIXES:
         present = [c for c in sentiment_columns(prefix) if lookup is not None and c in lookup.columns]
-        if present:
-            assert lookup is not None
-            aligned = lookup[present].reindex(days)
-            count = aligned[f"{prefix}_count"] if f"{prefix}_count" in present else None
-            has_day = (count.notna() & (count > 0)).to_numpy() if count is not None else np.zeros(len(out), bool)
+        count_name = f"{prefix}_count"
+        if lookup is not None and count_name in present:
+            count = lookup[count_name].to_numpy(dtype="float64")
+            has_day = ~np.isnan(count) & (count > 0)
         else:
-            aligned, has_day = None, np.zeros(len(out), dtype=bool)
+            has_day = np.zeros(len(out), dtype=bool)
         for column, value in neutral_sentiment(prefix).items():
             if column.endswith("_missing"):
                 columns[column] = (~has_day).astype("float64")
                 continue
             raw = (
-                aligned[column].to_numpy(dtype="float64")
-                if aligned is not None and column in aligned.columns
+                lookup[column].to_numpy(dtype="float64")
+                if lookup is not None and column in present
                 else np.full(len(out), np.nan)
             )
             values = np.where(has_day, raw, value)
@@ -83,23 +86,65 @@ def join_sentiment(features: pd.DataFrame, daily: pd.DataFrame | None) -> pd.Dat
     return pd.concat([kept, pd.DataFrame(columns, index=kept.index)], axis=1)
 
 
+def request_sentiment(daily: pd.DataFrame | None, timestamps: pd.Series) -> pd.DataFrame:
+    """The ``sentiment_<column>`` values a forecast request should carry for these days (without the prefix).
+
+    Exactly what ``join_sentiment`` gives training for each day (a day without texts: the neutral values and a
+    count of 0, which the transformer reads as missing), for each source that has any day in ``daily``; the
+    others are left out and the transformer applies the same neutral default training did.
+    """
+    days = pd.DataFrame({"timestamp": pd.to_datetime(timestamps, utc=True).reset_index(drop=True)})
+    joined = join_sentiment(days, daily)
+    present = [
+        p
+        for p in SENTIMENT_PREFIXES
+        if daily is not None and f"{p}_count" in daily.columns and (daily[f"{p}_count"].fillna(0) > 0).any()
+    ]
+    return joined[[c for p in present for c in sentiment_columns(p)]]
+
+
+def _aligned(daily: pd.DataFrame, days: pd.Series) -> pd.DataFrame:
+    """``daily`` reindexed to ``days`` (the last row wins for a day given twice); NaN where a day is absent."""
+    lookup = daily.drop_duplicates("timestamp", keep="last").set_index("timestamp")
+    return lookup.reindex(days).reset_index(drop=True)
+
+
 def add_targets(frame: pd.DataFrame) -> pd.DataFrame:
-    """Next-day targets; the only columns that use day t+1, and only as labels."""
+    """Next-day targets; the only columns that use day t+1, and only as labels.
+
+    A target that spans a filled bar (day *t* or *t+1* imputed) is left empty: a filled bar copies the previous
+    close, so it would say "no move" on the day before a gap and credit the gap's whole move to its last filled
+    day. Such rows are neither training labels nor evaluation actuals (``bitpredict.dataset.labelled``).
+    """
     out = frame.copy()
     next_close = out["close"].shift(-1)
+    if "is_imputed" in out.columns:
+        imputed = out["is_imputed"].astype("float64").to_numpy() > 0
+        spans_fill = imputed | np.append(imputed[1:], False)
+        next_close = next_close.mask(spans_fill)
     out["target_log_return"] = np.log(next_close / out["close"])
     out["target_close"] = next_close
     out["target_direction"] = (out["target_log_return"] > 0).astype("Int64").where(next_close.notna())
     return out
 
 
-def build_features(indicators: pd.DataFrame, sentiment_daily: pd.DataFrame | None, warmup: int) -> pd.DataFrame:
-    """The pure merge: drop the warm-up rows, join sentiment, add targets; flags become 0/1 floats."""
-    frame = indicators.drop(columns=[c for c in DROPPED_COLUMNS if c in indicators.columns])
-    for flag in FLAG_COLUMNS:
-        if flag in frame.columns:
-            frame[flag] = frame[flag].astype("float64")
-    frame = join_sentiment(frame, sentiment_daily)
+def build_features(
+    indicators: pd.DataFrame,
+    sentiment_daily: pd.DataFrame | None,
+    warmup: int,
+    outlier_threshold: float | None = None,
+) -> pd.DataFrame:
+    """The pure merge: the model inputs of every day (``bitpredict.online.model_frame``, the function the serving
+    transformer calls too), targets, then the warm-up rows dropped; flags are 0/1 floats.
+
+    ``indicators``: the indicators stage's table (the clean bars with their indicators); the features are
+    rebuilt from its bars so that a row here is exactly what a forecast request ending that day gets.
+    """
+    from bitpredict.online import DEFAULT_OUTLIER_THRESHOLD, model_frame
+
+    bars = indicators.drop(columns=[c for c in DROPPED_COLUMNS if c in indicators.columns])
+    threshold = DEFAULT_OUTLIER_THRESHOLD if outlier_threshold is None else outlier_threshold
+    frame = model_frame(bars, sentiment_daily, threshold)
     frame = add_targets(frame)  # before dropping the warm-up: targets need no history
     frame = frame.iloc[warmup:].reset_index(drop=True)
     targets = list(FEATURE_TARGETS)
@@ -153,7 +198,7 @@ def run_merge(settings: Settings) -> dict[str, Any]:
     if sentiment is None:
         log.warning("no daily sentiment: every day gets the neutral default", extra={"path": sentiment_uri})
 
-    features = build_features(indicators, sentiment, WARMUP)
+    features = build_features(indicators, sentiment, WARMUP, settings.clean.outlier_mad_threshold)
     result = validate(features, FEATURES)
     if result.n_rejected:
         raise ValueError(f"{result.n_rejected} feature rows break the features contract: {result.reasons}")

@@ -1,9 +1,15 @@
 """From a client's raw market rows to the model's input window, and from its output to a forecast.
 
 Pure functions over arrays (no kserve, no TensorFlow): the serving transformer calls them, tests call
-them directly, and they call the *training* code — ``compute_indicators``, the clean stage's outlier
-rule, ``join_sentiment`` with its neutral default, the stored ``Scaler`` — so the features a served
-forecast sees are built exactly as in training.
+them directly, and they call the *training* code — ``bitpredict.online.model_frame``, the function the
+merge stage builds the features table with, and the stored ``Scaler`` — so the features a served forecast
+sees are the training table's rows for those days (a test checks every day of the real history).
+
+The served-input contract: daily bars, one per UTC day without gaps, oldest first, at least window +
+warm-up rows; optionally ``is_imputed`` (1 for a bar the clean stage filled: send it with rows taken from
+the clean table, or send raw bars, whose gaps are refused) and ``sentiment_<column>`` for each daily
+aggregate (the published ``sentiment_daily`` values of those days; ``bitpredict.merge.request_sentiment``).
+Only the last window + warm-up rows are read: each model input depends on at most that much history.
 
 Every problem a client can cause raises ``RequestError`` naming the input; the server answers 400.
 A model whose metadata this code cannot serve raises ``ModelMismatch`` at start-up, never at a request.
@@ -19,16 +25,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bitpredict.clean import flag_outliers
 from bitpredict.config import CleanSettings
 from bitpredict.dataset import Scaler
 from bitpredict.dataset import sentiment_inputs as dataset_sentiment_inputs
-from bitpredict.indicators import MODEL_FEATURES, WARMUP, compute_indicators
-from bitpredict.merge import FLAG_COLUMNS, SENTIMENT_PREFIXES, join_sentiment, sentiment_columns
+from bitpredict.indicators import MODEL_FEATURES, WARMUP
+from bitpredict.merge import FLAG_COLUMNS, SENTIMENT_PREFIXES, sentiment_columns
+from bitpredict.online import model_frame
 
 MARKET_INPUTS = ("timestamp", "open", "high", "low", "close", "volume")
+IMPUTED_INPUT = "is_imputed"  # optional: 1 where the bar is a filled gap (rows from the clean table), else 0
 PRICE_INPUTS = ("open", "high", "low", "close")
 FLOAT_TYPES = ("FP64", "FP32")
+FLAG_TYPES = ("FP64", "FP32", "INT64", "INT32", "BOOL")
 TIMESTAMP_TYPES = ("INT64", "BYTES")
 MIN_CAP = 365  # the row cap may never be set below a year of history
 ALWAYS_ENOUGH = 200  # a model whose window + warm-up exceeds this is refused at start-up
@@ -50,6 +58,11 @@ class ModelMismatch(RuntimeError):
 def sentiment_inputs() -> list[str]:
     """Optional request inputs: ``sentiment_<column>`` for each daily sentiment aggregate."""
     return [f"sentiment_{c}" for p in SENTIMENT_PREFIXES for c in sentiment_columns(p)]
+
+
+def optional_inputs() -> list[str]:
+    """Every optional request input: ``is_imputed`` and the sentiment aggregates."""
+    return [IMPUTED_INPUT, *sentiment_inputs()]
 
 
 @dataclass(frozen=True)
@@ -119,16 +132,18 @@ def _timestamps(values: np.ndarray, datatype: str) -> pd.DatetimeIndex:
 
 def parse_request(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec) -> pd.DataFrame:
     """``inputs``: name → (v2 datatype, values). Returns the bars (+ sentiment columns) or raises ``RequestError``."""
-    allowed = {*MARKET_INPUTS, *sentiment_inputs()}
+    allowed = {*MARKET_INPUTS, *optional_inputs()}
     missing = [n for n in MARKET_INPUTS if n not in inputs]
     if missing:
         raise RequestError(f"missing input(s) {missing}; required: {list(MARKET_INPUTS)}", "missing_input")
     extra = sorted(set(inputs) - allowed)
     if extra:
-        raise RequestError(f"unknown input(s) {extra}; optional inputs are sentiment_<column>", "unknown_input")
+        raise RequestError(
+            f"unknown input(s) {extra}; optional inputs are {IMPUTED_INPUT} and sentiment_<column>", "unknown_input"
+        )
     lengths = {}
     for name, (datatype, values) in inputs.items():
-        expected = TIMESTAMP_TYPES if name == "timestamp" else FLOAT_TYPES
+        expected = TIMESTAMP_TYPES if name == "timestamp" else FLAG_TYPES if name == IMPUTED_INPUT else FLOAT_TYPES
         if datatype not in expected:
             raise RequestError(f"input '{name}': datatype {datatype}, expected one of {list(expected)}", "bad_datatype")
         if values.ndim != 1:
@@ -149,9 +164,13 @@ def parse_request(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec)
     columns = {name: inputs[name][1].astype("float64") for name in MARKET_INPUTS[1:]}
     for name in (n for n in inputs if n.startswith("sentiment_")):
         columns[name.removeprefix("sentiment_")] = inputs[name][1].astype("float64")
+    if IMPUTED_INPUT in inputs:
+        columns[IMPUTED_INPUT] = inputs[IMPUTED_INPUT][1].astype("float64")
     bad = [c for c, v in columns.items() if not np.isfinite(v).all()]
     if bad:
         raise RequestError(f"input(s) {bad}: NaN or infinite values", "not_finite")
+    if IMPUTED_INPUT in columns and not np.isin(columns[IMPUTED_INPUT], (0.0, 1.0)).all():
+        raise RequestError(f"input '{IMPUTED_INPUT}': values must be 0 or 1", "bad_flag")
     for name in PRICE_INPUTS:
         if (columns[name] <= 0).any():
             raise RequestError(
@@ -184,8 +203,9 @@ def parse_request(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec)
 
 
 def _check_sentiment(frame: pd.DataFrame) -> None:
+    given = set(frame.columns)
     for prefix in SENTIMENT_PREFIXES:
-        sent = [c for c in sentiment_columns(prefix) if c in frame.columns]
+        sent = [c for c in sentiment_columns(prefix) if c in given]
         if sent and len(sent) != len(sentiment_columns(prefix)):
             missing = [f"sentiment_{c}" for c in sentiment_columns(prefix) if c not in frame.columns]
             raise RequestError(f"{prefix} sentiment is partial: also send {missing}", "partial_sentiment")
@@ -196,18 +216,26 @@ def _check_sentiment(frame: pd.DataFrame) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def feature_window(bars: pd.DataFrame, spec: ModelSpec, clean: CleanSettings | None = None) -> np.ndarray:
-    """The model input [1, W, F] for the day after the last row, built with the training code."""
+def request_features(bars: pd.DataFrame, rows: int | None = None, clean: CleanSettings | None = None) -> pd.DataFrame:
+    """Every model input for the last ``rows`` rows of a request's bars (all rows when None), built by the
+    training feature function from the bars and the sentiment the request carries."""
     clean = clean or CleanSettings()
-    frame = compute_indicators(bars)
-    frame["is_imputed"] = 0.0  # a client's bars are real bars
-    frame["is_outlier"] = flag_outliers(frame["close"], clean.outlier_mad_threshold).astype("float64").to_numpy()
-    daily = None
-    given = [c for p in SENTIMENT_PREFIXES for c in sentiment_columns(p) if c in bars.columns]
-    if given:
-        daily = bars[["timestamp", *given]]
-        frame = frame.drop(columns=given)
-    frame = join_sentiment(frame, daily)
+    if rows is not None:
+        bars = bars.iloc[-rows:]
+    present = set(bars.columns)
+    given = [c for p in SENTIMENT_PREFIXES for c in sentiment_columns(p) if c in present]
+    daily = bars[["timestamp", *given]] if given else None
+    market = bars[[c for c in bars.columns if c not in set(given)]]
+    return model_frame(market, daily, clean.outlier_mad_threshold)
+
+
+def feature_window(bars: pd.DataFrame, spec: ModelSpec, clean: CleanSettings | None = None) -> np.ndarray:
+    """The model input [1, W, F] for the day after the last row: the training table's rows for the last W days.
+
+    Only the last window + warm-up rows are read (every input depends on at most that much history), so a
+    request of 200 rows and one of 1,000 ending on the same day give the same window.
+    """
+    frame = request_features(bars, spec.min_rows, clean)
     values = spec.scaler.transform(frame.iloc[-spec.window :])
     if not np.isfinite(values).all():
         raise RequestError("the rows give non-finite features (e.g. a constant price series)", "features")

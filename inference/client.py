@@ -1,6 +1,10 @@
 """A v2 client for the BitPredict transformer: bars in, forecast out (REST with httpx, or gRPC).
 
 Used by ``make serve``'s example, the UI, the benchmark and the tests; any KServe v2 client works as well.
+
+A request carries what the model was trained with for those days (the served-input contract): the daily bars,
+their ``is_imputed`` flag when they come from the clean table (it has that column), and the day's sentiment
+aggregates (``bitpredict.merge.request_sentiment`` turns the published ``sentiment_daily`` table into them).
 """
 
 from __future__ import annotations
@@ -11,15 +15,33 @@ import numpy as np
 import pandas as pd
 
 MARKET = ("open", "high", "low", "close", "volume")
+IMPUTED = "is_imputed"
+
+
+def with_sentiment(bars: pd.DataFrame, daily: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The sentiment inputs for these bars' days from a daily sentiment table (None when there is none)."""
+    if daily is None:
+        return None
+    from bitpredict.merge import request_sentiment
+
+    sentiment = request_sentiment(daily, bars["timestamp"])
+    return sentiment if len(sentiment.columns) else None
 
 
 def v2_request(bars: pd.DataFrame, sentiment: pd.DataFrame | None = None, request_id: str | None = None) -> dict:
-    """The JSON body of ``POST /v2/models/bitpredict/infer`` for these daily bars (oldest first)."""
+    """The JSON body of ``POST /v2/models/bitpredict/infer`` for these daily bars (oldest first).
+
+    ``bars`` may carry ``is_imputed`` (rows of the clean table do): it is sent, so a filled day is served as it
+    was trained. ``sentiment``: one row per bar, columns without the ``sentiment_`` prefix (``with_sentiment``).
+    """
     n = len(bars)
     stamps = pd.to_datetime(bars["timestamp"], utc=True).astype("int64") // 10**9
     inputs: list[dict[str, Any]] = [{"name": "timestamp", "shape": [n], "datatype": "INT64", "data": stamps.tolist()}]
     for name in MARKET:
         inputs.append({"name": name, "shape": [n], "datatype": "FP64", "data": bars[name].astype(float).tolist()})
+    if IMPUTED in bars.columns:
+        flags = bars[IMPUTED].astype(float).tolist()
+        inputs.append({"name": IMPUTED, "shape": [n], "datatype": "FP64", "data": flags})
     if sentiment is not None:
         for column in sentiment.columns:
             values = sentiment[column].astype(float).tolist()
@@ -37,22 +59,35 @@ def parse_response(document: dict) -> dict[str, Any]:
     return out
 
 
-def predict_rest(url: str, bars: pd.DataFrame, model: str = "bitpredict", timeout: float = 10.0) -> dict[str, Any]:
+def predict_rest(
+    url: str,
+    bars: pd.DataFrame,
+    model: str = "bitpredict",
+    timeout: float = 10.0,
+    sentiment: pd.DataFrame | None = None,
+) -> dict[str, Any]:
     import httpx
 
-    response = httpx.post(f"{url.rstrip('/')}/v2/models/{model}/infer", json=v2_request(bars), timeout=timeout)
+    body = v2_request(bars, sentiment)
+    response = httpx.post(f"{url.rstrip('/')}/v2/models/{model}/infer", json=body, timeout=timeout)
     if response.status_code != 200:
         raise RuntimeError(f"{response.status_code}: {response.text}")
     return parse_response(response.json())
 
 
-def predict_grpc(target: str, bars: pd.DataFrame, model: str = "bitpredict", timeout: float = 10.0) -> dict[str, Any]:
+def predict_grpc(
+    target: str,
+    bars: pd.DataFrame,
+    model: str = "bitpredict",
+    timeout: float = 10.0,
+    sentiment: pd.DataFrame | None = None,
+) -> dict[str, Any]:
     """The same request over KServe's v2 gRPC ``ModelInfer``."""
     import grpc
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
     from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
-    body = v2_request(bars)
+    body = v2_request(bars, sentiment)
     request = pb.ModelInferRequest(model_name=model)
     for tensor in body["inputs"]:
         contents = (
@@ -86,7 +121,8 @@ def predict_grpc(target: str, bars: pd.DataFrame, model: str = "bitpredict", tim
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Print the v2 request body for the last ``--rows`` bars of a parquet/CSV file of daily bars."""
+    """Print the v2 request body for the last ``--rows`` bars of a parquet/CSV file of daily bars (with the day's
+    sentiment from ``--sentiment``, e.g. data/interim/sentiment_daily.parquet)."""
     import argparse
     import json
     import sys
@@ -94,9 +130,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("bars", help="parquet or CSV with timestamp, open, high, low, close, volume")
     parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--sentiment", default=None, help="daily sentiment parquet (the sentiment stage's output)")
     args = parser.parse_args(argv)
     table = pd.read_parquet(args.bars) if args.bars.endswith(".parquet") else pd.read_csv(args.bars)
-    json.dump(v2_request(table.tail(args.rows)), sys.stdout)
+    bars = table.tail(args.rows).reset_index(drop=True)
+    bars["timestamp"] = pd.to_datetime(bars["timestamp"], utc=True)
+    daily = pd.read_parquet(args.sentiment) if args.sentiment else None
+    json.dump(v2_request(bars, with_sentiment(bars, daily)), sys.stdout)
 
 
 if __name__ == "__main__":
