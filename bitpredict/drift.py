@@ -2,13 +2,15 @@
 
 * **Reference**: the training rows' inputs saved with the model (``reference.parquet`` beside the
   SavedModel), or the features table over the model's training span when the file is missing.
-* **Current**: the inputs of the recently served requests (rebuilt from the request log's bars with the
-  serving code) and the newly ingested days of the features table after the reference ends, the last
-  ``drift.window_days`` of them.
+* **Current**: the inputs of the recently served requests (rebuilt from the request log's bars, flags and
+  sentiment with the serving code) and the newly ingested days of the features table after the reference
+  ends, the last ``drift.window_days`` of them — one row per day: a day's latest request, so a day someone
+  looked at often does not outweigh the others.
 * **Columns**: returns, scale-free indicators and sentiment — never price levels, which always drift,
   and not the calendar.
 * **Report**: Evidently's ``DataDriftPreset`` (per-column test, FAIL = drifted), saved as HTML and JSON.
-  When realised prices are known for past forecasts, the live MAE next to persistence's on the same days.
+  When realised prices are known for past forecasts, the live MAE next to persistence's on the same days
+  (each forecast day once: its latest forecast).
 * **Decision**: drift when the share of drifted columns reaches ``drift.share_threshold`` or live skill
   falls below ``drift.min_live_skill``. One episode (consecutive drifting checks) triggers one rerun, and
   no two triggers come closer than ``drift.cooldown_hours``. The state lives in ``reports/drift/state.json``.
@@ -170,28 +172,35 @@ def load_reference(settings: Settings, model_dir: str) -> pd.DataFrame:
     return features[(days >= start) & (days <= end)].reset_index(drop=True)
 
 
+def latest_per_day(logged: pd.DataFrame, day_column: str) -> pd.DataFrame:
+    """One logged request per day — the latest: a day looked at ten times is still one day of live inputs."""
+    if logged.empty:
+        return logged
+    order = pd.to_datetime(logged["logged_at"], utc=True, format="ISO8601")
+    ranked = logged.assign(_at=order).sort_values("_at", kind="mergesort")
+    return ranked.drop_duplicates(day_column, keep="last").drop(columns="_at").reset_index(drop=True)
+
+
 def served_features(settings: Settings, since: pd.Timestamp) -> pd.DataFrame:
-    """One feature row per logged request (the day it forecast from), rebuilt from its bars."""
-    from bitpredict.indicators import compute_indicators
-    from bitpredict.merge import join_sentiment
+    """One feature row per day a request forecast from (its latest request), rebuilt from the request's bars —
+    with the ``is_imputed`` flags and sentiment it carried — by the transformer's own feature code."""
     from bitpredict.request_log import read_log
+    from bitpredict.serving import request_features
 
     logged = read_log(settings.path("requests"))
     if logged.empty:
         return pd.DataFrame()
+    logged = logged[pd.to_datetime(logged["logged_at"], utc=True, format="ISO8601") >= since]
     rows = []
-    for record in logged.itertuples(index=False):
-        if pd.Timestamp(record.logged_at) < since:
-            continue
+    for record in latest_per_day(logged, "last_day").itertuples(index=False):
         bars = pd.DataFrame(json.loads(record.bars))
         bars["timestamp"] = pd.to_datetime(bars["timestamp"], unit="s", utc=True)
-        frame = join_sentiment(compute_indicators(bars), None)
-        rows.append(frame.iloc[-1])
+        rows.append(request_features(bars, clean=settings.clean).iloc[-1])
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
 def realised_forecasts(settings: Settings, predictions: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Served forecasts whose day has closed, with the realised close of that day."""
+    """Served forecasts whose day has closed, with the realised close of that day: the latest forecast per day."""
     from bitpredict.request_log import read_log
 
     logged = read_log(settings.path("requests")) if predictions is None else predictions
@@ -199,6 +208,8 @@ def realised_forecasts(settings: Settings, predictions: pd.DataFrame | None = No
         return pd.DataFrame()
     closes = storage.read_parquet(features_uri(settings))[["timestamp", "close"]]
     closes["day"] = closes["timestamp"].dt.date.astype(str)
+    if "logged_at" in logged.columns:
+        logged = latest_per_day(logged, "as_of")
     return logged.merge(closes[["day", "close"]], left_on="as_of", right_on="day", how="inner")
 
 
@@ -229,7 +240,8 @@ def regression_report(joined: pd.DataFrame) -> Any:
 
 
 def current_inputs(settings: Settings, reference_end: str) -> pd.DataFrame:
-    """New feature-table days after the reference, plus served requests, within the window."""
+    """New feature-table days after the reference, plus served requests, within the window: one row per day
+    (a day both in the table and served counts once, as it was served)."""
     since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=settings.drift.window_days)
     parts = []
     if storage.exists(features_uri(settings)):
@@ -239,7 +251,10 @@ def current_inputs(settings: Settings, reference_end: str) -> pd.DataFrame:
     served = served_features(settings, since)
     if not served.empty:
         parts.append(served)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if not parts:
+        return pd.DataFrame()
+    current = pd.concat(parts, ignore_index=True)
+    return current.drop_duplicates("timestamp", keep="last").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -162,3 +162,56 @@ def test_live_quality_and_the_regression_report_use_closed_forecasts(
     assert quality["mae"] == pytest.approx(float(np.mean(days["close"].iloc[1:] * 0.01)), rel=1e-9)
     assert quality["skill"] == pytest.approx(1 - quality["mae"] / quality["persistence_mae"])
     assert Path(summary["regression_html"]).exists()
+
+
+def _request_record(bars: pd.DataFrame, predicted_close: float, news_mean: float) -> dict:
+    """What the transformer logs for one request: its outcome and the rows it was made from (sentiment included)."""
+    from bitpredict.merge import sentiment_columns
+
+    sent = {c: [0.0] * len(bars) for c in sentiment_columns("news")}
+    sent["news_vader_mean"] = [news_mean] * len(bars)
+    sent["news_count"] = [3.0] * len(bars)
+    logged = bars[["timestamp", "open", "high", "low", "close", "volume"]].assign(
+        timestamp=bars["timestamp"].astype("int64") // 10**9, **sent
+    )
+    last = bars["timestamp"].iloc[-1]
+    return {
+        "last_day": str(last.date()),
+        "as_of": str((last + pd.Timedelta(days=1)).date()),
+        "predicted_close": predicted_close,
+        "last_close": float(bars["close"].iloc[-1]),
+        "bars": logged.to_dict("list"),
+    }
+
+
+def test_each_day_counts_once_with_its_latest_request_and_its_sentiment(
+    clean_daily: pd.DataFrame, features: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A day asked for five times is one current row (the latest request, sentiment kept) and one live-quality day."""
+    from bitpredict.drift import current_inputs, realised_forecasts, served_features
+    from bitpredict.request_log import RequestLog
+
+    settings = load_settings(data_dir=str(tmp_path / "data"))
+    storage.write_parquet(features, settings.features_path)
+    log = RequestLog(settings.path("requests"), batch_size=100, flush_s=0.1)
+    busy, quiet = clean_daily.iloc[-202:-2], clean_daily.iloc[-201:-1]  # requests ending on two consecutive days
+    for i in range(5):
+        log.append(_request_record(busy, float(quiet["close"].iloc[-1]) * (1.10 - 0.02 * i), news_mean=0.1 * i))
+    log.append(_request_record(quiet, float(clean_daily["close"].iloc[-1]), news_mean=-0.3))
+    log.close()
+
+    served = served_features(settings, pd.Timestamp("2000-01-01", tz="UTC"))
+    assert len(served) == 2 and served["timestamp"].is_unique
+    by_day = served.set_index("timestamp")
+    assert by_day.loc[busy["timestamp"].iloc[-1], "news_vader_mean"] == pytest.approx(0.4)  # the latest request's
+    assert by_day.loc[quiet["timestamp"].iloc[-1], "news_vader_mean"] == pytest.approx(-0.3)
+    assert (by_day["news_missing"] == 0).all()
+
+    current = current_inputs(settings, reference_end=str(busy["timestamp"].iloc[-2].date()))
+    assert current["timestamp"].is_unique  # the table's new days and the served ones: each day once
+    assert current.set_index("timestamp").loc[busy["timestamp"].iloc[-1], "news_vader_mean"] == pytest.approx(0.4)
+
+    joined = realised_forecasts(settings)
+    assert len(joined) == 2  # not six: live quality weighs each day once
+    busy_forecast = joined.set_index("as_of").loc[str(quiet["timestamp"].iloc[-1].date()), "predicted_close"]
+    assert busy_forecast == pytest.approx(float(quiet["close"].iloc[-1]) * 1.02)  # the latest of the five
