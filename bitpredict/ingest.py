@@ -202,6 +202,9 @@ def ingest_range_source(
         for index, todo in enumerate(list(pending)):
             assert todo is not None
             for page in source.pages(interval, *todo):
+                if page.note:
+                    summary.note = page.note
+                    log.info(page.note, extra={"source": source.name, "table": table})
                 rows = page.rows
                 is_open = pd.to_datetime(rows["timestamp"], utc=True) > last_closed
                 summary.open_bars_skipped += int(is_open.sum())
@@ -225,7 +228,7 @@ def ingest_range_source(
         log.debug("source failure", exc_info=True)
     finally:
         _take_http_stats(source, summary)
-    if summary.ok and summary.fetched == 0:
+    if summary.ok and summary.fetched == 0 and summary.note is None:
         summary.note = "up to date"
     return summary
 

@@ -19,11 +19,13 @@ class Page:
 
     ``settled`` is what the engine may strike off its to-do list once the rows are stored: for a
     forward pager, everything up to the last bar; for a backward pager, everything from the first.
+    ``note``: why a page ends its range early (e.g. "nothing new"), for the run's summary line.
     """
 
     rows: pd.DataFrame
     settled_from: pd.Timestamp
     settled_to: pd.Timestamp
+    note: str | None = None
 
 
 class RangeSource(Protocol):

@@ -84,8 +84,13 @@ class BinanceSource:
                 return
             rows = klines_to_rows(klines, interval)
             last = rows["timestamp"].max()
-            if pd.isna(last) or last < cursor:
-                raise MalformedResponse(f"page starting {cursor} ends before it ({last})")
+            if pd.isna(last):
+                raise MalformedResponse(f"page starting {cursor}: no kline has a readable open time")
+            if last < cursor:
+                # Asked for bars from ``cursor`` on, the API answered with earlier ones only (it has nothing newer
+                # yet; the bars are already stored): the range ends here, and the next run asks again.
+                yield Page(rows.iloc[:0], cursor, end, note=f"nothing new from {cursor} (the newest bar is {last})")
+                return
             yield Page(rows, cursor, last)
             if len(klines) < PAGE_LIMIT:
                 return

@@ -220,3 +220,44 @@ def test_malformed_rows_in_a_good_page_are_quarantined_with_reasons(
     assert "close: not a number" in reasons and "high < low" in reasons and "open: must be > 0" in reasons
     stored = _stored(settings, "market_binance_1d")
     assert len(stored) + len(quarantine) == _expected_days(daily, "2024-01-01")  # nothing lost
+
+
+def test_a_page_of_only_stored_bars_is_nothing_new_not_a_failure(
+    server: FakeServer, make_settings, daily, hourly, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """A source asked for bars after the newest stored one answers with its latest bars, which are stored already
+    (its data lags, its pages overlap backwards): the range ends as "nothing new", and `bitpredict ingest` exits 0."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lagging = daily[daily["t"] <= pd.Timestamp("2024-03-30", tz="UTC").timestamp()]
+    apis.binance(server, lagging, hourly)
+    real = server.routes[KLINES]
+
+    def overlapping_backwards(req: Request) -> Response:
+        newest_ms = int(lagging["t"].max()) * 1000
+        if int(req.params["startTime"]) > newest_ms:  # nothing that new: answer with the last three bars
+            params = dict(req.params, startTime=str(newest_ms - 2 * apis.DAY_MS), endTime=str(newest_ms))
+            return real(Request(req.method, req.path, params, req.headers, req.at))
+        return real(req)
+
+    server.route(KLINES, overlapping_backwards)
+    settings = make_settings()
+    since = pd.Timestamp("2024-01-01", tz="UTC")
+    [first] = run_ingest(settings, ["binance"], since=since, now=pd.Timestamp("2024-03-31T12:00:00Z"))
+    assert first.ok and first.new == _expected_days(daily, "2024-01-01")
+    before = storage.read_bytes(raw_table_uri(settings, "market_binance_1d"))[0]
+
+    [again] = run_ingest(settings, ["binance"], since=since, now=pd.Timestamp("2024-04-03T12:00:00Z"))
+    assert again.ok, again.error
+    assert again.new == again.updated == 0 and again.note and again.note.startswith("nothing new")
+    assert storage.read_bytes(raw_table_uri(settings, "market_binance_1d"))[0] == before
+    assert StateStore(settings.raw_dir).load("market_binance_1d")["gaps"] == []  # the range was closed, not left open
+
+    env = {**os.environ, "BITPREDICT_DATA_DIR": settings.data_dir, "BITPREDICT_BINANCE_URL": server.url}
+    command = [str(Path(sys.executable).parent / "bitpredict"), "ingest", "-s", "binance", "--since", "2024-01-01"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "nothing new" in done.stdout and "FAILED" not in done.stdout
