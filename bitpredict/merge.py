@@ -168,7 +168,9 @@ def code_version() -> str:
 
 
 def manifest(features: pd.DataFrame, warmup: int, extra: dict[str, Any]) -> dict[str, Any]:
-    labelled = features.dropna(subset=["target_log_return"])
+    from bitpredict.dataset import labelled as labelled_rows
+
+    labelled = labelled_rows(features)
     return {
         "columns": list(features.columns),
         "dtypes": {c: str(t) for c, t in features.dtypes.items()},

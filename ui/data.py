@@ -198,13 +198,21 @@ def health(settings: Settings) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def forecast_request(settings: Settings, bars: pd.DataFrame, rows: int = 200) -> dict[str, Any]:
+    """The v2 body for the forecast after the last of ``bars``: the latest ``rows`` clean bars with their
+    ``is_imputed`` flags and the published sentiment of those days — what the model was trained with for them
+    (without the sentiment every served window would look like a day without news)."""
+    from inference.client import v2_request, with_sentiment
+
+    recent = bars.tail(rows).reset_index(drop=True)
+    return v2_request(recent, with_sentiment(recent, _read(resolve(settings, "interim", "sentiment_daily.parquet"))))
+
+
 def next_day(settings: Settings, bars: pd.DataFrame, rows: int = 200) -> dict[str, Any] | Missing:
     """The forecast for the day after the latest stored bar, from the live v2 endpoint."""
-    from inference.client import v2_request
-
     url = f"{settings.transformer_url}/v2/models/bitpredict/infer"
     try:
-        response = httpx.post(url, json=v2_request(bars.tail(rows)), timeout=15)
+        response = httpx.post(url, json=forecast_request(settings, bars, rows), timeout=15)
     except httpx.HTTPError as exc:
         return Missing(f"the forecast service at {settings.transformer_url} is not answering ({type(exc).__name__})",
                        "make serve")  # fmt: skip

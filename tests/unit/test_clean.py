@@ -92,6 +92,21 @@ def test_hourly_to_daily_needs_most_of_the_day() -> None:
     assert first["open"] == 119.0 and first["close"] == 142.0 and first["volume"] == 240.0
 
 
+def test_a_day_counts_only_when_it_has_ended_with_its_last_hour() -> None:
+    """At 21:30 UTC the stored hours run to 20:00: today is not a bar. A day without hours 20-23 (20 of 24 hours,
+    enough by count) is not a bar either: its close would be the 19:00 one."""
+    hours = pd.date_range("2024-01-01 00:00", "2024-01-03 20:00", freq="h", tz="UTC")
+    hourly = _bars(hours, close=np.arange(len(hours)) + 100.0).assign(quote_volume=1.0)
+    hourly = hourly[~((hourly["timestamp"] >= "2024-01-02 20:00") & (hourly["timestamp"] < "2024-01-03"))]
+    daily, incomplete = aggregate_to_daily(hourly, 3600)
+    assert daily["timestamp"].tolist() == [pd.Timestamp("2024-01-01", tz="UTC")] and incomplete == 2
+    assert daily["close"].iloc[0] == 123.0  # the close of 23:00, the day's last hour
+    four_hourly = _bars(pd.date_range("2024-01-01", "2024-01-02 16:00", freq="4h", tz="UTC"), close=100.0)
+    assert aggregate_to_daily(four_hourly.assign(quote_volume=1.0), 14_400)[0]["timestamp"].tolist() == [
+        pd.Timestamp("2024-01-01", tz="UTC")
+    ]
+
+
 def test_clean_the_real_shared_data(shared_raw_dir: Path, tmp_path: Path) -> None:
     data_dir = copy_data_dir(shared_raw_dir, tmp_path / "data")
     settings = load_settings(data_dir=str(data_dir))
@@ -113,6 +128,32 @@ def test_clean_the_real_shared_data(shared_raw_dir: Path, tmp_path: Path) -> Non
 
     hourly = run_clean(settings, "1h")
     assert hourly["bars_imputed"] == 1 and hourly["gaps"][0]["first"].startswith("2021-01-04T05:00")
+
+
+def test_the_splice_of_the_shared_files_keeps_one_volume_scale(shared_raw_dir: Path, tmp_path: Path) -> None:
+    """Yahoo (all exchanges) ends 2024-03-31, CryptoCompare's hourly bars continue: the later source's volume is
+    rescaled where they meet, so the series has no volume cliff, and the report states the splice."""
+    from bitpredict.indicators import compute_indicators
+
+    settings = load_settings(data_dir=str(copy_data_dir(shared_raw_dir, tmp_path / "data")))
+    report = run_clean(settings, "1d")
+    splice_day = pd.Timestamp("2024-04-01", tz="UTC")
+    [splice] = report["splices"]
+    assert splice["at"] == splice_day.isoformat() and (splice["from"], splice["to"]) == ("yahoo", "cryptocompare")
+    [note] = report["volume_reconciliation"]
+    assert note["scaled_to"] == "yahoo" and note["factor"] == splice["volume_factor"] > 1
+    assert note["overlap_bars"] == report["source_disagreement"][0]["overlap_bars"]
+    markdown = storage.read_text(storage.join(settings.interim_dir, "clean_1d_report.md"))
+    assert "## Splices" in markdown and "| 2024-04-01 | yahoo → cryptocompare |" in markdown
+
+    bars = storage.read_parquet(storage.join(settings.interim_dir, "clean_1d.parquet")).set_index("timestamp")
+    log_volume = np.log(bars["volume"])
+    month = pd.Timedelta(days=30)
+    before = log_volume[splice_day - month : splice_day - pd.Timedelta(days=1)].median()
+    after = log_volume[splice_day : splice_day + month].median()
+    assert abs(after - before) < np.log(2)  # one market, one scale: no factor-of-ten step at the seam
+    z = compute_indicators(bars.reset_index()).set_index("timestamp")["volume_zscore_30"]
+    assert z[splice_day : splice_day + pd.Timedelta(days=6)].abs().max() < 3
 
 
 def test_no_raw_data_is_a_clear_error(tmp_path: Path) -> None:

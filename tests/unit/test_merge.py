@@ -113,3 +113,25 @@ def test_the_four_stages_on_the_real_shared_data(shared_raw_dir: Path, tmp_path:
 def test_merge_without_indicators_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="run `bitpredict indicators` first"):
         run_merge(load_settings(data_dir=str(tmp_path)))
+
+
+def test_no_label_spans_a_filled_bar() -> None:
+    """A filled day copies the previous close: the target into it would be a fake 0 and the target out of it the
+    gap's whole move. Neither is a label, and the labelled rows (training, evaluation actuals) restart after it."""
+    from bitpredict.clean import clean_bars
+    from bitpredict.config import CleanSettings
+    from bitpredict.dataset import TARGET, labelled
+
+    raw = _bars(WARMUP + 60, seed=4)
+    gap = WARMUP + 30  # this day is missing at the source; clean fills it flat
+    cleaned = clean_bars({"yahoo": raw.drop(index=gap)}, "1d", CleanSettings()).bars
+    assert cleaned["is_imputed"].sum() == 1
+    features = build_features(compute_indicators(cleaned), None, WARMUP)
+    day = features.index[features["is_imputed"] == 1.0][0]
+    assert features.loc[day - 1, "close"] == features.loc[day, "close"]  # the flat copy
+    assert features.loc[[day - 1, day], TARGET].isna().all()  # neither a fake 0 nor the two-day move
+    assert features.loc[day - 2, TARGET] == pytest.approx(np.log(raw["close"][gap - 1] / raw["close"][gap - 2]))
+    rows = labelled(features)
+    assert rows[TARGET].notna().all() and rows["timestamp"].diff().dropna().eq(pd.Timedelta(days=1)).all()
+    assert rows["timestamp"].iloc[0] == features.loc[day + 1, "timestamp"]  # restarts after the filled bar
+    assert len(rows) == len(features) - (day + 1) - 1  # up to the last row whose next day is known
