@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bitpredict.dataset import Scaler
-from bitpredict.indicators import MODEL_FEATURES, WARMUP
+from bitpredict.indicators import MODEL_FEATURES, WARMUP, compute_indicators
 from bitpredict.merge import sentiment_columns
 from bitpredict.request_log import RequestLog, read_log
 from bitpredict.serving import ModelMismatch, ModelSpec, RequestError, feature_window, parse_request, sentiment_inputs
@@ -83,3 +83,47 @@ def test_the_request_log_survives_a_restart(tmp_path: Path) -> None:
     logged = read_log(directory)
     assert sorted(logged["request_id"]) == ["a0", "a1", "a2", "b0"] and first.dropped == second.dropped == 0
     assert len(list((tmp_path / "requests").glob("part-*.parquet"))) == 3  # 2 + 1 batches, then 1
+
+
+def _body_inputs(body: dict) -> dict:
+    return {t["name"]: (t["datatype"], np.asarray(t["data"])) for t in body["inputs"]}
+
+
+def test_the_ui_request_carries_the_days_sentiment_and_filled_bars(clean_daily: pd.DataFrame, tmp_path: Path) -> None:
+    """The UI (through inference.client) sends the published sentiment of each day and the clean table's
+    is_imputed flags; the transformer's code reads both, so the window is the one the features table holds."""
+    from bitpredict import storage
+    from bitpredict.config import load_settings
+    from bitpredict.merge import build_features
+    from ui.data import forecast_request
+
+    settings = load_settings(data_dir=str(tmp_path / "data"))
+    bars = clean_daily.tail(400).reset_index(drop=True)
+    bars.loc[390, "is_imputed"] = True  # a day the clean stage filled
+    news_days = bars["timestamp"].iloc[[385, 395, 399]]
+    daily = pd.DataFrame({"timestamp": news_days, **{c: 0.0 for c in sentiment_columns("news")}})
+    daily = daily.assign(news_vader_mean=[0.2, -0.4, 0.6], news_count=[4.0, 2.0, 7.0])
+    storage.write_parquet(daily, settings.path("interim", "sentiment_daily.parquet"))
+
+    body = forecast_request(settings, bars, rows=200)
+    names = {t["name"] for t in body["inputs"]}
+    assert {"is_imputed", "sentiment_news_vader_mean", "sentiment_news_count"} <= names
+    assert not any(n.startswith("sentiment_tweets") for n in names)  # no tweets published: training's default
+    spec = ModelSpec.from_metadata(_meta(COLUMNS, window=30), "7")
+    served = feature_window(parse_request(_body_inputs(body), spec), spec)[0]
+    table = build_features(compute_indicators(bars), daily, WARMUP).set_index("timestamp")
+    expected = spec.scaler.transform(table.loc[bars["timestamp"].iloc[-30:]])
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    column = {c: i for i, c in enumerate(COLUMNS)}
+    assert served[-1, column["news_vader_mean"]] == pytest.approx(0.6) and served[-1, column["news_missing"]] == 0
+    assert served[-10, column["is_imputed"]] == 1.0 and served[-2, column["news_missing"]] == 1.0
+
+
+@pytest.mark.parametrize("values", [[0.5], [2.0], [-1.0]])
+def test_is_imputed_must_be_a_flag(clean_daily: pd.DataFrame, values: list[float]) -> None:
+    spec = ModelSpec.from_metadata(_meta(COLUMNS), "7")
+    bars = clean_daily.tail(200).reset_index(drop=True)
+    flags = np.zeros(200)
+    flags[-1] = values[0]
+    with pytest.raises(RequestError, match="is_imputed"):
+        parse_request(_inputs(bars, is_imputed=flags), spec)
