@@ -11,19 +11,25 @@ from pathlib import Path
 import pytest
 
 from bitpredict import storage
+from tests.conftest import HAND_MADE_NEWS, SAMPLE_FILE
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_dvc_repro_ingest_from_files(tmp_path: Path, shared_data: Path) -> None:
+def test_dvc_repro_ingest_from_files(tmp_path: Path, sample_data: Path) -> None:
+    """Offline through dvc repro: the files source on the embedded sample's bars and the hand-made news."""
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    for source in (SAMPLE_FILE, HAND_MADE_NEWS):
+        (exports / source.name).symlink_to(source)
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     (tmp_path / "bitpredict").symlink_to(REPO / "bitpredict")  # code deps of the stages
     params = (REPO / "params.yaml").read_text()
     params = params.replace(
         "ingest_sources: [binance, cryptocompare, coingecko, rss, twitter]", "ingest_sources: [files]"
     )
-    params = params.replace("files_dir: null", f"files_dir: {shared_data}")
+    params = params.replace("files_dir: null", f"files_dir: {exports}")
     (tmp_path / "params.yaml").write_text(params)
     env = {
         **os.environ,
@@ -38,9 +44,10 @@ def test_dvc_repro_ingest_from_files(tmp_path: Path, shared_data: Path) -> None:
     assert dvc("init", "--no-scm").returncode == 0
     first = dvc("repro", "ingest")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "market_yahoo_1d" in first.stdout and "new=3484" in first.stdout
-    table = tmp_path / "data" / "raw" / "market_yahoo_1d.parquet"
-    assert len(storage.read_parquet(table)) == 3484
+    assert "market_cryptocompare_1h" in first.stdout and "new=43668" in first.stdout  # one bar quarantined
+    assert "news_files" in first.stdout and "new=30" in first.stdout
+    table = tmp_path / "data" / "raw" / "market_cryptocompare_1h.parquet"
+    assert len(storage.read_parquet(table)) == 43668
     second = dvc("repro", "ingest")  # always_changed + persist: runs again, keeps the tables, adds nothing
     assert second.returncode == 0 and "new=0" in second.stdout
     assert (tmp_path / "dvc.lock").exists()
