@@ -51,16 +51,21 @@ def neutral_sentiment(prefix: str) -> dict[str, float]:
 
 
 def join_sentiment(features: pd.DataFrame, daily: pd.DataFrame | None) -> pd.DataFrame:
-    """Left-join daily sentiment on the day; fill missing days with the neutral values and flag them.
-
-    Built as arrays and attached in one step: the serving transformer runs this on every request.
-    """
+    """Left-join daily sentiment on the day; fill missing days with the neutral values and flag them."""
     out = features.reset_index(drop=True)
-    days = out["timestamp"]
+    columns = sentiment_arrays(out["timestamp"], daily)
+    kept = out.drop(columns=[c for c in columns if c in out.columns])
+    return pd.concat([kept, pd.DataFrame(columns, index=kept.index)], axis=1)
+
+
+def sentiment_arrays(days: pd.Series, daily: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    """Every sentiment model input for ``days``: the day's aggregates where it has texts, else the neutral values
+    and ``<prefix>_missing = 1``. Arrays, not a frame: the serving transformer runs this on every request."""
+    n = len(days)
     lookup = None
     if daily is not None:
-        same_days = len(daily) == len(out) and np.array_equal(daily["timestamp"].to_numpy(), days.to_numpy())
-        # A forecast request carries one sentiment row per bar: no join needed (this runs on every request).
+        same_days = len(daily) == n and np.array_equal(daily["timestamp"].to_numpy(), days.to_numpy())
+        # A forecast request carries one sentiment row per bar: no join needed.
         lookup = daily.reset_index(drop=True) if same_days else _aligned(daily, days)
     columns: dict[str, np.ndarray] = {}
     for prefix in SENTIMENT_PREFIXES:
@@ -70,20 +75,16 @@ def join_sentiment(features: pd.DataFrame, daily: pd.DataFrame | None) -> pd.Dat
             count = lookup[count_name].to_numpy(dtype="float64")
             has_day = ~np.isnan(count) & (count > 0)
         else:
-            has_day = np.zeros(len(out), dtype=bool)
+            has_day = np.zeros(n, dtype=bool)
         for column, value in neutral_sentiment(prefix).items():
             if column.endswith("_missing"):
                 columns[column] = (~has_day).astype("float64")
-                continue
-            raw = (
-                lookup[column].to_numpy(dtype="float64")
-                if lookup is not None and column in present
-                else np.full(len(out), np.nan)
-            )
-            values = np.where(has_day, raw, value)
-            columns[column] = np.where(np.isnan(values), value, values)
-    kept = out.drop(columns=[c for c in columns if c in out.columns])
-    return pd.concat([kept, pd.DataFrame(columns, index=kept.index)], axis=1)
+            elif lookup is not None and column in present:
+                raw = lookup[column].to_numpy(dtype="float64")
+                columns[column] = np.where(has_day & ~np.isnan(raw), raw, value)
+            else:
+                columns[column] = np.full(n, value)
+    return columns
 
 
 def request_sentiment(daily: pd.DataFrame | None, timestamps: pd.Series) -> pd.DataFrame:

@@ -19,7 +19,8 @@ inputs (``is_imputed``, the day's sentiment). Nothing reaches further back, so a
 * ``is_outlier`` is the clean stage's rule (``bitpredict.clean.flag_outliers``) run on these bars; its window
   fits in ``HISTORY``.
 * ``is_imputed`` comes with the bars (the clean table's flag, or a request's optional input; 0 when absent).
-* Sentiment is the day's own aggregate (``bitpredict.merge.join_sentiment``, neutral default when absent).
+* Sentiment is the day's own aggregate (``bitpredict.merge.sentiment_arrays``, the merge stage's join: the
+  neutral default and ``<source>_missing = 1`` for a day without texts).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import pandas as pd
 from bitpredict import indicators as ind
 from bitpredict.clean import OUTLIER_WINDOW, flag_outliers
 from bitpredict.config import CleanSettings
-from bitpredict.merge import join_sentiment
+from bitpredict.merge import sentiment_arrays
 
 HISTORY = ind.WARMUP + 1  # rows a model input on row t may read: t − WARMUP … t
 DEFAULT_OUTLIER_THRESHOLD = CleanSettings().outlier_mad_threshold
@@ -134,4 +135,8 @@ def model_frame(
         .astype("float64")
         .to_numpy(),
     }
-    return join_sentiment(frame.assign(**columns), sentiment)
+    columns.update(sentiment_arrays(frame["timestamp"], sentiment))
+    # One frame built from columns (replaced ones keep their place): inserting ~30 columns one by one costs
+    # more than the indicators on a request's 180 rows.
+    order = list(dict.fromkeys([*frame.columns, *columns]))
+    return pd.DataFrame({c: columns[c] if c in columns else frame[c] for c in order}, index=frame.index)
