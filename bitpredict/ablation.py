@@ -105,7 +105,7 @@ def run_variants(
     """Score every variant (and the best baseline) on the last ``config.test_days`` rows of ``frame``."""
     levels = tuple(config.quantiles)
     actual = frame[TARGET].to_numpy(dtype="float64")[-config.test_days :]
-    keep = np.ones(len(actual), bool) if mask is None else mask
+    keep = np.isfinite(actual) & (np.ones(len(actual), bool) if mask is None else mask)
     base = baseline_quantiles(frame, config)
     best = min(base, key=lambda k: scores.pinball(actual[keep], base[k][keep], levels).mean())
     rows = {}

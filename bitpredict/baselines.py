@@ -97,6 +97,7 @@ def _fit_har(frame: pd.DataFrame, end: int, levels: tuple[float, ...]) -> dict[s
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     sigma = np.sqrt(np.exp(design @ coef))
     z = frame[TARGET].to_numpy(dtype="float64")[lo : end - 1] / sigma
+    z = z[np.isfinite(z)]  # a day next to a filled bar has no target
     spread = np.quantile(z, levels) - np.quantile(z, 0.5)
     return {"coef": coef.tolist(), "z_quantiles": spread.tolist()}
 

@@ -103,17 +103,20 @@ class Split:
 
 
 def labelled(features: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose next-day target is known and trustworthy: the last contiguous run of them.
+    """The rows up to the last one whose next-day target is known (all but the last row, normally).
 
-    All but the last row, normally. A target left empty inside the table (``bitpredict.merge.add_targets``: it
-    would span a filled bar) is not a label, and training and evaluation index windows and actuals by row, so
-    the rows must stay consecutive days: the labelled rows restart after the last such target, as the clean
-    stage restarts a series after a gap it cannot fill.
+    A target left empty inside the table (``bitpredict.merge.add_targets``: it would span a filled bar) stays
+    empty here: the row is still a day of history for the windows after it, but never a label or an actual —
+    training picks its window ends with ``label_rows`` and evaluation drops unlabelled days from its scores, so
+    a filled gap costs the days it touches, not the history before it.
     """
     known = features[TARGET].notna().to_numpy()
     if not known.any():
         return features.iloc[:0].reset_index(drop=True)
-    last = int(np.flatnonzero(known)[-1])
-    holes = np.flatnonzero(~known[:last])
-    start = int(holes[-1]) + 1 if len(holes) else 0
-    return features.iloc[start : last + 1].reset_index(drop=True)
+    return features.iloc[: int(np.flatnonzero(known)[-1]) + 1].reset_index(drop=True)
+
+
+def label_rows(frame: pd.DataFrame, start: int, end: int) -> np.ndarray:
+    """Row indices in ``[start, end)`` whose target is a label (not empty)."""
+    rows = np.arange(max(start, 0), end)
+    return rows[np.isfinite(frame[TARGET].to_numpy(dtype="float64")[rows])]

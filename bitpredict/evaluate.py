@@ -91,6 +91,7 @@ def arima_forecast(frame: pd.DataFrame, start: int, end: int) -> np.ndarray:
         warnings.simplefilter("ignore")  # convergence chatter; the fit is checked by the metrics
         fitted = ARIMA(target[lo:start], order=(1, 0, 1), trend="c").fit()
         # One-step predictions over [lo, end): position t is E[y_t | y_<t], the forecast made on day t.
+        # An empty target (a day next to a filled bar) is a missing observation to the state-space model.
         applied = fitted.apply(target[lo:end])
     return np.asarray(applied.predict())[start - lo :]
 
@@ -106,7 +107,8 @@ def regression_forecast(
         if kind == "ridge"
         else HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_leaf_nodes=15, random_state=seed)
     )
-    model.fit(values[:start], target[:start])
+    known = np.isfinite(target[:start])  # days whose target would span a filled bar are not labels
+    model.fit(values[:start][known], target[:start][known])
     return model.predict(values[start:end])
 
 
@@ -192,6 +194,11 @@ def walk_forward(
         block.update(first_day=str(part["timestamp"].iloc[0].date()), last_day=str(part["timestamp"].iloc[-1].date()))
         blocks.append(block)
     predictions = pd.concat(parts, ignore_index=True)
+    scored = np.isfinite(predictions["actual_return"].to_numpy())  # no actual for a day next to a filled bar
+    for block in blocks:
+        block["unlabelled_days"] = int((~scored[predictions["block"].to_numpy() == block["block"]]).sum())
+    predictions = predictions[scored].reset_index(drop=True)
+    attention_rows = np.concatenate(attention)[scored] if attention else np.zeros((0, config.window))
     predictions["actual_close"] = predictions["close"] * np.exp(predictions["actual_return"])
     mid = median_index(levels)
     for method in probabilistic:
@@ -204,7 +211,7 @@ def walk_forward(
             )
     for method in (*probabilistic, *POINT_BASELINES):
         predictions[f"{method}_close"] = predictions["close"] * np.exp(predictions[f"{method}_return"])
-    return Backtest(predictions, np.concatenate(attention), blocks, probabilistic, levels)
+    return Backtest(predictions, attention_rows, blocks, probabilistic, levels)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import pandas as pd
 
 from bitpredict import storage, tracking
 from bitpredict.config import ModelSettings, Settings
-from bitpredict.dataset import TARGET, Scaler, Split, labelled, model_input_columns, windows
+from bitpredict.dataset import TARGET, Scaler, Split, label_rows, labelled, model_input_columns, windows
 from bitpredict.indicators import WARMUP
 from bitpredict.merge import code_version
 
@@ -97,7 +97,7 @@ def target_scales(frame: pd.DataFrame, config: ModelSettings, train_end: int) ->
         if VOLATILITY_COLUMN not in frame.columns:
             raise ValueError(f"target_scaling=volatility needs the {VOLATILITY_COLUMN!r} column: rerun the features")
         return np.maximum(frame[VOLATILITY_COLUMN].to_numpy(dtype="float64"), 1e-6)
-    return np.full(len(frame), float(np.std(target[:train_end])) or 1.0)
+    return np.full(len(frame), float(np.nanstd(target[:train_end])) or 1.0)
 
 
 def fit_recipe(
@@ -116,11 +116,11 @@ def fit_recipe(
     scaler = Scaler.fit(frame.iloc[: split.val_start], columns)
     values = scaler.transform(frame.iloc[:end])
     target = frame[TARGET].to_numpy(dtype="float64")
-    if not np.isfinite(target[:end]).all():
-        raise ValueError("training rows must all have a target: pass the labelled rows")
     scales = target_scales(frame, config, split.val_start)
-    train_ends = np.arange(config.window - 1, split.val_start)
-    val_ends = np.arange(split.val_start, end)
+    train_ends = label_rows(frame, config.window - 1, split.val_start)  # a day without a label is history only
+    val_ends = label_rows(frame, split.val_start, end)
+    if len(train_ends) == 0 or len(val_ends) == 0:
+        raise ValueError("no labelled rows to train or validate on: pass the labelled features table")
     data = (
         windows(values, config.window, train_ends),
         (target[train_ends] / scales[train_ends]).astype("float32"),

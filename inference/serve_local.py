@@ -106,12 +106,15 @@ def probe(settings: Settings, transformer: str, predictor: str) -> dict[str, Any
     model's own shape, so the line is still printed only after the model has answered.
     """
     from bitpredict.publish import resolve
-    from inference.client import v2_request
+    from inference.client import v2_request, with_sentiment
 
     bars_uri = resolve(settings, "interim", "clean_1d.parquet")
     if storage.exists(bars_uri):
-        bars = storage.read_parquet(bars_uri).tail(REQUEST_ROWS)
-        reply = httpx.post(f"{transformer}/v2/models/{MODEL_NAME}/infer", json=v2_request(bars), timeout=30)
+        bars = storage.read_parquet(bars_uri).tail(REQUEST_ROWS).reset_index(drop=True)
+        daily_uri = resolve(settings, "interim", "sentiment_daily.parquet")
+        daily = storage.read_parquet(daily_uri) if storage.exists(daily_uri) else None
+        body = v2_request(bars, with_sentiment(bars, daily))  # what the UI sends: the days' sentiment too
+        reply = httpx.post(f"{transformer}/v2/models/{MODEL_NAME}/infer", json=body, timeout=30)
         if reply.status_code != 200:
             raise ServeError(f"the first forecast request failed ({reply.status_code}: {reply.text[:300]})")
         return {o["name"]: o["data"][0] for o in reply.json()["outputs"]}

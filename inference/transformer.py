@@ -2,9 +2,9 @@
 
 ``POST /v2/models/bitpredict/infer`` (REST) or ``ModelInfer`` (gRPC) with inputs ``timestamp`` (INT64 unix
 seconds or BYTES ISO-8601 dates), ``open``, ``high``, ``low``, ``close``, ``volume`` (FP64/FP32), all of
-length N, oldest first, and optionally ``sentiment_<column>`` daily aggregates. The rows become the
-model's [1, W, F] input through ``bitpredict.serving`` — the training code — and the predictor's quantiles
-become ``predicted_log_return``, ``predicted_close``, ``direction``, ``lower``, ``upper``, ``as_of`` and
+length N, oldest first, and optionally ``is_imputed`` (0/1: a filled bar) and ``sentiment_<column>`` daily
+aggregates. The rows become the model's [1, W, F] input through ``bitpredict.serving`` — the training code —
+and the predictor's quantiles become ``predicted_log_return``, ``predicted_close``, ``direction``, ``lower``, ``upper``, ``as_of`` and
 ``model_version``.
 
 The predictor is reached by ``--predictor_protocol``: ``v2`` (REST, KServe's client: the local predictor,
@@ -56,8 +56,8 @@ from bitpredict.serving import (
     feature_window,
     forecast,
     locate_model,
+    optional_inputs,
     parse_request,
-    sentiment_inputs,
     sentiment_source,
 )
 from inference.server import DEFAULT_HOST, serve
@@ -130,7 +130,7 @@ class BitPredictTransformer(Model):
     def get_input_types(self) -> list[dict[str, Any]]:
         n = [-1]
         market = [{"name": c, "datatype": "FP64", "shape": n} for c in ("open", "high", "low", "close", "volume")]
-        optional = [{"name": c, "datatype": "FP64", "shape": n, "optional": True} for c in sentiment_inputs()]
+        optional = [{"name": c, "datatype": "FP64", "shape": n, "optional": True} for c in optional_inputs()]
         return [{"name": "timestamp", "datatype": "INT64|BYTES", "shape": n}, *market, *optional]
 
     def get_output_types(self) -> list[dict[str, Any]]:

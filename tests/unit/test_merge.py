@@ -117,10 +117,10 @@ def test_merge_without_indicators_says_what_to_run(tmp_path: Path) -> None:
 
 def test_no_label_spans_a_filled_bar() -> None:
     """A filled day copies the previous close: the target into it would be a fake 0 and the target out of it the
-    gap's whole move. Neither is a label, and the labelled rows (training, evaluation actuals) restart after it."""
+    gap's whole move. Neither is a label; the days stay history for the windows after them."""
     from bitpredict.clean import clean_bars
     from bitpredict.config import CleanSettings
-    from bitpredict.dataset import TARGET, labelled
+    from bitpredict.dataset import TARGET, label_rows, labelled
 
     raw = _bars(WARMUP + 60, seed=4)
     gap = WARMUP + 30  # this day is missing at the source; clean fills it flat
@@ -132,6 +132,7 @@ def test_no_label_spans_a_filled_bar() -> None:
     assert features.loc[[day - 1, day], TARGET].isna().all()  # neither a fake 0 nor the two-day move
     assert features.loc[day - 2, TARGET] == pytest.approx(np.log(raw["close"][gap - 1] / raw["close"][gap - 2]))
     rows = labelled(features)
-    assert rows[TARGET].notna().all() and rows["timestamp"].diff().dropna().eq(pd.Timedelta(days=1)).all()
-    assert rows["timestamp"].iloc[0] == features.loc[day + 1, "timestamp"]  # restarts after the filled bar
-    assert len(rows) == len(features) - (day + 1) - 1  # up to the last row whose next day is known
+    assert rows["timestamp"].diff().dropna().eq(pd.Timedelta(days=1)).all()  # consecutive days, history kept
+    assert len(rows) == len(features) - 1  # up to the last row whose next day is known
+    labels = label_rows(rows, 0, len(rows))
+    assert day - 1 not in labels and day not in labels and len(labels) == len(rows) - 2

@@ -139,3 +139,19 @@ def test_the_exported_saved_model_gives_the_in_memory_outputs(tmp_path: Path, sc
     out = signature(**{INPUT_NAME: tf.constant(x)})
     np.testing.assert_allclose(out[QUANTILES_OUTPUT].numpy(), quantiles, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(out[ATTENTION_OUTPUT].numpy(), attention, rtol=1e-5, atol=1e-7)
+
+
+def test_days_without_a_label_are_history_never_labels_or_actuals() -> None:
+    """Two targets left empty (next to a filled bar): training skips them as window ends, evaluation as actuals."""
+    from bitpredict.evaluate import walk_forward
+    from bitpredict.train import fit_recipe
+
+    frame = _frame()
+    frame.loc[[200, 201, 240], TARGET] = np.nan
+    config = ModelSettings(**TINY, test_days=50, refit_every_days=25, baselines=["ewma"], use_sentiment=False)
+    columns = model_input_columns(frame.columns, use_sentiment=False)
+    trained = fit_recipe(frame, columns, config, end=230)  # row 200/201 inside training: skipped, no NaN loss
+    assert np.isfinite(trained.history["loss"]).all() and np.isfinite(trained.history["val_loss"]).all()
+    backtest = walk_forward(frame.assign(sma_7=frame["close"]), columns, config)
+    assert len(backtest.predictions) == 49 and backtest.predictions["actual_return"].notna().all()
+    assert sum(b["unlabelled_days"] for b in backtest.blocks) == 1 and len(backtest.attention) == 49
