@@ -4,8 +4,8 @@
 seconds or BYTES ISO-8601 dates), ``open``, ``high``, ``low``, ``close``, ``volume`` (FP64/FP32), all of
 length N, oldest first, and optionally ``is_imputed`` (0/1: a filled bar) and ``sentiment_<column>`` daily
 aggregates. The rows become the model's [1, W, F] input through ``bitpredict.serving`` — the training code —
-and the predictor's quantiles become ``predicted_log_return``, ``predicted_close``, ``direction``, ``lower``, ``upper``, ``as_of`` and
-``model_version``.
+and the predictor's quantiles become ``predicted_log_return``, ``predicted_close``, ``direction``, ``lower``,
+``upper``, ``as_of`` and ``model_version``.
 
 The predictor is reached by ``--predictor_protocol``: ``v2`` (REST, KServe's client: the local predictor,
 Triton), ``grpc-v2`` (KServe's gRPC client), or ``tfserving`` (TF Serving's gRPC ``PredictionService.Predict``
