@@ -340,7 +340,7 @@ def _champion_dir(settings: Settings) -> str:
         fail(f"no published champion and the registry at {settings.tracking_uri} cannot be read ({exc})")
         raise AssertionError("unreachable") from None
     if champion is None:
-        fail("no champion yet: run `make run DATA=../shared/data` first, or pass --model-dir")
+        fail("no champion yet: run `make run` first, or pass --model-dir")
     return storage.join(settings.serving_store, settings.registered_model_name, str(champion["version"]))
 
 

@@ -528,6 +528,8 @@ def run_sentiment(settings: Settings) -> dict[str, Any]:
 
     storage.write_parquet(table, settings.path("interim", "sentiment_scores.parquet"))
     storage.write_parquet(daily, settings.path("interim", "sentiment_daily.parquet"))
+    if not storage.exists(cache_uri(settings)):  # the cache is a declared output (DVC) even before any text
+        _store(cache_uri(settings), pd.DataFrame(columns=[*CACHE_KEY, *SCORE_COLUMNS]))
     counts = table["kind"].value_counts()
     meta.update(
         {

@@ -52,8 +52,8 @@ class Stage:
 def _ingest(settings: Settings, **_: Any) -> dict[str, Any]:
     from bitpredict.ingest import run_ingest
 
-    files = [str(p) for p in sorted(Path(settings.files_dir).glob("*.csv"))] if settings.files_dir else None
-    summaries = run_ingest(settings, list(settings.ingest_sources), files=files)
+    # The files source reads its folder itself (CSV and parquet, the same rule as `bitpredict ingest`).
+    summaries = run_ingest(settings, list(settings.ingest_sources))
     failed = [f"{s.source}/{s.table}: {s.error}" for s in summaries if not s.ok]
     if failed and all(not s.ok for s in summaries):
         raise RuntimeError("every source failed: " + "; ".join(failed))

@@ -76,7 +76,7 @@ def choose_model(settings: Settings, model_dir: str | None) -> Chosen:
         where = settings.tracking_uri
         raise ServeError(f"nothing published and the registry at {where} cannot be read ({exc})") from None
     if registered is None:
-        raise ServeError("no champion yet: run `make run DATA=../shared/data` first (or `make serve MODEL_DIR=<dir>`)")
+        raise ServeError("no champion yet: run `make run` first (or `make serve MODEL_DIR=<dir>`)")
     target = storage.join(settings.serving_store, settings.registered_model_name, str(registered["version"]))
     if not storage.exists(storage.join(target, "bitpredict_model.json")):
         export_for_serving(settings, registered["version"])

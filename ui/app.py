@@ -166,6 +166,13 @@ def sentiment_page() -> None:
         missing(found)
         return
     daily, scores = found
+    if daily.empty:
+        st.info(
+            "This data has no news or tweets, so every forecast used the neutral sentiment default. "
+            "`make run DATA=../shared/data` adds 7,500 news texts (2021-10 → 2022-07); `make run SOURCES=live` "
+            "reads the RSS feeds (and X, with BITPREDICT_TWITTER_BEARER_TOKEN)."
+        )
+        return
     bars = cached_market(key())
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     for column in [c for c in daily.columns if c.endswith("_vader_mean")]:

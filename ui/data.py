@@ -33,9 +33,7 @@ def _read(uri: str) -> pd.DataFrame | None:
 def market(settings: Settings) -> pd.DataFrame | Missing:
     bars = _read(resolve(settings, "interim", "clean_1d.parquet"))
     if bars is None:
-        return Missing(
-            "no market data yet", "make run DATA=../shared/data   (or: bitpredict ingest && bitpredict clean)"
-        )
+        return Missing("no market data yet", "make run   (or: bitpredict ingest && bitpredict clean)")
     return bars
 
 
@@ -44,7 +42,7 @@ def backtest(settings: Settings) -> pd.DataFrame | Missing:
     columns ``target_day``, ``forecast_close``, ``lower_close``, ``upper_close`` and ``method`` (its name)."""
     frame = _read(resolve(settings, "reports", "evaluation", "predictions.parquet"))
     if frame is None:
-        return Missing("no evaluated model yet", "make run DATA=../shared/data   (or: bitpredict evaluate)")
+        return Missing("no evaluated model yet", "make run   (or: bitpredict evaluate)")
     metrics = evaluation(settings)
     preferred = [metrics.get("best")] if isinstance(metrics, dict) else []
     method = next(
@@ -52,7 +50,7 @@ def backtest(settings: Settings) -> pd.DataFrame | Missing:
         None,
     )
     if method is None:
-        return Missing("the evaluation has no forecast intervals to plot", "make run DATA=../shared/data")
+        return Missing("the evaluation has no forecast intervals to plot", "make run")
     out = pd.DataFrame(
         {
             "target_day": frame["timestamp"] + pd.Timedelta(days=1),
@@ -79,7 +77,7 @@ def served(settings: Settings) -> pd.DataFrame:
 def evaluation(settings: Settings) -> dict[str, Any] | Missing:
     uri = resolve(settings, "reports", "evaluation", "metrics.json")
     if not storage.exists(uri):
-        return Missing("no evaluation report yet", "make run DATA=../shared/data   (or: bitpredict evaluate)")
+        return Missing("no evaluation report yet", "make run   (or: bitpredict evaluate)")
     return json.loads(storage.read_text(uri))
 
 
@@ -117,7 +115,7 @@ def registry(settings: Settings) -> dict[str, Any] | Missing:
             f"MLflow is unreachable at {settings.tracking_uri} ({type(exc).__name__})", "check MLFLOW_TRACKING_URI"
         )
     if not versions:
-        return Missing("no registered model yet", "make run DATA=../shared/data")
+        return Missing("no registered model yet", "make run")
 
     def number(tags: dict[str, str], *keys: str) -> float | None:
         for key in keys:
@@ -154,7 +152,7 @@ def sentiment(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame] | Missing
     daily = _read(resolve(settings, "interim", "sentiment_daily.parquet"))
     scores = _read(resolve(settings, "interim", "sentiment_scores.parquet"))
     if daily is None or scores is None:
-        return Missing("no sentiment scores yet", "make run DATA=../shared/data   (or: bitpredict sentiment)")
+        return Missing("no sentiment scores yet", "make run   (or: bitpredict sentiment)")
     return daily, scores
 
 

@@ -82,7 +82,7 @@ def test_drift_without_a_champion_is_one_line_with_what_to_do(tmp_path: Path) ->
     result = run("drift", env={"BITPREDICT_DATA_DIR": str(tmp_path / "empty")})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: no champion yet: run `make run DATA=../shared/data` first, or pass --model-dir"
+        "error: no champion yet: run `make run` first, or pass --model-dir"
     )
 
 

@@ -416,6 +416,8 @@ def test_run_sentiment_without_raw_texts_writes_empty_outputs(tmp_path: Path) ->
     assert meta["news"] == meta["tweets"] == meta["days"] == 0 and "no raw news or tweets" in meta["note"]
     daily = storage.read_parquet(settings.path("interim", "sentiment_daily.parquet"))
     assert daily.empty and "news_vader_mean" in daily.columns and "tweets_count" in daily.columns
+    cache = storage.read_parquet(settings.path("interim", "sentiment_cache.parquet"))  # DVC declares it
+    assert cache.empty and "text_hash" in cache.columns
 
 
 def test_run_sentiment_required_model_missing_raises(tmp_path: Path) -> None:
