@@ -116,15 +116,16 @@ def next_day_page() -> None:
         return
     close = float(bars["close"].iloc[-1])
     change = forecast["predicted_close"] / close - 1
-    arrow = {1: "up", -1: "down"}.get(forecast["direction"], "flat (no call: the median is today's close)")
+    arrow = {1: "up", -1: "down"}.get(forecast["direction"], "flat")
     st.subheader(f"Forecast for {forecast['as_of']}")
     cols = st.columns(4)
-    cols[0].metric("Predicted close", f"${forecast['predicted_close']:,.2f}", f"{change:+.2%}")
-    cols[1].metric("Direction", arrow)
+    cols[0].metric("Predicted close", f"${forecast['predicted_close']:,.2f}", f"{change:+.2%}" if change else None)
+    cols[1].metric("Direction", arrow, help="flat: the median is today's close (a baseline makes no direction call)")
     cols[2].metric("Interval (10–90 %)", f"${forecast['lower'] / 1000:,.1f}k – {forecast['upper'] / 1000:,.1f}k")
     cols[3].metric("Model version", str(forecast["model_version"]))
     st.caption(f"From the latest {forecast['parameters'].get('rows', '?')} stored days; sentiment: "
-               f"{forecast['parameters'].get('sentiment', '?')}. Last close ${close:,.2f}.")  # fmt: skip
+               f"{forecast['parameters'].get('sentiment', '?')}. Last close ${close:,.2f}. The median, the interval "
+               "and the model are the published champion's (see Model for why it won).")  # fmt: skip
 
 
 def model_page() -> None:
