@@ -182,7 +182,7 @@ WANTED = {
     "Market": "Last bar 2024-11-12",
     "Next day": "Forecast for 2024-11-13",
     "Model": "bitpredict-lstm v1",
-    "Sentiment": "Latest headlines",
+    "Sentiment": "This data has no news or tweets",  # the embedded sample has prices only: the page says so
     "Monitoring": "Columns drifted",
 }
 
