@@ -140,30 +140,59 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_ablation(settings: Settings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Both tables: the recipe changes on the default test span, sentiment on/off on the news span."""
+SECTIONS = ("recipe", "year_before", "sentiment")
+
+
+def run_ablation(
+    settings: Settings, progress: Callable[[str], None] | None = None, sections: tuple[str, ...] = SECTIONS
+) -> dict[str, Any]:
+    """The tables, each a section that can be rerun alone (the others are kept from ``ablation.json``):
+
+    * ``recipe``: every variant on the evaluate stage's test span;
+    * ``year_before``: the same variants (but the costly ensemble) on the ``test_days`` before it — a recipe
+      that looks better on the reported year should also be better here, or it was picked on its test data;
+    * ``sentiment``: sentiment on/off over the span the news covers, all days and the days with news.
+    """
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown ablation section(s) {unknown}; choose from {list(SECTIONS)}")
     config = settings.model
     frame = labelled(load_features(settings))
-    main = run_variants(frame, config, VARIANTS, progress=progress)
+    uri = storage.join(settings.reports_dir, "evaluation", "ablation.json")
+    result: dict[str, Any] = json.loads(storage.read_text(uri)) if storage.exists(uri) else {}
+    if "recipe" in sections:
+        result["recipe"] = run_variants(frame, config, VARIANTS, progress=progress)
+    if "year_before" in sections and len(frame) > 2 * config.test_days:
+        earlier = frame.iloc[: len(frame) - config.test_days].reset_index(drop=True)
+        cheap = {name: change for name, change in VARIANTS.items() if "ensemble" not in change}
+        result["year_before"] = run_variants(earlier, config, cheap, progress=progress)
     news_days = frame.index[frame.get("news_missing", pd.Series(1.0, index=frame.index)) == 0]
-    result: dict[str, Any] = {"recipe": main}
-    if len(news_days) >= 60:
+    if "sentiment" in sections and len(news_days) >= 60:
         span = frame.iloc[: news_days[-1] + 1].reset_index(drop=True)
         test_days = int(news_days[-1] - news_days[0] + 1)
         news_config = config.model_copy(update={"test_days": test_days})
         had_news = span["news_missing"].to_numpy()[-test_days:] == 0
         result["sentiment_all_days"] = run_variants(span, news_config, SENTIMENT_VARIANTS, progress=progress)
         result["sentiment_news_days"] = run_variants(span, news_config, SENTIMENT_VARIANTS, had_news, progress)
-    storage.write_text(storage.join(settings.reports_dir, "evaluation", "ablation.json"), json.dumps(result, indent=2))
+    storage.write_text(uri, json.dumps(result, indent=2))
     return result
 
 
 def markdown(result: dict[str, Any]) -> str:
-    recipe = result["recipe"]
-    text = (
-        f"Walk-forward over {recipe['days']} days ({recipe['first_day']} → {recipe['last_day']}), the evaluate "
-        "stage's blocks and refits; losses on the next-day log return.\n\n" + table(recipe)
-    )
+    text = ""
+    if "recipe" in result:
+        recipe = result["recipe"]
+        text += (
+            f"Walk-forward over {recipe['days']} days ({recipe['first_day']} → {recipe['last_day']}), the evaluate "
+            "stage's blocks and refits; losses on the next-day log return.\n\n" + table(recipe)
+        )
+    if "year_before" in result:
+        before = result["year_before"]
+        text += (
+            f"\nThe same variants on the {before['days']} days before ({before['first_day']} → {before['last_day']}): "
+            "a change that helps on the reported year should help here too, or it was chosen on its test data.\n\n"
+            + table(before)
+        )
     if "sentiment_all_days" in result:
         every, news = result["sentiment_all_days"], result["sentiment_news_days"]
         text += (

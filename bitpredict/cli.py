@@ -288,12 +288,19 @@ def ablation_cmd(
     readme: Annotated[
         Path | None, typer.Option("--readme", help="Also write the ablation tables into this README's markers.")
     ] = None,
+    section: Annotated[
+        list[str] | None,
+        typer.Option("--section", "-s", help="recipe, year_before, sentiment (default all; others kept from before)"),
+    ] = None,
 ) -> None:
     """What each change to the network recipe is worth, walk-forward (minutes per variant)."""
-    from bitpredict.ablation import markdown, run_ablation
+    from bitpredict.ablation import SECTIONS, markdown, run_ablation
     from bitpredict.evaluation_report import replace_block
 
-    result = _run_stage("ablation", lambda: run_ablation(ctx.obj, progress=lambda m: typer.echo(f"ablation: {m}")))
+    chosen = tuple(section or SECTIONS)
+    result = _run_stage(
+        "ablation", lambda: run_ablation(ctx.obj, progress=lambda m: typer.echo(f"ablation: {m}"), sections=chosen)
+    )
     text = markdown(result)
     typer.echo(text)
     if readme is not None:

@@ -177,3 +177,16 @@ def test_the_ablation_scores_a_variant_against_the_best_baseline() -> None:
         {"recipe": {"rows": {"v": row, "best baseline (ewma)": same}, "days": 200, "first_day": "a", "last_day": "b"}}
     )
     assert "| v |" in text and "| best baseline (ewma) |" in text and "200 days" in text
+    earlier = {"rows": {"v": same}, "days": 150, "first_day": "c", "last_day": "d"}
+    both = markdown(
+        {"recipe": {"rows": {"v": row}, "days": 200, "first_day": "a", "last_day": "b"}, "year_before": earlier}
+    )
+    assert both.index("200 days") < both.index("150 days before (c → d)")
+
+
+def test_an_unknown_ablation_section_is_refused() -> None:
+    from bitpredict.ablation import run_ablation
+    from bitpredict.config import load_settings
+
+    with pytest.raises(ValueError, match="unknown ablation section"):
+        run_ablation(load_settings(), sections=("recipe", "tuning"))
