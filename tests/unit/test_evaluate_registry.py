@@ -190,3 +190,34 @@ def test_an_unknown_ablation_section_is_refused() -> None:
 
     with pytest.raises(ValueError, match="unknown ablation section"):
         run_ablation(load_settings(), sections=("recipe", "tuning"))
+
+
+def test_a_network_champion_with_another_recipe_is_rescored_on_this_window(tmp_path: Path) -> None:
+    """evaluate reads the champion from a real (sqlite) registry: a baseline champion or the same recipe needs
+    nothing extra; a network trained with other hyperparameters is re-run here as ``champion_v<N>``."""
+    import json
+
+    from bitpredict import tracking
+    from bitpredict.config import load_settings
+    from bitpredict.evaluate import champion_recipe
+    from bitpredict.registry import CHAMPION
+
+    settings = load_settings(data_dir=str(tmp_path / "data"))
+    assert champion_recipe(settings) == {}  # no registry content yet
+    client = tracking.client(settings)
+    name = settings.registered_model_name
+    client.create_registered_model(name)
+    current = settings.model.model_dump(mode="json")
+
+    def champion(tags: dict[str, str]) -> None:
+        version = client.create_model_version(name, str(tmp_path / "model"), tags=tags)
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+
+    champion({"kind": "har", "recipe": json.dumps({"kind": "har", "window": 30})})
+    assert champion_recipe(settings) == {}
+    champion({"kind": "lstm", "recipe": json.dumps(current)})
+    assert champion_recipe(settings) == {}
+    champion({"kind": "lstm", "recipe": json.dumps({**current, "window": 14, "lstm_units": [16]})})
+    extra = champion_recipe(settings)
+    assert list(extra) == ["champion_v3"] and extra["champion_v3"].window == 14
+    assert extra["champion_v3"].lstm_units == [16] and extra["champion_v3"].epochs == settings.model.epochs

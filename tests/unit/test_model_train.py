@@ -152,6 +152,17 @@ def test_days_without_a_label_are_history_never_labels_or_actuals() -> None:
     columns = model_input_columns(frame.columns, use_sentiment=False)
     trained = fit_recipe(frame, columns, config, end=230)  # row 200/201 inside training: skipped, no NaN loss
     assert np.isfinite(trained.history["loss"]).all() and np.isfinite(trained.history["val_loss"]).all()
-    backtest = walk_forward(frame.assign(sma_7=frame["close"]), columns, config)
+    champion = config.model_copy(update={"window": 6})  # the registry's champion, another recipe
+    backtest = walk_forward(
+        frame.assign(sma_7=frame["close"]), columns, config, extra_networks={"champion_v3": champion}
+    )
     assert len(backtest.predictions) == 49 and backtest.predictions["actual_return"].notna().all()
     assert sum(b["unlabelled_days"] for b in backtest.blocks) == 1 and len(backtest.attention) == 49
+    assert backtest.probabilistic == ("lstm", "champion_v3", "ewma")
+    assert backtest.predictions[["champion_v3_q10", "champion_v3_q50", "champion_v3_q90"]].notna().all().all()
+
+    from bitpredict.evaluate import compute_metrics
+
+    metrics = compute_metrics(backtest)
+    assert metrics["best_baseline"] == "ewma"  # the champion's recipe is scored, never taken for a baseline
+    assert metrics["methods"]["champion_v3"]["pinball_dm_vs"] == "ewma"
