@@ -245,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, help="Write the run's results table into this README's markers.")
     parser.add_argument("-v", "--verbose", action="store_true", default=os.environ.get("VERBOSE", "") not in ("", "0"),
                         help="Show KFP's and TensorFlow's full logs too (also VERBOSE=1).")  # fmt: skip
+    parser.add_argument("--lock-timeout", type=float, default=1800.0,
+                        help="Seconds to wait for another run on the same data dir to finish.")  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -259,6 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     except (RunError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from bitpredict.runlock import RunLocked, run_lock
+
+    try:
+        with run_lock(parameters["data_root"], "make run", args.lock_timeout, on_wait=print):
+            return _run(args, parameters, settings)
+    except RunLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+
+
+def _run(args: argparse.Namespace, parameters: dict[str, Any], settings: Settings) -> int:
+    """The run itself, with the data dir's run lock held."""
     log_file = Path(parameters["data_root"]) / "logs" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
     board = StageBoard(sys.stdout)
     started = time.monotonic()
