@@ -7,8 +7,11 @@ Debian's ``chromium`` is the browser; nothing is downloaded. Used by the UI test
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -29,12 +32,13 @@ class Browser:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        self.profile = tempfile.TemporaryDirectory()
+        # ignore_cleanup_errors: a last resort only — close() stops every chromium process before removing it
+        self.profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
         self.process = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
              f"--remote-debugging-port={port}", "--remote-debugging-address=127.0.0.1",
              f"--user-data-dir={self.profile.name}", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while True:
@@ -86,9 +90,33 @@ class Browser:
         return path
 
     def close(self) -> None:
+        """Stop chromium and every process it started (renderers, crash handler), then remove its profile.
+
+        Terminating the main process alone leaves helpers that still write into the profile for a moment, and
+        removing the folder then fails with "Directory not empty".
+        """
         try:
             self.socket.close()
         finally:
-            self.process.terminate()
+            group = self.process.pid  # its own session: the group id is its pid
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, sig)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and _group_alive(group):
+                    self.process.poll()  # reap the main process so the group can empty
+                    time.sleep(0.1)
+                if not _group_alive(group):
+                    break
             self.process.wait(timeout=10)
             self.profile.cleanup()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
