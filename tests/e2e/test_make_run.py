@@ -236,7 +236,9 @@ def test_a_real_browser_finds_content_on_every_page(walked: dict, tmp_path: Path
             assert "To fix it" not in text and "Traceback" not in text, page
             browser.screenshot(tmp_path / f"{page.lower().replace(' ', '-')}.png")
     finally:
-        if browser is not None:
-            browser.close()
-        os.killpg(app.pid, signal.SIGTERM)
-        app.wait(timeout=30)
+        try:
+            if browser is not None:
+                browser.close()
+        finally:
+            os.killpg(app.pid, signal.SIGTERM)  # even when the browser fails to close
+            app.wait(timeout=30)

@@ -159,6 +159,8 @@ def test_a_real_browser_sees_the_chart_and_the_forecast(live: dict[str, str]) ->
                 assert browser.count(".js-plotly-plot") == 1, page
         assert len(list(ARTIFACTS.glob("*.png"))) >= 5
     finally:
-        if browser is not None:
-            browser.close()
-        _stop(app)
+        try:
+            if browser is not None:
+                browser.close()
+        finally:
+            _stop(app)  # even when the browser fails to close: a test stops what it started
