@@ -129,10 +129,7 @@ def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str
         ax.plot(p["timestamp"], p[f"{method}_close"], color=colour, lw=0.8, label=f"{method} median")
     ax.set(title="Next-day close: actual vs forecast (walk-forward)", ylabel="USD")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    paths.append(directory / "actual_vs_predicted.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, directory / "actual_vs_predicted.png"))
 
     fig, ax = plt.subplots(figsize=(11, 4))
     for method in ("lstm", "persistence", "arima", "gbm"):
@@ -140,10 +137,7 @@ def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str
         ax.plot(p["timestamp"], error, lw=1, label=method)
     ax.set(title="Absolute error of the next-day close, 30-day rolling mean", ylabel="USD")
     ax.legend()
-    fig.tight_layout()
-    paths.append(directory / "error_over_time.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, directory / "error_over_time.png"))
 
     from bitpredict.evaluate import pinball_series
 
@@ -153,10 +147,7 @@ def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str
         ax.plot(p["timestamp"], _rolling(loss, 30), lw=1.2 if method in shown else 0.8, label=method)
     ax.set(title="Mean pinball loss, 30-day rolling mean (lower is better)", ylabel="% log return")
     ax.legend()
-    fig.tight_layout()
-    paths.append(directory / "pinball_over_time.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, directory / "pinball_over_time.png"))
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     levels = backtest.levels
@@ -172,10 +163,7 @@ def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str
         ylim=(0, 1),
     )
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    paths.append(directory / "reliability.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, directory / "reliability.png"))
 
     last = backtest.attention[-60:]
     fig, ax = plt.subplots(figsize=(9, 5))
@@ -187,11 +175,18 @@ def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str
         ylabel="forecast (oldest at top)",
     )
     fig.colorbar(image, ax=ax, label="weight")
-    fig.tight_layout()
-    paths.append(directory / "attention.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(fig, directory / "attention.png"))
     return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write and close one figure (closing frees it: a run draws several)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _rolling(values: Any, window: int) -> Any:

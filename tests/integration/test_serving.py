@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -104,31 +105,32 @@ def model_dir(clean_daily: pd.DataFrame, tmp_path_factory: pytest.TempPathFactor
 def served(model_dir: tuple[Path, object], clean_daily: pd.DataFrame, tmp_path_factory) -> Iterator[Served]:
     directory, trained = model_dir
     logs = tmp_path_factory.mktemp("logs")
+    request_log = logs / "requests"
+    extra = ["--request_log", str(request_log), "--request_log_flush_s", "0.5", "--max_rows", "400"]
+    with _servers(directory, logs, extra) as (rest, grpc, predictor_rest):
+        yield Served(
+            directory, rest, grpc, predictor_rest, request_log, clean_daily.tail(200).reset_index(drop=True), trained
+        )
+
+
+@contextlib.contextmanager
+def _servers(model: Path, logs: Path, transformer_args: list[str] = ()) -> Iterator[tuple[str, str, str]]:
+    """The real predictor and transformer on 127.0.0.1 for ``model``: (transformer REST, gRPC, predictor REST)."""
     p_http, p_grpc, t_http, t_grpc = _port(), _port(), _port(), _port()
     predictor = _start(
-        ["-m", "inference.predictor", "--model_dir", str(directory), "--host", "127.0.0.1",
+        ["-m", "inference.predictor", "--model_dir", str(model), "--host", "127.0.0.1",
          "--http_port", str(p_http), "--grpc_port", str(p_grpc)],
         logs / "predictor.log",
     )  # fmt: skip
-    request_log = logs / "requests"
     transformer = _start(
-        ["-m", "inference.transformer", "--model_uri", str(directory), "--predictor_host", f"127.0.0.1:{p_http}",
-         "--host", "127.0.0.1", "--http_port", str(t_http), "--grpc_port", str(t_grpc),
-         "--request_log", str(request_log), "--request_log_flush_s", "0.5", "--max_rows", "400"],
+        ["-m", "inference.transformer", "--model_uri", str(model), "--predictor_host", f"127.0.0.1:{p_http}",
+         "--host", "127.0.0.1", "--http_port", str(t_http), "--grpc_port", str(t_grpc), *transformer_args],
         logs / "transformer.log",
     )  # fmt: skip
     try:
         _wait_ready(f"http://127.0.0.1:{p_http}", predictor, logs / "predictor.log")
         _wait_ready(f"http://127.0.0.1:{t_http}", transformer, logs / "transformer.log")
-        yield Served(
-            directory,
-            f"http://127.0.0.1:{t_http}",
-            f"127.0.0.1:{t_grpc}",
-            f"http://127.0.0.1:{p_http}",
-            request_log,
-            clean_daily.tail(200).reset_index(drop=True),
-            trained,
-        )
+        yield f"http://127.0.0.1:{t_http}", f"127.0.0.1:{t_grpc}", f"http://127.0.0.1:{p_http}"
     finally:
         _stop(transformer)
         _stop(predictor)
@@ -476,32 +478,16 @@ def test_a_baseline_export_is_served_by_the_real_servers_as_evaluated(
     shutil.copytree(exported / SAVED_MODEL_DIR, version)
     (version / METADATA_FILE).write_text(json.dumps(baseline_metadata(fit, ModelSettings(window=30))))
 
-    p_http, p_grpc, t_http, t_grpc = _port(), _port(), _port(), _port()
-    predictor = _start(
-        ["-m", "inference.predictor", "--model_dir", str(version.parent), "--host", "127.0.0.1",
-         "--http_port", str(p_http), "--grpc_port", str(p_grpc)],
-        tmp_path / "predictor.log",
-    )  # fmt: skip
-    transformer = _start(
-        ["-m", "inference.transformer", "--model_uri", str(version.parent), "--predictor_host", f"127.0.0.1:{p_http}",
-         "--host", "127.0.0.1", "--http_port", str(t_http), "--grpc_port", str(t_grpc)],
-        tmp_path / "transformer.log",
-    )  # fmt: skip
-    try:
-        _wait_ready(f"http://127.0.0.1:{p_http}", predictor, tmp_path / "predictor.log")
-        _wait_ready(f"http://127.0.0.1:{t_http}", transformer, tmp_path / "transformer.log")
-        metadata = httpx.get(f"http://127.0.0.1:{p_http}/v2/models/bitpredict", timeout=5).json()
+    with _servers(version.parent, tmp_path) as (rest, _, predictor_rest):
+        metadata = httpx.get(f"{predictor_rest}/v2/models/bitpredict", timeout=5).json()
         assert metadata["inputs"][0]["shape"] == [-1, 30, 3]  # the HAR export reads three columns
         for t in (len(frame) - 40, len(frame) - 13, len(frame) - 1):
             day = frame["timestamp"].iloc[t]
             bars = clean_daily[clean_daily["timestamp"] <= day].tail(200).reset_index(drop=True)
-            served = predict_rest(f"http://127.0.0.1:{t_http}", bars)
+            served = predict_rest(rest, bars)
             quantiles, _ = baselines.predict(fit, frame, np.array([t]))
             close = float(bars["close"].iloc[-1])
             assert served["model_version"] == "har-v3" and served["direction"] == 0
             assert served["predicted_close"] == pytest.approx(close, rel=1e-9)  # the median is persistence
             assert served["lower"] == pytest.approx(close * np.exp(quantiles[0, 0]), rel=1e-5)
             assert served["upper"] == pytest.approx(close * np.exp(quantiles[0, -1]), rel=1e-5)
-    finally:
-        _stop(transformer)
-        _stop(predictor)
