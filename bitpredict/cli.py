@@ -22,6 +22,7 @@ from bitpredict import __version__, storage
 from bitpredict.config import ConfigError, Settings, get_settings
 from bitpredict.log import configure_logging
 from bitpredict.schemas import SCHEMAS, SchemaError, validate
+from bitpredict.sources import SOURCE_NAMES
 
 
 class _OneLineErrors(typer.Typer):
@@ -146,7 +147,7 @@ def ingest_cmd(
         typer.Option(
             "--source",
             "-s",
-            help="binance|cryptocompare|coingecko|rss|twitter|files (repeatable; default: setting ingest_sources).",
+            help=f"{'|'.join(SOURCE_NAMES)} (repeatable; default: setting ingest_sources).",
         ),
     ] = None,
     interval: Annotated[list[str] | None, typer.Option("--interval", "-i", help="1d or 1h (repeatable).")] = None,
@@ -161,13 +162,13 @@ def ingest_cmd(
     """Fetch what is missing from each source into data/raw/ (incremental, idempotent, page by page)."""
     from tqdm import tqdm
 
-    from bitpredict.ingest import ALL_SOURCES, run_ingest
+    from bitpredict.ingest import run_ingest
 
     settings: Settings = ctx.obj
     sources = source or list(settings.ingest_sources)
-    unknown = [s for s in sources if s not in ALL_SOURCES]
+    unknown = [s for s in sources if s not in SOURCE_NAMES]
     if unknown:
-        fail(f"unknown source(s) {unknown}; choose from {list(ALL_SOURCES)}")
+        fail(f"unknown source(s) {unknown}; choose from {list(SOURCE_NAMES)}")
     bad_intervals = [i for i in interval or [] if i not in ("1d", "1h")]
     if bad_intervals:
         fail(f"unknown interval(s) {bad_intervals}; choose 1d or 1h")

@@ -38,6 +38,7 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from bitpredict import __version__, storage
+from bitpredict.sources import DEFAULT_SOURCES, SOURCE_NAMES
 
 ENV_PREFIX = "BITPREDICT_"
 PARAMS_ENV = "BITPREDICT_PARAMS"
@@ -233,8 +234,8 @@ class Settings(BaseSettings):
     twitter_bearer_token: SecretStr | None = None
     files_dir: str | None = Field(None, description="Folder of CSV/parquet exports for the files source.")
     ingest_since: date = Field(date(2017, 1, 1), description="Oldest day the market sources backfill to.")
-    ingest_sources: list[Literal["binance", "cryptocompare", "coingecko", "rss", "twitter", "files"]] = Field(
-        default_factory=lambda: ["binance", "cryptocompare", "coingecko", "rss", "twitter"],
+    ingest_sources: list[Literal[SOURCE_NAMES]] = Field(  # type: ignore[valid-type]  # the registry's names
+        default_factory=lambda: list(DEFAULT_SOURCES),
         min_length=1,
         description="Sources `bitpredict ingest` runs when none is named.",
     )

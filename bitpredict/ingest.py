@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 import requests
@@ -25,7 +25,8 @@ import requests
 from bitpredict import storage
 from bitpredict.config import Settings
 from bitpredict.schemas import INTERVAL_SECONDS, QUARANTINE_KEY, Schema, ValidationResult, validate
-from bitpredict.sources.base import RangeSource
+from bitpredict.sources import OpenRequest, source_entry
+from bitpredict.sources.base import Batch, BatchSource, RangeSource, SourceUnavailable
 from bitpredict.sources.http import HttpClient, MalformedResponse, SourceError
 
 log = logging.getLogger(__name__)
@@ -258,21 +259,6 @@ def _take_http_stats(source: object, summary: IngestSummary) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Batch:
-    table: str
-    schema: Schema
-    rows: pd.DataFrame
-
-
-class BatchSource(Protocol):
-    name: str
-
-    def batches(self, state: dict[str, Any]) -> Iterator[Batch]:
-        """Batches of new rows; the source keeps its cursors (ETags, since_id) in ``state``."""
-        ...
-
-
 def ingest_batch_source(
     source: BatchSource, settings: Settings, *, state_name: str | None = None
 ) -> list[IngestSummary]:
@@ -312,9 +298,8 @@ def ingest_batch_source(
 # the stage
 # --------------------------------------------------------------------------------------------
 
-MARKET_SOURCES = ("binance", "cryptocompare", "coingecko")
-ALL_SOURCES = (*MARKET_SOURCES, "rss", "twitter", "files")
 DEFAULT_INTERVALS = ("1d",)
+__all__ = ["Batch", "BatchSource", "IngestSummary", "StateStore", "raw_table_uri", "run_ingest"]
 
 
 def run_ingest(
@@ -328,59 +313,34 @@ def run_ingest(
     now: pd.Timestamp | None = None,
     on_page: Callable[[int], None] | None = None,
 ) -> list[IngestSummary]:
-    """The ``ingest`` stage: each named source in turn; one failing source never stops the others."""
-    # Imported here: the source modules import this one for Batch/IngestSummary.
-    from bitpredict.sources.files import FileImportError, FilesSource
-    from bitpredict.sources.rss import RssSource
-    from bitpredict.sources.twitter import TOKEN_SETTING, TwitterSource
+    """The ``ingest`` stage: each named source in turn; one failing source never stops the others.
 
+    Sources are looked up in the registry (``bitpredict.sources.SOURCES``): a ``range`` source yields
+    (source, interval) jobs for the time-range engine, a ``batch`` source hands over what is new.
+    """
     start = since if since is not None else pd.Timestamp(settings.ingest_since, tz="UTC")
+    request = OpenRequest(settings, tuple(intervals), files, preset)
+    entries = [source_entry(name) for name in sources]  # every name checked before anything is fetched
     summaries: list[IngestSummary] = []
-    for name in sources:
-        if name not in ALL_SOURCES:
-            raise ValueError(f"unknown source {name!r}; choose from {list(ALL_SOURCES)}")
-        if name in MARKET_SOURCES:
-            jobs = _market_jobs(name, settings, intervals)
-            for range_source, interval in jobs:
+    for entry in entries:
+        try:
+            opened = entry.open(request)
+        except SourceUnavailable as exc:
+            message = str(exc)
+            summaries.append(
+                IngestSummary(
+                    source=entry.name,
+                    table=exc.table,
+                    error=message if exc.failed else None,
+                    note=None if exc.failed else message,
+                )
+            )
+            continue
+        if isinstance(opened, list):
+            for range_source, interval in opened:
                 summaries.append(
                     ingest_range_source(range_source, interval, settings, since=start, now=now, on_page=on_page)
                 )
-            if not jobs:
-                summaries.append(IngestSummary(source=name, table="-", note=f"no {'/'.join(intervals)} data here"))
-        elif name == "rss":
-            summaries.extend(ingest_batch_source(RssSource(settings), settings))
-        elif name == "twitter":
-            twitter = TwitterSource(settings)
-            if not twitter.enabled:
-                summaries.append(
-                    IngestSummary(
-                        source=name, table="tweets", note=f"skipped: no bearer token ({TOKEN_SETTING} is not set)"
-                    )
-                )
-                continue
-            summaries.extend(ingest_batch_source(twitter, settings))
         else:
-            try:
-                files_source = FilesSource(files, preset) if files else FilesSource.from_dir(settings.files_dir or "")
-            except FileImportError as exc:
-                summaries.append(IngestSummary(source=name, table="-", error=str(exc)))
-                continue
-            summaries.extend(ingest_batch_source(files_source, settings))
+            summaries.extend(ingest_batch_source(opened, settings))
     return summaries
-
-
-def _market_jobs(name: str, settings: Settings, intervals: Iterable[str]) -> list[tuple[RangeSource, str]]:
-    """(source, interval) pairs for a market source.
-
-    CoinGecko's free OHLC endpoint has no daily candles: with 1d asked, it brings the daily market
-    chart (price, market cap, volume) plus the last 30 days of 4-hour candles.
-    """
-    from bitpredict.sources.binance import BinanceSource
-    from bitpredict.sources.coingecko import CoinGeckoChartSource, CoinGeckoOhlcSource
-    from bitpredict.sources.cryptocompare import CryptoCompareSource
-
-    wanted = list(intervals)
-    if name == "coingecko":
-        return [(CoinGeckoChartSource(settings), "1d"), (CoinGeckoOhlcSource(settings), "4h")] if "1d" in wanted else []
-    source: RangeSource = BinanceSource(settings) if name == "binance" else CryptoCompareSource(settings)
-    return [(source, i) for i in wanted if i in source.intervals()]

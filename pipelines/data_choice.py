@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitpredict.sources import KEYLESS_SOURCES
+
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 SAMPLE_FILE = SAMPLE_DIR / "btc_usd_hourly.parquet"
-LIVE_SOURCES = "binance,cryptocompare,coingecko,rss"
+LIVE_SOURCES = ",".join(KEYLESS_SOURCES)  # the public APIs that need no key
 CHOICES = ("sample", "live")
 
 

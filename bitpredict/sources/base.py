@@ -1,10 +1,15 @@
-"""What every source hands to the ingest engine: pages of rows for a table, and what each page settled."""
+"""What every source hands to the ingest engine: pages of rows for a table (market data, by time range) or
+batches of new rows (news, tweets, files); and how a source says it cannot run here.
+
+These types live here, not in ``bitpredict.ingest``, so the source modules and the engine both import them
+and neither imports the other.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import pandas as pd
 
@@ -26,6 +31,35 @@ class Page:
     settled_from: pd.Timestamp
     settled_to: pd.Timestamp
     note: str | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """New rows for one raw table, as a snapshot source (news, tweets, files) hands them over."""
+
+    table: str
+    schema: Schema
+    rows: pd.DataFrame
+
+
+class BatchSource(Protocol):
+    """A source that hands over what is new since its own cursors (kept in ``state`` between runs)."""
+
+    name: str
+
+    def batches(self, state: dict[str, Any]) -> Iterator[Batch]:
+        """Batches of new rows; the source keeps its cursors (ETags, since_id) in ``state``."""
+        ...
+
+
+class SourceUnavailable(Exception):
+    """A source that cannot run here, and why: skipped on purpose (``failed=False``: no token, no such
+    interval) or a failure the run summary reports (``failed=True``: the exports folder is unreadable)."""
+
+    def __init__(self, message: str, *, table: str = "-", failed: bool = True) -> None:
+        super().__init__(message)
+        self.table = table
+        self.failed = failed
 
 
 class RangeSource(Protocol):

@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from bitpredict import storage
-from bitpredict.ingest import Batch
 from bitpredict.schemas import NEWS, RAW_LINE_COLUMN, RAW_MARKET, REJECT_COLUMN, Schema
+from bitpredict.sources.base import Batch
 
 log = logging.getLogger(__name__)
 

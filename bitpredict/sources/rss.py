@@ -22,8 +22,8 @@ import feedparser
 import pandas as pd
 
 from bitpredict.config import Settings
-from bitpredict.ingest import Batch
 from bitpredict.schemas import NEWS
+from bitpredict.sources.base import Batch
 from bitpredict.sources.http import HttpClient, MalformedResponse, SourceError
 
 _TAGS = re.compile(r"<[^>]+>")

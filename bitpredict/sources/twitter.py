@@ -18,8 +18,8 @@ import requests
 import tweepy
 
 from bitpredict.config import Settings
-from bitpredict.ingest import Batch
 from bitpredict.schemas import TWEETS
+from bitpredict.sources.base import Batch
 from bitpredict.sources.http import FatalSourceError, HttpClient, MalformedResponse, RetryableResponse
 
 log = logging.getLogger(__name__)
