@@ -97,7 +97,7 @@ ui: $(STAMP) ## the Streamlit front end on http://127.0.0.1:8501 (UI_PORT=; star
 		--browser.gatherUsageStats false
 
 drift: $(STAMP) ## one drift check of the published champion (on drift: replays the last run)
-	@$(BIN)/bitpredict drift
+	@$(BIN)/bitpredict drift --trigger-command "$(BIN)/python -m pipelines.rerun"
 
 compile: $(STAMP) ## compile the KFP pipeline into pipelines/bitpredict_pipeline.yaml
 	$(BIN)/python -m pipelines.bitpredict_pipeline

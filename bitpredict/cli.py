@@ -358,15 +358,23 @@ def drift_cmd(
     model_dir: Annotated[
         str | None, typer.Option("--model-dir", help="Model to check (default: the published champion).")
     ] = None,
+    trigger_command: Annotated[
+        str | None,
+        typer.Option(
+            "--trigger-command",
+            help="Command that reruns on drift, e.g. 'python -m pipelines.rerun' (what `make drift` passes); "
+            "without it the check reports and decides only.",
+        ),
+    ] = None,
     no_trigger: Annotated[bool, typer.Option("--no-trigger", help="Report and decide, never rerun.")] = False,
 ) -> None:
-    """Compare recent inputs with the training reference (Evidently); on drift replay the last published run."""
-    from bitpredict.drift import pipeline_trigger, run_drift
+    """Compare recent inputs with the training reference (Evidently); on drift run the caller's rerun command."""
+    from bitpredict.drift import command_trigger, run_drift
     from bitpredict.serving import ModelMismatch
 
     settings = ctx.obj
     model_dir = model_dir or _champion_dir(settings)
-    trigger = None if no_trigger else pipeline_trigger(settings)
+    trigger = None if no_trigger or not trigger_command else command_trigger(trigger_command, settings)
     try:
         with warnings.catch_warnings():  # Evidently's statistics warn on constant columns; the report says it
             warnings.simplefilter("ignore", RuntimeWarning)

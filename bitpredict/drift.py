@@ -8,15 +8,32 @@
   looked at often does not outweigh the others.
 * **Columns**: returns, scale-free indicators and sentiment — never price levels, which always drift,
   and not the calendar.
-* **Report**: Evidently's ``DataDriftPreset`` (per-column test, FAIL = drifted), saved as HTML and JSON.
-  When realised prices are known for past forecasts, the live MAE next to persistence's on the same days
-  (each forecast day once: its latest forecast).
+* **Test, calibrated on the training history** (``calibrated_thresholds``): Evidently's K-S test per column,
+  but a column counts as drifted only when its p-value is below what the training history itself shows for
+  windows of the same length — the ``drift.threshold`` quantile (5 %) of the p-values of every ``n``-day window
+  of the reference against the rest of it. Why: the inputs are rolling-window statistics (20–50-day SMAs,
+  volatilities, RSI), so consecutive days share most of their information and 60 days are a handful of
+  independent observations, not 60. K-S assumes independent samples, so at a plain 0.05 almost any 60-day
+  stretch of a market that moves through regimes "drifts" from a decade of history (measured: 80–96 % of
+  columns every day of 2024). Calibrating on the history's own windows keeps K-S (and Evidently's report)
+  but asks the question that matters: *is this window more unusual than 95 % of the windows the model was
+  trained on?* No threshold is fitted to any particular data: the 5 % level is the usual test size, and the
+  window length is the check's own.
+* **Report**: Evidently's ``DataDriftPreset`` (per-column test with the calibrated thresholds, FAIL =
+  drifted), saved as HTML and JSON by ``bitpredict.drift_export``. When realised prices are known for past
+  forecasts, the live MAE next to persistence's on the same days (each forecast day once: its latest
+  forecast; the last ``drift.window_days`` of them).
 * **Decision**: drift when the share of drifted columns reaches ``drift.share_threshold`` or live skill
-  falls below ``drift.min_live_skill``. One episode (consecutive drifting checks) triggers one rerun, and
-  no two triggers come closer than ``drift.cooldown_hours``. The state lives in ``reports/drift/state.json``.
-* **Rerun**: the trigger is passed in by the caller (this package never imports the pipeline code);
-  ``pipeline_trigger`` starts ``python -m pipelines.rerun``, which replays the last published run's
-  parameters, and its outcome (run id, success, new champion or not) is recorded in the report.
+  falls below ``drift.min_live_skill`` over at least ``drift.min_rows`` closed days (fewer days of errors
+  are noise, not degradation). One episode (consecutive drifting checks) triggers one rerun, and no two
+  triggers come closer than ``drift.cooldown_hours``. The state lives in ``reports/drift/state.json``.
+* **Two checks at once** (a CronJob overlapping ``make drift``): the decision and its marker — the state
+  with the episode marked as triggered — are made under a lock on the drift folder, and the marker is
+  written *before* the rerun starts, so a racing check sees the episode as already triggered: one rerun per
+  episode. A rerun that fails gives the episode back (the next check tries again).
+* **Rerun**: the trigger is passed in by the caller — a callable (the KFP component, the replay) or a
+  command (``bitpredict drift --trigger-command``, which ``make drift`` and the CronJob set to
+  ``python -m pipelines.rerun``). This package never imports or names the pipeline code.
 
 The features table is read from the published state (``bitpredict.publish.resolve``).
 """
@@ -25,7 +42,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import os
+import shlex
+import subprocess
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,9 +55,12 @@ import pandas as pd
 
 from bitpredict import storage
 from bitpredict.config import DriftSettings, Settings
+from bitpredict.drift_export import drift_dir, export_metrics, save_html
 from bitpredict.indicators import MODEL_FEATURES
 from bitpredict.merge import SENTIMENT_PREFIXES
 from bitpredict.publish import resolve
+
+__all__ = ["drift_dir", "export_metrics"]  # re-exported: callers that read the gauges import them from here
 
 Trigger = Callable[[list[str]], "dict[str, Any] | str"]
 
@@ -48,6 +71,11 @@ DRIFT_COLUMNS = (
     *(c for c in MODEL_FEATURES if c not in CALENDAR),
     *(f"{p}_{s}" for p in SENTIMENT_PREFIXES for s in ("vader_mean", "count")),
 )
+# Calibration windows start every window/4 days: enough windows for a stable 5 % quantile (about 200 over a
+# decade of 60-day windows) at a few seconds per check; overlapping windows are fine for an empirical quantile.
+WINDOWS_PER_LENGTH = 4
+STATE_LOCK_TIMEOUT_S = 120.0  # the lock guards a read-decide-write of a small JSON file, never a rerun
+TRIGGER_TIMEOUT_S = 4 * 3600
 
 
 @dataclass
@@ -91,17 +119,69 @@ def drift_columns(available: list[str] | pd.Index) -> list[str]:
     return [c for c in DRIFT_COLUMNS if c in set(available)]
 
 
+_CALIBRATION_CACHE: dict[tuple[Any, ...], dict[str, float]] = {}
+
+
+def calibrated_thresholds(reference: pd.DataFrame, columns: Sequence[str], rows: int, alpha: float) -> dict[str, float]:
+    """Per column, the K-S p-value below which a window of ``rows`` days counts as drifted.
+
+    The ``alpha`` quantile of the p-values of every ``rows``-day window of the reference tested against the rest
+    of the reference: a window is drifted when it is more unusual than ``1 - alpha`` of the training history's own
+    windows of that length. Never looser than ``alpha`` itself (the plain test). A reference too short to hold
+    two windows keeps the plain test. Cached per reference, columns, length and level (a replay checks daily).
+    """
+    from scipy.stats import ks_2samp
+
+    stamps = reference["timestamp"] if "timestamp" in reference.columns else pd.Series([len(reference)])
+    key = (len(reference), str(stamps.iloc[0]), str(stamps.iloc[-1]), tuple(columns), rows, alpha)
+    if key in _CALIBRATION_CACHE:
+        return _CALIBRATION_CACHE[key]
+    n = len(reference)
+    cuts = {c: alpha for c in columns}
+    if rows >= 2 and n >= 2 * rows:
+        starts = range(0, n - rows + 1, max(1, rows // WINDOWS_PER_LENGTH))
+        for column in columns:
+            values = reference[column].to_numpy(dtype="float64")
+            pvalues = []
+            for start in starts:
+                window = values[start : start + rows]
+                rest = np.concatenate([values[:start], values[start + rows :]])
+                window, rest = window[np.isfinite(window)], rest[np.isfinite(rest)]
+                if len(window) >= 2 and len(rest) >= 2:
+                    pvalues.append(float(ks_2samp(rest, window).pvalue))
+            if pvalues:
+                cuts[column] = min(alpha, float(np.quantile(pvalues, alpha)))
+    if len(_CALIBRATION_CACHE) > 64:
+        _CALIBRATION_CACHE.clear()
+    _CALIBRATION_CACHE[key] = cuts
+    return cuts
+
+
 def measure(
-    reference: pd.DataFrame, current: pd.DataFrame, share_threshold: float, method: str = "ks", threshold: float = 0.05
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    share_threshold: float,
+    method: str = "ks",
+    threshold: float = 0.05,
+    calibrate: bool = True,
 ) -> DriftResult:
-    """Evidently data drift per column; drifted = its test failed."""
+    """Evidently data drift per column; drifted = its test failed at the column's threshold.
+
+    ``calibrate`` (K-S only): each column's threshold from ``calibrated_thresholds``; otherwise ``threshold``.
+    """
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
     columns = [c for c in drift_columns(reference.columns) if c in current.columns]
     # A column constant in both samples carries no information and makes some tests undefined.
     columns = [c for c in columns if reference[c].nunique() > 1 or current[c].nunique() > 1]
-    preset = DataDriftPreset(columns=columns, drift_share=share_threshold, num_method=method, num_threshold=threshold)
+    per_threshold = (
+        calibrated_thresholds(reference, columns, len(current), threshold) if calibrate and method == "ks" else None
+    )
+    preset = DataDriftPreset(
+        columns=columns, drift_share=share_threshold, num_method=method, num_threshold=threshold,
+        per_column_threshold=per_threshold,
+    )  # fmt: skip
     report = Report([preset], include_tests=True)
     snapshot = report.run(current_data=current[columns], reference_data=reference[columns])
     document = snapshot.dict()
@@ -258,53 +338,73 @@ def current_inputs(settings: Settings, reference_end: str) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
+# triggers the caller may pass in
+# --------------------------------------------------------------------------------------------
+
+
+def command_trigger(command: str | Sequence[str], settings: Settings) -> Callable[[list[str]], dict[str, Any]]:
+    """A trigger that runs ``command`` (configured by the caller, e.g. ``python -m pipelines.rerun``) with
+    ``BITPREDICT_DATA_DIR`` set to this data dir, and reads its outcome: the last JSON object it prints
+    (``run_id``, ``ok``, ``new_champion``, …), else ``ok`` = exit code 0. A command that cannot start or runs
+    past ``TRIGGER_TIMEOUT_S`` is an outcome with ``ok: False`` too, never an exception."""
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    if not argv:
+        raise ValueError("the trigger command is empty")
+    env = {**os.environ, "BITPREDICT_DATA_DIR": settings.data_dir}
+
+    def run(reasons: list[str]) -> dict[str, Any]:
+        log.warning("drift: starting the rerun command", extra={"reasons": "; ".join(reasons), "command": argv})
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=TRIGGER_TIMEOUT_S, env=env)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"mode": "command", "run_id": None, "ok": False, "new_champion": None, "error": str(exc)}
+        for line in reversed(done.stdout.strip().splitlines()):
+            try:
+                outcome = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(outcome, dict):
+                return outcome
+        if done.returncode == 0:
+            return {"mode": "command", "run_id": None, "ok": True, "new_champion": None, "error": None}
+        error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return {"mode": "command", "run_id": None, "ok": False, "new_champion": None, "error": error[:500]}
+
+    return run
+
+
+# --------------------------------------------------------------------------------------------
 # the job
 # --------------------------------------------------------------------------------------------
 
 
-def drift_dir(settings: Settings) -> str:
-    return settings.path("reports", "drift")
+def _decide_and_mark(
+    state_uri: str, out_dir: str, decide_with: Callable[[DriftState], tuple[Decision, DriftState]]
+) -> tuple[Decision, DriftState, DriftState]:
+    """Read the state, decide, write the new state — under the drift folder's lock, so two racing checks
+    decide one after the other and the second sees the first one's marker (on gs:// ``run_lock`` cannot lock
+    and passes through: there one scheduled job runs the check)."""
+    from bitpredict.runlock import run_lock
+
+    with run_lock(out_dir, "drift check", timeout_s=STATE_LOCK_TIMEOUT_S):
+        previous = DriftState.load(state_uri)
+        decision, state = decide_with(previous)
+        state.save(state_uri)
+    return decision, state, previous
 
 
-def export_metrics(
-    result: DriftResult | None,
-    decision: Decision,
-    state: DriftState,
-    settings: Settings,
-    quality: dict[str, float] | None = None,
-    last_day: pd.Timestamp | None = None,
-) -> str:
-    """Prometheus gauges as a text file beside the reports, and pushed to a Pushgateway when configured."""
-    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
+def _give_back(state_uri: str, out_dir: str, marked: DriftState, previous: DriftState) -> DriftState:
+    """A rerun that failed did not use up the episode: undo the marker unless a later check changed it."""
+    from bitpredict.runlock import run_lock
 
-    registry = CollectorRegistry()
-    share = Gauge("bitpredict_drift_share", "Share of input columns drifted", registry=registry)
-    column = Gauge("bitpredict_drift_column_score", "Drift score per column", ["column", "method"], registry=registry)
-    drifted = Gauge("bitpredict_drift_detected", "1 when the last check found drift", registry=registry)
-    checked = Gauge("bitpredict_drift_last_check_timestamp_seconds", "Last drift check", registry=registry)
-    triggered = Gauge("bitpredict_drift_last_trigger_timestamp_seconds", "Last retraining trigger", registry=registry)
-    skill = Gauge("bitpredict_live_skill", "Live skill of served forecasts vs persistence", registry=registry)
-    fresh = Gauge("bitpredict_data_last_day_timestamp_seconds", "Newest day in the features table", registry=registry)
-    if quality is not None:
-        skill.set(quality["skill"])
-    if last_day is not None:
-        fresh.set(last_day.timestamp())
-    if result is not None:
-        share.set(result.share)
-        for name, values in result.columns.items():
-            column.labels(column=name, method=str(values.get("method"))).set(values["score"])
-    drifted.set(float(decision.drifting))
-    checked.set(datetime.fromisoformat(state.last_check_at).timestamp() if state.last_check_at else 0)
-    triggered.set(datetime.fromisoformat(state.last_trigger_at).timestamp() if state.last_trigger_at else 0)
-    path = storage.join(drift_dir(settings), "metrics.prom")
-    if not storage.is_gcs(path):
-        from pathlib import Path
-
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        write_to_textfile(path, registry)
-    if settings.drift.pushgateway_url:
-        push_to_gateway(settings.drift.pushgateway_url, job="bitpredict-drift", registry=registry)
-    return path
+    with run_lock(out_dir, "drift check", timeout_s=STATE_LOCK_TIMEOUT_S):
+        now = DriftState.load(state_uri)
+        if now.last_trigger_at != marked.last_trigger_at:
+            return now
+        undone = DriftState(**{**asdict(now), "in_episode": False, "episode_started_at": None,
+                               "last_trigger_at": previous.last_trigger_at})  # fmt: skip
+        undone.save(state_uri)
+        return undone
 
 
 def run_drift(
@@ -313,8 +413,15 @@ def run_drift(
     trigger: Trigger | None = None,
     now: datetime | None = None,
     current: pd.DataFrame | None = None,
+    forecasts: pd.DataFrame | None = None,
+    html: bool = True,
 ) -> dict[str, Any]:
-    """One check: report, decision, trigger (once per episode), state, metrics. Returns what it decided."""
+    """One check: report, decision, trigger (once per episode), state, metrics. Returns what it decided.
+
+    ``current``: the inputs to compare (default: the new table days and served requests); ``forecasts``: the
+    served forecasts (``as_of``, ``predicted_close``, ``last_close``; default: the request log) for live
+    quality; ``html=False`` skips the HTML reports (the replay checks every day and keeps only the figures).
+    """
     from bitpredict.serving import locate_model
 
     now = now or datetime.now(UTC)
@@ -324,40 +431,31 @@ def run_drift(
     out_dir = drift_dir(settings)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     result = None
+    report_html = None
     if len(current) >= settings.drift.min_rows:
         result = measure(
             reference, current, settings.drift.share_threshold, settings.drift.method, settings.drift.threshold
         )
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory() as tmp:
-            html = Path(tmp) / "report.html"
-            result.snapshot.save_html(str(html))
-            storage.write_bytes(storage.join(out_dir, f"drift-{stamp}.html"), html.read_bytes())
-    joined = realised_forecasts(settings)
+        if html:
+            report_html = save_html(result.snapshot, storage.join(out_dir, f"drift-{stamp}.html"))
+    joined = realised_forecasts(settings, forecasts)
+    if not joined.empty:  # the recent closed days only: live skill is about now, not the model's whole life
+        joined = joined.sort_values("as_of", kind="mergesort").tail(settings.drift.window_days)
     quality = live_quality(joined)
     regression_html = None
-    if len(joined) >= 2:
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory() as tmp:
-            html = Path(tmp) / "regression.html"
-            regression_report(joined).save_html(str(html))
-            regression_html = storage.join(out_dir, f"regression-{stamp}.html")
-            storage.write_bytes(regression_html, html.read_bytes())
+    if html and len(joined) >= 2:
+        regression_html = save_html(regression_report(joined), storage.join(out_dir, f"regression-{stamp}.html"))
+    counted_skill = quality["skill"] if quality and quality["days"] >= settings.drift.min_rows else None
     state_uri = storage.join(out_dir, "state.json")
-    previous = DriftState.load(state_uri)
-    decision, state = decide(result, quality["skill"] if quality else None, previous, settings.drift, now)
+    decision, state, previous = _decide_and_mark(
+        state_uri, out_dir, lambda before: decide(result, counted_skill, before, settings.drift, now)
+    )
     rerun: dict[str, Any] | None = None
     if decision.trigger and trigger is not None:
         outcome = trigger(decision.reasons)
         rerun = outcome if isinstance(outcome, dict) else {"run_id": outcome, "ok": True}
-        if not rerun.get("ok"):  # a rerun that failed did not use up the episode: the next check tries again
-            state = DriftState(**{**asdict(state), "in_episode": False, "episode_started_at": None,
-                                  "last_trigger_at": previous.last_trigger_at})  # fmt: skip
-    state.save(state_uri)
+        if not rerun.get("ok"):
+            state = _give_back(state_uri, out_dir, state, previous)
     summary = {
         "checked_at": now.isoformat(),
         "model_version": locate_model(model_dir).version,
@@ -372,7 +470,7 @@ def run_drift(
         "triggered_run": rerun.get("run_id") if rerun else None,
         "rerun": rerun,
         "reasons": decision.reasons if result else [*decision.reasons, f"only {len(current)} current rows"],
-        "report_html": storage.join(out_dir, f"drift-{stamp}.html") if result else None,
+        "report_html": report_html,
         "regression_html": regression_html,
     }
     storage.write_text(storage.join(out_dir, f"drift-{stamp}.json"), json.dumps(summary, indent=2, default=str))
@@ -387,42 +485,3 @@ def run_drift(
                "reasons": "; ".join(summary["reasons"])},
     )  # fmt: skip
     return summary
-
-
-def pipeline_trigger(settings: Settings) -> Callable[[list[str]], dict[str, Any]]:
-    """The rerun: ``python -m pipelines.rerun`` replays the last published run — through KFP
-    (``pipelines.submit``) when ``KFP_HOST`` is set, else the local runner of ``make run``.
-
-    Started as a subprocess by module name, so this package never imports the pipeline code; the image and
-    the checkout both have ``pipelines/`` on the path. Returns its outcome (one JSON line); a launcher that
-    could not even start is an outcome with ``ok: False`` too, never an exception.
-    """
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    checkout = Path(__file__).resolve().parents[1]  # the checkout or image root that holds pipelines/
-    env = dict(os.environ)
-    if (checkout / "pipelines").is_dir():
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(checkout), env.get("PYTHONPATH", "")) if p)
-
-    def run(reasons: list[str]) -> dict[str, Any]:
-        command = [sys.executable, "-m", "pipelines.rerun", "--data-dir", settings.data_dir]
-        mode = "kfp" if os.environ.get("KFP_HOST") else "local"
-        log.warning("drift: replaying the last run", extra={"reasons": "; ".join(reasons), "mode": mode})
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=4 * 3600, env=env)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return {"mode": mode, "run_id": None, "ok": False, "new_champion": None, "error": str(exc)}
-        for line in reversed(done.stdout.strip().splitlines()):
-            try:
-                outcome = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(outcome, dict):
-                return outcome
-        error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        return {"mode": mode, "run_id": None, "ok": False, "new_champion": None, "error": error[:500]}
-
-    return run

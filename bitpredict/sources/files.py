@@ -231,8 +231,37 @@ def _normalise_columns(frame: pd.DataFrame, preset: Preset) -> pd.DataFrame:
     return frame.rename(columns=rename)
 
 
-def import_file(uri: str, preset_name: str | None = None) -> Iterator[Batch]:
-    """Batches of raw rows from one export file (one batch per target table)."""
+TIME_COLUMNS = {"market": "timestamp", "news": "published_at"}  # the column a row's moment is read from
+
+
+def _moments(values: pd.Series) -> pd.Series:
+    """Each row's moment as a UTC timestamp (unix seconds or dates, as the presets hand them over); NaT where
+    the text is not a time (such a row goes to the quarantine whatever the cut)."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    as_dates = pd.to_datetime(values.where(numeric.isna()), utc=True, errors="coerce", format="mixed")
+    as_seconds = pd.to_datetime(numeric, unit="s", utc=True, errors="coerce")
+    return as_seconds.where(numeric.notna(), as_dates)
+
+
+def visible_rows(rows: pd.DataFrame, schema: Schema, visible_until: pd.Timestamp) -> pd.DataFrame:
+    """The rows known at the end of UTC day ``visible_until``: a bar that opened, or a text published, before
+    the next midnight (an hourly bar opened at 23:00 closes at midnight, a daily bar at the end of its day)."""
+    column = TIME_COLUMNS["news" if schema is NEWS else "market"]
+    if column not in rows.columns:
+        return rows
+    day = pd.Timestamp(visible_until)
+    day = day.tz_localize("UTC") if day.tzinfo is None else day.tz_convert("UTC")
+    end = day.normalize() + pd.Timedelta(days=1)
+    moments = _moments(rows[column])
+    return rows[moments.isna() | (moments < end)].reset_index(drop=True)
+
+
+def import_file(uri: str, preset_name: str | None = None, visible_until: pd.Timestamp | None = None) -> Iterator[Batch]:
+    """Batches of raw rows from one export file (one batch per target table).
+
+    ``visible_until`` (a UTC day): only the rows known at the end of that day — the replay's clock
+    (``bitpredict.replay``); rows after it never reach a table.
+    """
     if not storage.exists(uri):
         raise FileImportError(f"{uri}: file not found")
     if uri.endswith(".parquet"):
@@ -251,6 +280,8 @@ def import_file(uri: str, preset_name: str | None = None) -> Iterator[Batch]:
         rows = preset.mapper(frame, uri)
     except KeyError as exc:
         raise FileImportError(f"{uri}: preset {preset.name} needs column {exc}") from exc
+    if visible_until is not None:
+        rows = visible_rows(rows, preset.schema, visible_until)
     if parsed.bad_lines:
         rows = pd.concat(
             [rows, _bad_line_rows(parsed.bad_lines, rows, preset.sep, len(parsed.frame.columns))], ignore_index=True
@@ -287,20 +318,21 @@ class FilesSource:
 
     name = "files"
 
-    def __init__(self, paths: list[str], preset: str | None = None) -> None:
+    def __init__(self, paths: list[str], preset: str | None = None, visible_until: pd.Timestamp | None = None) -> None:
         self.paths = paths
         self.preset = preset
+        self.visible_until = visible_until  # the replay's clock: rows after this UTC day are left out
 
     @classmethod
-    def from_dir(cls, directory: str) -> FilesSource:
+    def from_dir(cls, directory: str, visible_until: pd.Timestamp | None = None) -> FilesSource:
         folder = Path(directory)
         if not folder.is_dir():
             raise FileImportError(f"{directory}: not a folder")
         files = sorted(str(p) for p in folder.iterdir() if p.suffix in (".csv", ".parquet"))
         if not files:
             raise FileImportError(f"{directory}: no .csv or .parquet files")
-        return cls(files)
+        return cls(files, visible_until=visible_until)
 
     def batches(self, state: dict[str, Any]) -> Iterator[Batch]:
         for path in self.paths:
-            yield from import_file(path, self.preset)
+            yield from import_file(path, self.preset, self.visible_until)

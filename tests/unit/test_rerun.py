@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bitpredict.config import load_settings
-from bitpredict.drift import pipeline_trigger
+from bitpredict.drift import command_trigger
 from bitpredict.publish import publish
 from pipelines.rerun import kfp_parameters, rerun
 from pipelines.run_local import PARAMETERS, RunError, replay_arguments
@@ -67,11 +67,13 @@ def test_a_rerun_on_kfp_submits_the_recorded_parameters(tmp_path: Path, kfp: Fak
 def test_the_drift_trigger_runs_the_launcher_and_returns_its_outcome(
     tmp_path: Path, kfp: FakeKfp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """bitpredict.drift starts `python -m pipelines.rerun` (no import of the pipeline code) and keeps its outcome."""
+    """The caller configures the rerun command (`make drift`: `python -m pipelines.rerun`); the drift check runs it
+    for this data dir and keeps its outcome — bitpredict itself neither imports nor names the pipeline code."""
     data_dir = _published(tmp_path, RECORDED)
     monkeypatch.chdir(REPO)  # the launcher is found by module name from the checkout, as in the image
     monkeypatch.setenv("KFP_HOST", kfp.url)
-    outcome = pipeline_trigger(load_settings(data_dir=data_dir))(["90% of columns drifted"])
+    trigger = command_trigger(f"{sys.executable} -m pipelines.rerun", load_settings(data_dir=data_dir))
+    outcome = trigger(["90% of columns drifted"])
     assert outcome["ok"] and outcome["run_id"] == kfp.state.runs[0]["run_id"]
     assert kfp.state.runs[0]["runtime_config"]["parameters"]["epochs"] == 7
 
@@ -90,3 +92,14 @@ def test_the_core_never_imports_the_pipeline_code() -> None:
     for path in (REPO / "bitpredict").rglob("*.py"):
         text = path.read_text()
         assert "import pipelines" not in text and "from pipelines" not in text, path
+        assert '"pipelines.' not in text and "'pipelines." not in text, f"{path} names a pipeline module to launch"
+
+
+def test_a_trigger_command_that_fails_or_is_empty_is_an_outcome_or_a_clear_error(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=str(tmp_path / "data"))
+    failed = command_trigger([sys.executable, "-c", "import sys; sys.exit('no rerun today')"], settings)(["x"])
+    assert not failed["ok"] and failed["error"] == "no rerun today"
+    silent = command_trigger([sys.executable, "-c", "pass"], settings)(["x"])
+    assert silent["ok"] and silent["run_id"] is None
+    with pytest.raises(ValueError, match="empty"):
+        command_trigger("  ", settings)
