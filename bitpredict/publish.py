@@ -8,7 +8,10 @@ the outputs of a run that failed (the pipeline publishes as its last task, after
 * **Locally** every item is first copied into a staging folder inside the data dir (same filesystem), then
   renamed into place one by one; the item it replaces is kept aside until all renames succeeded. A failure
   while copying changes nothing; a failure while renaming puts every replaced item back. ``published.json``
-  is written last.
+  is written last, before the items kept aside are deleted. A journal written before the first rename makes
+  this hold across a crash too (SIGKILL, power loss): the next publish, or the next run once it holds the run
+  lock (``recover``), finds the staging folder of a publish whose process is gone and, unless its manifest
+  was written, puts every replaced item back.
 * **On GCS** (``gs://`` data dir) objects cannot be renamed atomically, so each run is written under its own
   prefix ``<data_dir>/published/<run_id>/`` and then the small manifest ``<data_dir>/published.json`` is
   written last, pointing at it. Readers go through ``resolve``, which follows the manifest. The previous
@@ -25,8 +28,9 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,9 @@ MANIFEST = "published.json"
 FORMAT = 1
 GCS_PREFIX = "published"
 STAGING = ".publishing"
+JOURNAL = "journal.json"
+OWNER = "owner.pid"
+STALE_S = 60.0  # a staging folder that names no owner and is older than this belongs to a dead publish
 
 # Artifact name -> where it lives under the data dir (a file or a folder). Every consumer reads these paths.
 ITEMS: dict[str, str] = {
@@ -127,7 +134,14 @@ def publish(
         manifest["root"] = _publish_gcs(settings, artifacts, run_id)
     else:
         manifest["root"] = str(Path(settings.data_dir).resolve())
-        _publish_local(Path(settings.data_dir), artifacts)
+        _publish_local(
+            Path(settings.data_dir),
+            artifacts,
+            run_id,
+            commit=lambda: storage.write_text(manifest_uri(settings), json.dumps(manifest, indent=2, default=str)),
+        )
+        log.info("published", extra={"run_id": run_id, "items": len(artifacts), "root": manifest["root"]})
+        return manifest
     storage.write_text(manifest_uri(settings), json.dumps(manifest, indent=2, default=str))
     log.info("published", extra={"run_id": run_id, "items": len(artifacts), "root": manifest["root"]})
     return manifest
@@ -188,20 +202,28 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _publish_local(data_dir: Path, artifacts: Mapping[str, str]) -> None:
-    """Stage every item, then rename each into place; on any failure put the replaced items back."""
+def _publish_local(
+    data_dir: Path, artifacts: Mapping[str, str], run_id: str, commit: Callable[[], None] | None = None
+) -> None:
+    """Stage every item, journal, rename each into place, ``commit`` (the manifest); on failure put all back."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    recover(data_dir)  # a crashed publish's leftovers first: its replaced items go back before we replace them
     staging = data_dir / STAGING / uuid.uuid4().hex
     aside = staging / ".previous"
+    staging.mkdir(parents=True)
+    (staging / OWNER).write_text(str(os.getpid()))  # a live owner means: not a crashed publish
     try:
         try:
             for name, path in artifacts.items():
                 _copy(Path(path), staging / ITEMS[name])
         except OSError as exc:
             raise PublishError(f"nothing published: staging failed ({exc})") from exc
+        names = list(artifacts)
+        journal = {"run_id": run_id, "items": [ITEMS[name] for name in names]}
+        storage.write_text(str(staging / JOURNAL), json.dumps(journal))  # atomic: a journal is whole or absent
         done: list[tuple[Path, Path | None]] = []  # (target, where its previous version went)
         try:
-            for name in artifacts:
+            for name in names:
                 target = data_dir / ITEMS[name]
                 previous = None
                 if target.exists() or target.is_symlink():
@@ -211,6 +233,8 @@ def _publish_local(data_dir: Path, artifacts: Mapping[str, str]) -> None:
                 done.append((target, previous))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staging / ITEMS[name], target)
+            if commit is not None:
+                commit()
         except OSError as exc:
             _roll_back(done)
             raise PublishError(f"nothing published: swapping {target} failed ({exc}); previous state kept") from exc
@@ -218,6 +242,80 @@ def _publish_local(data_dir: Path, artifacts: Mapping[str, str]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         with contextlib.suppress(OSError):
             (data_dir / STAGING).rmdir()  # only when no other publish is staging
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def recover(data_dir: str | Path) -> list[str]:
+    """Finish what a crashed local publish left: roll its swapped items back, unless its manifest was written.
+
+    Looks at every staging folder under ``<data dir>/.publishing`` whose publishing process (``owner.pid``) is
+    gone (a live one is another publish at work). Without a journal the crash came while copying: nothing was swapped,
+    the folder is deleted. With one, the manifest decides: it names this run → the publish completed, only
+    the cleanup is left; else every journalled item is put back as it was. Returns what it did, one line a
+    folder (for the run's log).
+    """
+    root = Path(data_dir) / STAGING
+    if str(data_dir).startswith(storage.GCS_SCHEME) or not root.is_dir():
+        return []
+    done: list[str] = []
+    for staging in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            journal = json.loads((staging / JOURNAL).read_text())
+        except FileNotFoundError:
+            journal = None
+        except (OSError, ValueError):
+            continue  # unreadable: leave it for a person rather than guess
+        try:
+            owner = int((staging / OWNER).read_text())
+        except (OSError, ValueError):  # not written yet (a publish just starting) or lost: judge by age
+            owner = None
+        if owner is not None and _alive(owner):
+            continue
+        if owner is None and time.time() - staging.stat().st_mtime < STALE_S:
+            continue
+        if journal is None:
+            done.append(f"{staging.name}: a publish stopped while staging; nothing had been replaced")
+        else:
+            current = _manifest_run_id(Path(data_dir))
+            if current == journal["run_id"]:
+                done.append(f"{staging.name}: run {current} was published; removed what it had kept aside")
+            else:
+                _restore(Path(data_dir), staging, journal["items"])
+                done.append(f"{staging.name}: run {journal['run_id']} stopped while publishing; previous state back")
+        shutil.rmtree(staging, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        root.rmdir()
+    for line in done:
+        log.warning("publish recovered", extra={"what": line})
+    return done
+
+
+def _manifest_run_id(data_dir: Path) -> str | None:
+    try:
+        return json.loads((data_dir / MANIFEST).read_text()).get("run_id")
+    except (OSError, ValueError):
+        return None
+
+
+def _restore(data_dir: Path, staging: Path, items: list[str]) -> None:
+    """Undo a journalled swap: an item still in staging was not swapped in; one gone from it was."""
+    for item in reversed(items):
+        target, previous = data_dir / item, staging / ".previous" / item
+        swapped_in = not (staging / item).exists() and not (staging / item).is_symlink()
+        if swapped_in and (target.exists() or target.is_symlink()):
+            shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
+        if (previous.exists() or previous.is_symlink()) and not (target.exists() or target.is_symlink()):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(previous, target)
 
 
 def _roll_back(done: list[tuple[Path, Path | None]]) -> None:

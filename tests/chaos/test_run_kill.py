@@ -1,0 +1,127 @@
+"""A run killed mid-stage (SIGKILL): nothing half-written is ever visible, and the next run completes.
+
+First the publish step alone, killed at every step of its swap: the next publish or run puts the previous state
+back whole.
+
+The publishing process really dies: a child process publishes with ``os.replace`` wrapped to SIGKILL itself just
+before its N-th call — the journal's write, each item moved aside, each item moved in, the manifest's write. For
+every N the data dir afterwards, once ``recover`` ran (as the next run does when it holds the lock), holds the
+previous run's items and manifest or, when the kill came after the manifest, the new run's — never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bitpredict.config import load_settings
+from bitpredict.publish import ITEMS, STAGING, publish, read_manifest, recover
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _artifacts(root: Path, tag: str) -> dict[str, str]:
+    out = {}
+    for name, relative in ITEMS.items():
+        path = root / tag / name
+        if "." in Path(relative).name:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{tag}:{name}")
+        else:
+            (path / "sub").mkdir(parents=True)
+            (path / "sub" / "deep.txt").write_text(f"{tag}:{name}:deep")
+        out[name] = str(path)
+    return out
+
+
+def _state(data: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(data)): p.read_text()
+        for relative in ITEMS.values()
+        for p in ([data / relative] if (data / relative).is_file() else sorted((data / relative).rglob("*")))
+        if p.is_file()
+    }
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    from bitpredict.config import load_settings
+    from bitpredict.publish import publish
+
+    data, artifacts, kill_at = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+    real, calls = os.replace, [0]
+
+    def replace(source, target):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(source, target)
+
+    os.replace = replace
+    publish(load_settings(data_dir=data), artifacts, run_id="run-2")
+    print(calls[0])
+    """
+)
+
+
+def _publish_killed_at(data: Path, artifacts: dict[str, str], kill_at: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", CHILD, str(data), json.dumps(artifacts), str(kill_at)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+@pytest.mark.slow  # 20 publishing processes, ~40 s
+def test_a_publish_killed_at_any_step_leaves_the_previous_state_or_the_new_one_never_a_mix(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = load_settings(data_dir=str(data))
+    publish(settings, _artifacts(tmp_path, "run-1"), run_id="run-1")
+    before, before_manifest = _state(data), read_manifest(settings)
+    new = _artifacts(tmp_path, "run-2")
+    completed = _publish_killed_at(data, new, kill_at=10_000)  # never killed: how many os.replace calls a publish makes
+    assert completed.returncode == 0, completed.stderr
+    calls = int(completed.stdout.split()[-1])
+    assert calls == 1 + 2 * len(ITEMS) + 1  # journal, every item aside and in, the manifest
+    after = _state(data)
+    assert after != before and set(after.values()) == {v.replace("run-1", "run-2") for v in before.values()}
+
+    for kill_at in range(1, calls + 1):
+        publish(settings, _artifacts(tmp_path / f"again-{kill_at}", "run-1"), run_id="run-1")
+        assert _state(data) == before
+        killed = _publish_killed_at(data, new, kill_at)
+        assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr[-2000:])
+        assert list((data / STAGING).iterdir()), "a killed publish leaves its staging folder"
+        did = recover(data)
+        assert len(did) == 1, did
+        if kill_at < calls:  # the manifest was not written: the previous state, whole
+            assert _state(data) == before, kill_at
+            assert read_manifest(settings)["run_id"] == before_manifest["run_id"]
+        else:  # killed while writing the manifest: os.replace never ran, so still the previous state
+            assert _state(data) == before
+        assert not (data / STAGING).exists()
+        publish(settings, new, run_id="run-2")  # and the next publish completes
+        assert _state(data) == after and read_manifest(settings)["run_id"] == "run-2"
+
+
+def test_recover_leaves_a_live_publish_alone(tmp_path: Path) -> None:
+    """A staging folder whose owner still runs is another publish at work, not a crash."""
+    staging = tmp_path / "data" / STAGING / "live"
+    staging.mkdir(parents=True)
+    (staging / "owner.pid").write_text(str(os.getpid()))
+    (staging / "journal.json").write_text(json.dumps({"run_id": "x", "items": list(ITEMS.values())}))
+    assert recover(tmp_path / "data") == []
+    assert staging.exists()
+
+
+@pytest.mark.parametrize("kill_at", [1, 6])
+def test_the_manifest_never_names_a_run_whose_items_are_not_all_in_place(tmp_path: Path, kill_at: int) -> None:
+    data = tmp_path / "data"
+    publish(load_settings(data_dir=str(data)), _artifacts(tmp_path, "run-1"), run_id="run-1")
+    _publish_killed_at(data, _artifacts(tmp_path, "run-2"), kill_at)
+    assert read_manifest(load_settings(data_dir=str(data)))["run_id"] == "run-1"
