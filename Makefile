@@ -99,8 +99,9 @@ ui: $(STAMP) ## the Streamlit front end on http://127.0.0.1:8501 (UI_PORT=; star
 drift: $(STAMP) ## one drift check of the published champion (on drift: replays the last run)
 	@$(BIN)/bitpredict drift --trigger-command "$(BIN)/python -m pipelines.rerun"
 
-compile: $(STAMP) ## compile the KFP pipeline into pipelines/bitpredict_pipeline.yaml
+compile: $(STAMP) ## compile the KFP pipeline (pipelines/bitpredict_pipeline.yaml); generate dvc.yaml from the stage table
 	$(BIN)/python -m pipelines.bitpredict_pipeline
+	$(BIN)/bitpredict stages dvc
 
 submit: $(STAMP) ## upload the compiled pipeline to KFP_HOST and start a run (RUN_ARGS: --recurring CRON …)
 	KFP_HOST=$(KFP_HOST) $(BIN)/python -m pipelines.submit $(RUN_ARGS)

@@ -57,6 +57,8 @@ app = _OneLineErrors(
 )
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+stages_app = typer.Typer(help="The stage table (bitpredict/stage_table.py) and what is generated from it.")
+app.add_typer(stages_app, name="stages", no_args_is_help=True)
 
 log = logging.getLogger("bitpredict.cli")
 
@@ -400,3 +402,16 @@ def drift_cmd(
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+@stages_app.command("dvc")
+def stages_dvc_cmd(
+    check: Annotated[bool, typer.Option("--check", help="Only say whether dvc.yaml is stale (exit 2 if so).")] = False,
+) -> None:
+    """Generate dvc.yaml from the stage table (the file is never edited by hand)."""
+    from bitpredict.stage_table import DVC_YAML, write_dvc_yaml
+
+    stale = write_dvc_yaml(DVC_YAML, check=check)
+    if check and stale:
+        fail(f"{DVC_YAML} is stale: run `bitpredict stages dvc` and commit it")
+    typer.echo(f"{DVC_YAML}: {'written' if stale else 'up to date'}")

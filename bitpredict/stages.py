@@ -10,6 +10,9 @@ Reuse: with ``cache_dir``, a deterministic stage whose inputs (file contents), s
 are unchanged is not run again — its outputs are copied from the cache. This is what KFP's step cache
 does on a cluster; ``kfp.local`` has none, so the local run brings its own.
 
+Which stages exist and where their artifacts live is ``bitpredict.stage_table`` (the table ``dvc.yaml``
+is generated from as well).
+
 Progress: when ``BITPREDICT_PROGRESS`` names a file, every stage appends one JSON line when it starts and
 one when it ends (ran or reused, seconds, its key figure) or fails. ``make run`` draws its screen from
 those lines while the tasks' own logs go to a log file; on a cluster the variable is unset and nothing
@@ -25,100 +28,20 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bitpredict.config import Settings, load_settings
 from bitpredict.merge import code_version
 from bitpredict.runtime import quiet_tensorflow
+from bitpredict.stage_table import STAGES, Stage
+
+__all__ = ["STAGES", "Stage", "pipeline_settings", "publish_stage", "report_progress", "run_stage"]
 
 log = logging.getLogger(__name__)
 
 PROGRESS_ENV = "BITPREDICT_PROGRESS"
-
-
-@dataclass(frozen=True)
-class Stage:
-    """Where a stage's inputs and outputs live inside a data dir, and which function runs it."""
-
-    run: Callable[..., dict[str, Any]]  # (settings, **options) -> report
-    inputs: Mapping[str, str]
-    outputs: Mapping[str, str]
-    deterministic: bool = True
-
-
-def _ingest(settings: Settings, **_: Any) -> dict[str, Any]:
-    from bitpredict.ingest import run_ingest
-
-    # The files source reads its folder itself (CSV and parquet, the same rule as `bitpredict ingest`).
-    summaries = run_ingest(settings, list(settings.ingest_sources))
-    failed = [f"{s.source}/{s.table}: {s.error}" for s in summaries if not s.ok]
-    if failed and all(not s.ok for s in summaries):
-        raise RuntimeError("every source failed: " + "; ".join(failed))
-    return {"tables": {s.table: s.new for s in summaries if s.ok}, "failed": failed}
-
-
-def _clean(settings: Settings, **_: Any) -> dict[str, Any]:
-    from bitpredict.clean import run_clean
-
-    return run_clean(settings, "1d")
-
-
-def _lazy(module: str, name: str) -> Callable[..., dict[str, Any]]:
-    def run(settings: Settings, **options: Any) -> dict[str, Any]:
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(settings, **options)
-
-    run.__name__ = name
-    return run
-
-
-STAGES: dict[str, Stage] = {
-    "ingest": Stage(_ingest, inputs={}, outputs={"raw": "raw"}, deterministic=False),
-    "clean": Stage(
-        _clean,
-        inputs={"raw": "raw"},
-        outputs={"clean": "interim/clean_1d.parquet", "report": "interim/clean_1d_report.md"},
-    ),
-    "indicators": Stage(
-        _lazy("bitpredict.indicators", "run_indicators"),
-        inputs={"clean": "interim/clean_1d.parquet"},
-        outputs={"indicators": "interim/indicators_1d.parquet"},
-    ),
-    "sentiment": Stage(
-        _lazy("bitpredict.sentiment", "run_sentiment"),
-        inputs={"raw": "raw"},
-        outputs={
-            "sentiment": "interim/sentiment_daily.parquet",
-            "meta": "interim/sentiment_meta.json",
-            "scores": "interim/sentiment_scores.parquet",
-        },
-    ),
-    "merge": Stage(
-        _lazy("bitpredict.merge", "run_merge"),
-        inputs={"indicators": "interim/indicators_1d.parquet", "sentiment": "interim/sentiment_daily.parquet"},
-        outputs={"features": "processed"},
-    ),
-    "train": Stage(
-        _lazy("bitpredict.train", "run_train"),
-        inputs={"features": "processed"},
-        outputs={"model": "models/candidate"},
-    ),
-    "evaluate": Stage(
-        _lazy("bitpredict.evaluate", "run_evaluate"),
-        inputs={"features": "processed", "model": "models/candidate"},
-        outputs={"evaluation": "reports/evaluation", "report": "reports/evaluation/evaluation.md"},
-    ),
-    "register": Stage(
-        _lazy("bitpredict.registry", "register"),  # option: allow_promotion
-        inputs={"model": "models/candidate", "evaluation": "reports/evaluation"},
-        outputs={},
-        deterministic=False,  # every call writes to the registry
-    ),
-}
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -118,3 +118,41 @@ def test_every_stage_reports_its_progress_for_the_run_screen(
     first, second = events[1], events[3]
     assert first["cached"] is False and second["cached"] is True and first["figure"] == f"{SAMPLE_DAYS} rows"
     assert "input artifact 'clean'" in events[5]["error"]
+
+
+def test_the_checked_in_dvc_yaml_is_generated_from_the_stage_table() -> None:
+    from bitpredict.stage_table import DVC_YAML, render_dvc_yaml
+
+    assert DVC_YAML.read_text() == render_dvc_yaml(), "dvc.yaml is stale: run `bitpredict stages dvc` and commit it"
+
+
+def test_the_stage_table_is_consistent_with_itself_and_the_published_layout() -> None:
+    """What a stage reads is what an earlier stage writes; every artifact is tracked; publish reads the same paths."""
+    from bitpredict.publish import ITEMS
+    from bitpredict.stage_table import STAGES, code_dependencies
+
+    def covers(outer: str, inner: str) -> bool:
+        return inner == outer or inner.startswith(outer + "/")
+
+    written: list[str] = []
+    for name, stage in STAGES.items():
+        for read in stage.data_deps:
+            assert any(covers(w, read) or covers(read, w) for w in written), f"{name} reads {read}: no stage writes it"
+            assert any(covers(path, read) for path in stage.inputs.values()), f"{name}: {read} is no input artifact"
+        files = [out.path for out in stage.files]
+        for output in stage.outputs.values():
+            assert any(covers(output, f) or covers(f, output) for f in files), f"{name}: {output} is not tracked"
+        assert f"bitpredict/{stage.module}.py" in code_dependencies(stage)
+        written += files
+    outputs = {path for stage in STAGES.values() for path in stage.outputs.values()}
+    assert set(ITEMS.values()) <= outputs
+
+
+def test_code_dependencies_follow_the_imports() -> None:
+    """evaluate imports train (fit_recipe): its DVC stage reruns when train.py changes; plumbing is left out."""
+    from bitpredict.stage_table import STAGES, code_dependencies
+
+    evaluate = code_dependencies(STAGES["evaluate"])
+    assert {"bitpredict/evaluate.py", "bitpredict/train.py", "bitpredict/evaluation_report.py"} <= set(evaluate)
+    assert "bitpredict/config.py" not in evaluate and "bitpredict/storage.py" not in evaluate
+    assert "bitpredict/clean.py" in code_dependencies(STAGES["clean"])
