@@ -10,7 +10,7 @@ learns the decade's price path, not tomorrow's return.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,11 @@ class Scaler:
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         values = frame[list(self.columns)].to_numpy(dtype="float64")
+        return ((values - np.asarray(self.mean)) / np.asarray(self.std)).astype("float32")
+
+    def transform_arrays(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``transform`` for columns held as arrays (the serving hot path builds no DataFrame): [rows, F]."""
+        values = np.stack([columns[c] for c in self.columns], axis=1)
         return ((values - np.asarray(self.mean)) / np.asarray(self.std)).astype("float32")
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,21 +1,22 @@
-"""The indicators stage: technical indicators on the clean daily bars, vectorised, with no look-ahead.
+"""The indicators stage: technical indicators on the clean daily bars, computed by TA-Lib, with no look-ahead.
 
-Every value on row *t* uses bars ``0..t`` only (rolling windows and recursive averages that run
-forward). Indicators that TA-Lib also computes follow TA-Lib's definitions exactly, seeds included,
-so they match it to a relative 1e-9 after the warm-up (a test checks this on the real data):
+TA-Lib (the ``ta-lib`` wheel, which bundles the C library) computes every indicator it has: SMA, EMA, RSI,
+MACD, Bollinger bands, ATR, NATR, OBV, rate of change, rolling sums and variances. This module only wraps it
+(float64 contiguous inputs, NaN until the warm-up, clear errors for input TA-Lib would silently turn into NaN)
+and adds what TA-Lib lacks: scale-free ratios of its outputs, realised and EWMA volatility, Garman–Klass range
+variance and z-scores. Every value on row *t* uses bars ``0..t`` only (TA-Lib's windows and recursive
+averages run forward; a test changes future bars and checks that past rows do not move).
 
-* ``ema_n``: seeded with the SMA of the first *n* closes, then ``k = 2 / (n + 1)``.
-* ``rsi_14`` and ``atr_14``: Wilder's smoothing (``alpha = 1 / n``), seeded with the mean of the first
-  *n* changes / true ranges.
-* ``macd``: both EMAs start on the same bar (the slow EMA's first), the fast one seeded with the SMA of
-  the *fast* closes that end there — TA-Lib's convention, not two independent EMAs.
-* Bollinger bands: SMA ± 2 population standard deviations.
-* ``obv``: starts at the first bar's volume.
+The building blocks below take whole NumPy arrays and return arrays of the same length (NaN where
+undefined). ``compute_indicators`` runs them over the whole series for the indicators table; the model's
+inputs (``bitpredict.online.model_inputs``) run the same blocks over the few rows each value needs, for the
+training table and for a forecast request alike.
 
-Recursive indicators depend on where the series starts, and the serving transformer sees only the
-last few hundred bars. ``WARMUP`` is long enough that a seed's influence has decayed; ``MODEL_FEATURES``
-lists the scale-free columns a model may use, and a test checks that each is the same whether computed
-from the full history or from the last ``WARMUP`` + 1 bars (training/serving skew).
+Recursive indicators (EMA, MACD, Wilder's RSI and ATR) depend on where the series starts, and the serving
+transformer sees only the last few hundred bars. The indicators table keeps TA-Lib's full-history values
+(for charts); the model inputs restart them ``WARMUP`` rows back (``bitpredict.online``), so a request and
+the full history give the same value. ``close_to_ema_50`` stays here only: an EMA-50 seed fades too slowly
+((49/51)**100 ≈ 2 %) for a 200-bar request.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
+import talib
 
 from bitpredict import storage
 from bitpredict.config import Settings
@@ -50,13 +51,18 @@ DAYS_PER_YEAR = 365.0  # Bitcoin trades every day
 EWMA_LAMBDA, EWMA_SPAN = 0.94, 100
 HAR_LAGS = (1, 7, 30)  # the heterogeneous autoregression's daily, weekly and monthly components
 VARIANCE_FLOOR = 1e-6  # (0.1 % daily)²: a flat bar (filled gap, H = L) has no range, its log must stay finite
+# TA-Lib's rolling variance is a running E[x²] − E[x]²: over a window of equal values it leaves rounding noise
+# of about sqrt(ε)·|x| ≈ 1e-8·|x| in the standard deviation. A spread below this share of the level counts as
+# none (a z-score of 0, a band position of 0.5).
+FLAT_TOLERANCE = 1e-7
 
 # Rows dropped at the start of the features table, and the history a forecast needs beyond the model's
-# window. The longest definition needs 50 bars (SMA/EMA 50); the rest is for recursive seeds to fade:
-# after 150 bars an EMA-26 seed weighs (25/27)**124 < 1e-4 and a Wilder-14 seed (13/14)**136 < 1e-4.
+# window. The longest rolling definition needs 100 bars (ewma_vol) and 121 (the outlier rule); the recursive
+# indicators restart 150 bars back: an EMA-26 seed then weighs (25/27)**124 < 1e-4, a Wilder-14 one
+# (13/14)**136 < 1e-4.
 WARMUP = 150
 
-# The TA-Lib-comparable columns, in price or volume units (inputs for charts, not for the model).
+# The TA-Lib columns in price or volume units (inputs for charts, not for the model).
 LEVEL_COLUMNS = (
     *(f"sma_{n}" for n in SMA_WINDOWS),
     *(f"ema_{n}" for n in EMA_WINDOWS),
@@ -94,89 +100,125 @@ MODEL_FEATURES = (
     "dow_cos",
 )
 
-# close_to_ema_50 is computed but not a model feature: an EMA-50 seed fades too slowly ((49/51)**100 ≈ 2%)
-# for a forecast built from 200 bars to see the value training saw.
 FEATURE_COLUMNS = (*LEVEL_COLUMNS, "close_to_ema_50", *MODEL_FEATURES)
 
 
 # --------------------------------------------------------------------------------------------
-# building blocks: NumPy arrays in, arrays out (NaN where undefined), TA-Lib conventions
+# TA-Lib, wrapped: float64 contiguous arrays in (TA-Lib refuses anything else), NaN warm-up out
 # --------------------------------------------------------------------------------------------
 
 
-def _window_sums(x: np.ndarray, n: int) -> np.ndarray:
-    """Sum of each trailing window of ``n`` values (NaN before the first full one)."""
-    return pd.Series(x).rolling(n, min_periods=n).sum().to_numpy()
-
-
-def rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
-    """Trailing mean (pandas' compensated rolling sum: accurate over a million rows, unlike a cumsum)."""
-    return pd.Series(x).rolling(n, min_periods=n).mean().to_numpy()
-
-
-def rolling_std(x: np.ndarray, n: int, ddof: int = 0) -> np.ndarray:
-    """Trailing standard deviation (pandas' online algorithm; E[x²] − E[x]² would cancel badly at BTC prices)."""
-    return pd.Series(x).rolling(n, min_periods=n).std(ddof=ddof).to_numpy()
+def as_float64(x: np.ndarray | pd.Series) -> np.ndarray:
+    """A float64, C-contiguous view or copy: TA-Lib accepts nothing else ("input array type is not double")."""
+    return np.ascontiguousarray(x, dtype="float64")
 
 
 def sma(x: np.ndarray, n: int) -> np.ndarray:
-    return rolling_mean(x, n)
+    return talib.SMA(as_float64(x), timeperiod=n)
 
 
-def seeded_ema(x: np.ndarray, alpha: float, n: int, first: int | None = None) -> np.ndarray:
-    """Recursive average ``prev + alpha * (x - prev)`` whose first value, on row ``first``, is the mean of
-    the ``n`` values ending there (default ``first = n - 1``: the earliest possible). The recursion is a
-    first-order IIR filter, run by ``scipy.signal.lfilter`` in C.
-    """
-    first = n - 1 if first is None else first
-    out = np.full(len(x), np.nan)
-    if len(x) <= first:
-        return out
-    seed = float(np.mean(x[first - n + 1 : first + 1]))
-    out[first] = seed
-    if len(x) > first + 1:
-        out[first + 1 :], _ = lfilter([alpha], [1.0, alpha - 1.0], x[first + 1 :], zi=[(1.0 - alpha) * seed])
-    return out
+def rolling_sum(x: np.ndarray, n: int) -> np.ndarray:
+    return talib.SUM(as_float64(x), timeperiod=n)
 
 
-def ema(x: np.ndarray, n: int, first: int | None = None) -> np.ndarray:
-    return seeded_ema(x, 2.0 / (n + 1), n, first)
+def rolling_std(x: np.ndarray, n: int, ddof: int = 0) -> np.ndarray:
+    """Trailing standard deviation from TA-Lib's rolling variance (population; ``ddof=1`` rescales it)."""
+    var = talib.VAR(as_float64(x), timeperiod=n, nbdev=1.0) * (n / (n - ddof))
+    return np.sqrt(np.maximum(var, 0.0))  # a running-sum variance can dip a few ulps below zero
 
 
-def wilder(x: np.ndarray, n: int, first: int) -> np.ndarray:
-    return seeded_ema(x, 1.0 / n, n, first)
+def ema(x: np.ndarray, n: int) -> np.ndarray:
+    """TA-Lib's EMA: seeded with the SMA of the first ``n`` values, then ``k = 2 / (n + 1)``."""
+    return talib.EMA(as_float64(x), timeperiod=n)
 
 
 def rsi(close: np.ndarray, n: int = RSI_PERIOD) -> np.ndarray:
-    change = np.diff(close, prepend=np.nan)
-    gain = wilder(np.maximum(change, 0.0), n, first=n)
-    loss = wilder(np.maximum(-change, 0.0), n, first=n)
-    total = gain + loss
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(np.abs(total) > 1e-14, 100.0 * gain / total, np.where(np.isnan(total), np.nan, 0.0))
+    return talib.RSI(as_float64(close), timeperiod=n)
 
 
 def macd(close: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    start = MACD_SLOW - 1  # both EMAs begin where the slow one can
-    line = ema(close, MACD_FAST, first=start) - ema(close, MACD_SLOW, first=start)
-    signal = ema(line, MACD_SIGNAL, first=start + MACD_SIGNAL - 1) if len(close) > start else line.copy()
-    line = np.where(np.isnan(signal), np.nan, line)  # TA-Lib reports all three from the signal's first bar
-    return line, signal, line - signal
+    """TA-Lib's MACD(12, 26, 9): line, signal, histogram, all three from the signal's first bar."""
+    return talib.MACD(as_float64(close), fastperiod=MACD_FAST, slowperiod=MACD_SLOW, signalperiod=MACD_SIGNAL)
 
 
-def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
-    previous = np.concatenate(([np.nan], close[:-1]))
-    return np.maximum.reduce([high - low, np.abs(high - previous), np.abs(low - previous)])
+def bbands(close: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bollinger bands: SMA-20 ± 2 population standard deviations (upper, middle, lower)."""
+    return talib.BBANDS(as_float64(close), timeperiod=BB_PERIOD, nbdevup=BB_K, nbdevdn=BB_K, matype=0)
 
 
 def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = ATR_PERIOD) -> np.ndarray:
-    return wilder(true_range(high, low, close), n, first=n)
+    return talib.ATR(as_float64(high), as_float64(low), as_float64(close), timeperiod=n)
+
+
+def natr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = ATR_PERIOD) -> np.ndarray:
+    return talib.NATR(as_float64(high), as_float64(low), as_float64(close), timeperiod=n)
 
 
 def obv(close: np.ndarray, volume: np.ndarray) -> np.ndarray:
-    flow = np.sign(np.diff(close, prepend=close[:1])) * volume
-    flow[:1] = volume[:1]
-    return np.cumsum(flow)
+    """TA-Lib's on-balance volume: starts at the first bar's volume."""
+    return talib.OBV(as_float64(close), as_float64(volume))
+
+
+def log_return(close: np.ndarray, lag: int) -> np.ndarray:
+    """``ln(close_t / close_{t−lag})`` from TA-Lib's rate-of-change ratio (ROCR)."""
+    return np.log(talib.ROCR(as_float64(close), timeperiod=lag))
+
+
+def lagged_difference(x: np.ndarray, lag: int) -> np.ndarray:
+    out = np.full(len(x), np.nan)
+    out[lag:] = x[lag:] - x[:-lag]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# what TA-Lib lacks: scale-free ratios, volatility estimators, z-scores
+# --------------------------------------------------------------------------------------------
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray, flat: float, scale: np.ndarray | float = 1.0) -> np.ndarray:
+    """``numerator / denominator`` where the denominator has size (above ``FLAT_TOLERANCE · scale``), ``flat``
+    where it has none, NaN where it is undefined."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = numerator / denominator
+        has_size = denominator > FLAT_TOLERANCE * np.abs(scale)
+    return np.where(np.isnan(denominator), np.nan, np.where(has_size, value, flat))
+
+
+def close_to(close: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """``close / level − 1``: how far the close sits from a moving average, in its own units."""
+    return close / level - 1.0
+
+
+def bollinger_position(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """%B (where the close sits in the bands; 0.5 when they have no width) and the bands' width / middle."""
+    upper, middle, lower = bbands(close)
+    band = upper - lower
+    return _ratio(close - lower, band, 0.5, scale=middle), band / middle
+
+
+def realized_vol(close: np.ndarray, window: int) -> np.ndarray:
+    """Annualised standard deviation (ddof 1) of the last ``window`` daily log returns."""
+    return rolling_std(log_return(close, 1), window, ddof=1) * np.sqrt(DAYS_PER_YEAR)
+
+
+def obv_flow(close: np.ndarray, volume: np.ndarray, window: int = OBV_WINDOW) -> np.ndarray:
+    """Net signed volume over the window as a share of all volume in it, in [-1, 1]: OBV's message without its
+    level, which depends on where the series starts. Clipped to [-1, 1] against the running sums' rounding."""
+    flow = lagged_difference(obv(close, volume), window)
+    return np.clip(_ratio(flow, rolling_sum(volume, window), 0.0), -1.0, 1.0)
+
+
+def volume_zscore(volume: np.ndarray, window: int = VOLUME_Z_WINDOW) -> np.ndarray:
+    """z-score of the log volume against its last ``window`` days (ddof 1). Log: volume is heavy-tailed, a
+    z-score of the raw value is dominated by a few days (log1p keeps a zero-volume bar finite)."""
+    log_volume = np.log1p(as_float64(volume))
+    mean = sma(log_volume, window)
+    std = rolling_std(log_volume, window, ddof=1)
+    return _ratio(log_volume - mean, std, 0.0, scale=np.maximum(np.abs(mean), 1.0))
+
+
+def range_pct(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
+    return (high - low) / close
 
 
 def garman_klass(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
@@ -188,6 +230,11 @@ def garman_klass(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
     """
     hl, co = np.log(high / low), np.log(close / open_)
     return 0.5 * hl**2 - (2 * np.log(2) - 1) * co**2
+
+
+def log_gk_var(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int) -> np.ndarray:
+    """Log of the mean Garman–Klass variance of the last ``n`` bars (floored: a flat bar has no range)."""
+    return np.log(sma(np.maximum(garman_klass(open_, high, low, close), VARIANCE_FLOOR), n))
 
 
 def windowed_ewma(x: np.ndarray, decay: float, span: int) -> np.ndarray:
@@ -204,10 +251,21 @@ def windowed_ewma(x: np.ndarray, decay: float, span: int) -> np.ndarray:
     return out
 
 
-def lagged_difference(x: np.ndarray, lag: int) -> np.ndarray:
-    out = np.full(len(x), np.nan)
-    out[lag:] = x[lag:] - x[:-lag]
+def ewma_vol(close: np.ndarray) -> np.ndarray:
+    """RiskMetrics volatility of the daily log returns over the last ``EWMA_SPAN`` days.
+
+    NaN on rows before ``EWMA_SPAN``: their window would include the first row, which has no return.
+    """
+    returns = log_return(close, 1)
+    returns[:1] = 0.0  # undefined; only ever inside the NaN rows below
+    out = np.sqrt(windowed_ewma(returns**2, EWMA_LAMBDA, EWMA_SPAN))
+    out[:EWMA_SPAN] = np.nan
     return out
+
+
+def day_of_week(seconds: np.ndarray) -> np.ndarray:
+    """Monday = 0 … Sunday = 6 of UTC unix seconds (1970-01-01 was a Thursday)."""
+    return ((np.asarray(seconds, dtype="int64") // 86_400 + 3) % 7).astype("float64")
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,8 +274,12 @@ def lagged_difference(x: np.ndarray, lag: int) -> np.ndarray:
 
 
 def check_bars(bars: pd.DataFrame) -> None:
-    """Refuse input that would give silently wrong indicators: missing columns, NaNs, unsorted rows."""
+    """Refuse input that would give silently wrong indicators: missing or non-numeric columns, NaNs (TA-Lib
+    turns a NaN inside a series into NaN for every later row), unsorted rows, uneven steps (a gap)."""
     require_columns(bars, ["timestamp", *OHLCV], "indicators input")
+    not_numeric = [c for c in OHLCV if not pd.api.types.is_numeric_dtype(bars[c])]
+    if not_numeric:
+        raise ValueError(f"indicators input: non-numeric column(s) {not_numeric}")
     bad = [c for c in OHLCV if not np.isfinite(bars[c].to_numpy(dtype="float64")).all()]
     if bad:
         raise ValueError(f"indicators input: non-finite values in {bad}; clean the bars first")
@@ -226,13 +288,20 @@ def check_bars(bars: pd.DataFrame) -> None:
         raise ValueError("indicators input: prices must be > 0 and volume >= 0")
     if not bars["timestamp"].is_monotonic_increasing or bars["timestamp"].duplicated().any():
         raise ValueError("indicators input: timestamps must be strictly increasing (oldest first, no duplicates)")
+    steps = np.diff(pd.DatetimeIndex(bars["timestamp"]).asi8)
+    if len(steps) and (steps != steps[0]).any():
+        row = int(np.argmax(steps != steps[0])) + 1
+        raise ValueError(
+            f"indicators input: uneven time steps (a gap before row {row}); a window of n bars would span more "
+            "than n periods — run the clean stage, which fills short gaps and restarts after long ones"
+        )
 
 
 def compute_indicators(bars: pd.DataFrame) -> pd.DataFrame:
     """The bars with every column of ``FEATURE_COLUMNS`` added (other input columns pass through)."""
     check_bars(bars)
     out = bars.reset_index(drop=True)
-    high, low, close, volume = (out[c].to_numpy(dtype="float64") for c in ("high", "low", "close", "volume"))
+    open_, high, low, close, volume = (as_float64(out[c].to_numpy(dtype="float64")) for c in OHLCV)
     new: dict[str, np.ndarray] = {}
 
     for n in SMA_WINDOWS:
@@ -240,52 +309,32 @@ def compute_indicators(bars: pd.DataFrame) -> pd.DataFrame:
     for n in EMA_WINDOWS:
         new[f"ema_{n}"] = ema(close, n)
     new["macd"], new["macd_signal"], new["macd_hist"] = macd(close)
-    middle = sma(close, BB_PERIOD)
-    spread = BB_K * rolling_std(close, BB_PERIOD, ddof=0)
-    new["bb_upper"], new["bb_middle"], new["bb_lower"] = middle + spread, middle, middle - spread
+    new["bb_upper"], new["bb_middle"], new["bb_lower"] = bbands(close)
     new["atr_14"] = atr(high, low, close)
     new["obv"] = obv(close, volume)
 
-    log_close = np.log(close)
     for h in RETURN_HORIZONS:
-        new[f"log_return_{h}"] = lagged_difference(log_close, h)
+        new[f"log_return_{h}"] = log_return(close, h)
     for w in VOL_WINDOWS:
-        new[f"realized_vol_{w}"] = rolling_std(new["log_return_1"], w, ddof=1) * np.sqrt(DAYS_PER_YEAR)
+        new[f"realized_vol_{w}"] = realized_vol(close, w)
     for n in SMA_WINDOWS:
-        new[f"close_to_sma_{n}"] = close / new[f"sma_{n}"] - 1.0
+        new[f"close_to_sma_{n}"] = close_to(close, new[f"sma_{n}"])
     for n in EMA_WINDOWS:
-        new[f"close_to_ema_{n}"] = close / new[f"ema_{n}"] - 1.0
+        new[f"close_to_ema_{n}"] = close_to(close, new[f"ema_{n}"])
     new["rsi_14"] = rsi(close)
     for name in ("macd", "macd_signal", "macd_hist"):
         new[f"{name}_pct"] = new[name] / close
-    band = new["bb_upper"] - new["bb_lower"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        new["bb_pct_b"] = np.where(band > 0, (close - new["bb_lower"]) / band, np.where(np.isnan(band), np.nan, 0.5))
-        new["bb_width"] = band / middle
-        new["natr_14"] = 100.0 * new["atr_14"] / close  # TA-Lib's NATR
-        # Net signed volume over the window as a share of all volume in it, in [-1, 1]: OBV's message
-        # without its level, which depends on where the series starts.
-        window_volume = _window_sums(volume, OBV_WINDOW)
-        flow = lagged_difference(new["obv"], OBV_WINDOW)
-        new["obv_flow_30"] = np.where(window_volume > 0, flow / window_volume, np.where(np.isnan(flow), np.nan, 0.0))
-        # Log volume: volume is heavy-tailed, a z-score of the raw value is dominated by a few days
-        # (log1p keeps a zero-volume bar finite).
-        log_volume = np.log1p(volume)
-        std = rolling_std(log_volume, VOLUME_Z_WINDOW, ddof=1)
-        z = (log_volume - rolling_mean(log_volume, VOLUME_Z_WINDOW)) / std
-        new["volume_zscore_30"] = np.where(std > 1e-12, z, np.where(np.isnan(std), np.nan, 0.0))
-    new["range_pct"] = (high - low) / close
-    returns = np.nan_to_num(new["log_return_1"], nan=0.0)
-    ewma_var = windowed_ewma(returns**2, EWMA_LAMBDA, EWMA_SPAN)
-    ewma_var[:EWMA_SPAN] = np.nan  # the first window would include the undefined first return
-    new["ewma_vol"] = np.sqrt(ewma_var)
-    gk = np.maximum(garman_klass(out["open"].to_numpy(dtype="float64"), high, low, close), VARIANCE_FLOOR)
+    new["bb_pct_b"], new["bb_width"] = bollinger_position(close)
+    new["natr_14"] = natr(high, low, close)
+    new["obv_flow_30"] = obv_flow(close, volume)
+    new["volume_zscore_30"] = volume_zscore(volume)
+    new["range_pct"] = range_pct(high, low, close)
+    new["ewma_vol"] = ewma_vol(close)
     for n in HAR_LAGS:
-        new[f"log_gk_var_{n}"] = np.log(rolling_mean(gk, n))
-    dow = out["timestamp"].dt.dayofweek.to_numpy(dtype="float64")
-    new["day_of_week"] = dow
-    new["dow_sin"] = np.sin(2 * np.pi * dow / 7)
-    new["dow_cos"] = np.cos(2 * np.pi * dow / 7)
+        new[f"log_gk_var_{n}"] = log_gk_var(open_, high, low, close, n)
+    new["day_of_week"] = day_of_week(pd.DatetimeIndex(out["timestamp"]).as_unit("s").asi8)
+    new["dow_sin"] = np.sin(2 * np.pi * new["day_of_week"] / 7)
+    new["dow_cos"] = np.cos(2 * np.pi * new["day_of_week"] / 7)
 
     passthrough = out.drop(columns=[c for c in FEATURE_COLUMNS if c in out.columns])
     return pd.concat([passthrough, pd.DataFrame({c: new[c] for c in FEATURE_COLUMNS}, index=out.index)], axis=1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,26 +62,33 @@ def join_sentiment(features: pd.DataFrame, daily: pd.DataFrame | None) -> pd.Dat
 def sentiment_arrays(days: pd.Series, daily: pd.DataFrame | None) -> dict[str, np.ndarray]:
     """Every sentiment model input for ``days``: the day's aggregates where it has texts, else the neutral values
     and ``<prefix>_missing = 1``. Arrays, not a frame: the serving transformer runs this on every request."""
-    n = len(days)
-    lookup = None
-    if daily is not None:
-        same_days = len(daily) == n and np.array_equal(daily["timestamp"].to_numpy(), days.to_numpy())
-        # A forecast request carries one sentiment row per bar: no join needed.
-        lookup = daily.reset_index(drop=True) if same_days else _aligned(daily, days)
+    return resolve_sentiment(len(days), aligned_sentiment(days, daily))
+
+
+def aligned_sentiment(days: pd.Series, daily: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    """The raw daily aggregates of ``daily`` on ``days`` (NaN where a day is absent), one array per column."""
+    if daily is None:
+        return {}
+    same_days = len(daily) == len(days) and np.array_equal(daily["timestamp"].to_numpy(), days.to_numpy())
+    # A forecast request carries one sentiment row per bar: no join needed.
+    lookup = daily.reset_index(drop=True) if same_days else _aligned(daily, days)
+    wanted = {c for p in SENTIMENT_PREFIXES for c in sentiment_columns(p)}
+    return {c: lookup[c].to_numpy(dtype="float64") for c in lookup.columns if c in wanted}
+
+
+def resolve_sentiment(n: int, given: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The sentiment model inputs of ``n`` days from the aggregates ``given`` for them (aligned arrays, any
+    subset of the columns): the day's values where it has texts, else the neutral values and
+    ``<prefix>_missing = 1``. Arrays in, arrays out: the serving transformer runs this on every request."""
     columns: dict[str, np.ndarray] = {}
     for prefix in SENTIMENT_PREFIXES:
-        present = [c for c in sentiment_columns(prefix) if lookup is not None and c in lookup.columns]
-        count_name = f"{prefix}_count"
-        if lookup is not None and count_name in present:
-            count = lookup[count_name].to_numpy(dtype="float64")
-            has_day = ~np.isnan(count) & (count > 0)
-        else:
-            has_day = np.zeros(n, dtype=bool)
+        count = given.get(f"{prefix}_count")
+        has_day = ~np.isnan(count) & (count > 0) if count is not None else np.zeros(n, dtype=bool)
         for column, value in neutral_sentiment(prefix).items():
+            raw = given.get(column)
             if column.endswith("_missing"):
                 columns[column] = (~has_day).astype("float64")
-            elif lookup is not None and column in present:
-                raw = lookup[column].to_numpy(dtype="float64")
+            elif raw is not None:
                 columns[column] = np.where(has_day & ~np.isnan(raw), raw, value)
             else:
                 columns[column] = np.full(n, value)

@@ -1,51 +1,74 @@
 """The model's inputs from daily bars: the one feature function that training, serving and drift all call.
 
-Training runs it over the whole clean series (``bitpredict.merge``), the serving transformer over a request's
-rows (``bitpredict.serving``), the drift job over logged requests. For the three to agree on every day, each
-model input on row *t* is *defined* on rows *t − WARMUP … t* only (``HISTORY`` rows) — exactly what the
-smallest request the transformer accepts holds before its window's first row — plus row *t*'s own optional
-inputs (``is_imputed``, the day's sentiment). Nothing reaches further back, so a request of 180 rows, one of
-1,000 and the full history give the same value:
+``model_inputs`` takes a daily series as NumPy arrays (``DailyBars``) and returns the model's input columns
+for its last rows. Training calls it for every row of the clean series (``model_frame``, which the merge stage
+builds the features table with), the serving transformer for the last ``window`` rows of a request
+(``bitpredict.serving.feature_window``: arrays end to end, no DataFrame), the drift job for logged requests.
 
-* Rolling-window indicators (returns, SMAs, Bollinger, volume z-score, ``ewma_vol``, Garman–Klass) already
-  read fewer rows than ``HISTORY``.
-* The recursive TA-Lib indicators (EMA 12/26, MACD, RSI and ATR with Wilder's smoothing) would remember the
-  bar the series happens to start on. Here they restart on every row: row *t* holds TA-Lib's value for the
-  series cut to rows *t − WARMUP … t* (seed included). That is a fixed linear filter over those rows, so it is
-  computed for all rows at once as a correlation with the filter's weights — which come from running
-  ``bitpredict.indicators``' own ``ema``/``macd``/``wilder`` on unit impulses, so the conventions cannot drift
-  apart. It differs from the full-history value by the seed's leftover weight (at most about 4e-4 of a
-  column's standard deviation on the real data); the indicators stage keeps the TA-Lib values for charts.
+Served = trained. Each model input on row *t* is *defined* on rows *t − WARMUP … t* only (``HISTORY`` rows) —
+exactly what the smallest request the transformer accepts holds before its window's first row — plus row *t*'s
+own optional inputs (``is_imputed``, the day's sentiment). Nothing reaches further back, so a request of 180
+rows, one of 1,000 and the full history give the same value. Each input belongs to a ``_Block`` that declares
+how many rows before *t* it reads; ``model_inputs`` hands each block only the rows its outputs need
+(the last ``rows + lookback``), which is both the speed of the serving path and the proof that nothing reads
+further back:
+
+* Rolling-window indicators (returns, SMAs, Bollinger, volume z-score, OBV flow, ``ewma_vol``, Garman–Klass)
+  are ``bitpredict.indicators``' TA-Lib calls and NumPy blocks, run over those rows.
+* The recursive TA-Lib indicators (EMA 12/26, MACD, RSI and ATR with Wilder's smoothing) remember the bar the
+  series happens to start on: TA-Lib's infinite-memory recursion over a 200-row request cannot give the value
+  it gives over ten years. So they are *redefined*: row *t* holds TA-Lib's value for the series cut to rows
+  *t − WARMUP … t* (seed included). Running TA-Lib on every row's cut would cost one C call per row and
+  indicator (150 per request, thousands per training table). Each of these TA-Lib filters is linear in its
+  input, so its value on a cut is a fixed weighted sum of the ``HISTORY`` rows; the weights are TA-Lib's own
+  impulse responses (``talib.EMA``/``MACD``/``ATR`` run once on unit impulses, ``_weights``), applied to all
+  rows at once as one matrix product. It equals ``talib.EMA`` etc. on the cut to rounding (a test checks
+  every restarted column against TA-Lib on cuts), and differs from the full-history value by the seed's
+  leftover weight (at most about 4e-4 of a column's standard deviation on the real data); the indicators
+  table keeps TA-Lib's full-history values for charts.
 * ``is_outlier`` is the clean stage's rule (``bitpredict.clean.flag_outliers``) run on these bars; its window
   fits in ``HISTORY``.
 * ``is_imputed`` comes with the bars (the clean table's flag, or a request's optional input; 0 when absent).
-* Sentiment is the day's own aggregate (``bitpredict.merge.sentiment_arrays``, the merge stage's join: the
+* Sentiment is the day's own aggregate (``bitpredict.merge.resolve_sentiment``, the merge stage's rule: the
   neutral default and ``<source>_missing = 1`` for a day without texts).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
 import pandas as pd
+import talib
 
 from bitpredict import indicators as ind
 from bitpredict.clean import OUTLIER_WINDOW, flag_outliers
 from bitpredict.config import CleanSettings
-from bitpredict.merge import sentiment_arrays
+from bitpredict.merge import (
+    FLAG_COLUMNS,
+    SENTIMENT_PREFIXES,
+    aligned_sentiment,
+    resolve_sentiment,
+    sentiment_columns,
+)
 
 HISTORY = ind.WARMUP + 1  # rows a model input on row t may read: t − WARMUP … t
 DEFAULT_OUTLIER_THRESHOLD = CleanSettings().outlier_mad_threshold
-# The columns whose TA-Lib definition is recursive; the rest of FEATURE_COLUMNS are computed as in the indicators
-# stage. ema_50 / close_to_ema_50 are not model inputs and stay as TA-Lib has them.
+MARKET = ("open", "high", "low", "close", "volume")
+SENTIMENT_AGGREGATES = tuple(c for p in SENTIMENT_PREFIXES for c in sentiment_columns(p))
+# Every column model_inputs computes by default: what a model may take as input.
+INPUT_COLUMNS = (
+    *ind.MODEL_FEATURES,
+    *FLAG_COLUMNS,
+    *(c for p in SENTIMENT_PREFIXES for c in (*sentiment_columns(p), f"{p}_missing")),
+)
+# The columns whose TA-Lib definition is recursive, restarted WARMUP rows back; the price-unit ones (not model
+# inputs) replace the indicators table's values in the training table. ema_50 stays as TA-Lib has it.
+RESTARTED_LEVELS = ("ema_12", "ema_26", "macd", "macd_signal", "macd_hist", "atr_14")
 RESTARTED = (
-    "ema_12",
-    "ema_26",
-    "macd",
-    "macd_signal",
-    "macd_hist",
-    "atr_14",
+    *RESTARTED_LEVELS,
     "close_to_ema_12",
     "close_to_ema_26",
     "rsi_14",
@@ -58,60 +81,284 @@ RESTARTED = (
 assert OUTLIER_WINDOW + 1 < HISTORY, "the outlier rule must read no further back than a request's warm-up"
 
 
+# --------------------------------------------------------------------------------------------
+# the bars as arrays
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DailyBars:
+    """A daily series as NumPy arrays, oldest first: what a request carries, or the clean table.
+
+    ``timestamp`` is int64 unix seconds (00:00 UTC of each day); prices and volume float64; ``is_imputed``
+    0/1 floats or None (none filled); ``sentiment`` the daily aggregates (``news_vader_mean`` …) aligned with
+    the bars, any subset, NaN or a count of 0 for a day without texts.
+    """
+
+    timestamp: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    is_imputed: np.ndarray | None = None
+    sentiment: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+    def tail(self, rows: int) -> DailyBars:
+        """The last ``rows`` rows (views, no copy)."""
+        cut = slice(max(0, len(self) - rows), None)
+        return DailyBars(
+            self.timestamp[cut],
+            self.open[cut],
+            self.high[cut],
+            self.low[cut],
+            self.close[cut],
+            self.volume[cut],
+            None if self.is_imputed is None else self.is_imputed[cut],
+            {k: v[cut] for k, v in self.sentiment.items()},
+        )
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, daily: pd.DataFrame | None = None) -> DailyBars:
+        """From a frame of ``timestamp`` + OHLCV (+ ``is_imputed``); sentiment from ``daily`` (a daily table,
+        joined on the day) or, when None, from the frame's own aggregate columns (a parsed request)."""
+        stamps = pd.DatetimeIndex(frame["timestamp"])
+        stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps
+        if daily is not None:
+            sentiment = aligned_sentiment(frame["timestamp"], daily)
+        else:
+            sentiment = {c: frame[c].to_numpy(dtype="float64") for c in SENTIMENT_AGGREGATES if c in frame.columns}
+        imputed = frame["is_imputed"].to_numpy(dtype="float64") if "is_imputed" in frame.columns else None
+        market = (ind.as_float64(frame[c].to_numpy(dtype="float64")) for c in MARKET)
+        return cls(stamps.as_unit("s").asi8, *market, imputed, sentiment)
+
+    def to_frame(self) -> pd.DataFrame:
+        """timestamp (UTC), OHLCV, the sentiment aggregates, ``is_imputed`` when given: a parsed request's frame."""
+        columns: dict[str, object] = {"timestamp": pd.to_datetime(self.timestamp, unit="s", utc=True)}
+        columns.update({c: getattr(self, c) for c in MARKET})
+        columns.update(self.sentiment)
+        if self.is_imputed is not None:
+            columns["is_imputed"] = self.is_imputed
+        return pd.DataFrame(columns)
+
+    def as_lists(self) -> dict[str, list]:
+        """``to_frame`` as lists with unix-second timestamps (the request log's ``bars`` record), without pandas."""
+        columns = {"timestamp": self.timestamp, **{c: getattr(self, c) for c in MARKET}, **self.sentiment}
+        if self.is_imputed is not None:
+            columns["is_imputed"] = self.is_imputed
+        return {k: v.tolist() for k, v in columns.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# the restarted recursive indicators: TA-Lib's impulse responses over HISTORY rows
+# --------------------------------------------------------------------------------------------
+
+
 @cache
-def _weights() -> dict[str, np.ndarray]:
-    """Weight of each of the ``HISTORY`` rows (oldest first) in the recursive indicators' value on the last row."""
-    basis = np.eye(HISTORY)
+def _weights() -> np.ndarray:
+    """[HISTORY, 5]: the weight of each of the ``HISTORY`` rows (oldest first) in TA-Lib's value on the last row
+    of EMA-12, EMA-26, the MACD line, the MACD signal and Wilder's smoothing with TA-Lib's RSI/ATR seed.
 
-    def last(fn: object) -> np.ndarray:
-        return np.array([fn(basis[k])[-1] for k in range(HISTORY)])  # type: ignore[operator]
-
-    weights = {
-        "ema_12": last(lambda x: ind.ema(x, 12)),
-        "ema_26": last(lambda x: ind.ema(x, 26)),
-        "macd": last(lambda x: ind.macd(x)[0]),
-        "macd_signal": last(lambda x: ind.macd(x)[1]),
-        "rsi": last(lambda x: ind.wilder(x, ind.RSI_PERIOD, first=ind.RSI_PERIOD)),
-        "atr": last(lambda x: ind.wilder(x, ind.ATR_PERIOD, first=ind.ATR_PERIOD)),
-    }
-    for name, w in weights.items():
-        if not np.isfinite(w).all():
-            raise RuntimeError(f"{name}: the restarted filter is undefined over {HISTORY} rows")
+    Wilder's smoothing comes from ``talib.ATR(x, 0, 0)``, whose true range is then ``x`` itself: the mean of
+    rows 1 … 14 as the seed (row 0 has no previous close, weight 0), then ``alpha = 1/14`` — the recursion
+    TA-Lib's RSI runs on gains and losses too.
+    """
+    zeros = np.zeros(HISTORY)
+    rows = []
+    for impulse in np.eye(HISTORY):
+        line, signal, _ = talib.MACD(impulse, ind.MACD_FAST, ind.MACD_SLOW, ind.MACD_SIGNAL)
+        rows.append(
+            [
+                talib.EMA(impulse, 12)[-1],
+                talib.EMA(impulse, 26)[-1],
+                line[-1],
+                signal[-1],
+                talib.ATR(impulse, zeros, zeros, ind.ATR_PERIOD)[-1],
+            ]
+        )
+    weights = np.array(rows)
+    if not np.isfinite(weights).all():
+        raise RuntimeError(f"a restarted TA-Lib filter is undefined over {HISTORY} rows")
     return weights
 
 
-def _restarted(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Row t: the weighted sum of rows t − HISTORY + 1 … t (NaN before a full history)."""
-    out = np.full(len(x), np.nan)
-    if len(x) >= len(weights):
-        out[len(weights) - 1 :] = np.correlate(x, weights, mode="valid")
+def _histories(x: np.ndarray) -> np.ndarray:
+    """[k, n − WARMUP, HISTORY]: for each of the ``k`` series in ``x`` [k, n] and each row t from ``WARMUP``
+    on, its rows t − WARMUP … t — a strided view, no copy (``sliding_window_view`` costs more than the
+    arithmetic on a request's rows)."""
+    x = np.ascontiguousarray(x)
+    k, n = x.shape
+    step = x.itemsize
+    return np.ndarray((k, n - HISTORY + 1, HISTORY), x.dtype, x, 0, (n * step, step, step))
+
+
+def _padded(values: np.ndarray, n: int) -> np.ndarray:
+    """``values`` for rows ``WARMUP …`` n − 1 (along the last axis), NaN on the rows before."""
+    out = np.full((*values.shape[:-1], n), np.nan)
+    out[..., n - values.shape[-1] :] = values
+    return out
+
+
+def restarted(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``RESTARTED`` columns for every row, each as TA-Lib gives it for the series cut to that row's
+    ``HISTORY`` rows (NaN on the first ``WARMUP`` rows)."""
+    n = len(close)
+    if n < HISTORY:
+        return {c: np.full(n, np.nan) for c in RESTARTED}
+    w = _weights()
+    # A cut's first change and true range need the row before it: TA-Lib's seeds skip them (weight 0).
+    change = np.diff(close, prepend=close[:1])
+    true_range = talib.TRANGE(high, low, close)
+    true_range[0] = 0.0
+    windows = _histories(np.stack([close, np.maximum(change, 0.0), np.maximum(-change, 0.0), true_range]))
+    ema_12, ema_26, line, signal = _padded((windows[0] @ w[:, :4]).T, n)
+    gain, loss, atr = _padded(windows[1:] @ w[:, 4], n)
+    out = {"ema_12": ema_12, "ema_26": ema_26, "macd": line, "macd_signal": signal, "macd_hist": line - signal}
+    out["atr_14"] = atr
+    total = gain + loss
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # TA-Lib's RSI is 0 when nothing moved (its TA_IS_ZERO test on gain + loss)
+        out["rsi_14"] = np.where(np.abs(total) > 1e-14, 100.0 * gain / total, np.where(np.isnan(total), np.nan, 0.0))
+    for n in (12, 26):
+        out[f"close_to_ema_{n}"] = ind.close_to(close, out[f"ema_{n}"])
+    for name in ("macd", "macd_signal", "macd_hist"):
+        out[f"{name}_pct"] = out[name] / close
+    out["natr_14"] = 100.0 * out["atr_14"] / close
     return out
 
 
 def restarted_indicators(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The ``RESTARTED`` columns for every row, each as if the series began ``WARMUP`` rows before that row."""
-    w = _weights()
-    high, low, close = (frame[c].to_numpy(dtype="float64") for c in ("high", "low", "close"))
+    """``restarted`` on a frame's high, low and close."""
+    return restarted(*(ind.as_float64(frame[c].to_numpy(dtype="float64")) for c in ("high", "low", "close")))
+
+
+# --------------------------------------------------------------------------------------------
+# the model inputs, block by block
+# --------------------------------------------------------------------------------------------
+
+Compute = Callable[[DailyBars, int, float], Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: model_inputs groups columns by block per request
+class _Block:
+    """Columns computed together, and how many rows before *t* their value on row *t* reads."""
+
+    columns: tuple[str, ...]
+    lookback: int
+    compute: Compute  # (bars, first row to read, outlier threshold) → arrays over rows first … end
+
+
+def _block(columns: Sequence[str], lookback: int) -> Callable[[Compute], _Block]:
+    def register(compute: Compute) -> _Block:
+        return _Block(tuple(columns), lookback, compute)
+
+    return register
+
+
+def _market_blocks() -> list[_Block]:
+    """One block per rolling definition; ``first`` is the first row a block reads, so it sees only the rows
+    its outputs need (``lookback`` before the first wanted row)."""
+    blocks = []
+    for h in ind.RETURN_HORIZONS:
+        blocks.append(
+            _block([f"log_return_{h}"], h)(lambda b, s, _, h=h: {f"log_return_{h}": ind.log_return(b.close[s:], h)})
+        )
+    for w in ind.VOL_WINDOWS:
+        blocks.append(
+            _block([f"realized_vol_{w}"], w)(
+                lambda b, s, _, w=w: {f"realized_vol_{w}": ind.realized_vol(b.close[s:], w)}
+            )
+        )
+    for n in ind.SMA_WINDOWS:
+        blocks.append(
+            _block([f"close_to_sma_{n}"], n - 1)(
+                lambda b, s, _, n=n: {f"close_to_sma_{n}": ind.close_to(b.close[s:], ind.sma(b.close[s:], n))}
+            )
+        )
+    blocks += [
+        _block(RESTARTED, ind.WARMUP)(lambda b, s, _: restarted(b.high[s:], b.low[s:], b.close[s:])),
+        _block(["bb_pct_b", "bb_width"], ind.BB_PERIOD - 1)(
+            lambda b, s, _: dict(zip(("bb_pct_b", "bb_width"), ind.bollinger_position(b.close[s:]), strict=True))
+        ),
+        _block(["obv_flow_30"], ind.OBV_WINDOW)(
+            lambda b, s, _: {"obv_flow_30": ind.obv_flow(b.close[s:], b.volume[s:])}
+        ),
+        _block(["volume_zscore_30"], ind.VOLUME_Z_WINDOW - 1)(
+            lambda b, s, _: {"volume_zscore_30": ind.volume_zscore(b.volume[s:])}
+        ),
+        _block(["range_pct"], 0)(lambda b, s, _: {"range_pct": ind.range_pct(b.high[s:], b.low[s:], b.close[s:])}),
+        _block(["ewma_vol"], ind.EWMA_SPAN)(lambda b, s, _: {"ewma_vol": ind.ewma_vol(b.close[s:])}),
+    ]
+    for n in ind.HAR_LAGS:
+        blocks.append(
+            _block([f"log_gk_var_{n}"], n - 1)(
+                lambda b, s, _, n=n: {
+                    f"log_gk_var_{n}": ind.log_gk_var(b.open[s:], b.high[s:], b.low[s:], b.close[s:], n)
+                }
+            )
+        )
+    return blocks
+
+
+def _calendar(bars: DailyBars, first: int, _: float) -> dict[str, np.ndarray]:
+    dow = ind.day_of_week(bars.timestamp[first:])
+    return {"day_of_week": dow, "dow_sin": np.sin(2 * np.pi * dow / 7), "dow_cos": np.cos(2 * np.pi * dow / 7)}
+
+
+def _imputed(bars: DailyBars, first: int, _: float) -> dict[str, np.ndarray]:
+    given = bars.is_imputed
+    return {"is_imputed": np.zeros(len(bars) - first) if given is None else given[first:].astype("float64")}
+
+
+def _outlier(bars: DailyBars, first: int, threshold: float) -> dict[str, np.ndarray]:
+    return {"is_outlier": flag_outliers(bars.close[first:], threshold).to_numpy(dtype="float64")}
+
+
+def _sentiment(bars: DailyBars, first: int, _: float) -> Mapping[str, np.ndarray]:
+    return resolve_sentiment(len(bars) - first, {k: v[first:] for k, v in bars.sentiment.items()})
+
+
+BLOCKS = (
+    *_market_blocks(),
+    _Block(("day_of_week", "dow_sin", "dow_cos"), 0, _calendar),
+    _Block(("is_imputed",), 0, _imputed),
+    _Block(("is_outlier",), OUTLIER_WINDOW + 1, _outlier),
+    _Block(tuple(c for c in INPUT_COLUMNS if c.startswith(SENTIMENT_PREFIXES)), 0, _sentiment),
+)
+_BLOCK_OF = {c: block for block in BLOCKS for c in block.columns}
+assert set(INPUT_COLUMNS) <= set(_BLOCK_OF), "every model input has a block"
+assert max(b.lookback for b in BLOCKS) <= ind.WARMUP, "no model input may read further back than WARMUP rows"
+
+
+def model_inputs(
+    bars: DailyBars,
+    columns: Sequence[str] | None = None,
+    last: int | None = None,
+    outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD,
+) -> dict[str, np.ndarray]:
+    """``columns`` (default ``INPUT_COLUMNS``; also any of ``RESTARTED``) for the last ``last`` rows of ``bars``
+    (default all), as float64 arrays in the order asked. Rows without a full ``HISTORY`` are NaN.
+
+    Only the blocks the columns need run, each over the rows its outputs read: for a request, the model's
+    window and the ``WARMUP`` rows before it at most.
+    """
+    n = len(bars)
+    rows = n if last is None else last
+    if not 0 < rows <= n:
+        raise ValueError(f"last={last}: the bars have {n} rows")
+    wanted = list(INPUT_COLUMNS if columns is None else columns)
+    unknown = [c for c in wanted if c not in _BLOCK_OF]
+    if unknown:
+        raise ValueError(f"no feature definition for column(s) {unknown}")
     out: dict[str, np.ndarray] = {}
-    for n in (12, 26):
-        out[f"ema_{n}"] = _restarted(close, w[f"ema_{n}"])
-    out["macd"] = _restarted(close, w["macd"])
-    out["macd_signal"] = _restarted(close, w["macd_signal"])
-    out["macd_hist"] = out["macd"] - out["macd_signal"]
-    # A row's first change and true range need the row before the history: TA-Lib's seeds skip them (weight 0).
-    change = np.nan_to_num(np.diff(close, prepend=np.nan))
-    gain = _restarted(np.maximum(change, 0.0), w["rsi"])
-    loss = _restarted(np.maximum(-change, 0.0), w["rsi"])
-    total = gain + loss
-    out["atr_14"] = _restarted(np.nan_to_num(ind.true_range(high, low, close)), w["atr"])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["rsi_14"] = np.where(np.abs(total) > 1e-14, 100.0 * gain / total, np.where(np.isnan(total), np.nan, 0.0))
-        for n in (12, 26):
-            out[f"close_to_ema_{n}"] = close / out[f"ema_{n}"] - 1.0
-        for name in ("macd", "macd_signal", "macd_hist"):
-            out[f"{name}_pct"] = out[name] / close
-        out["natr_14"] = 100.0 * out["atr_14"] / close
-    return out
+    for block in dict.fromkeys(_BLOCK_OF[c] for c in wanted):
+        values = block.compute(bars, max(0, n - rows - block.lookback), outlier_threshold)
+        for column in block.columns:
+            out[column] = values[column][-rows:]
+    return {c: out[c] for c in wanted}
 
 
 def model_frame(
@@ -119,24 +366,17 @@ def model_frame(
     sentiment: pd.DataFrame | None = None,
     outlier_threshold: float = DEFAULT_OUTLIER_THRESHOLD,
 ) -> pd.DataFrame:
-    """Every feature column for every row of ``bars`` (timestamp, OHLCV, optionally ``is_imputed``), with the
-    flags as 0/1 floats and the day's sentiment joined (``sentiment``: a daily table, or None for neutral).
+    """The training table's builder: the indicators table's columns (``compute_indicators``) with the model
+    inputs of ``model_inputs`` for every row of ``bars`` (timestamp, OHLCV, optionally ``is_imputed``): flags as
+    0/1 floats, the day's sentiment joined (``sentiment``: a daily table, or None for neutral), the recursive
+    indicators restarted. When ``sentiment`` is None, aggregate columns the bars carry are used (a request).
 
     Rows before ``WARMUP`` are incomplete; callers drop them (training) or never look at them (serving).
     """
     frame = ind.compute_indicators(bars)
-    imputed = (
-        frame["is_imputed"].astype("float64").to_numpy() if "is_imputed" in frame.columns else np.zeros(len(frame))
+    columns = model_inputs(
+        DailyBars.from_frame(frame, sentiment), [*RESTARTED_LEVELS, *INPUT_COLUMNS], None, outlier_threshold
     )
-    columns = {
-        **restarted_indicators(frame),
-        "is_imputed": imputed,
-        "is_outlier": flag_outliers(frame["close"].to_numpy(dtype="float64"), outlier_threshold)
-        .astype("float64")
-        .to_numpy(),
-    }
-    columns.update(sentiment_arrays(frame["timestamp"], sentiment))
-    # One frame built from columns (replaced ones keep their place): inserting ~30 columns one by one costs
-    # more than the indicators on a request's 180 rows.
+    # One frame built from columns (replaced ones keep their place): inserting ~30 columns one by one is slow.
     order = list(dict.fromkeys([*frame.columns, *columns]))
     return pd.DataFrame({c: columns[c] if c in columns else frame[c] for c in order}, index=frame.index)

@@ -1,9 +1,14 @@
 """From a client's raw market rows to the model's input window, and from its output to a forecast.
 
 Pure functions over arrays (no kserve, no TensorFlow): the serving transformer calls them, tests call
-them directly, and they call the *training* code — ``bitpredict.online.model_frame``, the function the
+them directly, and they call the *training* code — ``bitpredict.online.model_inputs``, the function the
 merge stage builds the features table with, and the stored ``Scaler`` — so the features a served forecast
 sees are the training table's rows for those days (a test checks every day of the real history).
+
+The hot path is NumPy end to end: ``parse_bars`` validates the v2 tensors into ``DailyBars`` (arrays) and
+``feature_window`` computes only the model's columns for its last ``window`` rows from the ``window + warm-up``
+rows they read — no DataFrame per request. ``parse_request`` (a DataFrame) stays for callers that want one;
+``feature_window`` accepts either.
 
 The served-input contract: daily bars, one per UTC day without gaps, oldest first, at least window +
 warm-up rows; optionally ``is_imputed`` (1 for a bar the clean stage filled: send it with rows taken from
@@ -30,7 +35,7 @@ from bitpredict.dataset import Scaler
 from bitpredict.dataset import sentiment_inputs as dataset_sentiment_inputs
 from bitpredict.indicators import MODEL_FEATURES, WARMUP
 from bitpredict.merge import FLAG_COLUMNS, SENTIMENT_PREFIXES, sentiment_columns
-from bitpredict.online import model_frame
+from bitpredict.online import DailyBars, model_frame, model_inputs
 
 MARKET_INPUTS = ("timestamp", "open", "high", "low", "close", "volume")
 IMPUTED_INPUT = "is_imputed"  # optional: 1 where the bar is a filled gap (rows from the clean table), else 0
@@ -118,20 +123,28 @@ class ModelSpec:
 # --------------------------------------------------------------------------------------------
 
 
-def _timestamps(values: np.ndarray, datatype: str) -> pd.DatetimeIndex:
+NS_PER_S = 10**9
+# unix seconds that datetime64[ns] (pandas, the request log) can hold: years 1677 … 2262
+SECONDS_RANGE = (-(2**63) // NS_PER_S + 1, (2**63 - 1) // NS_PER_S)
+
+
+def _seconds(values: np.ndarray, datatype: str) -> np.ndarray:
+    """int64 unix seconds of the ``timestamp`` input (INT64 seconds as they are; BYTES parsed as ISO-8601)."""
     try:
         if datatype == "INT64":
-            stamps = pd.to_datetime(values.astype("int64"), unit="s", utc=True)
-        else:
-            text = [v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel()]
-            stamps = pd.to_datetime(text, utc=True, format="ISO8601")
+            seconds = np.asarray(values).astype("int64")
+            if len(seconds) and (seconds.min() < SECONDS_RANGE[0] or seconds.max() > SECONDS_RANGE[1]):
+                raise OverflowError("outside the years 1677-2262")
+            return seconds
+        text = [v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel()]
+        return pd.DatetimeIndex(pd.to_datetime(text, utc=True, format="ISO8601")).as_unit("s").asi8
     except (ValueError, OverflowError, TypeError) as exc:
         raise RequestError(f"input 'timestamp': not unix seconds or ISO-8601 dates ({exc})", "bad_timestamp") from None
-    return pd.DatetimeIndex(stamps)
 
 
-def parse_request(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec) -> pd.DataFrame:
-    """``inputs``: name → (v2 datatype, values). Returns the bars (+ sentiment columns) or raises ``RequestError``."""
+def parse_bars(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec) -> DailyBars:
+    """``inputs``: name → (v2 datatype, values). Returns the bars as arrays (the hot path's form) or raises
+    ``RequestError`` naming the input."""
     allowed = {*MARKET_INPUTS, *optional_inputs()}
     missing = [n for n in MARKET_INPUTS if n not in inputs]
     if missing:
@@ -160,16 +173,19 @@ def parse_request(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec)
     if n > spec.max_rows:
         raise RequestError(f"{n} rows: at most {spec.max_rows} per request", "too_many_rows")
     datatype, values = inputs["timestamp"]
-    stamps = _timestamps(values, datatype)
-    columns = {name: inputs[name][1].astype("float64") for name in MARKET_INPUTS[1:]}
-    for name in (n for n in inputs if n.startswith("sentiment_")):
-        columns[name.removeprefix("sentiment_")] = inputs[name][1].astype("float64")
-    if IMPUTED_INPUT in inputs:
-        columns[IMPUTED_INPUT] = inputs[IMPUTED_INPUT][1].astype("float64")
-    bad = [c for c, v in columns.items() if not np.isfinite(v).all()]
+    seconds = _seconds(values, datatype)
+    columns = {name: np.ascontiguousarray(inputs[name][1], dtype="float64") for name in MARKET_INPUTS[1:]}
+    sentiment = {
+        name.removeprefix("sentiment_"): np.ascontiguousarray(inputs[name][1], dtype="float64")
+        for name in inputs
+        if name.startswith("sentiment_")
+    }
+    imputed = np.asarray(inputs[IMPUTED_INPUT][1]).astype("float64") if IMPUTED_INPUT in inputs else None
+    everything = {**columns, **sentiment, **({} if imputed is None else {IMPUTED_INPUT: imputed})}
+    bad = [c for c, v in everything.items() if not np.isfinite(v).all()]
     if bad:
         raise RequestError(f"input(s) {bad}: NaN or infinite values", "not_finite")
-    if IMPUTED_INPUT in columns and not np.isin(columns[IMPUTED_INPUT], (0.0, 1.0)).all():
+    if imputed is not None and not np.isin(imputed, (0.0, 1.0)).all():
         raise RequestError(f"input '{IMPUTED_INPUT}': values must be 0 or 1", "bad_flag")
     for name in PRICE_INPUTS:
         if (columns[name] <= 0).any():
@@ -186,7 +202,6 @@ def parse_request(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec)
     outside = (body_high > high) | (body_low < low)
     if outside.any():
         raise RequestError(f"inputs 'open'/'close': outside [low, high] at row {int(np.argmax(outside))}", "ohlc")
-    seconds = stamps.asi8 // 10**9
     steps = np.diff(seconds)
     if (steps <= 0).any():
         raise RequestError(f"input 'timestamp': not increasing at row {int(np.argmax(steps <= 0)) + 1}", "order")
@@ -197,17 +212,20 @@ def parse_request(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec)
         )
     if (seconds % 86_400 != 0).any():
         raise RequestError("input 'timestamp': daily bars must start at 00:00 UTC", "not_daily")
-    frame = pd.DataFrame({"timestamp": stamps, **columns})
-    _check_sentiment(frame)
-    return frame
+    _check_sentiment(set(sentiment))
+    return DailyBars(seconds, *(columns[c] for c in MARKET_INPUTS[1:]), imputed, sentiment)
 
 
-def _check_sentiment(frame: pd.DataFrame) -> None:
-    given = set(frame.columns)
+def parse_request(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec) -> pd.DataFrame:
+    """``parse_bars`` as a frame: timestamp (UTC), OHLCV, the sentiment columns, ``is_imputed`` when sent."""
+    return parse_bars(inputs, spec).to_frame()
+
+
+def _check_sentiment(given: set[str]) -> None:
     for prefix in SENTIMENT_PREFIXES:
         sent = [c for c in sentiment_columns(prefix) if c in given]
         if sent and len(sent) != len(sentiment_columns(prefix)):
-            missing = [f"sentiment_{c}" for c in sentiment_columns(prefix) if c not in frame.columns]
+            missing = [f"sentiment_{c}" for c in sentiment_columns(prefix) if c not in given]
             raise RequestError(f"{prefix} sentiment is partial: also send {missing}", "partial_sentiment")
 
 
@@ -215,45 +233,55 @@ def _check_sentiment(frame: pd.DataFrame) -> None:
 # features and forecast
 # --------------------------------------------------------------------------------------------
 
+DEFAULT_CLEAN = CleanSettings()
+Bars = pd.DataFrame | DailyBars  # what the feature and forecast functions accept: a parsed request either way
+
+
+def _arrays(bars: Bars) -> DailyBars:
+    return bars if isinstance(bars, DailyBars) else DailyBars.from_frame(bars)
+
 
 def request_features(bars: pd.DataFrame, rows: int | None = None, clean: CleanSettings | None = None) -> pd.DataFrame:
-    """Every model input for the last ``rows`` rows of a request's bars (all rows when None), built by the
-    training feature function from the bars and the sentiment the request carries."""
-    clean = clean or CleanSettings()
+    """Every column of the training table's builder (``model_frame``) for the last ``rows`` rows of a request's
+    bars (all rows when None), from the bars and the sentiment the request carries (the drift job's view)."""
+    clean = clean or DEFAULT_CLEAN
     if rows is not None:
         bars = bars.iloc[-rows:]
-    present = set(bars.columns)
-    given = [c for p in SENTIMENT_PREFIXES for c in sentiment_columns(p) if c in present]
-    daily = bars[["timestamp", *given]] if given else None
-    market = bars[[c for c in bars.columns if c not in set(given)]]
-    return model_frame(market, daily, clean.outlier_mad_threshold)
+    return model_frame(bars, None, clean.outlier_mad_threshold)
 
 
-def feature_window(bars: pd.DataFrame, spec: ModelSpec, clean: CleanSettings | None = None) -> np.ndarray:
+def feature_window(bars: Bars, spec: ModelSpec, clean: CleanSettings | None = None) -> np.ndarray:
     """The model input [1, W, F] for the day after the last row: the training table's rows for the last W days.
 
-    Only the last window + warm-up rows are read (every input depends on at most that much history), so a
-    request of 200 rows and one of 1,000 ending on the same day give the same window.
+    ``bars``: ``parse_bars``' arrays (the hot path) or ``parse_request``'s frame. Only the model's columns are
+    computed, for its last W rows, from the last window + warm-up rows (every input depends on at most that
+    much history), so a request of 200 rows and one of 1,000 ending on the same day give the same window.
     """
-    frame = request_features(bars, spec.min_rows, clean)
-    values = spec.scaler.transform(frame.iloc[-spec.window :])
+    arrays = _arrays(bars).tail(spec.min_rows)
+    threshold = (clean or DEFAULT_CLEAN).outlier_mad_threshold
+    columns = model_inputs(arrays, spec.feature_columns, spec.window, threshold)
+    values = spec.scaler.transform_arrays(columns)
     if not np.isfinite(values).all():
         raise RequestError("the rows give non-finite features (e.g. a constant price series)", "features")
     return values[None, :, :]
 
 
-def sentiment_source(bars: pd.DataFrame) -> str:
-    given = [p for p in SENTIMENT_PREFIXES if f"{p}_count" in bars.columns]
-    return "client: " + ",".join(given) if given else "neutral default (no sentiment inputs)"
+def sentiment_source(bars: Bars) -> str:
+    given = bars.sentiment if isinstance(bars, DailyBars) else set(bars.columns)
+    sources = [p for p in SENTIMENT_PREFIXES if f"{p}_count" in given]
+    return "client: " + ",".join(sources) if sources else "neutral default (no sentiment inputs)"
 
 
-def forecast(quantiles: np.ndarray, bars: pd.DataFrame, spec: ModelSpec) -> dict[str, Any]:
+def forecast(quantiles: np.ndarray, bars: Bars, spec: ModelSpec) -> dict[str, Any]:
     """Quantiles of the next-day log return → the response's outputs."""
     q = np.asarray(quantiles, dtype="float64").reshape(-1)
     if len(q) != len(spec.quantiles) or not np.isfinite(q).all():
         raise RuntimeError(f"predictor returned {q.tolist()} for {len(spec.quantiles)} quantiles")
     median_index = spec.quantiles.index(0.5) if 0.5 in spec.quantiles else len(q) // 2
-    close = float(bars["close"].iloc[-1])
+    if isinstance(bars, DailyBars):
+        close, last_day = float(bars.close[-1]), pd.Timestamp(int(bars.timestamp[-1]), unit="s", tz="UTC")
+    else:
+        close, last_day = float(bars["close"].iloc[-1]), bars["timestamp"].iloc[-1]
     median = float(q[median_index])
     return {
         "predicted_log_return": median,
@@ -261,7 +289,7 @@ def forecast(quantiles: np.ndarray, bars: pd.DataFrame, spec: ModelSpec) -> dict
         "direction": int(np.sign(median)),  # 1 up, -1 down, 0 no call (a median of exactly 0: persistence)
         "lower": close * math.exp(float(q[0])),
         "upper": close * math.exp(float(q[-1])),
-        "as_of": (bars["timestamp"].iloc[-1] + DAY).date().isoformat(),
+        "as_of": (last_day + DAY).date().isoformat(),
         "model_version": spec.label,
     }
 
