@@ -37,7 +37,7 @@ from bitpredict.merge import code_version
 from bitpredict.runtime import quiet_tensorflow
 from bitpredict.stage_table import STAGES, Stage
 
-__all__ = ["STAGES", "Stage", "pipeline_settings", "publish_stage", "report_progress", "run_stage"]
+__all__ = ["STAGES", "Stage", "publish_stage", "report_progress", "run_stage"]
 
 log = logging.getLogger(__name__)
 
@@ -237,44 +237,3 @@ def key_figure(name: str, report: Mapping[str, Any]) -> str:
     except (KeyError, TypeError, ValueError):
         pass
     return ""
-
-
-def pipeline_settings(
-    *,
-    sources: str,
-    since: str,
-    interval: str,
-    window: int,
-    epochs: int,
-    test_days: int,
-    min_skill: float,
-    max_dm_pvalue: float,
-    mlflow_tracking_uri: str,
-    model_store: str,
-    extra_settings: str = "{}",
-) -> dict[str, Any]:
-    """The settings every task of one pipeline run shares, from the pipeline's parameters.
-
-    Validated here, once, by building the settings object: a bad parameter fails the first task with the
-    setting's name instead of the sixth. ``extra_settings`` is a JSON object of any other setting.
-    """
-    extra = json.loads(extra_settings or "{}")
-    if not isinstance(extra, dict):
-        raise ValueError("extra_settings must be a JSON object")
-    model = {**extra.pop("model", {}), "window": window, "epochs": epochs, "test_days": test_days}
-    promotion = {**extra.pop("promotion", {}), "min_skill_vs_persistence": min_skill, "max_dm_pvalue": max_dm_pvalue}
-    overrides: dict[str, Any] = {
-        **extra,
-        "ingest_sources": [s.strip() for s in sources.split(",") if s.strip()],
-        "ingest_since": since,
-        "ingest_intervals": [interval],
-        "model": model,
-        "promotion": promotion,
-    }
-    if mlflow_tracking_uri:
-        overrides["mlflow_tracking_uri"] = mlflow_tracking_uri
-    if model_store:
-        overrides["model_store"] = model_store
-    with tempfile.TemporaryDirectory() as tmp:
-        load_settings(data_dir=tmp, **overrides)  # raises ConfigError naming the bad setting
-    return json.loads(json.dumps(overrides, default=str))

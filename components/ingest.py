@@ -2,6 +2,9 @@
 
 As the first task it also resolves the run's settings from the pipeline parameters, validates them once,
 and hands them to every later task (``settings``), so a bad parameter fails here, not in the sixth task.
+
+Its parameters are the pipeline's (``bitpredict.pipeline_parameters.PARAMETERS``). They are spelled out
+because KFP reads a component's inputs from its source; a test holds them equal to the table.
 """
 
 from typing import NamedTuple
@@ -27,39 +30,23 @@ def ingest(
     max_dm_pvalue: float,
     mlflow_tracking_uri: str,
     model_store: str,
-    extra_settings: str,
     cache_dir: str,
+    extra_settings: str,
 ) -> NamedTuple("IngestOutputs", [("settings", str), ("summary", str), ("parameters", str)]):
     """Fetch what is new into ``data_root`` (kept between runs, so each run is incremental); output ``raw/``.
 
     ``parameters``: this run's pipeline parameters as given, for the published manifest (a rerun replays them).
     """
+    given = {name: value for name, value in locals().items() if name != "raw"}  # the parameters, first
     import json
     from collections import namedtuple
 
-    from bitpredict.stages import pipeline_settings, run_stage
+    from bitpredict.pipeline_parameters import pipeline_settings, typed
+    from bitpredict.stages import run_stage
 
-    settings = pipeline_settings(
-        sources=sources,
-        since=since,
-        interval=interval,
-        window=window,
-        epochs=epochs,
-        test_days=test_days,
-        min_skill=min_skill,
-        max_dm_pvalue=max_dm_pvalue,
-        mlflow_tracking_uri=mlflow_tracking_uri,
-        model_store=model_store,
-        extra_settings=extra_settings,
-    )
-    report = run_stage(
-        "ingest", {}, {"raw": raw.path}, {**settings, "data_dir": data_root, "files_dir": files_dir or None}
-    )
-    parameters = {
-        "data_root": data_root, "files_dir": files_dir, "sources": sources, "since": since, "interval": interval,
-        "window": window, "epochs": epochs, "test_days": test_days, "min_skill": min_skill,
-        "max_dm_pvalue": max_dm_pvalue, "mlflow_tracking_uri": mlflow_tracking_uri, "model_store": model_store,
-        "cache_dir": cache_dir, "extra_settings": extra_settings,
-    }  # fmt: skip
+    parameters = typed(given)
+    settings = pipeline_settings(parameters)
+    own = {**pipeline_settings(parameters, ingest=True), "data_dir": parameters["data_root"]}
+    report = run_stage("ingest", {}, {"raw": raw.path}, own)
     outputs = namedtuple("IngestOutputs", ["settings", "summary", "parameters"])
     return outputs(json.dumps(settings), json.dumps(report), json.dumps(parameters))

@@ -7,14 +7,20 @@ becomes the champion) lives in ``bitpredict.registry``, so a champion exists aft
 evaluation, candidate) into the data dir every consumer reads, atomically, with a manifest that records
 the run's parameters and its champion. A run that fails before it publishes nothing.
 
+The parameters are ``bitpredict.pipeline_parameters.PARAMETERS`` (names, types, defaults), turned into
+the pipeline function's signature here.
+
 Compile: ``python -m pipelines.bitpredict_pipeline`` (writes ``pipelines/bitpredict_pipeline.yaml``,
 checked in; a test fails when it is stale).
 """
 
+import inspect
 from pathlib import Path
+from typing import Any
 
 from kfp import compiler, dsl
 
+from bitpredict.pipeline_parameters import PARAMETERS
 from components.clean import clean
 from components.evaluate import evaluate
 from components.indicators import indicators
@@ -50,45 +56,28 @@ def _sized(task: dsl.PipelineTask, stage: str, cache: bool = True) -> dsl.Pipeli
     return task
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="Bitcoin next-day forecast: ingest, features, LSTM with attention, walk-forward evaluation, MLflow.",
-)
-def bitpredict_pipeline(
-    data_root: str = "gs://bitpredict-data/data",
-    files_dir: str = "",
-    sources: str = "binance,cryptocompare,coingecko,rss",
-    since: str = "2017-01-01",
-    interval: str = "1d",
-    window: int = 30,
-    epochs: int = 50,
-    test_days: int = 365,
-    min_skill: float = 0.0,
-    max_dm_pvalue: float = 0.05,
-    mlflow_tracking_uri: str = "http://mlflow.bitpredict.svc.cluster.local:5000",
-    model_store: str = "gs://bitpredict-models/serving",
-    cache_dir: str = "",
-    extra_settings: str = "{}",
-) -> None:
-    """Parameters: where the raw store lives (``data_root``), which sources and since when, the model's
-    window and epochs, the evaluation span, the promotion thresholds, MLflow and the model store."""
+def _signature() -> inspect.Signature:
+    """The pipeline's parameters as a Python signature, from the one table (KFP reads the signature)."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Signature(
+        [inspect.Parameter(p.name, kind, default=p.default, annotation=p.type) for p in PARAMETERS],
+        return_annotation=None,
+    )
+
+
+SIGNATURE = _signature()
+
+
+def _pipeline(*args: Any, **kwargs: Any) -> None:
+    """Parameters: ``bitpredict.pipeline_parameters.PARAMETERS`` — where the raw store lives (``data_root``),
+    which sources and since when, the model's window and epochs, the evaluation span, the promotion
+    thresholds, MLflow and the model store."""
+    bound = SIGNATURE.bind(*args, **kwargs)
+    bound.apply_defaults()
+    values = bound.arguments
+    data_root, cache_dir = values["data_root"], values["cache_dir"]
     fetched = _sized(
-        ingest(
-            data_root=data_root,
-            files_dir=files_dir,
-            sources=sources,
-            since=since,
-            interval=interval,
-            window=window,
-            epochs=epochs,
-            test_days=test_days,
-            min_skill=min_skill,
-            max_dm_pvalue=max_dm_pvalue,
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            model_store=model_store,
-            extra_settings=extra_settings,
-            cache_dir=cache_dir,
-        ),
+        ingest(**values),
         "ingest",
         cache=False,  # the sources move on: never reuse an old fetch
     )
@@ -145,6 +134,13 @@ def bitpredict_pipeline(
         "publish",
         cache=False,  # the data dir is the world outside the run: always write it
     )
+
+
+_pipeline.__signature__ = SIGNATURE  # type: ignore[attr-defined]
+bitpredict_pipeline = dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Bitcoin next-day forecast: ingest, features, LSTM with attention, walk-forward evaluation, MLflow.",
+)(_pipeline)
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

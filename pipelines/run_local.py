@@ -32,14 +32,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bitpredict.config import ConfigError, Settings, load_settings
+from bitpredict.pipeline_parameters import NAMES, local_values
 from bitpredict.runtime import quiet_tensorflow
 from pipelines.data_choice import LIVE_SOURCES, DataChoiceError, choose, describe_parameters
 from pipelines.progress import StageBoard
 
-PARAMETERS = (
-    "data_root", "files_dir", "sources", "since", "interval", "window", "epochs", "test_days", "min_skill",
-    "max_dm_pvalue", "mlflow_tracking_uri", "model_store", "cache_dir", "extra_settings",
-)  # fmt: skip
+PARAMETERS = NAMES  # the pipeline's parameters, defined in bitpredict.pipeline_parameters
 
 
 class RunError(RuntimeError):
@@ -63,7 +61,7 @@ def latest_run_dir(pipeline_root: Path) -> Path:
 
 
 def pipeline_arguments(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """The pipeline's parameters for a local run, from the command line and the settings."""
+    """The pipeline's parameters for a local run: the settings' values, then the data choice and the command line."""
     data_root = Path(settings.data_dir).resolve()
     try:
         chosen = choose(args.data, args.sources)
@@ -77,20 +75,15 @@ def pipeline_arguments(args: argparse.Namespace, settings: Settings) -> dict[str
             "SOURCES=live, but no live market source is reachable from here; run `make run` (the embedded "
             "sample) or `make run DATA=<folder of exports>` (e.g. DATA=../shared/data)"
         )
-    model = settings.model
+    local = settings.model_copy(update={"data_dir": str(data_root)})
+    values = local_values(local)  # since, interval, model and promotion values, the serving store
+    given = {"window": args.window, "epochs": args.epochs, "test_days": args.test_days}
     return {
-        "data_root": str(data_root),
+        **values,
+        **{name: value for name, value in given.items() if value},
         "files_dir": files_dir,
         "sources": sources,
-        "since": str(settings.ingest_since),
-        "interval": "1d",
-        "window": args.window or model.window,
-        "epochs": args.epochs or model.epochs,
-        "test_days": args.test_days or model.test_days,
-        "min_skill": settings.promotion.min_skill_vs_persistence,
-        "max_dm_pvalue": settings.promotion.max_dm_pvalue,
-        "mlflow_tracking_uri": load_settings(data_dir=str(data_root)).tracking_uri,
-        "model_store": str(data_root / "models" / "serving"),
+        "mlflow_tracking_uri": local.tracking_uri,  # a sqlite store under the data dir unless one is set
         "cache_dir": "" if args.no_cache else str(data_root / ".stage_cache"),
         "extra_settings": args.extra_settings,
     }

@@ -57,6 +57,24 @@ def test_the_compiled_pipeline_has_the_stages_parameters_and_resources_and_publi
     assert "publish" not in downstream  # the last task
 
 
+def test_the_pipeline_and_its_ingest_task_take_the_parameters_of_the_one_table() -> None:
+    """Names, types and defaults come from bitpredict.pipeline_parameters; KFP reads ingest's from its source."""
+    import inspect
+
+    from bitpredict.pipeline_parameters import PARAMETERS
+    from components.ingest import ingest
+
+    kfp_types = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE"}
+    declared = yaml.safe_load(COMPILED.read_text())["root"]["inputDefinitions"]["parameters"]
+    assert {name: (d["parameterType"], d["defaultValue"]) for name, d in declared.items()} == {
+        p.name: (kfp_types[p.type], p.default) for p in PARAMETERS
+    }
+    component = inspect.signature(ingest.python_func).parameters
+    assert [(name, arg.annotation) for name, arg in component.items() if name != "raw"] == [
+        (p.name, p.type) for p in PARAMETERS
+    ]
+
+
 @pytest.fixture
 def kfp_server() -> Iterator[FakeKfp]:
     server = FakeKfp().start()

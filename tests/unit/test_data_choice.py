@@ -51,6 +51,20 @@ def test_the_run_parameters_default_to_the_sample(tmp_path: Path) -> None:
     assert parameters["data_root"] == str((tmp_path / "data").resolve())
 
 
+def test_the_run_parameters_come_from_the_settings_and_the_command_line(tmp_path: Path) -> None:
+    """Every pipeline parameter is given; the model store is the settings' serving store, not a rebuilt path."""
+    from bitpredict.pipeline_parameters import NAMES
+
+    settings = load_settings(data_dir=str(tmp_path / "data"), model_store=str(tmp_path / "store"),
+                             model={"window": 12}, promotion={"min_skill_vs_persistence": 0.02})  # fmt: skip
+    parameters = pipeline_arguments(_args(epochs=3, no_cache=True), settings)
+    assert list(parameters) == list(NAMES)
+    assert parameters["model_store"] == str(tmp_path / "store") and parameters["cache_dir"] == ""
+    assert (parameters["window"], parameters["epochs"], parameters["min_skill"]) == (12, 3, 0.02)
+    default = pipeline_arguments(_args(), load_settings(data_dir=str(tmp_path / "data")))
+    assert default["model_store"] == str((tmp_path / "data").resolve() / "models" / "serving")
+
+
 def test_live_with_no_network_fails_instead_of_falling_back(tmp_path: Path) -> None:
     settings = load_settings(data_dir=str(tmp_path / "data"), binance_url=UNREACHABLE, coingecko_url=UNREACHABLE,
                              cryptocompare_url=UNREACHABLE)  # fmt: skip

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from bitpredict import storage
-from bitpredict.stages import pipeline_settings, run_stage
+from bitpredict.pipeline_parameters import NAMES, ParameterError, pipeline_settings, typed
+from bitpredict.stages import run_stage
 from tests.conftest import SAMPLE_DAYS
 
 
@@ -58,17 +59,19 @@ def test_wrong_stage_or_artifacts_are_clear_errors(clean_artifact: Path, tmp_pat
 
 def test_pipeline_parameters_are_validated_once_with_the_setting_named() -> None:
     good = pipeline_settings(
-        sources="binance, rss",
-        since="2020-01-01",
-        interval="1d",
-        window=20,
-        epochs=5,
-        test_days=100,
-        min_skill=0.0,
-        max_dm_pvalue=0.1,
-        mlflow_tracking_uri="http://127.0.0.1:5000",
-        model_store="",
-        extra_settings='{"model": {"dropout": 0.1}}',
+        {
+            "sources": "binance, rss",
+            "since": "2020-01-01",
+            "interval": "1d",
+            "window": 20,
+            "epochs": 5,
+            "test_days": 100,
+            "min_skill": 0.0,
+            "max_dm_pvalue": 0.1,
+            "mlflow_tracking_uri": "http://127.0.0.1:5000",
+            "model_store": "",
+            "extra_settings": '{"model": {"dropout": 0.1}}',
+        }
     )
     assert good["ingest_sources"] == ["binance", "rss"] and good["model"] == {
         "dropout": 0.1,
@@ -76,10 +79,24 @@ def test_pipeline_parameters_are_validated_once_with_the_setting_named() -> None
         "epochs": 5,
         "test_days": 100,
     }
+    assert good["promotion"] == {"min_skill_vs_persistence": 0.0, "max_dm_pvalue": 0.1} and "model_store" not in good
     with pytest.raises(Exception, match="window"):
-        pipeline_settings(**{**_args(), "window": 1})
+        pipeline_settings({**_args(), "window": 1})
     with pytest.raises(Exception, match="ingest_sources"):
-        pipeline_settings(**{**_args(), "sources": "bloomberg"})
+        pipeline_settings({**_args(), "sources": "bloomberg"})
+    with pytest.raises(ParameterError, match="unknown pipeline parameter\\(s\\) \\['min_skill_vs_persistence'\\]"):
+        pipeline_settings({**_args(), "min_skill_vs_persistence": 0.1})
+    with pytest.raises(ParameterError, match="epochs='many' is not a int"):
+        pipeline_settings({**_args(), "epochs": "many"})
+
+
+def test_parameters_arrive_typed_and_only_the_ingest_task_gets_the_exports_folder() -> None:
+    """KFP may hand numbers over as text ("3.0"); the files folder is ingest's alone (the others work on artifacts)."""
+    values = typed({**_args(), "epochs": "3.0", "min_skill": "0.01", "files_dir": "/exports"})
+    assert values["epochs"] == 3 and values["min_skill"] == 0.01 and list(values) == list(NAMES)
+    assert "files_dir" not in pipeline_settings(values)
+    assert pipeline_settings(values, ingest=True)["files_dir"] == "/exports"
+    assert pipeline_settings({**values, "files_dir": ""}, ingest=True)["files_dir"] is None
 
 
 def _args() -> dict:
