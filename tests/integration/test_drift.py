@@ -12,7 +12,7 @@ import pytest
 
 from bitpredict import storage
 from bitpredict.config import DriftSettings, load_settings
-from bitpredict.drift import DriftState, decide, measure, run_drift
+from bitpredict.drift import DriftState, calibrated_thresholds, decide, drift_columns, measure, run_drift
 from bitpredict.indicators import WARMUP, compute_indicators
 from bitpredict.merge import build_features
 from bitpredict.train import METADATA_FILE, REFERENCE_FILE
@@ -48,10 +48,30 @@ def test_a_different_regime_or_a_distorted_window_shows_drift(features: pd.DataF
     calm = features[(features["timestamp"] >= "2023-06-01") & (features["timestamp"] < "2023-09-01")]
     assert measure(reference, calm, 0.5).share >= 0.3  # the quiet summer of 2023 against a decade of swings
     distorted = reference.sample(120, random_state=2).copy()
-    numeric = [c for c in distorted.columns if c.startswith(("log_return", "realized_vol", "close_to", "macd_"))]
-    distorted[numeric] = distorted[numeric] * 3 + 0.05
+    numeric = [c for c in drift_columns(distorted.columns) if reference[c].nunique() > 2]
+    # Every input moved by three of its own standard deviations: a window unlike any the training history holds.
+    distorted[numeric] = distorted[numeric] + 3 * reference[numeric].std()
     result = measure(reference, distorted, 0.5)
     assert result.share >= 0.5 and set(numeric) & set(result.drifted)
+
+
+def test_the_test_is_calibrated_on_the_history_s_own_windows() -> None:
+    """Independent days keep the plain 5 % test; serially dependent ones (rolling statistics) get the cut that
+    95 % of the history's own windows pass — so an ordinary stretch of a trending series is not 'drift'."""
+    rng = np.random.default_rng(0)
+    n, rows = 1500, 60
+    noise = rng.standard_normal(n)
+    trending = np.zeros(n)
+    for t in range(1, n):  # AR(1) with phi 0.98: the memory of a 50-day rolling statistic
+        trending[t] = 0.98 * trending[t - 1] + noise[t]
+    reference = pd.DataFrame({"timestamp": np.arange(n), "log_return_1": noise, "realized_vol_30": trending})
+    cuts = calibrated_thresholds(reference, ["log_return_1", "realized_vol_30"], rows, 0.05)
+    assert 0.01 < cuts["log_return_1"] <= 0.05
+    assert cuts["realized_vol_30"] < 1e-4
+    ordinary = reference.iloc[700 : 700 + rows]  # a window of the same process
+    plain = measure(reference, ordinary, 0.5, calibrate=False)
+    calibrated = measure(reference, ordinary, 0.5)
+    assert "realized_vol_30" in plain.drifted and "realized_vol_30" not in calibrated.drifted
 
 
 def _drift(share: float) -> object:
@@ -79,6 +99,13 @@ def test_one_trigger_per_episode_and_the_cooldown_holds() -> None:
     assert skill.trigger and "live skill" in skill.reasons[0]
 
 
+def _shifted(current: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Days after the reference with every input moved by three of the reference's standard deviations: drift
+    beyond anything in the training history (a real later window need not be — the test is calibrated)."""
+    columns = [c for c in drift_columns(current.columns) if reference[c].nunique() > 2]
+    return current.assign(**{c: current[c] + 3 * reference[c].std() for c in columns})
+
+
 def test_the_job_reports_decides_and_triggers_once(
     features: pd.DataFrame, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -86,7 +113,7 @@ def test_the_job_reports_decides_and_triggers_once(
     storage.write_parquet(features, settings.features_path)
     calls: list[list[str]] = []
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    current = features[features["timestamp"] >= "2024-09-01"]  # after the reference: another regime
+    current = _shifted(features[features["timestamp"] >= "2024-09-01"], features[features["timestamp"] <= "2022-12-31"])
     first = run_drift(settings, str(model_dir), lambda reasons: calls.append(reasons) or "run-1", now, current)
     assert first["triggered"] and first["triggered_run"] == "run-1" and len(calls) == 1
     assert Path(first["report_html"]).read_text().lower().count("<html") >= 1
@@ -104,8 +131,9 @@ def test_the_job_reports_decides_and_triggers_once(
 
 
 def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    """`bitpredict drift` with KFP_HOST: the rerun is a pipeline run created on the KFP API (a local server) with
-    the last published run's parameters, and its outcome is in the drift report."""
+    """`bitpredict drift --trigger-command 'python -m pipelines.rerun'` with KFP_HOST: the rerun is a pipeline run
+    created on the KFP API (a local server) with the last published run's parameters, and its outcome is in the drift
+    report."""
     import subprocess
     import sys
 
@@ -115,7 +143,9 @@ def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path,
     repo = Path(__file__).resolve().parents[2]
     data = tmp_path / "data"
     settings = load_settings(data_dir=str(data))
-    storage.write_parquet(features, tmp_path / "features" / "bitcoin_features.parquet")
+    before, after = features[features["timestamp"] <= "2022-12-31"], features[features["timestamp"] > "2022-12-31"]
+    drifted = pd.concat([before, _shifted(after, before)], ignore_index=True)
+    storage.write_parquet(drifted, tmp_path / "features" / "bitcoin_features.parquet")
     recorded = {"data_root": "gs://b/data", "files_dir": "", "sources": "binance", "since": "2020-01-01",
                 "interval": "1d", "window": 30, "epochs": 9, "test_days": 365, "min_skill": 0.0,
                 "max_dm_pvalue": 0.1, "mlflow_tracking_uri": "http://mlflow:5000", "model_store": "gs://b/serving",
@@ -126,7 +156,8 @@ def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path,
         env = {"PATH": str(Path(sys.executable).parent), "KFP_HOST": server.url, "BITPREDICT_DATA_DIR": str(data),
                "PYTHONPATH": str(repo), "HOME": str(tmp_path)}  # fmt: skip
         done = subprocess.run(
-            [sys.executable, "-m", "bitpredict.cli", "drift", "--model-dir", str(model_dir)],
+            [sys.executable, "-m", "bitpredict.cli", "drift", "--model-dir", str(model_dir),
+             "--trigger-command", f"{sys.executable} -m pipelines.rerun"],  # what `make drift` passes
             cwd=repo, env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
