@@ -258,6 +258,8 @@ def feature_window(bars: Bars, spec: ModelSpec, clean: CleanSettings | None = No
     much history), so a request of 200 rows and one of 1,000 ending on the same day give the same window.
     """
     arrays = _arrays(bars).tail(spec.min_rows)
+    if len(arrays) < spec.min_rows:
+        raise RequestError(f"{len(arrays)} rows: the model needs at least {spec.min_rows}", "too_few_rows")
     threshold = (clean or DEFAULT_CLEAN).outlier_mad_threshold
     columns = model_inputs(arrays, spec.feature_columns, spec.window, threshold)
     values = spec.scaler.transform_arrays(columns)

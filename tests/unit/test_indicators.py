@@ -1,4 +1,5 @@
-"""indicators: TA-Lib agreement on the real data, no look-ahead, the same values from a short history."""
+"""indicators: TA-Lib is the engine — the wrapper's NaN warm-up, dtypes and refusals, no look-ahead, and the same
+model features from a short history."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from bitpredict.indicators import (
     indicators_path,
     run_indicators,
 )
+from bitpredict.online import HISTORY, RESTARTED, DailyBars, model_inputs, restarted
 from tests.conftest import SAMPLE_DAYS, copy_data_dir
 
 RTOL = 1e-9
@@ -72,6 +74,28 @@ def test_the_features_after_the_warm_up_are_complete_and_finite(clean_daily: pd.
     pd.testing.assert_frame_equal(frame[list(clean_daily.columns)], clean_daily.reset_index(drop=True))
 
 
+def test_the_wrapper_feeds_talib_any_numeric_dtype(clean_daily: pd.DataFrame) -> None:
+    """TA-Lib takes only float64 ("input array type is not double"); bars stored as float32 prices and integer
+    volume give what their float64 values give."""
+    bars = clean_daily.iloc[:300].reset_index(drop=True)
+    narrow = bars.astype({c: "float32" for c in ("open", "high", "low", "close")}).assign(
+        volume=bars["volume"].round().astype("int64")
+    )
+    with pytest.raises(Exception, match="not double"):
+        talib.SMA(narrow["close"].to_numpy(), 7)
+    widened = narrow.astype({c: "float64" for c in ("open", "high", "low", "close", "volume")})
+    columns = list(FEATURE_COLUMNS)
+    pd.testing.assert_frame_equal(compute_indicators(narrow)[columns], compute_indicators(widened)[columns])
+
+
+def test_a_short_series_is_nan_where_talib_is_and_never_raises_inside_talib(clean_daily: pd.DataFrame) -> None:
+    bars = clean_daily.iloc[:25].reset_index(drop=True)  # shorter than SMA-50, EMA-26 + MACD signal, the warm-up
+    ours = compute_indicators(bars)
+    for name, expected in _talib_reference(bars).items():
+        assert np.array_equal(np.isnan(ours[name].to_numpy()), np.isnan(expected)), name
+    assert ours["sma_50"].isna().all() and ours["macd"].isna().all() and ours["sma_7"].notna().sum() == 19
+
+
 @settings(max_examples=20, deadline=None)
 @given(t=st.integers(min_value=0, max_value=3709), scale=st.floats(min_value=0.3, max_value=3.0))
 def test_row_t_never_depends_on_later_bars(clean_daily: pd.DataFrame, t: int, scale: float) -> None:
@@ -108,6 +132,9 @@ def test_model_features_from_a_short_history_equal_the_full_history(clean_daily:
         (lambda b: b.assign(close=b["close"].where(b.index != 5)), "non-finite"),
         (lambda b: b.iloc[::-1], "strictly increasing"),
         (lambda b: pd.concat([b, b.iloc[[3]]]).sort_values("timestamp"), "strictly increasing"),
+        (lambda b: b.drop(index=100), "uneven time steps .* gap before row 100"),
+        (lambda b: b.assign(volume=b["volume"].astype(str)), "non-numeric"),
+        (lambda b: b.assign(low=b["low"].where(b.index != 7, 0.0)), "prices must be > 0"),
     ],
 )
 def test_bad_bars_are_refused_with_a_clear_message(clean_daily: pd.DataFrame, mutate, message: str) -> None:
@@ -129,3 +156,59 @@ def test_the_stage_writes_the_table_and_says_what_is_missing(sample_raw_dir: Pat
     assert list(storage.read_parquet(indicators_path(settings)).columns[-len(FEATURE_COLUMNS) :]) == list(
         FEATURE_COLUMNS
     )
+
+
+def test_talib_would_poison_every_later_row_so_a_nan_inside_is_refused(clean_daily: pd.DataFrame) -> None:
+    """Why the wrapper refuses NaNs instead of passing them on: TA-Lib's recursions carry one NaN forever."""
+    close = clean_daily["close"].to_numpy(dtype="float64")[:200].copy()
+    close[60] = np.nan
+    assert np.isnan(talib.EMA(close, 12)[60:]).all()
+    with pytest.raises(ValueError, match=r"non-finite values in \['close'\]"):
+        compute_indicators(clean_daily.iloc[:200].assign(close=close))
+
+
+def test_restarted_indicators_are_talib_on_each_rows_cut(clean_daily: pd.DataFrame) -> None:
+    """Row t of a restarted column is TA-Lib's own value (talib.EMA, MACD, RSI, ATR, NATR) on rows t − WARMUP … t."""
+    high, low, close = (clean_daily[c].to_numpy(dtype="float64") for c in ("high", "low", "close"))
+    ours = restarted(high, low, close)
+    assert set(ours) == set(RESTARTED)
+    assert all(np.isnan(v[: HISTORY - 1]).all() for v in ours.values())
+    for t in (HISTORY - 1, 400, 1_000, len(close) - 1):
+        cut = slice(t + 1 - HISTORY, t + 1)
+        h, lo, c = high[cut], low[cut], close[cut]
+        line, signal, hist = talib.MACD(c, 12, 26, 9)
+        expected = {
+            "ema_12": talib.EMA(c, 12)[-1],
+            "ema_26": talib.EMA(c, 26)[-1],
+            "macd": line[-1],
+            "macd_signal": signal[-1],
+            "macd_hist": hist[-1],
+            "rsi_14": talib.RSI(c, 14)[-1],
+            "atr_14": talib.ATR(h, lo, c, 14)[-1],
+            "natr_14": talib.NATR(h, lo, c, 14)[-1],
+        }
+        for name, value in expected.items():
+            assert ours[name][t] == pytest.approx(value, rel=1e-9, abs=1e-12), (t, name)
+
+
+def test_model_inputs_for_the_last_rows_equal_those_of_the_whole_series(clean_daily: pd.DataFrame) -> None:
+    """Each block reads only the rows its outputs need: the last rows computed alone equal the full run."""
+    bars = DailyBars.from_frame(clean_daily)
+    full = model_inputs(bars)
+    for rows in (1, 30, 400):
+        last = model_inputs(bars.tail(rows + WARMUP), last=rows)
+        for column, values in last.items():
+            np.testing.assert_allclose(values, full[column][-rows:], rtol=1e-9, atol=1e-12, err_msg=column)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"last": 0}, "last=0"),
+        ({"last": 10_000}, "last=10000"),
+        ({"columns": ["close_to_sma_200"]}, "close_to_sma_200"),
+    ],
+)
+def test_model_inputs_refuse_what_they_cannot_compute(clean_daily: pd.DataFrame, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        model_inputs(DailyBars.from_frame(clean_daily.iloc[:200]), **kwargs)

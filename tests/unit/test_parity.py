@@ -1,11 +1,13 @@
 """Served = trained: for every day of the real history, the window the transformer builds from a request equals
-the training table's rows — for a 200-row request and a 1,000-row one, with the day's sentiment and flags.
+the training table's rows — for a 200-row request and a 1,000-row one, with the day's sentiment and flags — on the
+embedded sample and, when present, on ../shared/data.
 
-The training side is the pipeline's own stages on the shared files (clean → sentiment → indicators → merge); the
-serving side is what the transformer runs (``parse_request`` + ``feature_window``) on the inputs a client sends:
-the clean rows with ``is_imputed`` and the published sentiment of those days (``request_sentiment``, what
-``inference.client`` sends; its JSON is checked in test_serving_domain, here the decoded tensors are built
-directly to keep 7,000 requests within the default suite's time).
+The training side is the pipeline's own stages on the raw files (clean → sentiment → indicators → merge); the
+serving side is what the transformer runs (``parse_bars`` + ``feature_window``: NumPy arrays, no DataFrame) on the
+inputs a client sends: the clean rows with ``is_imputed`` and the published sentiment of those days
+(``request_sentiment``, what ``inference.client`` sends; its JSON is checked in test_serving_domain, here the decoded
+tensors are built directly to keep 10,000 requests within the default suite's time). The DataFrame path
+(``parse_request``) is checked to give the same window on a sample of the days.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bitpredict.dataset import Scaler, labelled, model_input_columns
 from bitpredict.indicators import MODEL_FEATURES, WARMUP, compute_indicators
 from bitpredict.merge import request_sentiment, run_merge
 from bitpredict.online import HISTORY, RESTARTED, model_frame
-from bitpredict.serving import ModelSpec, feature_window, parse_request
+from bitpredict.serving import ModelSpec, feature_window, parse_bars, parse_request
 from tests.conftest import copy_data_dir
 
 # Both sides compute in float64 from the same rows; the scaled window is float32 (values up to ~20 std, where one
@@ -32,13 +34,12 @@ ATOL = 5e-6
 REQUEST_SIZES = (200, 1000)
 
 
-@pytest.fixture(scope="module")
-def trained(shared_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The pipeline's tables on the shared data: clean bars, daily sentiment (VADER), the features table."""
+def _pipeline_tables(raw_dir: Path, tmp: Path) -> dict:
+    """The pipeline's tables: clean bars, daily sentiment (VADER), the features table."""
     from bitpredict.indicators import run_indicators
     from bitpredict.sentiment import run_sentiment
 
-    data_dir = copy_data_dir(shared_raw_dir, tmp_path_factory.mktemp("parity") / "data")
+    data_dir = copy_data_dir(raw_dir, tmp / "data")
     settings = load_settings(data_dir=str(data_dir), sentiment={"finbert": "off"})
     run_clean(settings, "1d")
     run_sentiment(settings)
@@ -50,6 +51,18 @@ def trained(shared_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         "features": storage.read_parquet(settings.features_path),
         "settings": settings,
     }
+
+
+@pytest.fixture(scope="module")
+def trained(shared_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The pipeline's tables on the shared data (skips without ../shared/data)."""
+    return _pipeline_tables(shared_raw_dir, tmp_path_factory.mktemp("parity"))
+
+
+@pytest.fixture(scope="module")
+def trained_sample(sample_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The pipeline's tables on the embedded sample (hourly bars and the hand-made news): always available."""
+    return _pipeline_tables(sample_raw_dir, tmp_path_factory.mktemp("parity_sample"))
 
 
 def _spec(features: pd.DataFrame) -> ModelSpec:
@@ -74,14 +87,19 @@ def _tensors(market: pd.DataFrame, sentiment: pd.DataFrame) -> dict[str, np.ndar
     return out
 
 
-def test_every_day_a_request_gets_the_training_rows(trained: dict) -> None:
+@pytest.mark.parametrize(("tables", "news_days"), [("trained_sample", 0), ("trained", 200)])
+def test_every_day_a_request_gets_the_training_rows(
+    request: pytest.FixtureRequest, tables: str, news_days: int
+) -> None:
+    trained = request.getfixturevalue(tables)
     bars, features, daily = trained["bars"], trained["features"], trained["sentiment"]
     spec = _spec(features)
     assert {"is_outlier", "is_imputed", "news_vader_mean", "news_missing"} <= set(spec.feature_columns)
     expected = spec.scaler.transform(features)
     row_of_day = pd.Series(np.arange(len(features)), index=features["timestamp"])
     sentiment = request_sentiment(daily, bars["timestamp"])  # what a client sends for each day
-    assert sentiment["news_count"].gt(0).sum() > 200  # the news span is really in the requests
+    if news_days:
+        assert sentiment["news_count"].gt(0).sum() > news_days  # the news span is really in the requests
     tensors = _tensors(bars, sentiment)
     worst = (0.0, None)
     days = 0
@@ -91,12 +109,14 @@ def test_every_day_a_request_gets_the_training_rows(trained: dict) -> None:
         for size in REQUEST_SIZES:
             first = max(0, t + 1 - size)
             inputs = {k: ("INT64" if k == "timestamp" else "FP64", v[first : t + 1]) for k, v in tensors.items()}
-            window = feature_window(parse_request(inputs, spec), spec)[0]
+            window = feature_window(parse_bars(inputs, spec), spec)[0]
             gap = float(np.max(np.abs(window - want)))
             if gap > worst[0]:
                 worst = (gap, (str(bars["timestamp"].iat[t].date()), size))
+            if t % 97 == 0:  # the DataFrame path gives the very same window
+                assert np.array_equal(feature_window(parse_request(inputs, spec), spec)[0], window)
         days += 1
-    assert days == len(bars) - spec.min_rows + 1 > 3_500
+    assert days == len(bars) - spec.min_rows + 1 > 1_500
     assert worst[0] <= ATOL, f"largest difference {worst[0]:.3g} std on (day, request rows) {worst[1]}"
 
 

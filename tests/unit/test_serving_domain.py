@@ -12,8 +12,19 @@ import pytest
 from bitpredict.dataset import Scaler
 from bitpredict.indicators import MODEL_FEATURES, WARMUP, compute_indicators
 from bitpredict.merge import sentiment_columns
+from bitpredict.online import DailyBars
 from bitpredict.request_log import RequestLog, read_log
-from bitpredict.serving import ModelMismatch, ModelSpec, RequestError, feature_window, parse_request, sentiment_inputs
+from bitpredict.serving import (
+    ModelMismatch,
+    ModelSpec,
+    RequestError,
+    feature_window,
+    forecast,
+    parse_bars,
+    parse_request,
+    sentiment_inputs,
+    sentiment_source,
+)
 
 
 def _meta(columns: list[str], window: int = 10) -> dict:
@@ -127,3 +138,45 @@ def test_is_imputed_must_be_a_flag(clean_daily: pd.DataFrame, values: list[float
     flags[-1] = values[0]
     with pytest.raises(RequestError, match="is_imputed"):
         parse_request(_inputs(bars, is_imputed=flags), spec)
+
+
+def test_the_hot_path_is_arrays_and_gives_the_frames_window(clean_daily: pd.DataFrame) -> None:
+    """parse_bars → DailyBars (NumPy), feature_window on it: the same window, forecast and log record as the
+    DataFrame path the transformer used before (parse_request)."""
+    spec = ModelSpec.from_metadata(_meta(COLUMNS, window=30), "7")
+    bars = clean_daily.tail(250).reset_index(drop=True)
+    news = {f"sentiment_{c}": np.linspace(0.0, 3.0, 250) for c in sentiment_columns("news")}
+    inputs = _inputs(bars, is_imputed=np.zeros(250), **news)
+    arrays, frame = parse_bars(inputs, spec), parse_request(inputs, spec)
+    assert isinstance(arrays, DailyBars) and isinstance(arrays.is_imputed, np.ndarray)
+    assert all(isinstance(v, np.ndarray) for v in (arrays.timestamp, arrays.close, *arrays.sentiment.values()))
+    window = feature_window(arrays, spec)
+    assert window.shape == (1, 30, len(COLUMNS)) and window.dtype == np.float32
+    np.testing.assert_array_equal(window, feature_window(frame, spec))
+    quantiles = np.array([-0.02, 0.001, 0.03])
+    assert forecast(quantiles, arrays, spec) == forecast(quantiles, frame, spec)
+    assert sentiment_source(arrays) == sentiment_source(frame) == "client: news"
+    logged = frame.assign(timestamp=frame["timestamp"].astype("int64") // 10**9).to_dict("list")
+    assert arrays.as_lists() == logged  # the request log's record, built without pandas
+
+
+def test_only_the_models_columns_are_computed_and_they_are_the_full_ones(clean_daily: pd.DataFrame) -> None:
+    bars = parse_bars(
+        _inputs(clean_daily.tail(200).reset_index(drop=True)), ModelSpec.from_metadata(_meta(COLUMNS), "7")
+    )
+    subset = ["rsi_14", "ewma_vol", "is_outlier"]
+    full = feature_window(bars, ModelSpec.from_metadata(_meta(COLUMNS), "7"))[0]
+    small = feature_window(bars, ModelSpec.from_metadata(_meta(subset), "7"))[0]
+    np.testing.assert_array_equal(small, full[:, [COLUMNS.index(c) for c in subset]])
+
+
+def test_too_few_rows_and_impossible_timestamps_are_clear_errors(clean_daily: pd.DataFrame) -> None:
+    spec = ModelSpec.from_metadata(_meta(COLUMNS, window=30), "7")
+    with pytest.raises(RequestError, match="needs at least 180") as short:
+        feature_window(clean_daily.tail(170).reset_index(drop=True), spec)  # a frame that skipped parse_request
+    assert short.value.reason == "too_few_rows"
+    inputs = _inputs(clean_daily.tail(200).reset_index(drop=True))
+    inputs["timestamp"] = ("INT64", inputs["timestamp"][1] * 10**9)  # nanoseconds sent as seconds
+    with pytest.raises(RequestError, match="'timestamp': not unix seconds") as stamps:
+        parse_bars(inputs, spec)
+    assert stamps.value.reason == "bad_timestamp"
