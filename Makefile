@@ -30,7 +30,7 @@ IMAGES ?=
 
 OVERLAY ?= local
 
-.PHONY: deploy render ui help setup tools test test-e2e test-all lint format lock clean run compile submit images images-daemonless image-name serve drift
+.PHONY: deploy render ui help setup tools test test-e2e test-all lint format lock clean run compile submit images images-daemonless image-name serve drift chaos replay
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -89,8 +89,10 @@ run: $(STAMP) ## the whole pipeline (kfp.local) on the embedded sample; SOURCES=
 	@$(BIN)/python -m pipelines.run_local $(if $(DATA),--data $(DATA),) $(if $(SOURCES),--sources $(SOURCES),) \
 		$(if $(filter-out 0,$(VERBOSE)),-v,) $(RUN_ARGS)
 
-serve: $(STAMP) ## predictor + transformer on 127.0.0.1:8080 (PORT=; the published champion, or MODEL_DIR=dir)
-	@MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m inference.serve_local --port $(PORT) --predictor-port $(PREDICTOR_PORT)
+serve: $(STAMP) ## predictor + transformer on 127.0.0.1:8080 (PORT=, WORKERS=, MAX_IN_FLIGHT=, PREDICTOR_PROTOCOL=v2 for REST; MODEL_DIR=dir)
+	@MODEL_DIR=$(MODEL_DIR) $(BIN)/python -m inference.serve_local --port $(PORT) --predictor-port $(PREDICTOR_PORT) \
+		$(if $(WORKERS),--workers $(WORKERS),) $(if $(MAX_IN_FLIGHT),--max-in-flight $(MAX_IN_FLIGHT),) \
+		$(if $(PREDICTOR_PROTOCOL),--predictor-protocol $(PREDICTOR_PROTOCOL),)
 
 ui: $(STAMP) ## the Streamlit front end on http://127.0.0.1:8501 (UI_PORT=; start `make serve` for live forecasts)
 	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port $(UI_PORT) --server.headless true \
@@ -98,6 +100,13 @@ ui: $(STAMP) ## the Streamlit front end on http://127.0.0.1:8501 (UI_PORT=; star
 
 drift: $(STAMP) ## one drift check of the published champion (on drift: replays the last run)
 	@$(BIN)/bitpredict drift --trigger-command "$(BIN)/python -m pipelines.rerun"
+
+CHAOS_ARGS ?=
+chaos: $(STAMP) ## fault scenarios on 127.0.0.1 (bad input, killed predictor/run, racing runs); CHAOS_ARGS=--quick
+	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
+
+replay: $(STAMP) ## replay the daily loop over history: DATA=folder FROM=YYYY-MM-DD TO=YYYY-MM-DD (REPLAY_ARGS: --fresh …)
+	@$(BIN)/bitpredict replay --data $(DATA) --from $(FROM) --to $(TO) $(REPLAY_ARGS)
 
 compile: $(STAMP) ## compile the KFP pipeline (pipelines/bitpredict_pipeline.yaml); generate dvc.yaml from the stage table
 	$(BIN)/python -m pipelines.bitpredict_pipeline

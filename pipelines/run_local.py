@@ -112,7 +112,30 @@ def run_pipeline(parameters: dict[str, Any]) -> None:
     bitpredict_pipeline(**parameters)
 
 
+def _die_with_parent(poll_s: float = 0.5) -> None:
+    """Kill-safety: the pipeline's process tree stops when the runner dies, even by SIGKILL.
+
+    The runner holds the data dir's lock; its pipeline child and the child's task processes do not. A runner
+    killed alone (``kill -9``, the OOM killer) would leave them publishing without the lock while a next run
+    starts. So the child leads its own process group (its task processes join it) and a watcher kills that
+    group as soon as the runner is gone (the child is re-parented).
+    """
+    import signal
+    import threading
+
+    parent = os.getppid()
+    os.setpgid(0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def _child(parameters_file: str) -> int:
+    _die_with_parent()
     quiet_tensorflow()
     parameters = json.loads(Path(parameters_file).read_text())
     run_pipeline(parameters)
@@ -266,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, parameters: dict[str, Any], settings: Settings) -> int:
     """The run itself, with the data dir's run lock held."""
+    from bitpredict.publish import recover
+
+    for line in recover(parameters["data_root"]):  # a run killed while publishing: its previous state back first
+        print(f"recovered a stopped publish: {line}")
     log_file = Path(parameters["data_root"]) / "logs" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
     board = StageBoard(sys.stdout)
     started = time.monotonic()
