@@ -400,6 +400,57 @@ def drift_cmd(
             raise typer.Exit(code=1)
 
 
+@app.command("replay")
+def replay_cmd(
+    ctx: typer.Context,
+    data: Annotated[str, typer.Option("--data", help="Folder of CSV/parquet exports (e.g. ../shared/data).")],
+    start: Annotated[str, typer.Option("--from", help="First replayed UTC day, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--to", help="Last replayed UTC day, YYYY-MM-DD (inclusive).")],
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of continuing.")] = False,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Network epochs per rerun (recipe).")] = 5,
+    test_days: Annotated[int, typer.Option("--test-days", min=30, help="Walk-forward days per rerun.")] = 60,
+    readme: Annotated[
+        Path | None, typer.Option("--readme", help="Fill this README's replay block (plot → docs/replay.png).")
+    ] = None,
+) -> None:
+    """Replay the operating loop day by day over history: forecast, close, drift check, rerun (bitpredict.replay)."""
+    import warnings as _warnings
+
+    from bitpredict.replay import Replay, ReplayError, ReplayRecipe, Runner, check_data, parse_day
+    from bitpredict.replay_report import PLOT, update_readme
+
+    settings = ctx.obj
+    try:
+        replay = Replay(
+            check_data(data), parse_day(start, "--from"), parse_day(end, "--to"), settings,
+            ReplayRecipe(epochs=epochs, test_days=test_days),
+        )  # fmt: skip
+        core = logging.getLogger("bitpredict")
+        quiet = core.getEffectiveLevel() == logging.INFO  # the stages' INFO lines every day would bury the progress
+        if quiet:
+            core.setLevel(logging.ERROR)
+        with _warnings.catch_warnings():  # Evidently's statistics warn on constant columns; the report says it
+            _warnings.simplefilter("ignore", RuntimeWarning)
+            Runner(replay, lambda line: typer.echo(line)).run(fresh=fresh)
+        if quiet:
+            core.setLevel(logging.INFO)
+    except ReplayError as exc:
+        fail(f"replay: {exc}")
+        return
+    summary = json.loads((replay.report_dir / "summary.json").read_text())
+    skill = "n/a" if summary["live_skill"] is None else f"{summary['live_skill']:+.4f}"
+    typer.echo(
+        f"replay: {summary['days']} days, {summary['forecasts']} forecasts, live skill {skill}, "
+        f"{summary['drift_episodes']['count']} drift episodes, {summary['reruns']['count']} reruns, "
+        f"{len([c for c in summary['champion_changes'] if not c.get('initial')])} champion changes → "
+        f"{replay.report_dir}"
+    )
+    if readme is not None:
+        command = f"make replay DATA={data} FROM={start} TO={end}"
+        image = update_readme(readme, summary, replay.report_dir / PLOT, command)
+        typer.echo(f"replay: {readme} updated (plot {image})")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
 
