@@ -40,6 +40,9 @@ from pipelines.progress import StageBoard
 PARAMETERS = NAMES  # the pipeline's parameters, defined in bitpredict.pipeline_parameters
 
 
+RUNNER_PID = "BITPREDICT_RUNNER_PID"  # the runner's pid, for the pipeline child's watch (``_die_with_parent``)
+
+
 class RunError(RuntimeError):
     """The run cannot start or did not succeed; the message says what to do."""
 
@@ -123,7 +126,7 @@ def _die_with_parent(poll_s: float = 0.5) -> None:
     import signal
     import threading
 
-    parent = os.getppid()
+    parent = int(os.environ.get(RUNNER_PID, os.getppid()))  # from the runner: it may be gone before we get here
     os.setpgid(0, 0)
 
     def watch() -> None:
@@ -149,7 +152,8 @@ def launch(parameters: dict[str, Any], log_file: Path, verbose: bool, board: Sta
         params_file, progress = Path(tmp) / "parameters.json", Path(tmp) / "progress.jsonl"
         params_file.write_text(json.dumps(parameters))
         progress.touch()
-        env = quiet_tensorflow({**os.environ, "BITPREDICT_PROGRESS": str(progress), "PYTHONUNBUFFERED": "1"})
+        env = quiet_tensorflow({**os.environ, "BITPREDICT_PROGRESS": str(progress), "PYTHONUNBUFFERED": "1",
+                                RUNNER_PID: str(os.getpid())})  # fmt: skip
         command = [sys.executable, "-m", "pipelines.run_local", "--child", str(params_file)]
         with log_file.open("w") as log:
             log.write(f"# {datetime.now(UTC).isoformat(timespec='seconds')} {' '.join(command)}\n")

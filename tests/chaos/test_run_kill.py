@@ -154,3 +154,29 @@ def test_the_registry_checks_flag_a_version_without_evaluation_or_decision() -> 
         "v1 has no evaluation",
         "champion v1 was never promoted",
     ]
+
+
+def test_the_pipeline_stops_when_its_runner_is_killed_alone(tmp_path: Path) -> None:
+    """``kill -9`` on the runner alone (it holds the lock): its pipeline child and task processes stop too, so no
+    orphan keeps writing while the next run, now free to take the lock, starts."""
+    import time
+
+    from benchmarks.chaos.run_kill import kill_tree, session_members, start_run
+
+    data = tmp_path / "data"
+    runner = start_run(data, 1, tmp_path / "run.log")
+    try:
+        deadline = time.monotonic() + 120
+        children: list[int] = []
+        while not children and time.monotonic() < deadline:
+            children = [pid for pid in session_members(runner.pid) if pid != runner.pid]
+            time.sleep(0.05)
+        assert children, (tmp_path / "run.log").read_text()
+        os.kill(runner.pid, signal.SIGKILL)  # the runner only, not its session
+        runner.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while session_members(runner.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert session_members(runner.pid) == [], "the pipeline outlived its runner"
+    finally:
+        kill_tree(runner)
