@@ -175,7 +175,7 @@ def module(fit: BaselineFit) -> Any:
     ``quantiles`` [B, Q] and ``attention`` [B, W] float32 — the network's contract."""
     import tensorflow as tf
 
-    from bitpredict.model import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
+    from bitpredict.artifact import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
 
     class BaselineModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, fit.window, len(fit.columns)], tf.float32, INPUT_NAME)])
@@ -193,7 +193,7 @@ def predict(fit: BaselineFit, frame: pd.DataFrame, ends: np.ndarray) -> tuple[np
     """Quantiles [N, Q] and attention [N, W] for windows ending at rows ``ends`` — through the exported graph."""
     import tensorflow as tf
 
-    from bitpredict.model import ATTENTION_OUTPUT, QUANTILES_OUTPUT
+    from bitpredict.artifact import ATTENTION_OUTPUT, QUANTILES_OUTPUT
 
     x = windows(fit.scaler().transform(frame), fit.window, ends)
     out = module(fit).serve(tf.constant(x))
@@ -204,7 +204,7 @@ def export(fit: BaselineFit, directory: Path) -> Path:
     """``<directory>/saved_model/`` with the ``serving_default`` signature (metadata is written by the caller)."""
     import tensorflow as tf
 
-    from bitpredict.train import SAVED_MODEL_DIR, SIGNATURE
+    from bitpredict.artifact import SAVED_MODEL_DIR, SIGNATURE
 
     directory.mkdir(parents=True, exist_ok=True)
     instance = module(fit)

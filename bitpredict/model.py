@@ -19,9 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # after the log level: TensorFlow reads it at import
 from keras import layers, ops
 
-INPUT_NAME = "features"
-QUANTILES_OUTPUT = "quantiles"
-ATTENTION_OUTPUT = "attention"
+# Re-exported: the tensor names are the artifact contract's (bitpredict.artifact), named here for the model code.
+from bitpredict.artifact import ATTENTION_OUTPUT as ATTENTION_OUTPUT
+from bitpredict.artifact import INPUT_NAME as INPUT_NAME
+from bitpredict.artifact import QUANTILES_OUTPUT as QUANTILES_OUTPUT
 
 
 @keras.saving.register_keras_serializable(package="bitpredict")

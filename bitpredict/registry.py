@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from bitpredict import storage, tracking
+from bitpredict.artifact import METADATA_FILE, REFERENCE_FILE, SAVED_MODEL_DIR, SAVED_MODEL_PB
 from bitpredict.config import Settings
 from bitpredict.evaluate import MODEL, PRIMARY, evaluation_dir
-from bitpredict.train import BASELINES_DIR, METADATA_FILE, REFERENCE_FILE, SAVED_MODEL_DIR, candidate_dir
+from bitpredict.train import BASELINES_DIR, candidate_dir
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def export_for_serving(settings: Settings, version: str | int) -> str:
     source = client.get_model_version(name, str(version)).source
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=settings.tracking_uri))
-        if not (local / SAVED_MODEL_DIR / "saved_model.pb").exists() or not (local / METADATA_FILE).exists():
+        if not (local / SAVED_MODEL_DIR / SAVED_MODEL_PB).exists() or not (local / METADATA_FILE).exists():
             raise RegistryError(f"{source}: not a BitPredict model (no {SAVED_MODEL_DIR}/ and {METADATA_FILE})")
         layout = Path(tmp) / "layout"
         (local / SAVED_MODEL_DIR).rename(layout)

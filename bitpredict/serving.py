@@ -30,6 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# Where the model lives is the artifact contract's (bitpredict.artifact.locate); re-exported for the drift job.
+from bitpredict.artifact import LocatedModel as LocatedModel
+from bitpredict.artifact import locate as locate_model  # noqa: F401
 from bitpredict.config import CleanSettings
 from bitpredict.dataset import Scaler
 from bitpredict.dataset import sentiment_inputs as dataset_sentiment_inputs
@@ -294,43 +297,3 @@ def forecast(quantiles: np.ndarray, bars: Bars, spec: ModelSpec) -> dict[str, An
         "as_of": (last_day + DAY).date().isoformat(),
         "model_version": spec.label,
     }
-
-
-# --------------------------------------------------------------------------------------------
-# where the model lives
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LocatedModel:
-    directory: str  # the version directory (holds bitpredict_model.json)
-    saved_model_dir: str
-    version: str
-    metadata: dict[str, Any]
-
-
-def locate_model(uri: str) -> LocatedModel:
-    """Find the model under ``uri``: a store folder of numbered versions (the newest wins, as in TF Serving),
-    one version folder, or a training candidate (``saved_model/`` + ``bitpredict_model.json``)."""
-    import json
-    from pathlib import Path
-
-    from bitpredict import storage
-    from bitpredict.train import METADATA_FILE, SAVED_MODEL_DIR
-
-    uri = str(uri).rstrip("/")
-    directory, version = uri, Path(uri).name
-    if not storage.exists(storage.join(uri, METADATA_FILE)):
-        if storage.is_gcs(uri):
-            raise ModelMismatch(f"{uri}: point at a version folder on GCS (the server downloads it first)")
-        versions = sorted(int(p.name) for p in Path(uri).glob("*") if p.is_dir() and p.name.isdigit())
-        if not versions:
-            raise ModelMismatch(f"{uri}: no {METADATA_FILE} and no numbered version folders")
-        version = str(versions[-1])
-        directory = storage.join(uri, version)
-    metadata = json.loads(storage.read_text(storage.join(directory, METADATA_FILE)))
-    nested = storage.join(directory, SAVED_MODEL_DIR)
-    saved = nested if storage.exists(storage.join(nested, "saved_model.pb")) else directory
-    if not version.isdigit():
-        version = str(metadata.get("mlflow_run_id", "candidate"))[:12]
-    return LocatedModel(directory, saved, version, metadata)

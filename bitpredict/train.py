@@ -22,6 +22,20 @@ import numpy as np
 import pandas as pd
 
 from bitpredict import storage, tracking
+from bitpredict.artifact import (
+    ATTENTION_OUTPUT,
+    FORMAT_VERSION,
+    INPUT_NAME,
+    QUANTILES_OUTPUT,
+    REFERENCE_FILE,
+    SAVED_MODEL_DIR,
+    SIGNATURE,
+    write_metadata,
+)
+
+# Re-exported: callers of the training code read and name the artifact through these.
+from bitpredict.artifact import METADATA_FILE as METADATA_FILE
+from bitpredict.artifact import read_metadata as read_metadata
 from bitpredict.config import ModelSettings, Settings
 from bitpredict.dataset import TARGET, Scaler, Split, label_rows, labelled, model_input_columns, windows
 from bitpredict.indicators import WARMUP
@@ -29,11 +43,6 @@ from bitpredict.merge import code_version
 
 log = logging.getLogger(__name__)
 
-METADATA_FILE = "bitpredict_model.json"
-REFERENCE_FILE = "reference.parquet"  # the training rows' inputs (unscaled): the drift job's reference
-SAVED_MODEL_DIR = "saved_model"
-SIGNATURE = "serving_default"
-FORMAT_VERSION = 1
 MODEL_KIND = "lstm"
 BASELINES_DIR = "baselines"  # <candidate>/baselines/<kind>/: each baseline exported with the same contract
 
@@ -57,8 +66,6 @@ class TrainedModel:
 
     def predict(self, frame: pd.DataFrame, ends: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Quantiles [N, Q] of the next-day log return and attention [N, W] for windows ending at ``ends``."""
-        from bitpredict.model import ATTENTION_OUTPUT, QUANTILES_OUTPUT
-
         x = windows(self.scaler.transform(frame), self.window, ends)
         out = self.model.predict(x, batch_size=512, verbose=0)
         return np.asarray(out[QUANTILES_OUTPUT], dtype="float64"), np.asarray(out[ATTENTION_OUTPUT], dtype="float64")
@@ -170,7 +177,7 @@ def _fit_member(
 ) -> tuple[Any, dict[str, list[float]]]:
     import keras
 
-    from bitpredict.model import QUANTILES_OUTPUT, build_model
+    from bitpredict.model import build_model
 
     x_train, y_train, x_val, y_val = data
     keras.utils.set_random_seed(seed)
@@ -207,7 +214,7 @@ def combined(members: list[Any], scale: float | tuple[int, float, float]) -> Any
     """
     import keras
 
-    from bitpredict.model import ATTENTION_OUTPUT, QUANTILES_OUTPUT, VolatilityScale
+    from bitpredict.model import VolatilityScale
 
     inputs = members[0].inputs
     if len(members) == 1:
@@ -234,7 +241,6 @@ def combined(members: list[Any], scale: float | tuple[int, float, float]) -> Any
 
 def metadata(trained: TrainedModel, config: ModelSettings, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """``bitpredict_model.json``: everything a server needs to build the exact inputs this model expects."""
-    from bitpredict.model import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
 
     return {
         "format_version": FORMAT_VERSION,
@@ -265,7 +271,6 @@ def metadata(trained: TrainedModel, config: ModelSettings, extra: dict[str, Any]
 def baseline_metadata(fit: Any, config: ModelSettings, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """``bitpredict_model.json`` of a fitted baseline (``bitpredict.baselines.BaselineFit``): the same keys
     as the network's, so the transformer, TF Serving and Triton treat it exactly like the network."""
-    from bitpredict.model import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
 
     return {
         "format_version": FORMAT_VERSION,
@@ -299,7 +304,7 @@ def export_baselines(
     for kind in config.baselines:
         fit = baselines.fit_baseline(kind, frame, len(frame), tuple(config.quantiles), config.window)
         target = baselines.export(fit, directory / BASELINES_DIR / kind)
-        (target / METADATA_FILE).write_text(json.dumps(baseline_metadata(fit, config, extra), indent=2))
+        write_metadata(target, baseline_metadata(fit, config, extra))
         storage.write_parquet(reference, target / REFERENCE_FILE)
         exported.append(kind)
     return exported
@@ -309,15 +314,8 @@ def export(trained: TrainedModel, directory: Path, meta: dict[str, Any]) -> Path
     """``<directory>/saved_model/`` (named signature ``serving_default``) and ``<directory>/bitpredict_model.json``."""
     directory.mkdir(parents=True, exist_ok=True)
     trained.model.export(str(directory / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
-    (directory / METADATA_FILE).write_text(json.dumps(meta, indent=2))
+    write_metadata(directory, meta)
     return directory
-
-
-def read_metadata(directory: str | Path) -> dict[str, Any]:
-    meta = json.loads(storage.read_text(storage.join(str(directory), METADATA_FILE)))
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{directory}: model metadata format {meta.get('format_version')}, expected {FORMAT_VERSION}")
-    return meta
 
 
 # --------------------------------------------------------------------------------------------

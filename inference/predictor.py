@@ -8,11 +8,13 @@ outputs. Input ``features`` FP32 [B, W, F]; outputs ``quantiles`` FP32 [B, Q] an
 (the network or a baseline exported with the same contract).
 
     python -m inference.predictor --model_dir data/models/serving/bitpredict-lstm --http_port 8085 --grpc_port 8086
+
+Every KServe model-server flag works (``--workers``, ``--max_threads``, ...), plus ``inference.server``'s
+``--host``, ``--max_in_flight`` and ``--retry_after_s``.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import uuid
 from typing import Any
@@ -21,13 +23,11 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from bitpredict.serving import locate_model
-from inference.server import DEFAULT_HOST, serve
+from bitpredict.artifact import INPUT_NAME, OUTPUTS, SIGNATURE, locate
+from inference.server import parser, serve
 
 log = logging.getLogger(__name__)
 
-INPUT = "features"
-OUTPUTS = ("quantiles", "attention")
 DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32"}
 
 
@@ -45,7 +45,7 @@ def tensor_types(metadata: dict[str, Any]) -> tuple[list[dict[str, Any]], list[d
     window, n_features = metadata.get("window"), len(metadata.get("feature_columns", []))
     inputs = [
         {
-            "name": spec.get("name", INPUT),
+            "name": spec.get("name", INPUT_NAME),
             "datatype": DATATYPES.get(str(spec.get("dtype", "float32")), "FP32"),
             "shape": shape(spec.get("shape") or [None, window, n_features]),
         }
@@ -81,18 +81,18 @@ class SavedModelPredictor(Model):
         quiet_tensorflow()
         import tensorflow as tf
 
-        located = locate_model(self.model_dir)
+        located = locate(self.model_dir)
         self.version = located.version
         self.metadata = located.metadata
         self.kind = str(located.metadata.get("kind", "lstm"))
         self.window = int(located.metadata["window"])
         self.n_features = len(located.metadata["feature_columns"])
         loaded = tf.saved_model.load(located.saved_model_dir)
-        self.signature = loaded.signatures["serving_default"]
+        self.signature = loaded.signatures[SIGNATURE]
         self._keep = loaded  # the signature needs its object alive
         produced = tuple(self.signature.structured_outputs)
         self.outputs = tuple(o for o in OUTPUTS if o in produced) + tuple(o for o in produced if o not in OUTPUTS)
-        spec = self.signature.structured_input_signature[1][INPUT]
+        spec = self.signature.structured_input_signature[1][INPUT_NAME]
         if spec.shape.as_list()[1:] != [self.window, self.n_features]:
             raise RuntimeError(
                 f"SavedModel input {spec.shape} does not match the metadata [None, {self.window}, {self.n_features}]"
@@ -113,22 +113,22 @@ class SavedModelPredictor(Model):
         import tensorflow as tf
 
         inputs = {i.name: i for i in payload.inputs}
-        if set(inputs) != {INPUT}:
-            raise InvalidInput(f"expected exactly one input '{INPUT}', got {sorted(inputs)}")
-        features = inputs[INPUT]
+        if set(inputs) != {INPUT_NAME}:
+            raise InvalidInput(f"expected exactly one input '{INPUT_NAME}', got {sorted(inputs)}")
+        features = inputs[INPUT_NAME]
         if features.datatype != "FP32":
-            raise InvalidInput(f"input '{INPUT}': datatype {features.datatype}, expected FP32")
+            raise InvalidInput(f"input '{INPUT_NAME}': datatype {features.datatype}, expected FP32")
         try:
             array = np.asarray(features.as_numpy(), dtype="float32")
         except Exception as exc:  # malformed tensor data of any kind is the client's error
-            raise InvalidInput(f"input '{INPUT}': cannot decode the data ({exc})") from None
+            raise InvalidInput(f"input '{INPUT_NAME}': cannot decode the data ({exc})") from None
         if array.ndim != 3 or list(array.shape[1:]) != [self.window, self.n_features]:
             raise InvalidInput(
-                f"input '{INPUT}': shape {list(array.shape)}, expected [B, {self.window}, {self.n_features}]"
+                f"input '{INPUT_NAME}': shape {list(array.shape)}, expected [B, {self.window}, {self.n_features}]"
             )
         if not np.isfinite(array).all():
-            raise InvalidInput(f"input '{INPUT}': NaN or infinite values")
-        result = self.signature(**{INPUT: tf.constant(array)})
+            raise InvalidInput(f"input '{INPUT_NAME}': NaN or infinite values")
+        result = self.signature(**{INPUT_NAME: tf.constant(array)})
         outputs = []
         for name in self.outputs:
             value = result[name].numpy().astype("float32")
@@ -144,18 +144,18 @@ class SavedModelPredictor(Model):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_name", default="bitpredict")
-    parser.add_argument(
+    cli = parser(__doc__)
+    cli.add_argument(
         "--model_dir", required=True, help="Exported model: <store>/<name>[/<version>] or a candidate dir."
     )
-    parser.add_argument("--host", default=DEFAULT_HOST)
-    parser.add_argument("--http_port", type=int, default=8080)
-    parser.add_argument("--grpc_port", type=int, default=8081)
-    args, _ = parser.parse_known_args(argv)
-    model = SavedModelPredictor(args.model_name, args.model_dir)
-    model.load()
-    serve([model], http_port=args.http_port, grpc_port=args.grpc_port, host=args.host)
+    args, _ = cli.parse_known_args(argv)
+
+    def build() -> list[Model]:  # in each worker: every process loads its own copy of the SavedModel
+        model = SavedModelPredictor(args.model_name, args.model_dir)
+        model.load()
+        return [model]
+
+    serve(build, args)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@
     python -m inference.serve_local                       # the champion of the published state (else the registry's)
     python -m inference.serve_local --model-dir <dir>     # any exported model or training candidate
 
-The transformer listens on 8080 (REST) and 8081 (gRPC), the predictor on 8085/8086; their logs go to
-``<data dir>/logs/serve.log``. It prints one line — which model, kind and version, at which URL — only after
-a real v2 forecast request through the transformer has succeeded (built from the published clean bars).
+The transformer listens on 8080 (REST) and 8081 (gRPC), the predictor on 8085/8086, both on 127.0.0.1 only
+(``--host``); the transformer calls the predictor over v2 gRPC (``--predictor-protocol v2`` for REST), with
+``WORKERS`` server processes each (default 1) and at most ``MAX_IN_FLIGHT`` requests in flight per worker (more
+get 503 + Retry-After at once). Their logs go to ``<data dir>/logs/serve.log``. It prints one line — which
+model, kind and version, at which URL — only after a real v2 forecast request through the transformer has
+succeeded (built from the published clean bars).
 Ctrl-C stops both. A failure is one line saying what to do, and a non-zero exit code.
 """
 
@@ -24,6 +27,7 @@ from typing import Any
 import httpx
 
 from bitpredict import storage
+from bitpredict.artifact import METADATA_FILE
 from bitpredict.config import ConfigError, Settings, load_settings
 from bitpredict.runtime import quiet_tensorflow
 
@@ -44,11 +48,11 @@ class Chosen:
 
 
 def _kind_of(directory: str) -> tuple[str, str]:
-    from bitpredict.serving import ModelMismatch, locate_model
+    from bitpredict.artifact import locate
 
     try:
-        located = locate_model(directory)
-    except (ModelMismatch, OSError, ValueError) as exc:
+        located = locate(directory, require_saved_model=True)
+    except (OSError, ValueError) as exc:  # ArtifactError is a ValueError
         raise ServeError(f"{directory} is not a servable BitPredict model ({exc})") from None
     return located.version, str(located.metadata.get("kind", "lstm"))
 
@@ -65,7 +69,7 @@ def choose_model(settings: Settings, model_dir: str | None) -> Chosen:
         return Chosen(model_dir, name, version, kind)
     champion = (read_manifest(settings) or {}).get("champion") or {}
     folder = champion.get("exported_to")
-    if folder and storage.exists(storage.join(folder, "bitpredict_model.json")):
+    if folder and storage.exists(storage.join(folder, METADATA_FILE)):
         version, kind = _kind_of(folder)
         return Chosen(folder, champion.get("model", settings.registered_model_name), version, kind)
     from bitpredict.registry import champion_info, export_for_serving
@@ -78,7 +82,7 @@ def choose_model(settings: Settings, model_dir: str | None) -> Chosen:
     if registered is None:
         raise ServeError("no champion yet: run `make run` first (or `make serve MODEL_DIR=<dir>`)")
     target = storage.join(settings.serving_store, settings.registered_model_name, str(registered["version"]))
-    if not storage.exists(storage.join(target, "bitpredict_model.json")):
+    if not storage.exists(storage.join(target, METADATA_FILE)):
         export_for_serving(settings, registered["version"])
     version, kind = _kind_of(target)
     return Chosen(target, settings.registered_model_name, version, kind)
@@ -151,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", default=os.environ.get("MODEL_DIR") or None)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8080))
     parser.add_argument("--predictor-port", type=int, default=int(os.environ.get("PREDICTOR_PORT") or 8085))
+    parser.add_argument(
+        "--predictor-protocol",
+        choices=("grpc-v2", "v2"),
+        default=os.environ.get("PREDICTOR_PROTOCOL") or "grpc-v2",
+        help="transformer → predictor: v2 gRPC (default) or v2 REST",
+    )
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS") or 1))
+    parser.add_argument("--max-in-flight", type=int, default=int(os.environ.get("MAX_IN_FLIGHT") or 4))
     args = parser.parse_args(argv)
     processes: list[subprocess.Popen] = []
     signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops both servers too, like Ctrl-C
@@ -163,14 +175,18 @@ def main(argv: list[str] | None = None) -> int:
         with log.open("a") as out:
             start = {"stdout": out, "stderr": subprocess.STDOUT, "env": env}
             python = sys.executable
+            serving = ["--host", "127.0.0.1", "--workers", str(args.workers),
+                       "--max_in_flight", str(args.max_in_flight)]  # fmt: skip
+            upstream = args.predictor_port + (1 if args.predictor_protocol == "grpc-v2" else 0)
             processes.append(subprocess.Popen(
-                [python, "-m", "inference.predictor", "--model_dir", chosen.directory, "--host", "127.0.0.1",
+                [python, "-m", "inference.predictor", "--model_dir", chosen.directory, *serving,
                  "--http_port", str(args.predictor_port), "--grpc_port", str(args.predictor_port + 1)], **start,
             ))  # fmt: skip
             processes.append(subprocess.Popen(
-                [python, "-m", "inference.transformer", "--model_uri", chosen.directory, "--host", "127.0.0.1",
-                 "--predictor_host", f"127.0.0.1:{args.predictor_port}", "--http_port", str(args.port),
-                 "--grpc_port", str(args.port + 1), "--request_log", settings.path("requests")], **start,
+                [python, "-m", "inference.transformer", "--model_uri", chosen.directory, *serving,
+                 "--predictor_host", f"127.0.0.1:{upstream}", "--predictor_protocol", args.predictor_protocol,
+                 "--http_port", str(args.port), "--grpc_port", str(args.port + 1),
+                 "--request_log", settings.path("requests")], **start,
             ))  # fmt: skip
         transformer, predictor = f"http://127.0.0.1:{args.port}", f"http://127.0.0.1:{args.predictor_port}"
         wait_ready(predictor, processes[0], log)

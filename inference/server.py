@@ -1,89 +1,357 @@
-"""Run kserve Models in a KServe ``ModelServer`` bound to a chosen host.
+"""Start KServe model servers the way KServe's samples do, plus three things a forecast service needs.
 
-KServe 0.21 always binds REST to 0.0.0.0 and gRPC to [::] (no flag). In a pod that is right; on a laptop
-and in tests the servers must listen on 127.0.0.1 only. ``bind_to`` swaps in a REST server whose uvicorn
-config uses the host, and makes the gRPC server's listen address use it too; everything else (routes,
-data plane, metrics, health) is KServe's own — except readiness: a transformer is ready only while its
-predictor is (``gate_readiness``).
+``parser()`` extends ``kserve.model_server.parser`` (argparse parents, as KServe's custom-model samples do), so
+every KServe flag works as documented, and adds ours:
+
+* ``--host``: the address to listen on (``0.0.0.0`` in a pod; ``make serve`` and the tests pass 127.0.0.1).
+  The REST socket is bound here and handed to uvicorn as a file descriptor (a uvicorn setting); the gRPC server
+  is KServe's ``GRPCServer`` with the host in its listen address. Nothing in KServe is patched.
+* ``--workers N``: N server processes on one node, each with its own copy of the model, its own event loop and
+  its own gRPC server; they share the REST socket (the kernel hands each connection to one) and the gRPC port
+  (``SO_REUSEPORT``, gRPC's default on Linux). KServe's own multi-worker mode re-imports its app in spawned
+  children, which would drop the request guard, the readiness gate and the load shedding below, so the workers
+  are forked here instead, before the model is loaded. The parent only forwards signals and, when a worker dies,
+  stops the rest and exits non-zero so that Kubernetes restarts the pod.
+* ``--max_in_flight`` / ``--retry_after_s``: load shedding. Each worker admits at most ``max_in_flight``
+  inference requests at once (REST and gRPC together); one more gets ``503`` with ``Retry-After`` (gRPC:
+  ``UNAVAILABLE`` with a ``retry-after`` trailer) at once instead of queueing behind the others. A CPU-bound
+  worker serves requests one at a time anyway, so a queue only adds waiting: with the bound, an accepted request
+  waits for at most ``max_in_flight - 1`` others, and a client or the autoscaler sees the overload immediately.
+
+Also in front of every worker: ``V2RequestGuard`` (malformed bodies are 400s) and, for a transformer,
+``PredictorReadiness`` (not ready while its predictor is not).
 """
 
 from __future__ import annotations
 
-import types
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import sys
 from collections.abc import Callable
+from concurrent import futures
 from typing import Any
 
 from kserve import Model, ModelServer
-from kserve.predictor_config import PredictorConfig
+from kserve import model_server as kserve_model_server
+from kserve.protocol.grpc.server import GRPCServer
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "0.0.0.0"
+DEFAULT_MAX_IN_FLIGHT = 4
+DEFAULT_RETRY_AFTER_S = 1.0
+INFER_SUFFIXES = ("/infer", ":predict")  # v2 and v1 inference routes; health, metadata and metrics always pass
+SHED_GRPC_METHODS = ("/inference.GRPCInferenceService/ModelInfer",)
+BACKLOG = 2048
 
 
-def bind_to(host: str) -> None:
-    """Make the next ModelServer listen on ``host`` (REST and gRPC)."""
-    if host == DEFAULT_HOST:
-        return
-    import kserve.model_server as model_server
-    from kserve.protocol.grpc import server as grpc_server
-    from kserve.protocol.rest import server as rest_server
-
-    base_rest = rest_server.RESTServer
-
-    class HostRESTServer(base_rest):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.config.host = host
-            self._server = rest_server._RefreshingServer(self.config)
-
-    model_server.RESTServer = HostRESTServer
-    real_server = grpc_server.aio.server
-
-    def server(*args: Any, **kwargs: Any) -> Any:
-        created = real_server(*args, **kwargs)
-        add_port = created.add_insecure_port
-        created.add_insecure_port = lambda address: add_port(address.replace("[::]", host))
-        return created
-
-    grpc_server.aio = types.SimpleNamespace(server=server)
+def parser(description: str | None = None) -> argparse.ArgumentParser:
+    """KServe's model-server parser with BitPredict's serving flags added (``parents=[model_server.parser]``)."""
+    result = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[kserve_model_server.parser],
+    )
+    result.add_argument("--host", default=DEFAULT_HOST, help="Address to listen on (REST and gRPC).")
+    result.add_argument(
+        "--max_in_flight",
+        type=int,
+        default=DEFAULT_MAX_IN_FLIGHT,
+        help="Inference requests one worker handles at once; more are answered 503 + Retry-After at once.",
+    )
+    result.add_argument(
+        "--retry_after_s", type=float, default=DEFAULT_RETRY_AFTER_S, help="Retry-After of a shed request."
+    )
+    result.set_defaults(model_name="bitpredict", enable_latency_logging=False)
+    return result
 
 
-def guard_requests(on_reject: Callable[[str], None] | None = None) -> None:
-    """Put ``V2RequestGuard`` in front of KServe's app (before it starts serving)."""
-    from kserve.model_server import app
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse settings that cannot work, with the flag named (the parser has no bounds)."""
+    if args.workers < 1:
+        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
+    if args.max_in_flight < 1:
+        raise SystemExit(f"--max_in_flight must be >= 1, got {args.max_in_flight}")
+    if not args.retry_after_s > 0:
+        raise SystemExit(f"--retry_after_s must be > 0, got {args.retry_after_s}")
 
+
+# --------------------------------------------------------------------------------------------
+# load shedding
+# --------------------------------------------------------------------------------------------
+
+
+class Admission:
+    """Requests in flight in this worker, REST and gRPC together (one event loop: no lock needed)."""
+
+    def __init__(self, limit: int, retry_after_s: float) -> None:
+        if limit < 1:
+            raise ValueError(f"the in-flight limit must be >= 1, got {limit}")
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.in_flight = 0
+        self.shed = 0
+
+    def enter(self) -> bool:
+        if self.in_flight >= self.limit:
+            self.shed += 1
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+    @property
+    def retry_after(self) -> str:
+        return str(max(1, math.ceil(self.retry_after_s)))  # HTTP's Retry-After is whole seconds
+
+    def message(self) -> str:
+        return f"overloaded: {self.limit} requests already in flight in this worker; retry after {self.retry_after} s"
+
+
+class ShedLoad:
+    """ASGI middleware: an inference request past the worker's bound gets 503 + ``Retry-After`` without waiting."""
+
+    def __init__(self, app: Any, admission: Admission, on_shed: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.admission = admission
+        self.on_shed = on_shed
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or not scope["path"].endswith(INFER_SUFFIXES):
+            await self.app(scope, receive, send)
+            return
+        if not self.admission.enter():
+            if self.on_shed:
+                self.on_shed()
+            body = json.dumps({"error": self.admission.message()}).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", self.admission.retry_after.encode()),
+            ]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.admission.leave()
+
+
+def grpc_shedder(admission: Admission, on_shed: Callable[[], None] | None = None) -> Any:
+    """A gRPC server interceptor doing the same for ``ModelInfer`` (``UNAVAILABLE`` + ``retry-after`` trailer)."""
+    import grpc
+
+    class ShedLoadInterceptor(grpc.aio.ServerInterceptor):
+        async def intercept_service(self, continuation: Any, details: Any) -> Any:
+            handler = await continuation(details)
+            if handler is None or details.method not in SHED_GRPC_METHODS or handler.unary_unary is None:
+                return handler
+            inner = handler.unary_unary
+
+            async def limited(request: Any, context: Any) -> Any:
+                if not admission.enter():
+                    if on_shed:
+                        on_shed()
+                    context.set_trailing_metadata((("retry-after", admission.retry_after),))
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, admission.message())
+                try:
+                    return await inner(request, context)
+                finally:
+                    admission.leave()
+
+            return grpc.unary_unary_rpc_method_handler(
+                limited,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+    return ShedLoadInterceptor()
+
+
+# --------------------------------------------------------------------------------------------
+# one worker: KServe's ModelServer on a given socket and host
+# --------------------------------------------------------------------------------------------
+
+
+class HostGRPCServer(GRPCServer):
+    """KServe's gRPC server listening on ``host`` (KServe's own listens on [::]) with the shedding interceptor."""
+
+    def __init__(self, host: str, interceptors: tuple[Any, ...], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._host = "[::]" if host == DEFAULT_HOST else host
+        self._extra_interceptors = interceptors
+
+    async def start(self, max_workers: int) -> None:
+        from grpc import aio
+        from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+        from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
+        from kserve.protocol.grpc.servicer import InferenceServicer
+
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=(*self._extra_interceptors, LoggingInterceptor(), ExceptionToStatusInterceptor()),
+            options=[
+                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+            ],
+        )
+        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        self._server.add_insecure_port(f"{self._host}:{self._port}")
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+class WorkerModelServer(ModelServer):
+    """One worker: KServe's ``ModelServer`` serving REST on an already-bound socket and gRPC on ``host``."""
+
+    def __init__(self, rest_socket: socket.socket, host: str, grpc_interceptors: tuple[Any, ...], **kwargs: Any):
+        self._serve_grpc = kwargs.pop("enable_grpc", True)
+        super().__init__(enable_grpc=False, workers=1, **kwargs)  # gRPC: our HostGRPCServer, started below
+        self.rest_socket = rest_socket
+        self.host = host
+        self.grpc_interceptors = grpc_interceptors
+
+    async def _serve(self) -> None:
+        if self._rest_server is not None:
+            self._rest_server.config.fd = self.rest_socket.fileno()  # uvicorn serves the socket bound by serve()
+        if self._serve_grpc:
+            self._grpc_server = HostGRPCServer(
+                self.host,
+                self.grpc_interceptors,
+                self.grpc_port,
+                self.dataplane,
+                self.model_repository_extension,
+                kwargs=vars(kserve_model_server.args),
+                grace_period=self.grace_period,
+            )
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        await super()._serve()
+
+
+def _install_middlewares(models: list[Model], admission: Admission, on_reject: Callable[[str], None] | None) -> None:
+    """Guard, readiness gate and shedding in front of KServe's app (the last added runs first: shedding)."""
     from inference.guard import V2RequestGuard
-
-    app.add_middleware(V2RequestGuard, on_reject=on_reject)
-
-
-def gate_readiness(models: list[Model], ttl_s: float = 2.0) -> None:
-    """Make the ready routes answer 503 while a transformer's predictor is not ready (``inference.readiness``)."""
-    from kserve.model_server import app
-
     from inference.readiness import PredictorReadiness, upstreams_of
 
+    app = kserve_model_server.app
+    app.add_middleware(V2RequestGuard, on_reject=on_reject)
     upstreams = upstreams_of(models)
     if upstreams:
-        app.add_middleware(PredictorReadiness, upstreams=upstreams, ttl_s=ttl_s)
+        app.add_middleware(PredictorReadiness, upstreams=upstreams, ttl_s=2.0)
+    on_shed = (lambda: on_reject("overloaded")) if on_reject else None
+    app.add_middleware(ShedLoad, admission=admission, on_shed=on_shed)
+
+
+def _run_worker(
+    build: Callable[[], list[Model]],
+    args: argparse.Namespace,
+    rest_socket: socket.socket,
+    on_reject: Callable[[str], None] | None,
+) -> None:
+    models = build()
+    admission = Admission(args.max_in_flight, args.retry_after_s)
+    _install_middlewares(models, admission, on_reject)
+    on_shed = (lambda: on_reject("overloaded")) if on_reject else None
+    WorkerModelServer(
+        rest_socket,
+        args.host,
+        (grpc_shedder(admission, on_shed),),
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        enable_grpc=args.enable_grpc,
+        max_threads=args.max_threads,
+        max_asyncio_workers=args.max_asyncio_workers,
+        enable_latency_logging=args.enable_latency_logging,
+        event_loop=args.event_loop,
+        timeout_keep_alive=args.timeout_keep_alive,
+    ).start(models)
+
+
+def bind_rest(host: str, port: int) -> socket.socket:
+    """The listening REST socket every worker serves (SO_REUSEADDR: a restart does not wait for TIME_WAIT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(
-    models: list[Model],
-    *,
-    http_port: int,
-    grpc_port: int,
-    host: str = DEFAULT_HOST,
-    predictor_config: PredictorConfig | None = None,
+    build: Callable[[], list[Model]],
+    args: argparse.Namespace,
     on_reject: Callable[[str], None] | None = None,
 ) -> None:
-    """Start the servers and block until a signal stops them."""
-    bind_to(host)
-    guard_requests(on_reject)
-    gate_readiness(models)
-    ModelServer(
-        http_port=http_port,
-        grpc_port=grpc_port,
-        enable_grpc=True,
-        predictor_config=predictor_config,
-        enable_latency_logging=False,
-    ).start(models)
+    """Serve the models ``build()`` returns with ``args.workers`` processes; blocks until a signal stops them.
+
+    ``build`` runs in each worker (after the fork), so every worker loads its own model and opens its own
+    connections; a model loaded before forking would share TensorFlow's and gRPC's threads across processes.
+    """
+    check_args(args)
+    rest_socket = bind_rest(args.host, args.http_port)
+    if args.workers == 1:
+        _run_worker(build, args, rest_socket, on_reject)
+        return
+    children: list[int] = []
+    for _ in range(args.workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: serve until a signal, then leave without running the parent's cleanup
+            code = 0
+            try:
+                _run_worker(build, args, rest_socket, on_reject)
+            except BaseException:  # a worker's crash is logged and becomes its exit code
+                log.exception("worker failed")
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    rest_socket.close()
+    sys.exit(_supervise(children))
+
+
+def _supervise(children: list[int]) -> int:
+    """Forward SIGTERM/SIGINT to the workers; when one exits on its own, stop the others. Returns the exit code."""
+    stopping = False
+
+    def forward(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            _signal(pid, signal.SIGTERM)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    log.info("serving with workers", extra={"workers": children})
+    code = 0
+    alive = set(children)
+    while alive:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        alive.discard(pid)
+        if not stopping:
+            log.error("a worker exited; stopping the others", extra={"pid": pid, "status": status})
+            code = 1
+            stopping = True
+            for other in alive:
+                _signal(other, signal.SIGTERM)
+    return code
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it exited already
+        os.kill(pid, signum)

@@ -7,47 +7,34 @@ aggregates. The rows become the model's [1, W, F] input through ``bitpredict.ser
 and the predictor's quantiles become ``predicted_log_return``, ``predicted_close``, ``direction``, ``lower``,
 ``upper``, ``as_of`` and ``model_version``.
 
-The predictor is reached by ``--predictor_protocol``: ``v2`` (REST, KServe's client: the local predictor,
-Triton), ``grpc-v2`` (KServe's gRPC client), or ``tfserving`` (TF Serving's gRPC ``PredictionService.Predict``
-through ``tensorflow-serving-api``: KServe's TensorFlow runtime).
+The predictor is reached over one pooled, kept-alive connection per worker (``inference.upstream``):
+``--predictor_protocol v2`` (REST) or ``grpc-v2`` (gRPC) to a v2 server (the local predictor, Triton), or
+``--predictor_runtime tfserving`` for TF Serving's gRPC ``PredictionService.Predict`` (KServe's TensorFlow
+runtime). A predictor that is down, slow past ``--predictor_request_timeout_seconds`` or failing costs that
+request a 503, never the transformer.
 
     python -m inference.transformer --model_uri data/models/serving/bitpredict-lstm \\
-        --predictor_host 127.0.0.1:8085 --predictor_protocol v2 --http_port 8080 --grpc_port 8081
+        --predictor_host 127.0.0.1:8086 --predictor_protocol grpc-v2 --http_port 8080 --grpc_port 8081
+
+Every KServe model-server flag works (``--workers``, ``--max_threads``, ...), plus ``inference.server``'s
+``--host``, ``--max_in_flight`` and ``--retry_after_s``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextvars
 import logging
-import sys
 import time
 import uuid
 from typing import Any
-
-
-def _kserve_view(argv: list[str]) -> list[str]:
-    """kserve parses ``sys.argv`` when imported and knows only v1/v2/grpc-v2 as ``--predictor_protocol``;
-    it sees ``v2`` where we say ``tfserving`` (our own parser reads the real value)."""
-    out = list(argv)
-    for i, arg in enumerate(out):
-        if arg == "--predictor_protocol=tfserving":
-            out[i] = "--predictor_protocol=v2"
-        elif arg == "tfserving" and i > 0 and out[i - 1] == "--predictor_protocol":
-            out[i] = "v2"
-    return out
-
-
-ARGV = sys.argv[1:]
-sys.argv = [sys.argv[0], *_kserve_view(ARGV)]
 
 import numpy as np
 import pandas as pd
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ServerNotReady
-from kserve.predictor_config import PredictorConfig
 from prometheus_client import Counter, Gauge, Histogram
 
+from bitpredict.artifact import locate
 from bitpredict.config import load_settings
 from bitpredict.request_log import RequestLog
 from bitpredict.serving import (
@@ -55,12 +42,12 @@ from bitpredict.serving import (
     RequestError,
     feature_window,
     forecast,
-    locate_model,
     optional_inputs,
     parse_request,
     sentiment_source,
 )
-from inference.server import DEFAULT_HOST, serve
+from inference.server import parser, serve
+from inference.upstream import PredictorClient, PredictorUnavailable, client_for
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +63,18 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5),
 )
 
-PROTOCOLS = ("v2", "grpc-v2", "tfserving")
+RUNTIMES = ("v2", "tfserving")  # a v2 server (local predictor, Triton) or TF Serving's own gRPC API
 DIRECTIONS = {1: "up", -1: "down", 0: "flat"}  # flat: the median is exactly today's close (a baseline's)
-_request: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("bitpredict_request")
+# The forecast's outputs, declared once: the metadata route lists them, postprocess fills them in this order.
+OUTPUTS = (
+    ("predicted_log_return", "FP64"),
+    ("predicted_close", "FP64"),
+    ("direction", "INT64"),
+    ("lower", "FP64"),
+    ("upper", "FP64"),
+    ("as_of", "BYTES"),
+    ("model_version", "BYTES"),
+)
 
 
 def _decode(payload: InferRequest) -> dict[str, tuple[str, np.ndarray]]:
@@ -112,16 +108,16 @@ class BitPredictTransformer(Model):
         predictor_host: str,
         request_log: RequestLog | None = None,
         tfserving_model: str | None = None,
+        timeout_s: float = 5.0,
     ) -> None:
         super().__init__(name)
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"predictor protocol {protocol!r}; choose one of {PROTOCOLS}")
         self.spec = spec
-        self.protocol = protocol
+        self.protocol = protocol  # the wire protocol to the predictor: v2, grpc-v2 or tfserving
         self.predictor_host = predictor_host
         self.request_log = request_log
         self.tfserving_model = tfserving_model or name
-        self._tfserving_stub: Any = None
+        remote = self.tfserving_model if protocol == "tfserving" else name
+        self.client: PredictorClient = client_for(protocol, predictor_host, remote, timeout_s)
         self.settings = load_settings()
         MODEL_INFO.labels(model=name, version=spec.version).set(1)
         self.ready = True  # the metadata was loaded and checked before this object existed
@@ -134,19 +130,11 @@ class BitPredictTransformer(Model):
         return [{"name": "timestamp", "datatype": "INT64|BYTES", "shape": n}, *market, *optional]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        one = [1]
-        return [
-            {"name": "predicted_log_return", "datatype": "FP64", "shape": one},
-            {"name": "predicted_close", "datatype": "FP64", "shape": one},
-            {"name": "direction", "datatype": "INT64", "shape": one},
-            {"name": "lower", "datatype": "FP64", "shape": one},
-            {"name": "upper", "datatype": "FP64", "shape": one},
-            {"name": "as_of", "datatype": "BYTES", "shape": one},
-            {"name": "model_version", "datatype": "BYTES", "shape": one},
-        ]
+        return [{"name": name, "datatype": datatype, "shape": [1]} for name, datatype in OUTPUTS]
 
-    # -- v2 request → predictor request -------------------------------------------------------
-    async def preprocess(self, payload: InferRequest | dict, headers: dict[str, str] | None = None) -> InferRequest:
+    # -- v2 request → the model's window ----------------------------------------------------------
+    async def preprocess(self, payload: InferRequest | dict, headers: dict[str, str] | None = None) -> dict:
+        """The window [1, W, F] and what postprocess needs, as a plain dict (KServe passes it on untouched)."""
         started = time.perf_counter()
         if not isinstance(payload, InferRequest):
             self._reject("v1_request", "use the v2 protocol: POST /v2/models/<name>/infer")
@@ -156,9 +144,7 @@ class BitPredictTransformer(Model):
         except RequestError as exc:
             self._reject(exc.reason, str(exc))
         request_id = payload.id or uuid.uuid4().hex
-        _request.set({"bars": bars, "started": started, "id": request_id})
-        tensor = _infer_input(window)
-        return InferRequest(model_name=self.name, infer_inputs=[tensor], request_id=request_id)
+        return {"window": np.asarray(window, dtype="float32"), "bars": bars, "started": started, "id": request_id}
 
     def _reject(self, reason: str, message: str) -> None:
         REJECTED.labels(reason=reason).inc()
@@ -166,86 +152,48 @@ class BitPredictTransformer(Model):
 
     # -- the predictor call ---------------------------------------------------------------------
     async def predict(
-        self, payload: InferRequest, headers: dict[str, str] | None = None, response_headers: dict | None = None
-    ) -> InferResponse:
+        self, payload: dict, headers: dict[str, str] | None = None, response_headers: dict | None = None
+    ) -> dict:
         try:
-            if self.protocol != "tfserving":
-                return await super().predict(payload, headers, response_headers)
-            return await self._tfserving_predict(payload)
-        except InvalidInput:
-            raise
-        except Exception as exc:  # the predictor is down or failing: a 503 for the client, the cause in the log
+            quantiles = await self.client.quantiles(payload["window"], payload["id"])
+        except PredictorUnavailable as exc:  # down, timed out or failing: a 503 for the client, the cause in the log
             PREDICTOR_ERRORS.inc()
-            log.error("predictor call failed", extra={"predictor": self.predictor_host, "error": repr(exc)})
-            reason = f"the predictor at {self.predictor_host} is unavailable: {type(exc).__name__}"
-            raise ServerNotReady(reason) from exc
+            log.error("predictor call failed", extra={"predictor": self.predictor_host, "error": str(exc)})
+            raise ServerNotReady(f"the predictor at {self.predictor_host} is unavailable: {exc}") from exc
+        return {**payload, "quantiles": quantiles}
 
-    async def _tfserving_predict(self, payload: InferRequest) -> InferResponse:
-        """TF Serving's gRPC ``PredictionService.Predict`` with the SavedModel's ``serving_default`` signature."""
-        import grpc
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
-        if self._tfserving_stub is None:
-            channel = grpc.aio.insecure_channel(self.predictor_host)
-            self._tfserving_stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = self.tfserving_model
-        request.model_spec.signature_name = "serving_default"
-        request.inputs["features"].CopyFrom(tf.make_tensor_proto(payload.inputs[0].as_numpy(), dtype=tf.float32))
-        reply = await self._tfserving_stub.Predict(request, timeout=10.0)
-        outputs = []
-        for name in ("quantiles", "attention"):
-            value = tf.make_ndarray(reply.outputs[name]).astype("float32")
-            output = InferOutput(name=name, shape=list(value.shape), datatype="FP32")
-            output.set_data_from_numpy(value, binary_data=False)
-            outputs.append(output)
-        return InferResponse(response_id=payload.id, model_name=self.name, infer_outputs=outputs)
-
-    # -- predictor response → forecast ----------------------------------------------------------
+    # -- quantiles → forecast -----------------------------------------------------------------------
     async def postprocess(
-        self, result: InferResponse | dict, headers: dict[str, str] | None = None, response_headers: dict | None = None
+        self, result: dict, headers: dict[str, str] | None = None, response_headers: dict | None = None
     ) -> InferResponse:
-        context = _request.get()
-        bars: pd.DataFrame = context["bars"]
-        if isinstance(result, dict):
-            result = InferResponse.from_rest(result)
-        quantiles = next(o for o in result.outputs if o.name == "quantiles").as_numpy()
-        outcome = forecast(quantiles, bars, self.spec)
+        bars: pd.DataFrame = result["bars"]
+        started = result["started"]
+        outcome = forecast(result["quantiles"], bars, self.spec)
         PREDICTIONS.labels(direction=DIRECTIONS[outcome["direction"]]).inc()
         PREDICTED_CLOSE.set(outcome["predicted_close"])
         LAST_CLOSE.set(float(bars["close"].iloc[-1]))
         source = sentiment_source(bars)
-        REQUEST_SECONDS.observe(time.perf_counter() - context["started"])
+        REQUEST_SECONDS.observe(time.perf_counter() - started)
         if self.request_log is not None:
             self.request_log.append(
                 {
-                    "request_id": context["id"],
+                    "request_id": result["id"],
                     "model_version": self.spec.version,
                     "rows": len(bars),
                     "first_day": str(bars["timestamp"].iloc[0].date()),
                     "last_day": str(bars["timestamp"].iloc[-1].date()),
                     "last_close": float(bars["close"].iloc[-1]),
                     "sentiment": source,
-                    "latency_ms": (time.perf_counter() - context["started"]) * 1000,
+                    "latency_ms": (time.perf_counter() - started) * 1000,
                     **outcome,
                     "bars": bars.assign(timestamp=bars["timestamp"].astype("int64") // 10**9).to_dict("list"),
                 }
             )
-        outputs = [
-            _output("predicted_log_return", outcome["predicted_log_return"], "FP64"),
-            _output("predicted_close", outcome["predicted_close"], "FP64"),
-            _output("direction", outcome["direction"], "INT64"),
-            _output("lower", outcome["lower"], "FP64"),
-            _output("upper", outcome["upper"], "FP64"),
-            _output("as_of", outcome["as_of"], "BYTES"),
-            _output("model_version", outcome["model_version"], "BYTES"),
-        ]
         return InferResponse(
-            response_id=context["id"],
+            response_id=result["id"],
             model_name=self.name,
             model_version=self.spec.label,
-            infer_outputs=outputs,
+            infer_outputs=[_output(name, outcome[name], datatype) for name, datatype in OUTPUTS],
             parameters={
                 "sentiment": source,
                 "rows": len(bars),
@@ -255,55 +203,60 @@ class BitPredictTransformer(Model):
         )
 
 
-def _infer_input(window: np.ndarray) -> Any:
-    from kserve import InferInput
-
-    tensor = InferInput(name="features", shape=list(window.shape), datatype="FP32")
-    tensor.set_data_from_numpy(window.astype("float32"), binary_data=False)
-    return tensor
-
-
 def build(args: argparse.Namespace) -> BitPredictTransformer:
     """Load and check the model's metadata (a mismatch stops the start-up), then the transformer."""
-    located = locate_model(args.model_uri)
+    located = locate(args.model_uri)
     spec = ModelSpec.from_metadata(located.metadata, located.version, max_rows=args.max_rows)
     request_log = RequestLog(args.request_log, flush_s=args.request_log_flush_s) if args.request_log else None
+    protocol = "tfserving" if args.predictor_runtime == "tfserving" else args.predictor_protocol
     return BitPredictTransformer(
-        args.model_name, spec, args.predictor_protocol, args.predictor_host, request_log, args.tfserving_model
+        args.model_name,
+        spec,
+        protocol,
+        args.predictor_host,
+        request_log,
+        args.tfserving_model,
+        timeout_s=float(args.predictor_request_timeout_seconds),
     )
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """KServe's model-server flags (``inference.server.parser``) and the transformer's own."""
+    cli = parser(__doc__)
+    cli.add_argument("--model_uri", required=True, help="Model store folder, version folder or candidate dir.")
+    cli.add_argument(
+        "--predictor_runtime",
+        choices=RUNTIMES,
+        default="v2",
+        help="v2: a v2 server spoken as --predictor_protocol; tfserving: TF Serving's gRPC PredictionService.",
+    )
+    cli.add_argument("--tfserving_model", default=None, help="TF Serving model name (default: --model_name).")
+    cli.add_argument("--max_rows", type=int, default=1000, help="Most rows one request may send (>= 365).")
+    cli.add_argument("--request_log", default=None, help="Folder (or gs://) for the request log; off if unset.")
+    cli.add_argument("--request_log_flush_s", type=float, default=5.0, help="Longest wait before a batch is written.")
+    cli.set_defaults(predictor_protocol="v2", predictor_request_timeout_seconds=5)
+    args, _ = cli.parse_known_args(argv)
+    if not args.predictor_host:
+        cli.error("--predictor_host is required (host:port of the predictor)")
+    if args.predictor_runtime == "v2" and args.predictor_protocol not in ("v2", "grpc-v2"):
+        cli.error(f"--predictor_protocol {args.predictor_protocol}: the transformer speaks v2 or grpc-v2")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_name", default="bitpredict")
-    parser.add_argument("--model_uri", required=True, help="Model store folder, version folder or candidate dir.")
-    parser.add_argument("--predictor_host", required=True, help="host:port of the predictor.")
-    parser.add_argument("--predictor_protocol", choices=PROTOCOLS, default="v2")
-    parser.add_argument("--tfserving_model", default=None, help="TF Serving model name (default: --model_name).")
-    parser.add_argument("--host", default=DEFAULT_HOST)
-    parser.add_argument("--http_port", type=int, default=8080)
-    parser.add_argument("--grpc_port", type=int, default=8081)
-    parser.add_argument("--max_rows", type=int, default=1000, help="Most rows one request may send (>= 365).")
-    parser.add_argument("--request_log", default=None, help="Folder (or gs://) for the request log; off if unset.")
-    parser.add_argument(
-        "--request_log_flush_s", type=float, default=5.0, help="Longest wait before a batch is written."
-    )
-    args, _ = parser.parse_known_args(ARGV if argv is None else argv)
-    transformer = build(args)
-    kserve_protocol = {"v2": "v2", "grpc-v2": "grpc-v2", "tfserving": "v2"}[args.predictor_protocol]
-    config = PredictorConfig(predictor_host=args.predictor_host, predictor_protocol=kserve_protocol)
+    args = arguments(argv)
+    workers: list[BitPredictTransformer] = []
+
+    def build_worker() -> list[Model]:  # in each worker: its own request log and predictor connection
+        workers.append(build(args))
+        return workers
+
     try:
-        serve(
-            [transformer],
-            http_port=args.http_port,
-            grpc_port=args.grpc_port,
-            host=args.host,
-            predictor_config=config,
-            on_reject=lambda reason: REJECTED.labels(reason=reason).inc(),
-        )
+        serve(build_worker, args, on_reject=lambda reason: REJECTED.labels(reason=reason).inc())
     finally:
-        if transformer.request_log is not None:
-            transformer.request_log.close()
+        for transformer in workers:
+            if transformer.request_log is not None:
+                transformer.request_log.close()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ switching serving to the Triton overlay.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import sys
@@ -40,17 +39,20 @@ from pathlib import Path
 from typing import Any
 
 from bitpredict import storage
+from bitpredict.artifact import (
+    ATTENTION_OUTPUT,
+    INPUT_NAME,
+    METADATA_FILE,
+    QUANTILES_OUTPUT,
+    REFERENCE_FILE,
+    SIGNATURE,
+    locate,
+)
 
-# Same values as bitpredict.train (a test keeps them equal); not imported, that module loads the training stack.
-METADATA_FILE = "bitpredict_model.json"
-REFERENCE_FILE = "reference.parquet"  # the drift job's reference rows, when a folder carries them
-SAVED_MODEL_DIR = "saved_model"  # a training candidate keeps its SavedModel in this sub-folder
-SAVED_MODEL_PB = "saved_model.pb"
 TRITON_SAVEDMODEL_DIR = "model.savedmodel"  # the TensorFlow backend's default_model_filename for SavedModels
 CONFIG_FILE = "config.pbtxt"
 DEFAULT_MODEL_NAME = "bitpredict"
 DEFAULT_MAX_BATCH_SIZE = 64
-DEFAULT_SIGNATURE = "serving_default"
 # Files that sit beside an exported SavedModel but are not part of it (metadata, the drift reference).
 NOT_SAVEDMODEL = frozenset({METADATA_FILE, REFERENCE_FILE})
 # Triton names a model after its folder; keep to characters that are safe in a folder, a URL and a gs:// key.
@@ -67,10 +69,10 @@ class TritonModelShape:
     window: int
     n_features: int
     n_quantiles: int
-    input_name: str = "features"
-    quantiles_output: str = "quantiles"
-    attention_output: str = "attention"
-    signature: str = DEFAULT_SIGNATURE
+    input_name: str = INPUT_NAME
+    quantiles_output: str = QUANTILES_OUTPUT
+    attention_output: str = ATTENTION_OUTPUT
+    signature: str = SIGNATURE
 
 
 def _positive_int(value: Any, what: str, source: Path) -> int:
@@ -97,17 +99,17 @@ def shape_from_metadata(metadata: dict[str, Any], source: Path) -> TritonModelSh
     n_quantiles = len(_non_empty_list(metadata.get("quantiles"), "'quantiles'", source))
 
     spec = metadata.get("input") or {}
-    input_name = spec.get("name", "features")
+    input_name = spec.get("name", INPUT_NAME)
     if "shape" in spec and list(spec["shape"])[1:] != [window, n_features]:
         raise ValueError(f"{source}: input shape {spec['shape']} disagrees with window={window}, F={n_features}")
     if spec.get("dtype", "float32") != "float32":
         raise ValueError(f"{source}: input dtype {spec['dtype']!r}; the Triton config declares TYPE_FP32")
 
-    outputs = metadata.get("outputs") or {"quantiles": [None, n_quantiles], "attention": [None, window]}
+    outputs = metadata.get("outputs") or {QUANTILES_OUTPUT: [None, n_quantiles], ATTENTION_OUTPUT: [None, window]}
     names = list(outputs)
     if len(names) != 2:
         raise ValueError(f"{source}: expected two outputs (quantiles, attention), got {names}")
-    quantiles_name = next((n for n in names if n == "quantiles"), names[0])
+    quantiles_name = next((n for n in names if n == QUANTILES_OUTPUT), names[0])
     attention_name = next(n for n in names if n != quantiles_name)
     if list(outputs[quantiles_name])[1:] != [n_quantiles]:
         raise ValueError(f"{source}: output {quantiles_name!r} shape {outputs[quantiles_name]} but Q={n_quantiles}")
@@ -121,37 +123,24 @@ def shape_from_metadata(metadata: dict[str, Any], source: Path) -> TritonModelSh
         input_name=input_name,
         quantiles_output=quantiles_name,
         attention_output=attention_name,
-        signature=str(metadata.get("signature") or DEFAULT_SIGNATURE),
+        signature=str(metadata.get("signature") or SIGNATURE),
     )
 
 
 def locate_savedmodel(version_dir: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The folder holding ``saved_model.pb`` and the parsed metadata, or a ValueError saying what is missing.
+    """The local folder holding ``saved_model.pb`` and the parsed metadata (``bitpredict.artifact.locate``).
 
-    Accepts the registry's export (``saved_model.pb`` beside ``bitpredict_model.json``) and a training
-    candidate (``saved_model/saved_model.pb`` beside it), the same two layouts ``bitpredict.serving`` reads.
+    The files are copied from a local folder, so a ``gs://`` version folder is refused with what to do.
     """
-    root = Path(version_dir)
     if storage.is_gcs(str(version_dir)):
         raise ValueError(f"{version_dir}: read the version folder from a local copy (gsutil cp -r ...)")
+    root = Path(version_dir)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder (expected an exported version folder)")
-    meta_path = root / METADATA_FILE
-    if not meta_path.is_file():
+    if not (root / METADATA_FILE).is_file():
         raise ValueError(f"{root}: no {METADATA_FILE}; not an exported BitPredict model")
-    if (root / SAVED_MODEL_PB).is_file():
-        saved = root
-    elif (root / SAVED_MODEL_DIR / SAVED_MODEL_PB).is_file():
-        saved = root / SAVED_MODEL_DIR
-    else:
-        raise ValueError(f"{root}: no {SAVED_MODEL_PB} (nor {SAVED_MODEL_DIR}/{SAVED_MODEL_PB}); nothing to serve")
-    try:
-        metadata = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_path}: not valid JSON: {exc}") from exc
-    if not isinstance(metadata, dict):
-        raise ValueError(f"{meta_path}: top level must be a JSON object")
-    return saved, metadata
+    located = locate(root, require_saved_model=True)
+    return Path(located.saved_model_dir), located.metadata
 
 
 def render_config(shape: TritonModelShape, model_name: str, max_batch_size: int, source: str = "") -> str:

@@ -22,12 +22,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bitpredict.artifact import locate
 from bitpredict.config import ModelSettings
 from bitpredict.dataset import labelled, model_input_columns
 from bitpredict.indicators import WARMUP, compute_indicators
 from bitpredict.merge import build_features
 from bitpredict.request_log import read_log
-from bitpredict.serving import ModelSpec, feature_window, forecast, locate_model, parse_request
+from bitpredict.serving import ModelSpec, feature_window, forecast, parse_request
 from bitpredict.train import export, fit_recipe, metadata
 from inference.client import predict_grpc, predict_rest, v2_request
 from tests.fakes.tfserving import FakeTFServing
@@ -48,6 +49,7 @@ class Served:
     rest: str
     grpc: str
     predictor_rest: str
+    predictor_grpc: str
     request_log: Path
     bars: pd.DataFrame
     trained: object
@@ -107,15 +109,15 @@ def served(model_dir: tuple[Path, object], clean_daily: pd.DataFrame, tmp_path_f
     logs = tmp_path_factory.mktemp("logs")
     request_log = logs / "requests"
     extra = ["--request_log", str(request_log), "--request_log_flush_s", "0.5", "--max_rows", "400"]
-    with _servers(directory, logs, extra) as (rest, grpc, predictor_rest):
-        yield Served(
-            directory, rest, grpc, predictor_rest, request_log, clean_daily.tail(200).reset_index(drop=True), trained
-        )
+    with _servers(directory, logs, extra) as (rest, grpc, predictor_rest, predictor_grpc):
+        bars = clean_daily.tail(200).reset_index(drop=True)
+        yield Served(directory, rest, grpc, predictor_rest, predictor_grpc, request_log, bars, trained)
 
 
 @contextlib.contextmanager
-def _servers(model: Path, logs: Path, transformer_args: list[str] = ()) -> Iterator[tuple[str, str, str]]:
-    """The real predictor and transformer on 127.0.0.1 for ``model``: (transformer REST, gRPC, predictor REST)."""
+def _servers(model: Path, logs: Path, transformer_args: list[str] = ()) -> Iterator[tuple[str, str, str, str]]:
+    """The real predictor and transformer on 127.0.0.1 for ``model`` (transformer → predictor over v2 REST):
+    (transformer REST, transformer gRPC, predictor REST, predictor gRPC)."""
     p_http, p_grpc, t_http, t_grpc = _port(), _port(), _port(), _port()
     predictor = _start(
         ["-m", "inference.predictor", "--model_dir", str(model), "--host", "127.0.0.1",
@@ -130,14 +132,14 @@ def _servers(model: Path, logs: Path, transformer_args: list[str] = ()) -> Itera
     try:
         _wait_ready(f"http://127.0.0.1:{p_http}", predictor, logs / "predictor.log")
         _wait_ready(f"http://127.0.0.1:{t_http}", transformer, logs / "transformer.log")
-        yield f"http://127.0.0.1:{t_http}", f"127.0.0.1:{t_grpc}", f"http://127.0.0.1:{p_http}"
+        yield f"http://127.0.0.1:{t_http}", f"127.0.0.1:{t_grpc}", f"http://127.0.0.1:{p_http}", f"127.0.0.1:{p_grpc}"
     finally:
         _stop(transformer)
         _stop(predictor)
 
 
 def _in_process(served: Served, bars: pd.DataFrame) -> dict:
-    located = locate_model(str(served.model_dir))
+    located = locate(str(served.model_dir))
     spec = ModelSpec.from_metadata(located.metadata, located.version)
     window = feature_window(parse_request(_typed(v2_request(bars)), spec), spec)
     quantiles = served.trained.model.predict(window, verbose=0)["quantiles"]
@@ -304,13 +306,13 @@ def test_metrics_and_the_request_log(served: Served) -> None:
 
 
 def test_the_tfserving_grpc_path_gives_the_same_forecast(served: Served, tmp_path: Path) -> None:
-    located = locate_model(str(served.model_dir))
+    located = locate(str(served.model_dir))
     tfserving = FakeTFServing("bitpredict", located.saved_model_dir).start()
     http, grpc_port = _port(), _port()
     log = tmp_path / "transformer-tfserving.log"
     transformer = _start(
         ["-m", "inference.transformer", "--model_uri", str(served.model_dir), "--predictor_host", tfserving.target,
-         "--predictor_protocol", "tfserving", "--host", "127.0.0.1", "--http_port", str(http),
+         "--predictor_runtime", "tfserving", "--host", "127.0.0.1", "--http_port", str(http),
          "--grpc_port", str(grpc_port)],
         log,
     )  # fmt: skip
@@ -371,7 +373,7 @@ def test_the_transformer_is_not_ready_while_its_predictor_is_down(served: Served
 
 def test_the_predictor_metadata_names_the_model_tensors(served: Served) -> None:
     meta = httpx.get(f"{served.predictor_rest}/v2/models/bitpredict", timeout=5).json()
-    window, features = TINY["window"], len(locate_model(str(served.model_dir)).metadata["feature_columns"])
+    window, features = TINY["window"], len(locate(str(served.model_dir)).metadata["feature_columns"])
     assert meta["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, window, features]}]
     assert meta["outputs"] == [
         {"name": "quantiles", "datatype": "FP32", "shape": [-1, 3]},
@@ -478,7 +480,7 @@ def test_a_baseline_export_is_served_by_the_real_servers_as_evaluated(
     shutil.copytree(exported / SAVED_MODEL_DIR, version)
     (version / METADATA_FILE).write_text(json.dumps(baseline_metadata(fit, ModelSettings(window=30))))
 
-    with _servers(version.parent, tmp_path) as (rest, _, predictor_rest):
+    with _servers(version.parent, tmp_path) as (rest, _, predictor_rest, _):
         metadata = httpx.get(f"{predictor_rest}/v2/models/bitpredict", timeout=5).json()
         assert metadata["inputs"][0]["shape"] == [-1, 30, 3]  # the HAR export reads three columns
         for t in (len(frame) - 40, len(frame) - 13, len(frame) - 1):
@@ -491,3 +493,105 @@ def test_a_baseline_export_is_served_by_the_real_servers_as_evaluated(
             assert served["predicted_close"] == pytest.approx(close, rel=1e-9)  # the median is persistence
             assert served["lower"] == pytest.approx(close * np.exp(quantiles[0, 0]), rel=1e-5)
             assert served["upper"] == pytest.approx(close * np.exp(quantiles[0, -1]), rel=1e-5)
+
+
+def _children(process: subprocess.Popen) -> list[int]:
+    import psutil
+
+    return [child.pid for child in psutil.Process(process.pid).children()]
+
+
+def test_grpc_to_the_predictor_with_two_workers_gives_the_rest_forecast(served: Served, tmp_path: Path) -> None:
+    """``--predictor_protocol grpc-v2`` (one kept-alive channel per worker) and ``--workers 2``: two server
+    processes share the ports, both answer, and a SIGTERM stops them all."""
+    http, grpc_port = _port(), _port()
+    log = tmp_path / "transformer-grpc.log"
+    transformer = _start(
+        ["-m", "inference.transformer", "--model_uri", str(served.model_dir), "--predictor_host", served.predictor_grpc,
+         "--predictor_protocol", "grpc-v2", "--workers", "2", "--host", "127.0.0.1", "--http_port", str(http),
+         "--grpc_port", str(grpc_port)],
+        log,
+    )  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{http}", transformer, log)
+        workers = _children(transformer)
+        assert len(workers) == 2
+        expected = predict_rest(served.rest, served.bars)
+        for _ in range(6):  # new connections: the kernel spreads them over both workers
+            via_grpc = predict_rest(f"http://127.0.0.1:{http}", served.bars)
+            assert via_grpc["predicted_log_return"] == pytest.approx(expected["predicted_log_return"], abs=1e-7)
+        assert predict_grpc(f"127.0.0.1:{grpc_port}", served.bars)["as_of"] == expected["as_of"]
+    finally:
+        _stop(transformer)
+    import psutil
+
+    assert not [pid for pid in workers if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+
+
+def test_an_overloaded_transformer_sheds_at_once_and_accepted_requests_stay_bounded(
+    served: Served, tmp_path: Path
+) -> None:
+    """``--max_in_flight 1``: 16 clients at once; past the bound a request is answered 503 + Retry-After at once
+    (REST) or UNAVAILABLE + retry-after (gRPC); an accepted one waits for no other, and nothing crashes."""
+    import threading
+
+    import grpc
+
+    http, grpc_port = _port(), _port()
+    log = tmp_path / "transformer-shed.log"
+    transformer = _start(
+        ["-m", "inference.transformer", "--model_uri", str(served.model_dir), "--predictor_host",
+         served.predictor_rest.removeprefix("http://"), "--max_in_flight", "1", "--retry_after_s", "2",
+         "--host", "127.0.0.1", "--http_port", str(http), "--grpc_port", str(grpc_port)],
+        log,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{http}"
+    body = v2_request(served.bars)
+    results: list[tuple[int, float, str | None]] = []
+    grpc_codes: list[str] = []
+    try:
+        _wait_ready(url, transformer, log)
+        alone = []
+        with httpx.Client(timeout=30) as client:
+            for _ in range(6):
+                started = time.perf_counter()
+                assert client.post(f"{url}/v2/models/bitpredict/infer", json=body).status_code == 200
+                alone.append(time.perf_counter() - started)
+        bound = 4 * max(alone) + 0.25  # one request served alone, with room for the loop to refuse the others
+
+        def rest_client() -> None:
+            with httpx.Client(timeout=30) as client:
+                for _ in range(6):
+                    started = time.perf_counter()
+                    reply = client.post(f"{url}/v2/models/bitpredict/infer", json=body)
+                    results.append((reply.status_code, time.perf_counter() - started, reply.headers.get("retry-after")))
+
+        def grpc_client() -> None:
+            for _ in range(3):
+                try:
+                    predict_grpc(f"127.0.0.1:{grpc_port}", served.bars, timeout=30)
+                    grpc_codes.append("OK")
+                except grpc.RpcError as exc:
+                    grpc_codes.append(exc.code().name)
+
+        threads = [threading.Thread(target=rest_client) for _ in range(16)]
+        threads += [threading.Thread(target=grpc_client) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        accepted = [latency for status, latency, _ in results if status == 200]
+        shed = [(latency, retry) for status, latency, retry in results if status == 503]
+        assert {status for status, _, _ in results} <= {200, 503} and len(results) == 96
+        assert accepted and shed, results
+        assert max(accepted) <= bound, (max(accepted), bound, alone)
+        assert all(retry == "2" for _, retry in shed)
+        assert np.median([latency for latency, _ in shed]) <= max(alone) + 0.25  # refused at once, not queued
+        assert set(grpc_codes) <= {"OK", "UNAVAILABLE"} and "UNAVAILABLE" in grpc_codes, grpc_codes
+        assert transformer.poll() is None
+        assert predict_rest(url, served.bars)["as_of"] == "2024-11-13"  # still serving after the burst
+        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+        assert 'bitpredict_rejected_requests_total{reason="overloaded"}' in metrics
+    finally:
+        _stop(transformer)

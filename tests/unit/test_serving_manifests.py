@@ -132,14 +132,29 @@ def test_rebuilding_a_version_replaces_it(tmp_path: Path) -> None:
     assert (repo / "bitpredict" / "2" / "model.savedmodel" / "saved_model.pb").is_file()
 
 
-def test_constants_match_the_training_code() -> None:
-    """triton_layout repeats four names to stay light to import; they must not drift from bitpredict.train."""
-    from bitpredict import train
+def test_every_artifact_name_is_defined_once() -> None:
+    """File and tensor names of the model artifact live in bitpredict/artifact.py alone; others import them."""
+    import ast
 
-    assert triton_layout.METADATA_FILE == train.METADATA_FILE
-    assert triton_layout.SAVED_MODEL_DIR == train.SAVED_MODEL_DIR
-    assert triton_layout.REFERENCE_FILE == train.REFERENCE_FILE
-    assert triton_layout.DEFAULT_SIGNATURE == train.SIGNATURE
+    from bitpredict import artifact
+
+    names = {
+        value: name
+        for name, value in vars(artifact).items()
+        if name.isupper() and isinstance(value, str) and not name.startswith("_")
+    }
+    assert {"bitpredict_model.json", "saved_model", "serving_default", "features", "quantiles"} <= set(names)
+    definitions: dict[str, list[str]] = {}
+    for path in [*REPO_ROOT.glob("bitpredict/**/*.py"), *REPO_ROOT.glob("inference/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value in names:
+                targets = [t.id for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()]
+                for target in targets:
+                    definitions.setdefault(str(node.value.value), []).append(f"{path.relative_to(REPO_ROOT)}:{target}")
+    stray = {
+        value: where for value, where in definitions.items() if where != [f"bitpredict/artifact.py:{names[value]}"]
+    }
+    assert not stray, f"artifact names defined outside bitpredict/artifact.py: {stray}"
 
 
 @pytest.mark.parametrize(
@@ -317,7 +332,7 @@ def test_transformer_flags_and_probe() -> None:
     assert container["image"] == TRANSFORMER_IMAGE
     args = container["args"]
     assert _flag(args, "model_name") == ISVC_NAME
-    assert _flag(args, "predictor_protocol") == "tfserving"
+    assert _flag(args, "predictor_runtime") == "tfserving"
     # KServe appends its own --predictor_host (no port) unless an arg starts with it: this one must carry a port.
     assert _flag(args, "predictor_host") == f"{ISVC_NAME}-predictor.bitpredict.svc.cluster.local:80"
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -329,6 +344,24 @@ def test_transformer_flags_and_probe() -> None:
     )
     probe = container["readinessProbe"]["httpGet"]
     assert (probe["path"], probe["port"]) == ("/v2/health/ready", 8080)
+
+
+@pytest.mark.parametrize("variant", ISVCS)
+def test_workers_cpu_and_the_autoscaling_target_agree(variant: str) -> None:
+    """One server process per requested core, and Knative's concurrency target = what one pod admits
+    (workers x max_in_flight), so replicas are added before a pod starts answering 503."""
+    from inference.server import parser
+
+    isvc = ISVCS[variant]()
+    transformer = isvc["spec"]["transformer"]
+    container = _transformer(isvc)
+    args, _ = parser().parse_known_args(container["args"])  # the transformer's own parser reads the flags
+    assert args.workers == int(_flag(container["args"], "workers")) >= 2
+    cpu = container["resources"]["requests"]["cpu"]
+    assert float(cpu) == args.workers, f"CPU request {cpu} for {args.workers} workers"
+    assert float(container["resources"]["limits"]["cpu"]) >= args.workers
+    assert transformer["scaleMetric"] == "concurrency"
+    assert transformer["scaleTarget"] == args.workers * args.max_in_flight
 
 
 def test_the_service_account_is_the_one_both_components_use() -> None:
@@ -408,10 +441,11 @@ def test_triton_overlay_switches_the_predictor_and_the_protocol_flag() -> None:
     assert "ports" not in model  # Triton's HTTP port is Knative's default 8080
 
     base_args, triton_args = _transformer(base)["args"], _transformer(triton)["args"]
-    assert _flag(triton_args, "predictor_protocol") == "v2"
+    assert (_flag(triton_args, "predictor_runtime"), _flag(triton_args, "predictor_protocol")) == ("v2", "v2")
     # Nothing else about the transformer changes.
-    assert [a for a in triton_args if not a.startswith("--predictor_protocol=")] == [
-        a for a in base_args if not a.startswith("--predictor_protocol=")
+    switched = ("--predictor_runtime=", "--predictor_protocol=")
+    assert [a for a in triton_args if not a.startswith(switched)] == [
+        a for a in base_args if not a.startswith(switched)
     ]
     assert _without_switched_parts(triton) == _without_switched_parts(base)
 

@@ -1,0 +1,180 @@
+"""The transformer's calls to its predictor: one pooled, kept-alive connection per worker, three wire formats.
+
+``v2`` — KServe v2 REST (the local predictor, Triton's HTTP port), through one ``httpx.AsyncClient`` whose
+connections are kept alive between requests. ``grpc-v2`` — KServe v2 gRPC ``ModelInfer`` (the local predictor's
+or Triton's gRPC port) on one HTTP/2 channel, the window sent as raw little-endian FP32 bytes (no per-number
+protobuf fields). ``tfserving`` — TF Serving's ``PredictionService.Predict`` on one channel (KServe's TensorFlow
+runtime speaks only that on gRPC). The gRPC channels send keepalive pings and retry a lost connection after at
+most ``MAX_RECONNECT_BACKOFF_MS``, so a predictor that comes back is used again within a second instead of after
+gRPC's default two-minute backoff.
+
+Every failure — refused, reset, timed out, a 5xx or a non-OK status — raises ``PredictorUnavailable``: the
+transformer answers 503 and stays up. Channels are opened on first use, inside the worker's event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from bitpredict.artifact import INPUT_NAME, QUANTILES_OUTPUT, SIGNATURE
+
+PROTOCOLS = ("v2", "grpc-v2", "tfserving")
+MAX_RECONNECT_BACKOFF_MS = 1000
+GRPC_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+class PredictorUnavailable(RuntimeError):
+    """The predictor did not answer with a forecast; the message says why (the client gets a 503)."""
+
+
+class PredictorClient(Protocol):
+    host: str
+
+    async def quantiles(self, window: np.ndarray, request_id: str) -> np.ndarray:
+        """The model's quantiles [B, Q] for the FP32 window [B, W, F]."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class RestV2Client:
+    def __init__(self, host: str, model: str, timeout_s: float) -> None:
+        self.host, self.model, self.timeout_s = host, model, timeout_s
+        self._client: Any = None
+
+    async def quantiles(self, window: np.ndarray, request_id: str) -> np.ndarray:
+        import httpx
+
+        if self._client is None:
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=60)
+            self._client = httpx.AsyncClient(base_url=f"http://{self.host}", timeout=self.timeout_s, limits=limits)
+        tensor = {"name": INPUT_NAME, "shape": list(window.shape), "datatype": "FP32", "data": window.ravel().tolist()}
+        try:
+            reply = await self._client.post(
+                f"/v2/models/{self.model}/infer", json={"id": request_id, "inputs": [tensor]}
+            )
+        except httpx.HTTPError as exc:
+            raise PredictorUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if reply.status_code != 200:
+            raise PredictorUnavailable(f"answered {reply.status_code}: {reply.text[:200]}")
+        for output in reply.json().get("outputs", []):
+            if output.get("name") == QUANTILES_OUTPUT:
+                return np.asarray(output["data"], dtype="float64").reshape(output["shape"])
+        raise PredictorUnavailable(f"the reply has no '{QUANTILES_OUTPUT}' output")
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+class GrpcV2Client:
+    def __init__(self, host: str, model: str, timeout_s: float) -> None:
+        self.host, self.model, self.timeout_s = host, model, timeout_s
+        self._channel: Any = None
+        self._stub: Any = None
+
+    def _open(self) -> None:
+        import grpc
+        from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as stubs
+
+        self._channel = grpc.aio.insecure_channel(self.host, options=GRPC_OPTIONS)
+        self._stub = stubs.GRPCInferenceServiceStub(self._channel)
+
+    async def quantiles(self, window: np.ndarray, request_id: str) -> np.ndarray:
+        import grpc
+        from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+        if self._stub is None:
+            self._open()
+        request = pb.ModelInferRequest(model_name=self.model, id=request_id)
+        request.inputs.add(name=INPUT_NAME, datatype="FP32", shape=list(window.shape))
+        request.raw_input_contents.append(np.ascontiguousarray(window, dtype="<f4").tobytes())
+        try:
+            reply = await self._stub.ModelInfer(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise PredictorUnavailable(f"gRPC {exc.code().name}: {exc.details()}") from exc
+        for index, output in enumerate(reply.outputs):
+            if output.name != QUANTILES_OUTPUT:
+                continue
+            if reply.raw_output_contents:
+                values = np.frombuffer(reply.raw_output_contents[index], dtype=_RAW[output.datatype])
+            else:
+                values = np.asarray(output.contents.fp32_contents or output.contents.fp64_contents)
+            return values.astype("float64").reshape(list(output.shape))
+        raise PredictorUnavailable(f"the reply has no '{QUANTILES_OUTPUT}' output")
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+
+_RAW = {"FP32": "<f4", "FP64": "<f8"}
+
+
+class TFServingClient:
+    """TF Serving's ``PredictionService.Predict`` with the SavedModel's ``serving_default`` signature."""
+
+    def __init__(self, host: str, model: str, timeout_s: float) -> None:
+        self.host, self.model, self.timeout_s = host, model, timeout_s
+        self._channel: Any = None
+        self._stub: Any = None
+
+    async def quantiles(self, window: np.ndarray, request_id: str) -> np.ndarray:
+        import grpc
+        from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(self.host, options=GRPC_OPTIONS)
+            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model
+        request.model_spec.signature_name = SIGNATURE
+        shape = tensor_shape_pb2.TensorShapeProto(dim=[{"size": int(d)} for d in window.shape])
+        request.inputs[INPUT_NAME].CopyFrom(
+            tensor_pb2.TensorProto(
+                dtype=types_pb2.DT_FLOAT,
+                tensor_shape=shape,
+                tensor_content=np.ascontiguousarray(window, dtype="<f4").tobytes(),
+            )
+        )
+        try:
+            reply = await self._stub.Predict(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise PredictorUnavailable(f"gRPC {exc.code().name}: {exc.details()}") from exc
+        if QUANTILES_OUTPUT not in reply.outputs:
+            raise PredictorUnavailable(f"the reply has no '{QUANTILES_OUTPUT}' output")
+        proto = reply.outputs[QUANTILES_OUTPUT]
+        dims = [d.size for d in proto.tensor_shape.dim]
+        if proto.tensor_content:
+            values = np.frombuffer(proto.tensor_content, dtype="<f4" if proto.dtype == types_pb2.DT_FLOAT else "<f8")
+        else:
+            values = np.asarray(proto.float_val or proto.double_val)
+        return values.astype("float64").reshape(dims)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+
+def client_for(protocol: str, host: str, model: str, timeout_s: float) -> PredictorClient:
+    """The client for ``--predictor_protocol`` (``v2``/``grpc-v2``) or ``--predictor_runtime tfserving``."""
+    if protocol == "v2":
+        return RestV2Client(host, model, timeout_s)
+    if protocol == "grpc-v2":
+        return GrpcV2Client(host, model, timeout_s)
+    if protocol == "tfserving":
+        return TFServingClient(host, model, timeout_s)
+    raise ValueError(f"predictor protocol {protocol!r}; choose one of {PROTOCOLS}")
