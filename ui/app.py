@@ -192,6 +192,27 @@ def sentiment_page() -> None:
     st.dataframe(latest[shown], hide_index=True, use_container_width=True)
 
 
+def replay_section() -> None:
+    """The last replay (``make replay``): months of the operating loop on real days, in one plot and its figures."""
+    st.subheader("Replay")
+    summary = data.replay(settings())
+    if isinstance(summary, data.Missing):
+        missing(summary)
+        return
+    skill = summary.get("live_skill")
+    reruns, episodes = summary["reruns"]["count"], summary["drift_episodes"]["count"]
+    changes = [c for c in summary["champion_changes"] if not c.get("initial")]
+    cols = st.columns(4)
+    cols[0].metric("Days replayed", f"{summary['days']}", help=f"{summary['from']} → {summary.get('last_day')}")
+    cols[1].metric("Live skill vs persistence", "n/a" if skill is None else f"{skill:+.4f}")
+    cols[2].metric("Drift episodes / reruns", f"{episodes} / {reruns}")
+    cols[3].metric("Champion changes", f"{len(changes)}")
+    if summary.get("plot"):
+        st.image(summary["plot"], caption="Live error vs persistence, drift share, reruns and champion changes")
+    st.caption(f"{summary['forecasts']} forecasts ({summary['closed_forecasts']} closed) on {summary['data']}; "
+               "the replay keeps its own registry and models, never the published run's.")  # fmt: skip
+
+
 def monitoring_page() -> None:
     st.header("Monitoring")
     st.subheader("Services")
@@ -201,6 +222,8 @@ def monitoring_page() -> None:
         champion = state.get("champion") or {}
         st.caption(f"Published state: run `{state['run_id']}` at {state['published_at']}"
                    + (f", champion v{champion['version']} ({champion['kind']})" if champion else ""))  # fmt: skip
+    replay_section()
+    st.subheader("Drift")
     result = data.drift(settings())
     if isinstance(result, data.Missing):
         missing(result)

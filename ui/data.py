@@ -175,6 +175,20 @@ def drift(settings: Settings) -> dict[str, Any] | Missing:
     return summary
 
 
+def replay(settings: Settings) -> dict[str, Any] | Missing:
+    """The last replay's summary and plot (``bitpredict replay``: ``<data dir>/reports/replay/``)."""
+    directory = settings.path("reports", "replay")
+    summary_uri = storage.join(directory, "summary.json")
+    if not storage.exists(summary_uri):
+        return Missing(
+            "no replay yet", "make replay DATA=../shared/data FROM=2024-09-01 TO=2024-10-31   (a few minutes)"
+        )
+    summary = json.loads(storage.read_text(summary_uri))
+    plot = storage.join(directory, "replay.png")
+    summary["plot"] = storage.read_bytes(plot)[0] if storage.exists(plot) else None
+    return summary
+
+
 def health(settings: Settings) -> pd.DataFrame:
     """Ready or not, for the transformer, the predictor and MLflow (each asked with a short timeout)."""
     checks = [
