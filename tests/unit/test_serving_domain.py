@@ -180,3 +180,65 @@ def test_too_few_rows_and_impossible_timestamps_are_clear_errors(clean_daily: pd
     with pytest.raises(RequestError, match="'timestamp': not unix seconds") as stamps:
         parse_bars(inputs, spec)
     assert stamps.value.reason == "bad_timestamp"
+
+
+# --------------------------------------------------------------------------------------------
+# where the model lives (bitpredict.artifact.locate)
+# --------------------------------------------------------------------------------------------
+
+
+def _model_folder(root: Path, meta: dict, nested: bool) -> Path:
+    from bitpredict.artifact import SAVED_MODEL_DIR, SAVED_MODEL_PB, write_metadata
+
+    saved = root / SAVED_MODEL_DIR if nested else root
+    saved.mkdir(parents=True)
+    (saved / SAVED_MODEL_PB).write_bytes(b"graph")
+    write_metadata(root, meta)
+    return root
+
+
+def test_locate_finds_the_newest_version_a_version_folder_and_a_candidate(tmp_path: Path) -> None:
+    from bitpredict.artifact import FORMAT_VERSION, locate, read_metadata
+
+    meta = {"format_version": FORMAT_VERSION, "mlflow_run_id": "0123456789abcdef", "window": 30}
+    store = tmp_path / "store" / "bitpredict-lstm"
+    for version in ("2", "10", "9"):
+        _model_folder(store / version, {**meta, "v": version}, nested=False)
+    (store / "latest").mkdir()  # not a version folder: ignored
+    newest = locate(store)
+    assert (newest.version, newest.metadata["v"], newest.saved_model_dir) == ("10", "10", str(store / "10"))
+    assert locate(store / "9").version == "9"
+    candidate = locate(_model_folder(tmp_path / "candidate", meta, nested=True), require_saved_model=True)
+    assert candidate.version == "0123456789ab" and candidate.saved_model_dir.endswith("candidate/saved_model")
+    assert read_metadata(candidate.directory) == meta
+
+
+@pytest.mark.parametrize(
+    ("prepare", "message"),
+    [
+        (lambda d: None, "no numbered version folders"),
+        (lambda d: (d / "bitpredict_model.json").write_text("{not json"), "not valid JSON"),
+        (lambda d: (d / "bitpredict_model.json").write_text("[1, 2]"), "JSON object"),
+    ],
+)
+def test_locate_says_what_is_missing(tmp_path: Path, prepare, message: str) -> None:
+    from bitpredict.artifact import ArtifactError, locate
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    prepare(folder)
+    with pytest.raises(ArtifactError, match=message):
+        locate(folder)
+
+
+def test_locate_requires_the_graph_only_when_asked_and_metadata_format_is_checked(tmp_path: Path) -> None:
+    from bitpredict.artifact import ArtifactError, locate, read_metadata, write_metadata
+
+    folder = tmp_path / "meta-only"
+    folder.mkdir()
+    write_metadata(folder, {"format_version": 99})
+    assert locate(folder).saved_model_dir == str(folder)  # the drift job reads the metadata alone
+    with pytest.raises(ArtifactError, match=r"no saved_model\.pb"):
+        locate(folder, require_saved_model=True)
+    with pytest.raises(ArtifactError, match="format 99"):
+        read_metadata(folder)
