@@ -25,6 +25,21 @@ SAMPLE_DATA = REPO_ROOT / "data" / "sample"
 SAMPLE_FILE = SAMPLE_DATA / "btc_usd_hourly.parquet"
 HAND_MADE_NEWS = REPO_ROOT / "tests" / "fixtures" / "news_hand_made.csv"
 SAMPLE_DAYS = 1819  # complete UTC days in the sample: 2019-11-21 → 2024-11-12
+# A test's folder is its kind: `pytest -m deploy` (or `-m "not integration"`) selects by folder, and no file has
+# to remember its marker. The markers are declared in pyproject.toml.
+FOLDER_MARKERS = {"integration": "integration", "deploy": "deploy", "e2e": "e2e", "chaos": "chaos"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test by the folder under ``tests/`` it lives in (``FOLDER_MARKERS``)."""
+    tests = REPO_ROOT / "tests"
+    for item in items:
+        path = item.path
+        if not path.is_relative_to(tests):
+            continue
+        folder = path.relative_to(tests).parts[0]
+        if folder in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[folder])
 
 
 @pytest.fixture(autouse=True)

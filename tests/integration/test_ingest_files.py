@@ -14,8 +14,6 @@ from bitpredict.config import load_settings
 from bitpredict.ingest import raw_table_uri, run_ingest
 from bitpredict.sources.files import FileImportError, detect_preset
 
-pytestmark = pytest.mark.integration
-
 
 def test_import_the_real_shared_data(shared_data: Path, tmp_path: Path) -> None:
     settings = load_settings(data_dir=str(tmp_path / "data"))

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from bitpredict import storage
 from bitpredict.ingest import StateStore, raw_table_uri, run_ingest
 from tests.fakes import apis
 from tests.fakes.server import FakeServer, Fault, Request, Response
-
-pytestmark = pytest.mark.integration
 
 NOW = pd.Timestamp("2024-03-31T12:00:00Z")  # the daily file ends 2024-03-31: that bar is still open
 KLINES = "/api/v3/klines"

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from bitpredict import storage
 from bitpredict.ingest import raw_table_uri, run_ingest
 from tests.fakes import apis
 from tests.fakes.server import FakeServer, Fault
-
-pytestmark = pytest.mark.integration
 
 
 def _feeds(server: FakeServer) -> list[str]:

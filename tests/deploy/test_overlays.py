@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-KUBECTL = shutil.which("kubectl")
+from tests.deploy.tools import KUBECTL, OVERLAYS, kustomize
+
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed (kustomize is built into it)")
 
 
 def render(overlay: str) -> dict[tuple[str, str], dict]:
-    out = subprocess.run(
-        [KUBECTL, "kustomize", str(REPO / "manifests" / "overlays" / overlay)], capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out.stdout) if d}
+    return {(d["kind"], d["metadata"]["name"]): d for d in kustomize(OVERLAYS / overlay)}
 
 
 def _env(container: dict) -> dict[str, str]:

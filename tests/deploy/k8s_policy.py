@@ -1,0 +1,319 @@
+"""Kubernetes checks as functions: schema validation of every rendered object, and the workload policy.
+
+Built-in kinds are validated by ``kubernetes_validate`` against the Kubernetes 1.30 OpenAPI schemas it bundles
+(strict: unknown fields fail); the InferenceService against ``tests/schemas/serving.kserve.io_inferenceservices.json``
+(built from the pinned KServe SDK, see the README there); the prometheus-operator and GKE kinds against the small
+hand-written schemas below, which check only apiVersion, kind, the required fields and the types of the fields this
+project uses. The policy, over every object: resources, non-root, no privilege escalation, read-only root,
+capabilities dropped, pinned images, probes on Deployments, and no Secret with data. This is the one place these
+rules are asserted; ``tests/deploy/test_manifests.py`` runs them on every overlay and on broken copies.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+from tests.deploy.tools import REPO
+
+# The Kubernetes API the manifests are checked against: the kubernetes client pinned in the lock is 30.x.
+K8S_VERSION = "1.30.0"
+SCHEMAS = REPO / "tests" / "schemas"
+
+_SELECTOR = {
+    "type": "object",
+    "properties": {
+        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "matchExpressions": {"type": "array", "items": {"type": "object", "required": ["key", "operator"]}},
+    },
+    "additionalProperties": False,
+}
+_DURATION = {  # Prometheus durations, as the operator's CRDs pattern them
+    "type": "string",
+    "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+}
+_ENDPOINT = {
+    "type": "object",
+    "properties": {
+        "port": {"type": "string"},
+        "portNumber": {"type": "integer"},
+        "targetPort": {"type": ["integer", "string"]},
+        "path": {"type": "string"},
+        "scheme": {"type": "string"},
+        "interval": _DURATION,
+        "scrapeTimeout": _DURATION,
+        "honorLabels": {"type": "boolean"},
+    },
+}
+
+
+def _crd(api_version: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": api_version},
+            "kind": {"const": kind},
+            "metadata": {"type": "object", "required": ["name"]},
+            "spec": spec,
+        },
+    }
+
+
+def _monitor(kind: str, endpoints_field: str) -> dict[str, Any]:
+    """PodMonitor and ServiceMonitor differ only in the name of their endpoint list."""
+    spec = {
+        "type": "object",
+        "required": ["selector"],
+        "properties": {
+            "selector": _SELECTOR,
+            endpoints_field: {"type": "array", "items": _ENDPOINT},
+            "namespaceSelector": {"type": "object"},
+            "jobLabel": {"type": "string"},
+        },
+    }
+    return _crd("monitoring.coreos.com/v1", kind, spec)
+
+
+# Hand-written from prometheus-operator's CRDs (operator 0.91: PodMonitor/ServiceMonitor require spec and
+# spec.selector) and GKE's ManagedCertificate (spec.domains): not their full schemas, only what this project uses.
+HAND_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("monitoring.coreos.com/v1", "PodMonitor"): _monitor("PodMonitor", "podMetricsEndpoints"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): _monitor("ServiceMonitor", "endpoints"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _crd(
+        "monitoring.coreos.com/v1",
+        "PrometheusRule",
+        {
+            "type": "object",
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": _DURATION,
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["expr"],
+                                    "properties": {
+                                        "record": {"type": "string"},
+                                        "alert": {"type": "string"},
+                                        "expr": {"type": ["string", "integer"]},
+                                        "for": _DURATION,
+                                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                                        "annotations": {
+                                            "type": "object",
+                                            "additionalProperties": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    ),
+    ("networking.gke.io/v1", "ManagedCertificate"): _crd(
+        "networking.gke.io/v1",
+        "ManagedCertificate",
+        {
+            "type": "object",
+            "required": ["domains"],
+            "properties": {"domains": {"type": "array", "minItems": 1, "items": {"type": "string"}}},
+        },
+    ),
+}
+
+
+@functools.cache
+def _validators() -> dict[tuple[str, str], jsonschema.protocols.Validator]:
+    kserve = json.loads((SCHEMAS / "serving.kserve.io_inferenceservices.json").read_text())
+    schemas = {**HAND_SCHEMAS, ("serving.kserve.io/v1beta1", "InferenceService"): kserve}
+    out = {}
+    for key, schema in schemas.items():
+        jsonschema.Draft202012Validator.check_schema(schema)
+        out[key] = jsonschema.Draft202012Validator(schema)
+    return out
+
+
+def label(obj: dict[str, Any]) -> str:
+    return f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
+
+
+def validation_problems(obj: dict[str, Any]) -> list[str]:
+    """Schema errors of one object: built-in kinds by kubernetes_validate (strict), CRDs by their JSON schema."""
+    key = (obj.get("apiVersion", ""), obj.get("kind", ""))
+    validator = _validators().get(key)
+    if validator is not None:
+        return [
+            f"{label(obj)}: {'.'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message[:300]}"
+            for err in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+        ]
+    try:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        return [f"{label(obj)}: {'.'.join(str(p) for p in err.path) or '<root>'}: {err.message[:300]}"]
+    except kubernetes_validate.SchemaNotFoundError:
+        return [
+            f"{label(obj)}: no schema for {key[0]} {key[1]} (not a Kubernetes {K8S_VERSION} kind): add its CRD "
+            "schema to tests/schemas/ or HAND_SCHEMAS in tests/deploy/k8s_policy.py"
+        ]
+    return []
+
+
+POD_TEMPLATE_PATHS = {
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "Pod": ("spec",),
+}
+ISVC_COMPONENTS = ("predictor", "transformer", "explainer")
+
+
+@dataclass(frozen=True)
+class Workload:
+    where: str  # e.g. "Deployment/bitpredict-ui container ui"
+    container: dict[str, Any]
+    pod: dict[str, Any]  # the pod spec (its securityContext is the fallback)
+    full_policy: bool  # False: a container KServe builds from its ServingRuntime (resources only)
+
+
+def workloads(obj: dict[str, Any]) -> Iterator[Workload]:
+    """Every container an object runs, with its pod spec."""
+    kind = obj.get("kind")
+    pods: list[tuple[str, dict[str, Any]]] = []
+    if kind in POD_TEMPLATE_PATHS:
+        spec: Any = obj
+        for key in POD_TEMPLATE_PATHS[kind]:
+            spec = (spec or {}).get(key)
+        pods.append((label(obj), spec or {}))
+    elif kind == "InferenceService":
+        for component in ISVC_COMPONENTS:
+            comp = (obj.get("spec") or {}).get(component)
+            if not comp:
+                continue
+            pods.append((f"{label(obj)} {component}", comp))
+            # `predictor.model` (or a framework key such as `tensorflow`) is not a container of ours: KServe
+            # builds it from the ServingRuntime and merges these fields in. Only its resources are ours to set.
+            for key, value in comp.items():
+                if isinstance(value, dict) and ("modelFormat" in value or "storageUri" in value):
+                    yield Workload(f"{label(obj)} {component}.{key}", value, comp, full_policy=False)
+    for where, pod in pods:
+        for field in ("initContainers", "containers"):
+            for container in pod.get(field) or []:
+                yield Workload(f"{where} {field[:-1]} {container.get('name')}", container, pod, full_policy=True)
+
+
+def _image_pinned(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last and last.rsplit(":", 1)[1] not in ("", "latest")
+
+
+def container_problems(w: Workload) -> list[str]:
+    c = w.container
+    problems = []
+    resources = c.get("resources") or {}
+    for section in ("requests", "limits"):
+        missing = [r for r in ("cpu", "memory") if r not in (resources.get(section) or {})]
+        if missing:
+            problems.append(f"{w.where}: resources.{section} lacks {', '.join(missing)}")
+    if "image" in c and not _image_pinned(str(c["image"])):
+        problems.append(f"{w.where}: image {c['image']!r} is not pinned to a tag (or is :latest)")
+    if not w.full_policy:
+        return problems
+    if not c.get("image"):
+        problems.append(f"{w.where}: no image")
+    sc = c.get("securityContext") or {}
+    pod_sc = w.pod.get("securityContext") or {}
+
+    def _setting(key: str) -> Any:
+        return sc[key] if key in sc else pod_sc.get(key)
+
+    non_root = _setting("runAsNonRoot")
+    user = _setting("runAsUser")
+    if non_root is False or user == 0 or not (non_root is True or (user is not None and user != 0)):
+        problems.append(f"{w.where}: may run as root (runAsNonRoot: true or a runAsUser other than 0)")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        problems.append(f"{w.where}: securityContext.allowPrivilegeEscalation is not false")
+    if sc.get("readOnlyRootFilesystem") is not True:
+        problems.append(f"{w.where}: securityContext.readOnlyRootFilesystem is not true")
+    if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+        problems.append(f"{w.where}: securityContext.capabilities.drop lacks ALL")
+    if sc.get("privileged"):
+        problems.append(f"{w.where}: privileged")
+    return problems
+
+
+def policy_problems(objects: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> list[str]:
+    problems: list[str] = []
+    for obj in objects:
+        for w in workloads(obj):
+            problems += container_problems(w)
+        if obj.get("kind") == "Deployment":
+            pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+            for c in pod.get("containers") or []:
+                for probe in ("readinessProbe", "livenessProbe"):
+                    if not c.get(probe):
+                        problems.append(f"{label(obj)} container {c.get('name')}: no {probe}")
+        if obj.get("kind") == "Secret" and (obj.get("data") or obj.get("stringData")):
+            problems.append(f"{label(obj)}: a Secret with data in the manifests (reference secrets by name only)")
+    return problems
+
+
+def repo_yaml_files() -> list[Path]:
+    """The repo's YAML as git sees it (tracked + untracked, not ignored); a walk when git is unavailable."""
+    git = shutil.which("git")
+    if git:
+        out = subprocess.run(
+            [git, "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", "*.yaml", "*.yml"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode == 0:
+            return [REPO / p for p in out.stdout.split("\0") if p and (REPO / p).is_file()]
+    skip = {".git", ".venv", "data", "build", "node_modules", ".hypothesis", ".pytest_cache", ".ruff_cache"}
+    return [
+        p
+        for p in REPO.rglob("*")
+        if p.suffix in (".yaml", ".yml") and p.is_file() and not skip & set(p.relative_to(REPO).parts)
+    ]
+
+
+def secret_documents(text: str) -> list[str]:
+    """Descriptions of the Secret documents with data/stringData in a YAML text."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    except yaml.YAMLError:  # a template or a fragment: fall back to a plain-text look
+        blocks = re.split(r"^---\s*$", text, flags=re.MULTILINE)
+        return [
+            "a Secret with data (unparsed YAML)"
+            for b in blocks
+            if re.search(r"^kind:\s*Secret\s*$", b, re.MULTILINE) and re.search(r"^(?:data|stringData):", b, re.M)
+        ]
+    return [
+        f"Secret/{(d.get('metadata') or {}).get('name')}"
+        for d in docs
+        if d.get("kind") == "Secret" and (d.get("data") or d.get("stringData"))
+    ]
