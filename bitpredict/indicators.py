@@ -196,9 +196,9 @@ def bollinger_position(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _ratio(close - lower, band, 0.5, scale=middle), band / middle
 
 
-def realized_vol(close: np.ndarray, window: int) -> np.ndarray:
-    """Annualised standard deviation (ddof 1) of the last ``window`` daily log returns."""
-    return rolling_std(log_return(close, 1), window, ddof=1) * np.sqrt(DAYS_PER_YEAR)
+def realized_vol(returns: np.ndarray, window: int) -> np.ndarray:
+    """Annualised standard deviation (ddof 1) of the last ``window`` daily log returns (``log_return(close, 1)``)."""
+    return rolling_std(returns, window, ddof=1) * np.sqrt(DAYS_PER_YEAR)
 
 
 def obv_flow(close: np.ndarray, volume: np.ndarray, window: int = OBV_WINDOW) -> np.ndarray:
@@ -232,9 +232,15 @@ def garman_klass(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np
     return 0.5 * hl**2 - (2 * np.log(2) - 1) * co**2
 
 
-def log_gk_var(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int) -> np.ndarray:
-    """Log of the mean Garman–Klass variance of the last ``n`` bars (floored: a flat bar has no range)."""
-    return np.log(sma(np.maximum(garman_klass(open_, high, low, close), VARIANCE_FLOOR), n))
+def gk_variance(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """Garman–Klass variance per bar, floored at ``VARIANCE_FLOOR`` (a flat bar has no range; its log must stay
+    finite)."""
+    return np.maximum(garman_klass(open_, high, low, close), VARIANCE_FLOOR)
+
+
+def log_gk_var(variance: np.ndarray, n: int) -> np.ndarray:
+    """Log of the mean Garman–Klass variance (``gk_variance``) of the last ``n`` bars."""
+    return np.log(sma(variance, n))
 
 
 def windowed_ewma(x: np.ndarray, decay: float, span: int) -> np.ndarray:
@@ -251,14 +257,14 @@ def windowed_ewma(x: np.ndarray, decay: float, span: int) -> np.ndarray:
     return out
 
 
-def ewma_vol(close: np.ndarray) -> np.ndarray:
-    """RiskMetrics volatility of the daily log returns over the last ``EWMA_SPAN`` days.
+def ewma_vol(returns: np.ndarray) -> np.ndarray:
+    """RiskMetrics volatility of the daily log returns (``log_return(close, 1)``) over the last ``EWMA_SPAN`` days.
 
     NaN on rows before ``EWMA_SPAN``: their window would include the first row, which has no return.
     """
-    returns = log_return(close, 1)
-    returns[:1] = 0.0  # undefined; only ever inside the NaN rows below
-    out = np.sqrt(windowed_ewma(returns**2, EWMA_LAMBDA, EWMA_SPAN))
+    squared = np.square(returns)
+    squared[:1] = 0.0  # undefined; only ever inside the NaN rows below
+    out = np.sqrt(windowed_ewma(squared, EWMA_LAMBDA, EWMA_SPAN))
     out[:EWMA_SPAN] = np.nan
     return out
 
@@ -286,9 +292,9 @@ def check_bars(bars: pd.DataFrame) -> None:
     prices = bars[["open", "high", "low", "close"]].to_numpy(dtype="float64")
     if (prices <= 0).any() or (bars["volume"].to_numpy(dtype="float64") < 0).any():
         raise ValueError("indicators input: prices must be > 0 and volume >= 0")
-    if not bars["timestamp"].is_monotonic_increasing or bars["timestamp"].duplicated().any():
-        raise ValueError("indicators input: timestamps must be strictly increasing (oldest first, no duplicates)")
     steps = np.diff(pd.DatetimeIndex(bars["timestamp"]).asi8)
+    if (steps <= 0).any():
+        raise ValueError("indicators input: timestamps must be strictly increasing (oldest first, no duplicates)")
     if len(steps) and (steps != steps[0]).any():
         row = int(np.argmax(steps != steps[0])) + 1
         raise ValueError(
@@ -316,7 +322,7 @@ def compute_indicators(bars: pd.DataFrame) -> pd.DataFrame:
     for h in RETURN_HORIZONS:
         new[f"log_return_{h}"] = log_return(close, h)
     for w in VOL_WINDOWS:
-        new[f"realized_vol_{w}"] = realized_vol(close, w)
+        new[f"realized_vol_{w}"] = realized_vol(new["log_return_1"], w)
     for n in SMA_WINDOWS:
         new[f"close_to_sma_{n}"] = close_to(close, new[f"sma_{n}"])
     for n in EMA_WINDOWS:
@@ -329,9 +335,10 @@ def compute_indicators(bars: pd.DataFrame) -> pd.DataFrame:
     new["obv_flow_30"] = obv_flow(close, volume)
     new["volume_zscore_30"] = volume_zscore(volume)
     new["range_pct"] = range_pct(high, low, close)
-    new["ewma_vol"] = ewma_vol(close)
+    new["ewma_vol"] = ewma_vol(new["log_return_1"])
+    variance = gk_variance(open_, high, low, close)
     for n in HAR_LAGS:
-        new[f"log_gk_var_{n}"] = log_gk_var(open_, high, low, close, n)
+        new[f"log_gk_var_{n}"] = log_gk_var(variance, n)
     new["day_of_week"] = day_of_week(pd.DatetimeIndex(out["timestamp"]).as_unit("s").asi8)
     new["dow_sin"] = np.sin(2 * np.pi * new["day_of_week"] / 7)
     new["dow_cos"] = np.cos(2 * np.pi * new["day_of_week"] / 7)

@@ -83,15 +83,19 @@ def resolve_sentiment(n: int, given: Mapping[str, np.ndarray]) -> dict[str, np.n
     columns: dict[str, np.ndarray] = {}
     for prefix in SENTIMENT_PREFIXES:
         count = given.get(f"{prefix}_count")
-        has_day = ~np.isnan(count) & (count > 0) if count is not None else np.zeros(n, dtype=bool)
-        for column, value in neutral_sentiment(prefix).items():
-            raw = given.get(column)
-            if column.endswith("_missing"):
-                columns[column] = (~has_day).astype("float64")
-            elif raw is not None:
-                columns[column] = np.where(has_day & ~np.isnan(raw), raw, value)
-            else:
-                columns[column] = np.full(n, value)
+        has_day = count > 0 if count is not None else np.zeros(n, dtype=bool)  # NaN > 0 is False
+        neutral = neutral_sentiment(prefix)
+        stats = sentiment_columns(prefix)
+        sent = [c for c in stats if c in given]
+        resolved: dict[str, np.ndarray] = {}
+        if sent:  # the columns a request sent, resolved in one pass (the serving hot path)
+            raw = np.stack([given[c] for c in sent])
+            resolved.update(
+                zip(sent, np.where(has_day & ~np.isnan(raw), raw, [[neutral[c]] for c in sent]), strict=True)
+            )
+        for column in stats:
+            columns[column] = resolved[column] if column in resolved else np.full(n, neutral[column])
+        columns[f"{prefix}_missing"] = (~has_day).astype("float64")
     return columns
 
 

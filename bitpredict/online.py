@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -251,56 +251,40 @@ class _Block:
     compute: Compute  # (bars, first row to read, outlier threshold) → arrays over rows first … end
 
 
-def _block(columns: Sequence[str], lookback: int) -> Callable[[Compute], _Block]:
-    def register(compute: Compute) -> _Block:
-        return _Block(tuple(columns), lookback, compute)
+def _returns(bars: DailyBars, first: int, _: float) -> dict[str, np.ndarray]:
+    """Log returns, realised and EWMA volatility (one daily return series shared)."""
+    close = bars.close[first:]
+    daily = ind.log_return(close, 1)
+    out = {f"log_return_{h}": daily if h == 1 else ind.log_return(close, h) for h in ind.RETURN_HORIZONS}
+    out.update({f"realized_vol_{w}": ind.realized_vol(daily, w) for w in ind.VOL_WINDOWS})
+    out["ewma_vol"] = ind.ewma_vol(daily)
+    return out
 
-    return register
+
+def _averages(bars: DailyBars, first: int, _: float) -> dict[str, np.ndarray]:
+    """The close against its SMAs, and its place in the Bollinger bands."""
+    close = bars.close[first:]
+    out = {f"close_to_sma_{n}": ind.close_to(close, ind.sma(close, n)) for n in ind.SMA_WINDOWS}
+    out["bb_pct_b"], out["bb_width"] = ind.bollinger_position(close)
+    return out
 
 
-def _market_blocks() -> list[_Block]:
-    """One block per rolling definition; ``first`` is the first row a block reads, so it sees only the rows
-    its outputs need (``lookback`` before the first wanted row)."""
-    blocks = []
-    for h in ind.RETURN_HORIZONS:
-        blocks.append(
-            _block([f"log_return_{h}"], h)(lambda b, s, _, h=h: {f"log_return_{h}": ind.log_return(b.close[s:], h)})
-        )
-    for w in ind.VOL_WINDOWS:
-        blocks.append(
-            _block([f"realized_vol_{w}"], w)(
-                lambda b, s, _, w=w: {f"realized_vol_{w}": ind.realized_vol(b.close[s:], w)}
-            )
-        )
-    for n in ind.SMA_WINDOWS:
-        blocks.append(
-            _block([f"close_to_sma_{n}"], n - 1)(
-                lambda b, s, _, n=n: {f"close_to_sma_{n}": ind.close_to(b.close[s:], ind.sma(b.close[s:], n))}
-            )
-        )
-    blocks += [
-        _block(RESTARTED, ind.WARMUP)(lambda b, s, _: restarted(b.high[s:], b.low[s:], b.close[s:])),
-        _block(["bb_pct_b", "bb_width"], ind.BB_PERIOD - 1)(
-            lambda b, s, _: dict(zip(("bb_pct_b", "bb_width"), ind.bollinger_position(b.close[s:]), strict=True))
-        ),
-        _block(["obv_flow_30"], ind.OBV_WINDOW)(
-            lambda b, s, _: {"obv_flow_30": ind.obv_flow(b.close[s:], b.volume[s:])}
-        ),
-        _block(["volume_zscore_30"], ind.VOLUME_Z_WINDOW - 1)(
-            lambda b, s, _: {"volume_zscore_30": ind.volume_zscore(b.volume[s:])}
-        ),
-        _block(["range_pct"], 0)(lambda b, s, _: {"range_pct": ind.range_pct(b.high[s:], b.low[s:], b.close[s:])}),
-        _block(["ewma_vol"], ind.EWMA_SPAN)(lambda b, s, _: {"ewma_vol": ind.ewma_vol(b.close[s:])}),
-    ]
-    for n in ind.HAR_LAGS:
-        blocks.append(
-            _block([f"log_gk_var_{n}"], n - 1)(
-                lambda b, s, _, n=n: {
-                    f"log_gk_var_{n}": ind.log_gk_var(b.open[s:], b.high[s:], b.low[s:], b.close[s:], n)
-                }
-            )
-        )
-    return blocks
+def _volume(bars: DailyBars, first: int, _: float) -> dict[str, np.ndarray]:
+    close, volume = bars.close[first:], bars.volume[first:]
+    return {"obv_flow_30": ind.obv_flow(close, volume), "volume_zscore_30": ind.volume_zscore(volume)}
+
+
+def _ranges(bars: DailyBars, first: int, _: float) -> dict[str, np.ndarray]:
+    """The day's range and the HAR components of the Garman–Klass variance."""
+    open_, high, low, close = bars.open[first:], bars.high[first:], bars.low[first:], bars.close[first:]
+    variance = ind.gk_variance(open_, high, low, close)
+    out = {f"log_gk_var_{n}": ind.log_gk_var(variance, n) for n in ind.HAR_LAGS}
+    out["range_pct"] = ind.range_pct(high, low, close)
+    return out
+
+
+def _restarted(bars: DailyBars, first: int, _: float) -> dict[str, np.ndarray]:
+    return restarted(bars.high[first:], bars.low[first:], bars.close[first:])
 
 
 def _calendar(bars: DailyBars, first: int, _: float) -> dict[str, np.ndarray]:
@@ -322,7 +306,23 @@ def _sentiment(bars: DailyBars, first: int, _: float) -> Mapping[str, np.ndarray
 
 
 BLOCKS = (
-    *_market_blocks(),
+    _Block(
+        (
+            *(f"log_return_{h}" for h in ind.RETURN_HORIZONS),
+            *(f"realized_vol_{w}" for w in ind.VOL_WINDOWS),
+            "ewma_vol",
+        ),
+        max(*ind.RETURN_HORIZONS, *ind.VOL_WINDOWS, ind.EWMA_SPAN),
+        _returns,
+    ),
+    _Block(
+        (*(f"close_to_sma_{n}" for n in ind.SMA_WINDOWS), "bb_pct_b", "bb_width"),
+        max(*ind.SMA_WINDOWS, ind.BB_PERIOD) - 1,
+        _averages,
+    ),
+    _Block(("obv_flow_30", "volume_zscore_30"), max(ind.OBV_WINDOW, ind.VOLUME_Z_WINDOW - 1), _volume),
+    _Block((*(f"log_gk_var_{n}" for n in ind.HAR_LAGS), "range_pct"), max(ind.HAR_LAGS) - 1, _ranges),
+    _Block(RESTARTED, ind.WARMUP, _restarted),
     _Block(("day_of_week", "dow_sin", "dow_cos"), 0, _calendar),
     _Block(("is_imputed",), 0, _imputed),
     _Block(("is_outlier",), OUTLIER_WINDOW + 1, _outlier),
@@ -349,16 +349,22 @@ def model_inputs(
     rows = n if last is None else last
     if not 0 < rows <= n:
         raise ValueError(f"last={last}: the bars have {n} rows")
-    wanted = list(INPUT_COLUMNS if columns is None else columns)
-    unknown = [c for c in wanted if c not in _BLOCK_OF]
-    if unknown:
-        raise ValueError(f"no feature definition for column(s) {unknown}")
+    wanted = INPUT_COLUMNS if columns is None else tuple(columns)
     out: dict[str, np.ndarray] = {}
-    for block in dict.fromkeys(_BLOCK_OF[c] for c in wanted):
+    for block in _plan(wanted):
         values = block.compute(bars, max(0, n - rows - block.lookback), outlier_threshold)
         for column in block.columns:
             out[column] = values[column][-rows:]
     return {c: out[c] for c in wanted}
+
+
+@lru_cache(maxsize=32)
+def _plan(columns: tuple[str, ...]) -> tuple[_Block, ...]:
+    """The blocks that compute ``columns``, each once (cached: a server asks for one model's columns)."""
+    unknown = [c for c in columns if c not in _BLOCK_OF]
+    if unknown:
+        raise ValueError(f"no feature definition for column(s) {unknown}")
+    return tuple(dict.fromkeys(_BLOCK_OF[c] for c in columns))
 
 
 def model_frame(
