@@ -122,6 +122,13 @@ class BitPredictTransformer(Model):
         MODEL_INFO.labels(model=name, version=spec.version).set(1)
         self.ready = True  # the metadata was loaded and checked before this object existed
 
+    def stop(self) -> None:
+        """KServe's teardown hook (run when the server unloads the model): the request log's last batch is written."""
+        if self.request_log is not None:
+            self.request_log.close()
+            self.request_log = None
+        super().stop()
+
     # -- metadata (GET /v2/models/<name>) ----------------------------------------------------------
     def get_input_types(self) -> list[dict[str, Any]]:
         n = [-1]
@@ -245,18 +252,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = arguments(argv)
-    workers: list[BitPredictTransformer] = []
-
-    def build_worker() -> list[Model]:  # in each worker: its own request log and predictor connection
-        workers.append(build(args))
-        return workers
-
-    try:
-        serve(build_worker, args, on_reject=lambda reason: REJECTED.labels(reason=reason).inc())
-    finally:
-        for transformer in workers:
-            if transformer.request_log is not None:
-                transformer.request_log.close()
+    # build runs in each worker: its own request-log writer and predictor connection
+    serve(lambda: [build(args)], args, on_reject=lambda reason: REJECTED.labels(reason=reason).inc())
 
 
 if __name__ == "__main__":
