@@ -332,12 +332,61 @@ def copy_tree(source: str | os.PathLike[str], target: str | os.PathLike[str]) ->
 
     final = Path(target)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _clear_dead_copies(final)
     staging = final.parent / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(source, staging)
+    if final.exists() and _exchange(staging, final):  # one atomic step: the target is never missing
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the replaced copy
+        return [str(final / p.relative_to(source)) for p in files]
     old = final.parent / f".{final.name}.old-{os.getpid()}"
     if final.exists():
         final.rename(old)
     staging.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     return [str(final / p.relative_to(source)) for p in files]
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where the system cannot."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    log.debug("renameat2 exchange unavailable", extra={"errno": ctypes.get_errno()})
+    return False
+
+
+def _clear_dead_copies(final: Path) -> None:
+    """What a copy killed mid-way left beside ``final``: a missing target gets its replaced copy back (a kill
+    between the two renames of the fallback), staging copies of dead processes are removed."""
+    import shutil
+
+    for leftover in sorted(final.parent.glob(f".{final.name}.*-*")):
+        kind, _, pid = leftover.name.rpartition("-")
+        if not pid.isdigit() or _pid_alive(int(pid)) or not kind.endswith((".tmp", ".old")):
+            continue
+        if kind.endswith(".old") and not final.exists():
+            leftover.rename(final)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
