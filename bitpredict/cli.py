@@ -275,7 +275,8 @@ def evaluate_cmd(
     ] = None,
 ) -> None:
     """Walk-forward backtest of the network and every baseline (probabilistic and point) on the same days."""
-    from bitpredict.evaluate import markdown_table, run_evaluate, update_readme
+    from bitpredict.evaluate import run_evaluate
+    from bitpredict.evaluation_report import markdown_table, update_readme
 
     result = _run_stage("evaluate", lambda: run_evaluate(ctx.obj, progress=lambda m: typer.echo(f"evaluate: {m}")))
     table = markdown_table(result, result["decision"])

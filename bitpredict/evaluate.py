@@ -38,7 +38,7 @@ import pandas as pd
 from bitpredict import baselines, scores, storage, tracking
 from bitpredict.config import ModelSettings, PromotionSettings, Settings
 from bitpredict.dataset import TARGET, Scaler, labelled, model_input_columns
-from bitpredict.evaluation_report import markdown_table, plot_reports, update_readme
+from bitpredict.evaluation_report import flat_metrics, markdown_table, plot_reports
 from bitpredict.train import MODEL_KIND, candidate_dir, fit_recipe, load_features
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ PRIMARY = "pinball_mean"
 NAIVE = "ewma"  # the naive probabilistic model: persistence with RiskMetrics volatility
 ARIMA_HISTORY = 1000  # ARIMA is fitted on the last 1000 returns before each block (older regimes add little)
 
-__all__ = ["markdown_table", "plot_reports", "run_evaluate", "update_readme", "walk_forward"]
+__all__ = ["markdown_table", "run_evaluate", "walk_forward"]  # markdown_table: kept for its readers (ui/app.py)
 
 
 @dataclass
@@ -446,16 +446,3 @@ def finite(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
-
-
-def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """``{method}_{metric}`` numbers plus the verdict as 0/1: the shape KFP's Metrics artifact takes."""
-    flat = {
-        f"{m}_{k}": float(v)
-        for m, values in result["methods"].items()
-        for k, v in values.items()
-        if isinstance(v, int | float) and v is not None and np.isfinite(float(v))
-    }
-    flat["beats_baselines"] = float(result["decision"]["beats_baselines"])
-    flat["days"] = float(result["days"])
-    return flat

@@ -1,4 +1,5 @@
-"""What people read of an evaluation: the markdown results tables, the plots, the README's results block.
+"""What people read of an evaluation: the markdown results tables, the plots, the README's results block, and
+the flat ``{method}_{metric}`` numbers MLflow and KFP's Metrics artifact show.
 
 Kept apart from the backtest (``bitpredict.evaluate``) so the numbers are computed in one place and shown
 in another; everything here is a pure function of the metrics and the per-day predictions.
@@ -6,6 +7,7 @@ in another; everything here is a pure function of the metrics and the per-day pr
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +93,19 @@ def markdown_table(metrics: dict[str, Any], decision: dict[str, Any]) -> str:
         f"**Champion of this evaluation: {decision['best']}** — {decision['why']}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """``{method}_{metric}`` numbers plus the verdict as 0/1: the shape KFP's Metrics artifact and MLflow take."""
+    flat = {
+        f"{m}_{k}": float(v)
+        for m, values in result["methods"].items()
+        for k, v in values.items()
+        if isinstance(v, int | float) and v is not None and math.isfinite(float(v))
+    }
+    flat["beats_baselines"] = float(result["decision"]["beats_baselines"])
+    flat["days"] = float(result["days"])
+    return flat
 
 
 def update_readme(readme: Path, table: str) -> None:

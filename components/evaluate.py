@@ -19,7 +19,7 @@ def evaluate(
     """→ metrics (KFP Metrics), the Markdown table, plots + predictions; returns "beats the baselines"."""
     import json
 
-    from bitpredict.evaluate import flat_metrics
+    from bitpredict.evaluation_report import flat_metrics
     from bitpredict.stages import run_stage
 
     result = run_stage(

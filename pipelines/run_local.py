@@ -216,7 +216,7 @@ def summary_lines(
     metrics = _read_json(resolve(settings, "reports", "evaluation", "metrics.json"))
     evaluated = any(s.name == "evaluate" and not s.cached for s in board.finished)
     if metrics and evaluated:
-        from bitpredict.evaluate import markdown_table
+        from bitpredict.evaluation_report import markdown_table
 
         lines.append(markdown_table(metrics, metrics["decision"]))
     elif metrics:
@@ -235,7 +235,7 @@ def summary_lines(
 
 
 def readme_results(settings: Settings, epochs: int) -> str:
-    from bitpredict.evaluate import markdown_table
+    from bitpredict.evaluation_report import markdown_table
     from bitpredict.publish import resolve
 
     features = _read_json(resolve(settings, "processed", "features.json")) or {}
@@ -310,7 +310,7 @@ def _run(args: argparse.Namespace, parameters: dict[str, Any], settings: Setting
         return 1
     print("\n".join(summary_lines(settings, board, elapsed, log_file, parameters)))
     if args.readme:
-        from bitpredict.evaluate import update_readme
+        from bitpredict.evaluation_report import update_readme
 
         update_readme(args.readme, readme_results(settings, int(parameters["epochs"])))
         print(f"results table written into {args.readme}")

@@ -23,9 +23,8 @@ from bitpredict.evaluate import (
     quantile_column,
     regression_forecast,
     sma_forecast,
-    update_readme,
 )
-from bitpredict.evaluation_report import markdown_table
+from bitpredict.evaluation_report import markdown_table, update_readme
 from bitpredict.registry import champion_score_on_window, promotion_decision
 
 
