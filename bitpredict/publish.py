@@ -37,6 +37,7 @@ from typing import Any
 
 from bitpredict import storage
 from bitpredict.config import Settings
+from bitpredict.errors import BitPredictError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ ITEMS: dict[str, str] = {
 }
 
 
-class PublishError(RuntimeError):
+class PublishError(BitPredictError, RuntimeError):
     """The run's outputs could not be published; the previous published state is unchanged."""
 
 
@@ -244,16 +245,6 @@ def _publish_local(
             (data_dir / STAGING).rmdir()  # only when no other publish is staging
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 def recover(data_dir: str | Path) -> list[str]:
     """Finish what a crashed local publish left: roll its swapped items back, unless its manifest was written.
 
@@ -278,7 +269,7 @@ def recover(data_dir: str | Path) -> list[str]:
             owner = int((staging / OWNER).read_text())
         except (OSError, ValueError):  # not written yet (a publish just starting) or lost: judge by age
             owner = None
-        if owner is not None and _alive(owner):
+        if owner is not None and storage.pid_alive(owner):
             continue
         if owner is None and time.time() - staging.stat().st_mtime < STALE_S:
             continue

@@ -24,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bitpredict.errors import BitPredictError
+
 if TYPE_CHECKING:  # pragma: no cover
     from google.cloud.storage import Client
 
@@ -33,7 +35,7 @@ GCS_SCHEME = "gs://"
 _UPSERT_ATTEMPTS = 5
 
 
-class StorageError(RuntimeError):
+class StorageError(BitPredictError, RuntimeError):
     """A table could not be read or written; the message names the path."""
 
 
@@ -374,7 +376,7 @@ def _clear_dead_copies(final: Path) -> None:
 
     for leftover in sorted(final.parent.glob(f".{final.name}.*-*")):
         kind, _, pid = leftover.name.rpartition("-")
-        if not pid.isdigit() or _pid_alive(int(pid)) or not kind.endswith((".tmp", ".old")):
+        if not pid.isdigit() or pid_alive(int(pid)) or not kind.endswith((".tmp", ".old")):
             continue
         if kind.endswith(".old") and not final.exists():
             leftover.rename(final)
@@ -382,11 +384,15 @@ def _clear_dead_copies(final: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs; a zombie (killed, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # someone else's process
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc here: the signal test is all there is
+        return True

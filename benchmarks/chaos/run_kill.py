@@ -41,7 +41,7 @@ SMALL = {
     "model": {"lstm_units": [8], "dense_units": 4, "validation_days": 60, "refit_every_days": 30},
     "sentiment": {"finbert": "off"},  # no FinBERT weights here (nothing is downloaded)
 }
-TINY_ARGS = ["--window", "10", "--test-days", "60", "--extra-settings", json.dumps(SMALL)]
+TINY_ARGS = ["--window", "10", "--test-days", "30", "--extra-settings", json.dumps(SMALL)]
 RUN_TIMEOUT_S = 600.0
 
 
