@@ -16,12 +16,15 @@ import io
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bitpredict import storage
+from bitpredict.errors import BitPredictError
 from bitpredict.schemas import NEWS, RAW_LINE_COLUMN, RAW_MARKET, REJECT_COLUMN, Schema
 from bitpredict.sources.base import Batch
 
@@ -174,7 +177,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-class FileImportError(ValueError):
+class FileImportError(BitPredictError, ValueError):
     """The file cannot be imported as a whole (unknown layout, unreadable); the message says why."""
 
 
@@ -234,13 +237,28 @@ def _normalise_columns(frame: pd.DataFrame, preset: Preset) -> pd.DataFrame:
 TIME_COLUMNS = {"market": "timestamp", "news": "published_at"}  # the column a row's moment is read from
 
 
+MAX_UNIX_SECONDS = 1e11  # about the year 5100: a larger number is not a time (NaT), never an overflow
+
+
 def _moments(values: pd.Series) -> pd.Series:
-    """Each row's moment as a UTC timestamp (unix seconds or dates, as the presets hand them over); NaT where
-    the text is not a time (such a row goes to the quarantine whatever the cut)."""
-    numeric = pd.to_numeric(values, errors="coerce")
-    as_dates = pd.to_datetime(values.where(numeric.isna()), utc=True, errors="coerce", format="mixed")
-    as_seconds = pd.to_datetime(numeric, unit="s", utc=True, errors="coerce")
-    return as_seconds.where(numeric.notna(), as_dates)
+    """Each row's moment as a UTC timestamp — timestamps, unix seconds or date texts, as the presets hand them
+    over; NaT where the value is not a time (such a row goes to the quarantine whatever the cut)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return pd.to_datetime(values, utc=True)
+    stamps = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    is_time = values.map(lambda v: isinstance(v, datetime | date)).astype(bool)  # pd.Timestamp is a datetime
+    numeric = pd.to_numeric(values.where(~is_time), errors="coerce")
+    is_number = numeric.notna() & ~is_time & (numeric.abs() < MAX_UNIX_SECONDS)
+    text = values.notna() & ~is_time & ~is_number
+    if is_time.any():
+        stamps[is_time] = pd.to_datetime(values[is_time], utc=True, errors="coerce", format="mixed")
+    if is_number.any():
+        with np.errstate(all="ignore"):
+            seconds = numeric[is_number].astype("float64")
+            stamps[is_number] = pd.to_datetime(seconds, unit="s", utc=True, errors="coerce")
+    if text.any():
+        stamps[text] = pd.to_datetime(values[text].astype(str), utc=True, errors="coerce", format="mixed")
+    return stamps
 
 
 def visible_rows(rows: pd.DataFrame, schema: Schema, visible_until: pd.Timestamp) -> pd.DataFrame:

@@ -92,6 +92,11 @@ def test_a_short_window_replays_end_to_end(replayed: dict) -> None:
     day_lines = [line for line in replayed["lines"] if line.startswith("replay 20") and "forecasts" in line]
     assert len(day_lines) == len(days) and day_lines[0].startswith(f"replay {START}")
     assert "forecasts 1, reruns 0" in day_lines[0] and "forecasts 8, reruns 1" in day_lines[-1]
+    # The day-by-day import (each day's new rows) leaves the tables a fresh import cut at the last day gives.
+    fresh = Replay(replay.data, START, END, _settings(replayed["data_dir"].parent / "fresh"), RECIPE).work_settings()
+    ingest_visible(fresh, replay.data, END)
+    build_tables(fresh)
+    pd.testing.assert_frame_equal(clean, storage.read_parquet(str(Path(fresh.interim_dir) / "clean_1d.parquet")))
     # Its own folder: the user's data dir holds no published run, registry or model store of the replay's.
     data_dir: Path = replayed["data_dir"]
     assert not (data_dir / "published.json").exists() and not (data_dir / "models").exists()

@@ -41,6 +41,14 @@ def test_the_cut_keeps_what_was_known_at_the_end_of_the_day() -> None:
     assert len(kept) == 2 and kept["published_at"].iloc[-1] == "not a date"  # unparsable: left to the quarantine
 
 
+def test_every_kind_of_moment_is_read_and_nothing_overflows() -> None:
+    values = pd.Series([pd.Timestamp("2024-09-02 00:00", tz="UTC"), "1725148800", 1725148800 + 86_400, "2024-08-31",
+                        "not a date", None, 1e30])  # fmt: skip
+    with np.errstate(all="raise"):  # as after TensorFlow or arch set it: a wrong conversion would raise here
+        kept = visible_rows(pd.DataFrame({"timestamp": values}), RAW_MARKET, pd.Timestamp("2024-09-01"))
+    assert kept["timestamp"].tolist() == ["1725148800", "2024-08-31", "not a date", None, 1e30]  # not times: kept
+
+
 def test_a_file_imported_with_a_cut_has_no_later_row(tmp_path: Path) -> None:
     path = tmp_path / "daily.csv"
     path.write_text(
