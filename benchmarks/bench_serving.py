@@ -184,13 +184,13 @@ def in_process(model_dir: str, body: dict, n: int) -> tuple[list[float], list[fl
     import tensorflow as tf
 
     from bitpredict.artifact import INPUT_NAME, SIGNATURE, locate
-    from bitpredict.serving import ModelSpec, feature_window, parse_request
+    from bitpredict.serving import ModelSpec, feature_window, parse_bars
 
     located = locate(model_dir)
     spec = ModelSpec.from_metadata(located.metadata, located.version)
     signature = tf.saved_model.load(located.saved_model_dir).signatures[SIGNATURE]
     inputs = {t["name"]: (t["datatype"], np.asarray(t["data"])) for t in body["inputs"]}
-    window = tf.constant(feature_window(parse_request(inputs, spec), spec))
+    window = tf.constant(feature_window(parse_bars(inputs, spec), spec))
     model_times, full_times = [], []
     for _ in range(10):
         signature(**{INPUT_NAME: window})
@@ -199,7 +199,7 @@ def in_process(model_dir: str, body: dict, n: int) -> tuple[list[float], list[fl
         signature(**{INPUT_NAME: window})
         model_times.append(time.perf_counter() - started)
         started = time.perf_counter()
-        signature(**{INPUT_NAME: tf.constant(feature_window(parse_request(inputs, spec), spec))})
+        signature(**{INPUT_NAME: tf.constant(feature_window(parse_bars(inputs, spec), spec))})
         full_times.append(time.perf_counter() - started)
     return model_times, full_times
 
@@ -207,12 +207,12 @@ def in_process(model_dir: str, body: dict, n: int) -> tuple[list[float], list[fl
 def features_body(model_dir: str, body: dict) -> bytes:
     """What the transformer sends the predictor for ``body``: the model's window as a v2 FP32 tensor."""
     from bitpredict.artifact import INPUT_NAME, locate
-    from bitpredict.serving import ModelSpec, feature_window, parse_request
+    from bitpredict.serving import ModelSpec, feature_window, parse_bars
 
     located = locate(model_dir)
     spec = ModelSpec.from_metadata(located.metadata, located.version)
     inputs = {t["name"]: (t["datatype"], np.asarray(t["data"])) for t in body["inputs"]}
-    window = feature_window(parse_request(inputs, spec), spec)
+    window = feature_window(parse_bars(inputs, spec), spec)
     tensor = {"name": INPUT_NAME, "shape": list(window.shape), "datatype": "FP32", "data": window.ravel().tolist()}
     return json.dumps({"inputs": [tensor]}).encode()
 
@@ -227,10 +227,12 @@ def measure(path: PathFigures, url: str, body: bytes, args: argparse.Namespace) 
 
 def report(paths: list[PathFigures], in_proc: tuple[list[float], list[float]], args: argparse.Namespace) -> str:
     predictor = paths[0]
+    command = " ".join(["benchmarks/bench_serving.py", *sys.argv[1:]])
     lines = [
-        f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores shared by the client and the servers; "
-        f"200 daily bars per request; closed loop {args.concurrency} in flight for {args.seconds:.0f} s; open loop "
-        f"{args.rate:.0f} req/s for {args.seconds:.0f} s; --max_in_flight {args.max_in_flight}, --workers 1",
+        f"`{command}` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores shared by the client, the "
+        f"servers and other work, so latencies are upper bounds and throughputs lower bounds; 200 daily bars per "
+        f"request; closed loop {args.concurrency} in flight for {args.seconds:.0f} s; open loop {args.rate:.0f} "
+        f"req/s for {args.seconds:.0f} s; --max_in_flight {args.max_in_flight}, --workers 1):",
         "",
         "| path | p50 | p99 | throughput | ÷ predictor's | p50 ÷ predictor's "
         f"| open loop {args.rate:.0f}/s: p99 accepted | shed |",

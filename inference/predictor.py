@@ -15,6 +15,7 @@ Every KServe model-server flag works (``--workers``, ``--max_threads``, ...), pl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -109,7 +110,12 @@ class SavedModelPredictor(Model):
         declared = tensor_types(self.metadata)[1]
         return declared or [{"name": name, "datatype": "FP32", "shape": [-1]} for name in self.outputs]
 
-    def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
+    async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
+        """The SavedModel runs in the server's thread pool (TensorFlow releases the GIL): the event loop stays free
+        to shed requests past the in-flight bound at once instead of queueing them behind a running call."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._predict, payload)
+
+    def _predict(self, payload: InferRequest) -> InferResponse:
         import tensorflow as tf
 
         inputs = {i.name: i for i in payload.inputs}

@@ -23,19 +23,20 @@ Every KServe model-server flag works (``--workers``, ``--max_threads``, ...), pl
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import time
 import uuid
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ServerNotReady
 from prometheus_client import Counter, Gauge, Histogram
 
 from bitpredict.artifact import locate
 from bitpredict.config import load_settings
+from bitpredict.online import DailyBars
 from bitpredict.request_log import RequestLog
 from bitpredict.serving import (
     ModelSpec,
@@ -43,7 +44,7 @@ from bitpredict.serving import (
     feature_window,
     forecast,
     optional_inputs,
-    parse_request,
+    parse_bars,
     sentiment_source,
 )
 from inference.server import parser, serve
@@ -141,17 +142,26 @@ class BitPredictTransformer(Model):
 
     # -- v2 request → the model's window ----------------------------------------------------------
     async def preprocess(self, payload: InferRequest | dict, headers: dict[str, str] | None = None) -> dict:
-        """The window [1, W, F] and what postprocess needs, as a plain dict (KServe passes it on untouched)."""
+        """The window [1, W, F] and what postprocess needs, as a plain dict (KServe passes it on untouched).
+
+        The feature code runs in the server's thread pool, so the event loop stays free to read, shed and answer
+        other requests meanwhile: the in-flight bound (``inference.server``) then counts real work, not requests
+        waiting in front of a busy loop.
+        """
         started = time.perf_counter()
         if not isinstance(payload, InferRequest):
             self._reject("v1_request", "use the v2 protocol: POST /v2/models/<name>/infer")
+        bars, window = await asyncio.get_running_loop().run_in_executor(None, self._features, payload)
+        request_id = payload.id or uuid.uuid4().hex
+        return {"window": window, "bars": bars, "started": started, "id": request_id}
+
+    def _features(self, payload: InferRequest) -> tuple[DailyBars, np.ndarray]:
         try:
-            bars = parse_request(_decode(payload), self.spec)
+            bars = parse_bars(_decode(payload), self.spec)  # arrays end to end: no DataFrame per request
             window = feature_window(bars, self.spec, self.settings.clean)
         except RequestError as exc:
             self._reject(exc.reason, str(exc))
-        request_id = payload.id or uuid.uuid4().hex
-        return {"window": np.asarray(window, dtype="float32"), "bars": bars, "started": started, "id": request_id}
+        return bars, np.asarray(window, dtype="float32")
 
     def _reject(self, reason: str, message: str) -> None:
         REJECTED.labels(reason=reason).inc()
@@ -173,27 +183,29 @@ class BitPredictTransformer(Model):
     async def postprocess(
         self, result: dict, headers: dict[str, str] | None = None, response_headers: dict | None = None
     ) -> InferResponse:
-        bars: pd.DataFrame = result["bars"]
+        bars: DailyBars = result["bars"]
         started = result["started"]
         outcome = forecast(result["quantiles"], bars, self.spec)
         PREDICTIONS.labels(direction=DIRECTIONS[outcome["direction"]]).inc()
         PREDICTED_CLOSE.set(outcome["predicted_close"])
-        LAST_CLOSE.set(float(bars["close"].iloc[-1]))
+        last_close = float(bars.close[-1])
+        LAST_CLOSE.set(last_close)
         source = sentiment_source(bars)
         REQUEST_SECONDS.observe(time.perf_counter() - started)
         if self.request_log is not None:
+            frame = bars.to_frame()  # the logged rows keep parse_request's columns (the drift job reads them)
             self.request_log.append(
                 {
                     "request_id": result["id"],
                     "model_version": self.spec.version,
                     "rows": len(bars),
-                    "first_day": str(bars["timestamp"].iloc[0].date()),
-                    "last_day": str(bars["timestamp"].iloc[-1].date()),
-                    "last_close": float(bars["close"].iloc[-1]),
+                    "first_day": str(frame["timestamp"].iloc[0].date()),
+                    "last_day": str(frame["timestamp"].iloc[-1].date()),
+                    "last_close": last_close,
                     "sentiment": source,
                     "latency_ms": (time.perf_counter() - started) * 1000,
                     **outcome,
-                    "bars": bars.assign(timestamp=bars["timestamp"].astype("int64") // 10**9).to_dict("list"),
+                    "bars": frame.assign(timestamp=frame["timestamp"].astype("int64") // 10**9).to_dict("list"),
                 }
             )
         return InferResponse(
