@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bitpredict.config import ConfigError, Settings, load_settings
+from bitpredict.errors import BitPredictError
 from bitpredict.pipeline_parameters import NAMES, local_values
 from bitpredict.runtime import quiet_tensorflow
 from pipelines.data_choice import LIVE_SOURCES, DataChoiceError, choose, describe_parameters
@@ -43,7 +44,7 @@ PARAMETERS = NAMES  # the pipeline's parameters, defined in bitpredict.pipeline_
 RUNNER_PID = "BITPREDICT_RUNNER_PID"  # the runner's pid, for the pipeline child's watch (``_die_with_parent``)
 
 
-class RunError(RuntimeError):
+class RunError(BitPredictError, RuntimeError):
     """The run cannot start or did not succeed; the message says what to do."""
 
 
@@ -127,7 +128,8 @@ def _die_with_parent(poll_s: float = 0.5) -> None:
     import threading
 
     parent = int(os.environ.get(RUNNER_PID, os.getppid()))  # from the runner: it may be gone before we get here
-    os.setpgid(0, 0)
+    if os.getpgid(0) != os.getpid():  # already leading a group (or a session) when started that way
+        os.setpgid(0, 0)
 
     def watch() -> None:
         while os.getppid() == parent:
