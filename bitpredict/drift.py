@@ -183,7 +183,10 @@ def measure(
         per_column_threshold=per_threshold,
     )  # fmt: skip
     report = Report([preset], include_tests=True)
-    snapshot = report.run(current_data=current[columns], reference_data=reference[columns])
+    # As floats: rows rebuilt one by one (served requests) arrive as objects, which Evidently cannot type.
+    snapshot = report.run(
+        current_data=current[columns].astype("float64"), reference_data=reference[columns].astype("float64")
+    )
     document = snapshot.dict()
     per_column: dict[str, dict[str, Any]] = {}
     for metric in document["metrics"]:

@@ -409,7 +409,8 @@ class Runner:
         today = served.to_frame().T
         served_rows = today if served_rows.empty else pd.concat([served_rows, today], ignore_index=True)
         served_rows = served_rows.drop_duplicates("timestamp", keep="last").tail(self.settings.drift.window_days)
-        storage.write_parquet(served_rows.infer_objects(), str(self.served_file))
+        served_rows = served_rows.infer_objects().reset_index(drop=True)
+        storage.write_parquet(served_rows, str(self.served_file))
 
         check = self._drift(day, state, served_rows, forecasts)
         drift = _read(self.drift_file)
