@@ -212,3 +212,12 @@ def test_model_inputs_for_the_last_rows_equal_those_of_the_whole_series(clean_da
 def test_model_inputs_refuse_what_they_cannot_compute(clean_daily: pd.DataFrame, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         model_inputs(DailyBars.from_frame(clean_daily.iloc[:200]), **kwargs)
+
+
+def test_the_stage_refuses_a_series_shorter_than_the_warm_up(clean_daily: pd.DataFrame, tmp_path: Path) -> None:
+    from bitpredict.clean import clean_path
+
+    settings = load_settings(data_dir=str(tmp_path / "data"))
+    storage.write_parquet(clean_daily.iloc[:WARMUP].reset_index(drop=True), clean_path(settings, "1d"))
+    with pytest.raises(ValueError, match=f"{WARMUP} bars; indicators need more than the {WARMUP}-bar warm-up"):
+        run_indicators(settings)
