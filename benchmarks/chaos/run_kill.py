@@ -73,7 +73,7 @@ def code_root(data: Path) -> Path:
     return checkout_copy(data.parent / "checkout")
 
 
-def run_command(data: Path, epochs: int, lock_timeout_s: float = 120.0) -> list[str]:
+def run_command(data: Path, epochs: int, lock_timeout_s: float = RUN_TIMEOUT_S) -> list[str]:
     return [sys.executable, "-m", "pipelines.run_local", "--data-root", str(data), "--epochs", str(epochs),
             *TINY_ARGS, "--lock-timeout", str(lock_timeout_s)]  # fmt: skip
 
