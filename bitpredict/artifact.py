@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bitpredict import storage
+from bitpredict.errors import BitPredictError
 
 METADATA_FILE = "bitpredict_model.json"  # what a server needs to build the model's exact inputs
 REFERENCE_FILE = "reference.parquet"  # the training rows' inputs (unscaled): the drift job's reference
@@ -28,7 +29,7 @@ ATTENTION_OUTPUT = "attention"  # FP32 [B, W]
 OUTPUTS = (QUANTILES_OUTPUT, ATTENTION_OUTPUT)
 
 
-class ArtifactError(ValueError):
+class ArtifactError(BitPredictError, ValueError):
     """A folder is not a servable BitPredict model; the message says what is missing."""
 
 

@@ -20,9 +20,15 @@ import typer
 
 from bitpredict import __version__, storage
 from bitpredict.config import ConfigError, Settings, get_settings
+from bitpredict.errors import BitPredictError
 from bitpredict.log import configure_logging
 from bitpredict.schemas import SCHEMAS, SchemaError, validate
 from bitpredict.sources import SOURCE_NAMES
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else ""
 
 
 class _OneLineErrors(typer.Typer):
@@ -36,10 +42,14 @@ class _OneLineErrors(typer.Typer):
         except KeyboardInterrupt:
             typer.secho("interrupted", err=True)
             raise SystemExit(130) from None
+        except BitPredictError as exc:  # refused on purpose: its message is the whole story
+            logging.getLogger("bitpredict.cli").debug("command failed", exc_info=True)
+            typer.secho(f"error: {_first_line(exc)}", fg=typer.colors.RED, err=True)
+            raise SystemExit(1) from None
         except Exception as exc:
             logging.getLogger("bitpredict.cli").debug("command failed", exc_info=True)
             typer.secho(
-                f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                f"error: {type(exc).__name__}: {_first_line(exc)} "
                 "(BITPREDICT_LOG_LEVEL=DEBUG shows the details)",
                 fg=typer.colors.RED,
                 err=True,
@@ -191,10 +201,11 @@ def ingest_cmd(
 
 
 def _run_stage(what: str, stage: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run one stage function; input problems end with one line, not a traceback."""
+    """Run one stage function; input problems end with one line, not a traceback (exit 2). Any other
+    exception — a bug — goes to the one-line handler with its type named (exit 1)."""
     try:
         return stage()
-    except (FileNotFoundError, ValueError, storage.StorageError) as exc:
+    except (FileNotFoundError, BitPredictError) as exc:
         fail(f"{what}: {exc}")
         raise AssertionError("unreachable") from None
 

@@ -38,6 +38,7 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from bitpredict import __version__, storage
+from bitpredict.errors import BitPredictError
 from bitpredict.sources import DEFAULT_SOURCES, SOURCE_NAMES
 
 ENV_PREFIX = "BITPREDICT_"
@@ -53,7 +54,7 @@ DEFAULT_RSS_FEEDS = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(BitPredictError, ValueError):
     """A setting has a bad value; the message names the setting and where it came from."""
 
 

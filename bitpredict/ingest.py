@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import requests
 
 from bitpredict import storage
 from bitpredict.config import Settings
+from bitpredict.errors import BitPredictError
 from bitpredict.schemas import INTERVAL_SECONDS, QUARANTINE_KEY, Schema, ValidationResult, validate
 from bitpredict.sources import OpenRequest, source_entry
 from bitpredict.sources.base import Batch, BatchSource, RangeSource, SourceUnavailable
-from bitpredict.sources.http import HttpClient, MalformedResponse, SourceError
+from bitpredict.sources.http import HttpClient
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +222,7 @@ def ingest_range_source(
         if stored is not None and stored[0] > since:  # every range fetched, yet nothing before this bar
             state["floor"] = stored[0].isoformat()
             save_pending()
-    except (SourceError, MalformedResponse, requests.RequestException, ValueError, KeyError) as exc:
+    except (BitPredictError, requests.RequestException) as exc:  # a source's failure; a bug is not one
         summary.error = str(exc)
         log.error(
             "source failed; pages already stored are kept",
@@ -259,6 +261,11 @@ def _take_http_stats(source: object, summary: IngestSummary) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+# What reading a damaged export raises (the files source reads CSV with pandas, parquet with pyarrow): the file's
+# failure, recorded in its summary. Named, not a bare ValueError, so a parsing bug of ours is not hidden.
+UNREADABLE_EXPORT: tuple[type[Exception], ...] = (OSError, pd.errors.ParserError, UnicodeDecodeError, pa.ArrowException)
+
+
 def ingest_batch_source(
     source: BatchSource, settings: Settings, *, state_name: str | None = None
 ) -> list[IngestSummary]:
@@ -273,14 +280,7 @@ def ingest_batch_source(
             current = summaries.setdefault(batch.table, IngestSummary(source=source.name, table=batch.table))
             store_batch(settings, batch.table, batch.schema, batch.rows, current)
             states.save(name, state)
-    except (
-        SourceError,
-        MalformedResponse,
-        requests.RequestException,
-        ValueError,
-        KeyError,
-        OSError,
-    ) as exc:  # FileImportError is a ValueError
+    except (BitPredictError, requests.RequestException, *UNREADABLE_EXPORT) as exc:
         failed = current or IngestSummary(source=source.name, table=name)
         failed.error = str(exc)
         summaries.setdefault(failed.table, failed)

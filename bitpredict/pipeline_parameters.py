@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bitpredict.config import ModelSettings, PromotionSettings, Settings, load_settings
+from bitpredict.errors import BitPredictError
 from bitpredict.sources import KEYLESS_SOURCES
 
 
@@ -72,7 +73,7 @@ BY_NAME: dict[str, Parameter] = {p.name: p for p in PARAMETERS}
 INGEST_ONLY = frozenset({"files_dir"})
 
 
-class ParameterError(ValueError):
+class ParameterError(BitPredictError, ValueError):
     """A pipeline parameter that is unknown or of the wrong type; the message names it."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from bitpredict import storage, tracking
 from bitpredict.artifact import METADATA_FILE, REFERENCE_FILE, SAVED_MODEL_DIR, SAVED_MODEL_PB
 from bitpredict.config import Settings
+from bitpredict.errors import BitPredictError
 from bitpredict.evaluate import MODEL, PRIMARY, evaluation_dir
 from bitpredict.train import BASELINES_DIR, candidate_dir
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(BitPredictError, RuntimeError):
     """The registry is not in a state that allows the request (no candidate, no previous champion, …)."""
 
 

@@ -19,10 +19,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bitpredict.errors import BitPredictError
+
 LOCK_FILE = ".run.lock"
 
 
-class RunLocked(RuntimeError):
+class RunLocked(BitPredictError, RuntimeError):
     """Another run holds the data dir for longer than this one would wait."""
 
 

@@ -15,6 +15,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from bitpredict.errors import BitPredictError
+
 Kind = Literal["str", "float", "int", "timestamp", "bool"]
 REASON_COLUMN = "reason"
 QUARANTINE_META = ("table", REASON_COLUMN, "row_hash", "quarantined_at")
@@ -26,7 +28,7 @@ RAW_LINE_COLUMN = "_raw_line"
 _READER_COLUMNS = (REJECT_COLUMN, RAW_LINE_COLUMN)
 
 
-class SchemaError(ValueError):
+class SchemaError(BitPredictError, ValueError):
     """The frame cannot be validated at all (e.g. a required column is missing)."""
 
 

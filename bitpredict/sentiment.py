@@ -40,6 +40,7 @@ import pandas as pd
 
 from bitpredict import storage
 from bitpredict.config import Settings
+from bitpredict.errors import BitPredictError
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -60,7 +61,7 @@ TEXT_KINDS = ("news", "tweets")
 _FINBERT_LABELS = ("positive", "negative", "neutral")
 
 
-class SentimentModelError(RuntimeError):
+class SentimentModelError(BitPredictError, RuntimeError):
     """FinBERT cannot be loaded; the message says how to provide it. ``reason`` is the short cause alone."""
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:

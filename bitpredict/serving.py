@@ -36,6 +36,7 @@ from bitpredict.artifact import locate as locate_model  # noqa: F401
 from bitpredict.config import CleanSettings
 from bitpredict.dataset import Scaler
 from bitpredict.dataset import sentiment_inputs as dataset_sentiment_inputs
+from bitpredict.errors import BitPredictError
 from bitpredict.indicators import MODEL_FEATURES, WARMUP
 from bitpredict.merge import FLAG_COLUMNS, SENTIMENT_PREFIXES, sentiment_columns
 from bitpredict.online import DailyBars, model_frame, model_inputs
@@ -51,7 +52,7 @@ ALWAYS_ENOUGH = 200  # a model whose window + warm-up exceeds this is refused at
 DAY = pd.Timedelta(days=1)
 
 
-class RequestError(ValueError):
+class RequestError(BitPredictError, ValueError):
     """A client's request cannot be served; the message names the input and says what is wrong."""
 
     def __init__(self, message: str, reason: str) -> None:
@@ -59,7 +60,7 @@ class RequestError(ValueError):
         self.reason = reason  # a short label for the rejected-requests metric
 
 
-class ModelMismatch(RuntimeError):
+class ModelMismatch(BitPredictError, RuntimeError):
     """The loaded model's metadata does not fit this code (refused at start-up)."""
 
 

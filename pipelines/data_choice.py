@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitpredict.errors import BitPredictError
 from bitpredict.sources import KEYLESS_SOURCES
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -20,7 +21,7 @@ LIVE_SOURCES = ",".join(KEYLESS_SOURCES)  # the public APIs that need no key
 CHOICES = ("sample", "live")
 
 
-class DataChoiceError(ValueError):
+class DataChoiceError(BitPredictError, ValueError):
     """The data asked for cannot be used; the message says what to run instead."""
 
 

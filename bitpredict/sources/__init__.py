@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Union
 
+from bitpredict.errors import BitPredictError
+
 if TYPE_CHECKING:
     from bitpredict.config import Settings
     from bitpredict.sources.base import BatchSource, RangeSource
@@ -128,9 +130,12 @@ DEFAULT_SOURCES: tuple[str, ...] = tuple(name for name, entry in SOURCES.items()
 KEYLESS_SOURCES: tuple[str, ...] = tuple(n for n, e in SOURCES.items() if e.network and not e.needs_key)
 
 
+class UnknownSource(BitPredictError, ValueError):
+    """A source name that is not in the registry; the message lists the known ones."""
+
+
 def source_entry(name: str) -> SourceEntry:
-    """The registered source ``name``; an unknown name is a ``ValueError`` that lists the known ones."""
-    try:
-        return SOURCES[name]
-    except KeyError:
-        raise ValueError(f"unknown source {name!r}; choose from {list(SOURCE_NAMES)}") from None
+    """The registered source ``name``, or ``UnknownSource``."""
+    if name not in SOURCES:
+        raise UnknownSource(f"unknown source {name!r}; choose from {list(SOURCE_NAMES)}")
+    return SOURCES[name]

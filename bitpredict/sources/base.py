@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 import pandas as pd
 
+from bitpredict.errors import BitPredictError
 from bitpredict.schemas import Schema
 
 Direction = Literal["forward", "backward"]
@@ -52,7 +53,7 @@ class BatchSource(Protocol):
         ...
 
 
-class SourceUnavailable(Exception):
+class SourceUnavailable(BitPredictError):
     """A source that cannot run here, and why: skipped on purpose (``failed=False``: no token, no such
     interval) or a failure the run summary reports (``failed=True``: the exports folder is unreadable)."""
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import requests
 
 from bitpredict.config import HttpSettings
+from bitpredict.errors import BitPredictError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ USER_AGENT = "bitpredict/0.1 (+https://github.com/bitpredict/bitpredict)"
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-class SourceError(RuntimeError):
+class SourceError(BitPredictError, RuntimeError):
     """A source failed; the message says what happened and, where possible, what to fix."""
 
     def __init__(self, source: str, message: str) -> None:
@@ -42,11 +43,11 @@ class FatalSourceError(SourceError):
     """Retrying cannot help (bad key, bad request, unknown endpoint): the source stops at once."""
 
 
-class MalformedResponse(ValueError):
+class MalformedResponse(BitPredictError, ValueError):
     """A response arrived but its body is not what the API returns (truncated JSON, HTML, wrong shape)."""
 
 
-class RetryableResponse(Exception):
+class RetryableResponse(BitPredictError):
     """The API answered with a body that means "try again later" (e.g. a rate-limit message on HTTP 200)."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:

@@ -93,3 +93,30 @@ def test_an_unexpected_failure_is_one_line_not_a_traceback(tmp_path: Path) -> No
     result = run("drift", "--model-dir", str(model), "--no-trigger", env={"BITPREDICT_DATA_DIR": str(tmp_path)})
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+
+
+def test_a_bitpredict_error_is_its_message_on_one_line_and_a_bug_names_its_type(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every error BitPredict raises on purpose shares one root, which the CLI shows as its message alone."""
+    from bitpredict.cli import _OneLineErrors
+    from bitpredict.errors import BitPredictError
+    from bitpredict.storage import StorageError
+
+    app = _OneLineErrors(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.command()
+    def fails(kind: str) -> None:
+        if kind == "refused":
+            raise StorageError("gs://bucket/x: permission denied\nsecond line")
+        raise KeyError("column")
+
+    assert issubclass(StorageError, BitPredictError) and issubclass(StorageError, RuntimeError)
+    with pytest.raises(SystemExit) as refused:
+        app(["refused"], prog_name="bitpredict")
+    err = capsys.readouterr().err
+    assert refused.value.code == 1 and err.strip() == "error: gs://bucket/x: permission denied"
+    with pytest.raises(SystemExit) as bug:
+        app(["bug"], prog_name="bitpredict")
+    err = capsys.readouterr().err
+    assert bug.value.code == 1 and err.startswith("error: KeyError: 'column'") and len(err.splitlines()) == 1
