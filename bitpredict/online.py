@@ -222,17 +222,12 @@ def restarted(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> dict[str,
     with np.errstate(invalid="ignore", divide="ignore"):
         # TA-Lib's RSI is 0 when nothing moved (its TA_IS_ZERO test on gain + loss)
         out["rsi_14"] = np.where(np.abs(total) > 1e-14, 100.0 * gain / total, np.where(np.isnan(total), np.nan, 0.0))
-    for n in (12, 26):
-        out[f"close_to_ema_{n}"] = ind.close_to(close, out[f"ema_{n}"])
+    for span in (12, 26):
+        out[f"close_to_ema_{span}"] = ind.close_to(close, out[f"ema_{span}"])
     for name in ("macd", "macd_signal", "macd_hist"):
         out[f"{name}_pct"] = out[name] / close
     out["natr_14"] = 100.0 * out["atr_14"] / close
     return out
-
-
-def restarted_indicators(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """``restarted`` on a frame's high, low and close."""
-    return restarted(*(ind.as_float64(frame[c].to_numpy(dtype="float64")) for c in ("high", "low", "close")))
 
 
 # --------------------------------------------------------------------------------------------
