@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="The smaller sizes the tests use.")
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="Run only these scenarios.")
-    parser.add_argument("--timeout-s", type=float, default=900.0, help="Bound on each scenario (default 900).")
+    parser.add_argument("--timeout-s", type=float, default=1200.0, help="Bound on each scenario (default 1200).")
     parser.add_argument("--workdir", type=Path, help="Where scenarios work (default: a temporary folder, removed).")
     parser.add_argument("--readme", type=Path, help="Write the table between this README's chaos markers.")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child: a scenario module to run
