@@ -143,8 +143,9 @@ def register(settings: Settings, allow_promotion: bool = True) -> dict[str, Any]
         for v in client.search_model_versions(f"run_id = '{run['run_id']}'")
         if v.name == name and v.tags.get("kind", MODEL) == kind
     ]
-    if existing:  # a rerun with a reused (cached) candidate registers nothing twice
-        version = existing[0]
+    decided = [v for v in existing if v.tags.get("promoted") is not None]
+    if decided:  # a rerun with a reused (cached) candidate registers nothing twice
+        version = decided[0]
         return {
             "model": name,
             "version": int(version.version),
@@ -155,26 +156,31 @@ def register(settings: Settings, allow_promotion: bool = True) -> dict[str, Any]
             "champion": int(current.version) if current else None,
             "exported_to": None,
         }
-    artifact = "model" if kind == MODEL else f"model/{BASELINES_DIR}/{kind}"
-    source = f"{client.get_run(run['run_id']).info.artifact_uri}/{artifact}"
-    tags = _summary_tags(evaluation, kind)
-    version = client.create_model_version(name, source, run_id=run["run_id"], tags=tags)
-
+    if existing:  # created by a run killed before its decision (``promoted`` is written last): decide it now
+        version = existing[0]
+    else:
+        artifact = "model" if kind == MODEL else f"model/{BASELINES_DIR}/{kind}"
+        source = f"{client.get_run(run['run_id']).info.artifact_uri}/{artifact}"
+        version = client.create_model_version(name, source, run_id=run["run_id"], tags=_summary_tags(evaluation, kind))
+    already = current is not None and current.version == version.version  # the killed run had moved the alias
     score = evaluation["methods"][kind][PRIMARY]
-    champion_score = champion_score_on_window(evaluation, dict(current.tags)) if current else None
-    decision = promotion_decision({"kind": kind, "score": score}, champion_score, current is not None)
-    if decision.promote and not allow_promotion:
+    champion_score = champion_score_on_window(evaluation, dict(current.tags)) if current and not already else None
+    decision = promotion_decision({"kind": kind, "score": score}, champion_score, current is not None and not already)
+    if decision.promote and not allow_promotion and not already:
         decision = Decision(False, f"promotion not allowed in this run (policy said: {decision.reason})")
-    client.set_model_version_tag(name, version.version, "promoted", str(decision.promote).lower())
-    client.set_model_version_tag(name, version.version, "promotion_reason", decision.reason)
+    if already:
+        decision = Decision(True, "champion already: a run stopped after moving the alias; its decision completed")
     if champion_score is not None:
         client.set_model_version_tag(name, version.version, "champion_score_same_window", repr(champion_score))
     exported = None
     if decision.promote:
-        if current is not None:
+        if current is not None and not already:
             client.set_model_version_tag(name, version.version, "previous_champion", str(current.version))
         client.set_registered_model_alias(name, CHAMPION, version.version)
         exported = export_for_serving(settings, version.version)
+    # The decision's tags last: a version without ``promoted`` is one whose run died mid-register (see above).
+    client.set_model_version_tag(name, version.version, "promotion_reason", decision.reason)
+    client.set_model_version_tag(name, version.version, "promoted", str(decision.promote).lower())
     log.info(
         "registered", extra={"model": name, "version": version.version, "kind": kind, "promoted": decision.promote}
     )
