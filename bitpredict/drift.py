@@ -18,7 +18,8 @@
   columns every day of 2024). Calibrating on the history's own windows keeps K-S (and Evidently's report)
   but asks the question that matters: *is this window more unusual than 95 % of the windows the model was
   trained on?* No threshold is fitted to any particular data: the 5 % level is the usual test size, and the
-  window length is the check's own.
+  window length is the check's own (its latest whole 10-day blocks, so a daily check recalibrates only when
+  the window grows by a block).
 * **Report**: Evidently's ``DataDriftPreset`` (per-column test with the calibrated thresholds, FAIL =
   drifted), saved as HTML and JSON by ``bitpredict.drift_export``. When realised prices are known for past
   forecasts, the live MAE next to persistence's on the same days (each forecast day once: its latest
@@ -74,6 +75,10 @@ DRIFT_COLUMNS = (
 # Calibration windows start every window/4 days: enough windows for a stable 5 % quantile (about 200 over a
 # decade of 60-day windows) at a few seconds per check; overlapping windows are fine for an empirical quantile.
 WINDOWS_PER_LENGTH = 4
+MAX_WINDOWS = 200  # …and at most this many: a 20-day window over a decade would otherwise mean 650 windows per column
+# The current sample is compared in whole blocks of this many days (its latest 10·⌊n/10⌋ rows), so a check that
+# runs every day needs a calibration only when the window grows by a block, not every day.
+CALIBRATION_STEP_DAYS = 10
 STATE_LOCK_TIMEOUT_S = 120.0  # the lock guards a read-decide-write of a small JSON file, never a rerun
 TRIGGER_TIMEOUT_S = 4 * 3600
 
@@ -139,7 +144,8 @@ def calibrated_thresholds(reference: pd.DataFrame, columns: Sequence[str], rows:
     n = len(reference)
     cuts = {c: alpha for c in columns}
     if rows >= 2 and n >= 2 * rows:
-        starts = range(0, n - rows + 1, max(1, rows // WINDOWS_PER_LENGTH))
+        stride = max(1, rows // WINDOWS_PER_LENGTH, -(-(n - rows + 1) // MAX_WINDOWS))
+        starts = range(0, n - rows + 1, stride)
         for column in columns:
             values = reference[column].to_numpy(dtype="float64")
             pvalues = []
@@ -175,9 +181,11 @@ def measure(
     columns = [c for c in drift_columns(reference.columns) if c in current.columns]
     # A column constant in both samples carries no information and makes some tests undefined.
     columns = [c for c in columns if reference[c].nunique() > 1 or current[c].nunique() > 1]
-    per_threshold = (
-        calibrated_thresholds(reference, columns, len(current), threshold) if calibrate and method == "ks" else None
-    )
+    per_threshold = None
+    if calibrate and method == "ks":
+        if len(current) >= CALIBRATION_STEP_DAYS:
+            current = current.tail(len(current) // CALIBRATION_STEP_DAYS * CALIBRATION_STEP_DAYS)
+        per_threshold = calibrated_thresholds(reference, columns, len(current), threshold)
     preset = DataDriftPreset(
         columns=columns, drift_share=share_threshold, num_method=method, num_threshold=threshold,
         per_column_threshold=per_threshold,
