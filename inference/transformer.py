@@ -27,6 +27,7 @@ import asyncio
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,7 @@ class BitPredictTransformer(Model):
         remote = self.tfserving_model if protocol == "tfserving" else name
         self.client: PredictorClient = client_for(protocol, predictor_host, remote, timeout_s)
         self.settings = load_settings()
+        self._feature_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="features")
         MODEL_INFO.labels(model=name, version=spec.version).set(1)
         self.ready = True  # the metadata was loaded and checked before this object existed
 
@@ -144,14 +146,15 @@ class BitPredictTransformer(Model):
     async def preprocess(self, payload: InferRequest | dict, headers: dict[str, str] | None = None) -> dict:
         """The window [1, W, F] and what postprocess needs, as a plain dict (KServe passes it on untouched).
 
-        The feature code runs in the server's thread pool, so the event loop stays free to read, shed and answer
+        The feature code runs in one thread of its own, so the event loop stays free to read, shed and answer
         other requests meanwhile: the in-flight bound (``inference.server``) then counts real work, not requests
-        waiting in front of a busy loop.
+        waiting in front of a busy loop. One thread: the code holds the GIL, more threads would only take turns
+        with each other and starve the loop.
         """
         started = time.perf_counter()
         if not isinstance(payload, InferRequest):
             self._reject("v1_request", "use the v2 protocol: POST /v2/models/<name>/infer")
-        bars, window = await asyncio.get_running_loop().run_in_executor(None, self._features, payload)
+        bars, window = await asyncio.get_running_loop().run_in_executor(self._feature_thread, self._features, payload)
         request_id = payload.id or uuid.uuid4().hex
         return {"window": window, "bars": bars, "started": started, "id": request_id}
 
