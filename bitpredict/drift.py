@@ -170,10 +170,14 @@ def measure(
     method: str = "ks",
     threshold: float = 0.05,
     calibrate: bool = True,
+    report: bool = True,
 ) -> DriftResult:
     """Evidently data drift per column; drifted = its test failed at the column's threshold.
 
     ``calibrate`` (K-S only): each column's threshold from ``calibrated_thresholds``; otherwise ``threshold``.
+    ``report=False`` (K-S only): the same test without building Evidently's report — Evidently's K-S is scipy's
+    ``ks_2samp`` p-value, drifted when ``p <= threshold`` — for a caller that keeps only the figures (the replay
+    checks every day; the report costs seconds, the tests milliseconds).
     """
     from evidently import Report
     from evidently.presets import DataDriftPreset
@@ -186,6 +190,8 @@ def measure(
         if len(current) >= CALIBRATION_STEP_DAYS:
             current = current.tail(len(current) // CALIBRATION_STEP_DAYS * CALIBRATION_STEP_DAYS)
         per_threshold = calibrated_thresholds(reference, columns, len(current), threshold)
+    if not report and method == "ks":
+        return _ks_only(reference, current, columns, per_threshold or {c: threshold for c in columns})
     preset = DataDriftPreset(
         columns=columns, drift_share=share_threshold, num_method=method, num_threshold=threshold,
         per_column_threshold=per_threshold,
@@ -212,6 +218,23 @@ def measure(
     drifted = sorted(c for c, v in per_column.items() if v.get("drifted"))
     share = len(drifted) / len(per_column) if per_column else 0.0
     return DriftResult(share, drifted, per_column, len(reference), len(current), snapshot)
+
+
+def _ks_only(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], thresholds: dict[str, float]
+) -> DriftResult:
+    """Evidently's K-S verdicts (scipy's ``ks_2samp``, drifted when p <= threshold) without its report."""
+    from scipy.stats import ks_2samp
+
+    per_column: dict[str, dict[str, Any]] = {}
+    for column in columns:
+        ref, cur = reference[column].astype("float64").dropna(), current[column].astype("float64").dropna()
+        pvalue = float(ks_2samp(ref, cur)[1])
+        per_column[column] = {"score": pvalue, "method": "K-S p_value", "threshold": thresholds[column],
+                              "drifted": pvalue <= thresholds[column]}  # fmt: skip
+    drifted = sorted(c for c, v in per_column.items() if v["drifted"])
+    share = len(drifted) / len(per_column) if per_column else 0.0
+    return DriftResult(share, drifted, per_column, len(reference), len(current), None)
 
 
 def decide(
@@ -445,8 +468,9 @@ def run_drift(
     report_html = None
     if len(current) >= settings.drift.min_rows:
         result = measure(
-            reference, current, settings.drift.share_threshold, settings.drift.method, settings.drift.threshold
-        )
+            reference, current, settings.drift.share_threshold, settings.drift.method, settings.drift.threshold,
+            report=html,
+        )  # fmt: skip
         if html:
             report_html = save_html(result.snapshot, storage.join(out_dir, f"drift-{stamp}.html"))
     joined = realised_forecasts(settings, forecasts)
