@@ -6,7 +6,7 @@ or Triton's gRPC port) on one HTTP/2 channel, the window sent as raw little-endi
 protobuf fields). ``tfserving`` — TF Serving's ``PredictionService.Predict`` on one channel (KServe's TensorFlow
 runtime speaks only that on gRPC). The gRPC channels send keepalive pings and retry a lost connection after at
 most ``MAX_RECONNECT_BACKOFF_MS``, so a predictor that comes back is used again within a second instead of after
-gRPC's default two-minute backoff.
+gRPC's default two-minute backoff; the connection stays open between requests (HTTP/2, one per worker).
 
 Every failure — refused, reset, timed out, a 5xx or a non-OK status — raises ``PredictorUnavailable``: the
 transformer answers 503 and stays up. Channels are opened on first use, inside the worker's event loop.
@@ -22,11 +22,12 @@ from bitpredict.artifact import INPUT_NAME, QUANTILES_OUTPUT, SIGNATURE
 
 PROTOCOLS = ("v2", "grpc-v2", "tfserving")
 MAX_RECONNECT_BACKOFF_MS = 1000
+# Keepalive pings only while calls are open (a server refuses pings on an idle connection more often than every
+# 5 minutes by default, answering with GOAWAY); a dead peer mid-call is noticed within 30 + 5 s.
 GRPC_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
