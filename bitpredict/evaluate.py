@@ -39,6 +39,7 @@ from bitpredict import baselines, scores, storage, tracking
 from bitpredict.config import ModelSettings, PromotionSettings, Settings
 from bitpredict.dataset import TARGET, Scaler, labelled, model_input_columns
 from bitpredict.evaluation_report import flat_metrics, markdown_table, plot_reports
+from bitpredict.stage_table import EVALUATION, EVALUATION_REPORT, METRICS, PREDICTIONS, data_path
 from bitpredict.train import MODEL_KIND, candidate_dir, fit_recipe, load_features
 
 log = logging.getLogger(__name__)
@@ -360,7 +361,7 @@ def decide(metrics: dict[str, Any], policy: PromotionSettings) -> dict[str, Any]
 
 
 def evaluation_dir(settings: Settings) -> str:
-    return settings.path("reports", "evaluation")
+    return data_path(settings, EVALUATION)
 
 
 def candidate_run_id(settings: Settings) -> str:
@@ -416,9 +417,9 @@ def run_evaluate(settings: Settings, progress: Callable[[str], None] | None = No
     table = markdown_table(metrics, decision)
 
     out = evaluation_dir(settings)
-    storage.write_text(storage.join(out, "metrics.json"), json.dumps(finite(result), indent=2, allow_nan=False))
-    storage.write_text(storage.join(out, "evaluation.md"), "# Evaluation\n\n" + table)
-    storage.write_parquet(backtest.predictions, storage.join(out, "predictions.parquet"))
+    storage.write_text(data_path(settings, METRICS), json.dumps(finite(result), indent=2, allow_nan=False))
+    storage.write_text(data_path(settings, EVALUATION_REPORT), "# Evaluation\n\n" + table)
+    storage.write_parquet(backtest.predictions, data_path(settings, PREDICTIONS))
     with tempfile.TemporaryDirectory() as tmp:
         plots = plot_reports(backtest, metrics, decision, Path(tmp))
         for plot in plots:
@@ -431,8 +432,9 @@ def run_evaluate(settings: Settings, progress: Callable[[str], None] | None = No
         client.set_tag(run_id, "eval_best", decision["best"])
         for plot in plots:
             client.log_artifact(run_id, str(plot), "plots")
-        (Path(tmp) / "evaluation.md").write_text(table)
-        client.log_artifact(run_id, str(Path(tmp) / "evaluation.md"), "evaluation")
+        report = Path(tmp) / Path(EVALUATION_REPORT).name
+        report.write_text(table)
+        client.log_artifact(run_id, str(report), "evaluation")
     log.info("evaluated", extra={"verdict": decision["reason"], "best": decision["best"]})
     return result
 

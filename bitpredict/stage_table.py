@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 PACKAGE = Path(__file__).resolve().parent
 DVC_DATA_DIR = "data"  # dvc.yaml's paths are relative to the project root; the data dir is ./data
 # Modules every stage uses whose changes do not change a stage's result: settings are DVC params, the
-# rest is I/O, logging and tracking plumbing.
-INFRASTRUCTURE = frozenset({"config", "storage", "log", "runtime", "tracking", "__init__"})
+# rest is I/O, logging, tracking and error plumbing, and this table (a moved path changes the outs anyway).
+INFRASTRUCTURE = frozenset({"config", "storage", "log", "runtime", "tracking", "errors", "stage_table", "__init__"})
 
 # --- where every stage's data lives inside a data dir (the one definition) ---
 RAW = "raw"
@@ -55,6 +55,11 @@ PLOTS = tuple(
     f"{EVALUATION}/{name}.png"
     for name in ("actual_vs_predicted", "error_over_time", "attention", "pinball_over_time", "reliability")
 )
+
+
+def data_path(settings: Settings, relative: str) -> str:
+    """``relative`` (one of the paths above) inside the settings' data dir, local or ``gs://``."""
+    return settings.path(*relative.split("/"))
 
 
 @dataclass(frozen=True)
