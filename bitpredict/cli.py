@@ -49,8 +49,7 @@ class _OneLineErrors(typer.Typer):
         except Exception as exc:
             logging.getLogger("bitpredict.cli").debug("command failed", exc_info=True)
             typer.secho(
-                f"error: {type(exc).__name__}: {_first_line(exc)} "
-                "(BITPREDICT_LOG_LEVEL=DEBUG shows the details)",
+                f"error: {type(exc).__name__}: {_first_line(exc)} (BITPREDICT_LOG_LEVEL=DEBUG shows the details)",
                 fg=typer.colors.RED,
                 err=True,
             )
