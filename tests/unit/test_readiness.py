@@ -38,7 +38,8 @@ def _get(app: PredictorReadiness, path: str) -> httpx.Response:
 
 def test_not_ready_while_the_predictor_is_down_then_ready(predictor: FakeServer) -> None:
     host = predictor.url.removeprefix("http://")
-    app = PredictorReadiness(_app, [Upstream("bitpredict", host, "v2", "bitpredict")], ttl_s=0.3)
+    # ttl_s long enough that the four calls below stay within it on a loaded machine (0.3 s flaked at load 8)
+    app = PredictorReadiness(_app, [Upstream("bitpredict", host, "v2", "bitpredict")], ttl_s=1.5)
     down = _get(app, "/v2/health/ready")  # nothing answers the model's ready route yet: 404 from the predictor
     assert down.status_code == 503 and "predictor is not ready" in down.json()["error"]
     assert _get(app, "/v2/models/bitpredict/ready").status_code == 503
@@ -47,7 +48,7 @@ def test_not_ready_while_the_predictor_is_down_then_ready(predictor: FakeServer)
 
     predictor.route("/v2/models/bitpredict/ready", lambda _r: Response.json({"name": "bitpredict", "ready": True}))
     assert _get(app, "/v2/health/ready").status_code == 503  # cached for ttl_s
-    time.sleep(0.35)
+    time.sleep(1.55)
     assert _get(app, "/v2/health/ready").status_code == 200
     calls = len(predictor.hits("/v2/models/bitpredict/ready"))
     for _ in range(5):
