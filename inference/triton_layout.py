@@ -127,7 +127,7 @@ def shape_from_metadata(metadata: dict[str, Any], source: Path) -> TritonModelSh
     )
 
 
-def locate_savedmodel(version_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+def _local_savedmodel(version_dir: str | Path) -> tuple[Path, dict[str, Any]]:
     """The local folder holding ``saved_model.pb`` and the parsed metadata (``bitpredict.artifact.locate``).
 
     The files are copied from a local folder, so a ``gs://`` version folder is refused with what to do.
@@ -214,7 +214,7 @@ def build_repository(
         raise ValueError(f"model name {model_name!r}: use letters, digits, '_', '.' or '-'")
     if isinstance(max_batch_size, bool) or max_batch_size < 1:
         raise ValueError(f"max_batch_size must be >= 1 (dynamic batching needs a batch axis), got {max_batch_size}")
-    saved, metadata = locate_savedmodel(version_dir)
+    saved, metadata = _local_savedmodel(version_dir)
     root = Path(version_dir)
     version = _default_version(root) if version is None else version
     if isinstance(version, bool) or version < 1:
