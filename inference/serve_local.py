@@ -29,13 +29,14 @@ import httpx
 from bitpredict import storage
 from bitpredict.artifact import METADATA_FILE
 from bitpredict.config import ConfigError, Settings, load_settings
+from bitpredict.errors import BitPredictError
 from bitpredict.runtime import quiet_tensorflow
 
 MODEL_NAME = "bitpredict"
 REQUEST_ROWS = 200
 
 
-class ServeError(RuntimeError):
+class ServeError(BitPredictError, RuntimeError):
     """Serving cannot start; the message says what to do."""
 
 

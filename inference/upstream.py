@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bitpredict.artifact import INPUT_NAME, QUANTILES_OUTPUT, SIGNATURE
+from bitpredict.errors import BitPredictError
 
 PROTOCOLS = ("v2", "grpc-v2", "tfserving")
 MAX_RECONNECT_BACKOFF_MS = 1000
@@ -36,7 +37,7 @@ GRPC_OPTIONS = [
 ]
 
 
-class PredictorUnavailable(RuntimeError):
+class PredictorUnavailable(BitPredictError, RuntimeError):
     """The predictor did not answer with a forecast; the message says why (the client gets a 503)."""
 
 
