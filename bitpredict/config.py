@@ -40,6 +40,7 @@ from pydantic_settings.exceptions import SettingsError
 from bitpredict import __version__, storage
 from bitpredict.errors import BitPredictError
 from bitpredict.sources import DEFAULT_SOURCES, SOURCE_NAMES
+from bitpredict.stage_table import FEATURES, PROCESSED, QUARANTINE, RAW, SERVING, data_path
 
 ENV_PREFIX = "BITPREDICT_"
 PARAMS_ENV = "BITPREDICT_PARAMS"
@@ -317,7 +318,7 @@ class Settings(BaseSettings):
 
     @property
     def raw_dir(self) -> str:
-        return self.path("raw")
+        return data_path(self, RAW)
 
     @property
     def interim_dir(self) -> str:
@@ -325,7 +326,7 @@ class Settings(BaseSettings):
 
     @property
     def processed_dir(self) -> str:
-        return self.path("processed")
+        return data_path(self, PROCESSED)
 
     @property
     def reference_dir(self) -> str:
@@ -341,15 +342,15 @@ class Settings(BaseSettings):
 
     @property
     def quarantine_dir(self) -> str:
-        return self.path("quarantine")
+        return data_path(self, QUARANTINE)
 
     @property
     def serving_store(self) -> str:
-        return self.model_store or self.path("models", "serving")
+        return self.model_store or data_path(self, SERVING)
 
     @property
     def features_path(self) -> str:
-        return self.path("processed", "bitcoin_features.parquet")
+        return data_path(self, FEATURES)
 
     @property
     def tracking_uri(self) -> str:
