@@ -35,6 +35,7 @@ from bitpredict.config import ConfigError, Settings, load_settings
 from bitpredict.errors import BitPredictError
 from bitpredict.pipeline_parameters import NAMES, local_values
 from bitpredict.runtime import quiet_tensorflow
+from bitpredict.stage_table import FEATURES_META, METRICS, SENTIMENT_META
 from pipelines.data_choice import LIVE_SOURCES, DataChoiceError, choose, describe_parameters
 from pipelines.progress import StageBoard
 
@@ -195,10 +196,10 @@ def data_line(settings: Settings, parameters: dict[str, Any]) -> str:
     from bitpredict.publish import resolve
 
     line = f"data: {describe_parameters(parameters)}"
-    features = _read_json(resolve(settings, "processed", "features.json"))
+    features = _read_json(resolve(settings, *FEATURES_META.split("/")))
     if features:
         line += f" → {features['rows']:,} days, {features['first'][:10]} → {features['last'][:10]}"
-    texts = _read_json(resolve(settings, "interim", "sentiment_meta.json"))
+    texts = _read_json(resolve(settings, *SENTIMENT_META.split("/")))
     if texts is not None:
         line += f"; {texts.get('news', 0):,} news, {texts.get('tweets', 0):,} tweets"
     return line
@@ -215,7 +216,7 @@ def summary_lines(
     lines = [f"\nBitPredict pipeline finished in {seconds:.0f} s (run {manifest.get('run_id', '?')}"
              + (f"; {len(reused)} of {len(board.finished)} stages reused)" if reused else ")")]  # fmt: skip
     lines.append(data_line(settings, parameters))
-    metrics = _read_json(resolve(settings, "reports", "evaluation", "metrics.json"))
+    metrics = _read_json(resolve(settings, *METRICS.split("/")))
     evaluated = any(s.name == "evaluate" and not s.cached for s in board.finished)
     if metrics and evaluated:
         from bitpredict.evaluation_report import markdown_table
@@ -240,8 +241,8 @@ def readme_results(settings: Settings, epochs: int) -> str:
     from bitpredict.evaluation_report import markdown_table
     from bitpredict.publish import resolve
 
-    features = _read_json(resolve(settings, "processed", "features.json")) or {}
-    metrics = _read_json(resolve(settings, "reports", "evaluation", "metrics.json"))
+    features = _read_json(resolve(settings, *FEATURES_META.split("/"))) or {}
+    metrics = _read_json(resolve(settings, *METRICS.split("/")))
     if not metrics:
         raise RunError("no published evaluation to write into the README")
     blocks = metrics.get("blocks") or []
