@@ -423,6 +423,9 @@ def replay_cmd(
     readme: Annotated[
         Path | None, typer.Option("--readme", help="Fill this README's replay block (plot → docs/replay.png).")
     ] = None,
+    report_only: Annotated[
+        bool, typer.Option("--report-only", help="Rewrite the report (and README) from the days already replayed.")
+    ] = False,
 ) -> None:
     """Replay the operating loop day by day over history: forecast, close, drift check, rerun (bitpredict.replay)."""
     import warnings as _warnings
@@ -442,7 +445,8 @@ def replay_cmd(
             core.setLevel(logging.ERROR)
         with _warnings.catch_warnings():  # Evidently's statistics warn on constant columns; the report says it
             _warnings.simplefilter("ignore", RuntimeWarning)
-            Runner(replay, lambda line: typer.echo(line)).run(fresh=fresh)
+            runner = Runner(replay, lambda line: typer.echo(line))
+            runner.report_only() if report_only else runner.run(fresh=fresh)
         if quiet:
             core.setLevel(logging.INFO)
     except ReplayError as exc:

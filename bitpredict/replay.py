@@ -483,10 +483,20 @@ class Runner:
             html=False,
         )
         quality = summary.get("live_quality") or {}
-        return {"day": str(day), "share": summary["share"], "drifting": bool(summary["drifting"]),
-                "triggered": bool(summary["triggered"]), "current_rows": int(summary["current_rows"]),
-                "live_skill": quality.get("skill"), "reasons": "; ".join(summary["reasons"]),
+        share, skill = summary["share"], quality.get("skill")  # NaN, not None: typed columns day after day
+        return {"day": str(day), "share": np.nan if share is None else float(share),
+                "drifting": bool(summary["drifting"]), "triggered": bool(summary["triggered"]),
+                "current_rows": int(summary["current_rows"]), "live_skill": np.nan if skill is None else float(skill),
+                "reasons": "; ".join(summary["reasons"]),
                 "model_version": state.champion_version}  # fmt: skip
+
+    def report_only(self) -> ReplayState:
+        """Rewrite the report from the saved state and tables, replaying nothing (e.g. after an interruption)."""
+        state = ReplayState.load(self.replay.state_file)
+        if state is None or state.key != self.replay.key() or state.last_day is None:
+            raise ReplayError(f"no finished day of this replay in {self.replay.root}: run it first")
+        self._write_report(state)
+        return state
 
     def _write_report(self, state: ReplayState) -> None:
         from bitpredict.replay_report import write_report

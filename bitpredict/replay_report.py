@@ -172,8 +172,10 @@ def readme_block(summary: dict[str, Any], image: str, command: str) -> str:
     coverage_text = "n/a" if coverage is None else f"{coverage:.1%}"
     episode_items = [f"{e['start']} → {e['end']} ({e['days']} d)" for e in found]
     change_items = [f"v{c['version']} {c['kind']} from {c['serves_from']}" for c in changes]
+    done = summary.get("last_day") == summary["to"]
+    span = f"{summary['from']} → {summary.get('last_day')}" + ("" if done else f" (of {summary['to']}: stopped early)")
     lines = [
-        f"`{command}` — {summary['days']} days, {summary['forecasts']} forecasts "
+        f"`{command}` — {span}: {summary['days']} days, {summary['forecasts']} forecasts "
         f"({summary['closed_forecasts']} closed), {summary['seconds'] / 60:.1f} min here.",
         "",
         f"![Replay {summary['from']} → {summary['to']}]({image})",
