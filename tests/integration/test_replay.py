@@ -129,11 +129,12 @@ def test_the_clock_reads_nothing_after_the_day(replayed: dict, exports: Path, tm
     changed = tmp_path / "changed"
     changed.mkdir()
     bars = pd.read_parquet(exports / "btc_usd_hourly.parquet")
-    later = pd.to_datetime(bars["time"], unit="s", utc=True) >= pd.Timestamp(day + timedelta(days=1), tz="UTC")
+    opened = pd.to_datetime(pd.to_numeric(bars["time"]), unit="s", utc=True)
+    later = opened >= pd.Timestamp(day + timedelta(days=1), tz="UTC")
     assert later.any()
-    for column in ("open", "high", "low", "close"):
-        bars.loc[later, column] = bars.loc[later, column] * 3.0
-    bars.loc[later, "volumefrom"] = bars.loc[later, "volumefrom"] * 10
+    for column, factor in (("open", 3.0), ("high", 3.0), ("low", 3.0), ("close", 3.0), ("volumefrom", 10.0)):
+        changed_values = pd.to_numeric(bars.loc[later, column]) * factor  # the export keeps numbers as text
+        bars.loc[later, column] = changed_values.map(str) if bars[column].dtype == object else changed_values
     bars.to_parquet(changed / "btc_usd_hourly.parquet")
 
     champion = Champion(replayed["state"].champion_dir)
