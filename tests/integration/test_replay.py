@@ -21,6 +21,8 @@ from bitpredict import storage
 from bitpredict.config import Settings, load_settings
 from bitpredict.replay import Champion, Replay, ReplayError, ReplayRecipe, Runner, build_tables, ingest_visible
 
+pytestmark = pytest.mark.timeout(1200)  # the module's replay is about a minute alone; on a busy machine far longer
+
 START, END = date(2024, 6, 1), date(2024, 6, 8)
 TINY = {"window": 10, "lstm_units": [8], "dense_units": 4, "validation_days": 60}
 RECIPE = ReplayRecipe(epochs=1, patience=1, test_days=30, extra=TINY)
