@@ -14,8 +14,9 @@
   of the reference against the rest of it. Why: the inputs are rolling-window statistics (20–50-day SMAs,
   volatilities, RSI), so consecutive days share most of their information and 60 days are a handful of
   independent observations, not 60. K-S assumes independent samples, so at a plain 0.05 almost any 60-day
-  stretch of a market that moves through regimes "drifts" from a decade of history (measured: 80–96 % of
-  columns every day of 2024). Calibrating on the history's own windows keeps K-S (and Evidently's report)
+  stretch of a market that moves through regimes "drifts" from a decade of history (measured on ../shared/data
+  with the reference ending 2023-12-31: 42–92 % of the columns at every 10th day of 2024, at or above half of
+  them on all but two). Calibrating on the history's own windows keeps K-S (and Evidently's report)
   but asks the question that matters: *is this window more unusual than 95 % of the windows the model was
   trained on?* No threshold is fitted to any particular data: the 5 % level is the usual test size, and the
   window length is the check's own (its latest whole 10-day blocks, so a daily check recalibrates only when
