@@ -15,7 +15,7 @@
   volatilities, RSI), so consecutive days share most of their information and 60 days are a handful of
   independent observations, not 60. K-S assumes independent samples, so at a plain 0.05 almost any 60-day
   stretch of a market that moves through regimes "drifts" from a decade of history (measured on ../shared/data
-  with the reference ending 2023-12-31: 42–92 % of the columns at every 10th day of 2024, at or above half of
+  with the reference ending 2023-12-31: 42–88 % of the columns at every 10th day of 2024, at or above half of
   them on all but two). Calibrating on the history's own windows keeps K-S (and Evidently's report)
   but asks the question that matters: *is this window more unusual than 95 % of the windows the model was
   trained on?* No threshold is fitted to any particular data: the 5 % level is the usual test size, and the
