@@ -34,8 +34,8 @@
   written *before* the rerun starts, so a racing check sees the episode as already triggered: one rerun per
   episode. A rerun that fails gives the episode back (the next check tries again).
 * **Rerun**: the trigger is passed in by the caller — a callable (the KFP component, the replay) or a
-  command (``bitpredict drift --trigger-command``, which ``make drift`` and the CronJob set to
-  ``python -m pipelines.rerun``). This package never imports or names the pipeline code.
+  command (``bitpredict drift --trigger-command``, which ``make drift`` sets to ``python -m pipelines.rerun``).
+  This package never imports the pipeline code, nor starts it unless the caller's command says so.
 
 The features table is read from the published state (``bitpredict.publish.resolve``).
 """
