@@ -128,6 +128,7 @@ def test_the_manifest_never_names_a_run_whose_items_are_not_all_in_place(tmp_pat
 
 
 @pytest.mark.slow  # five short runs on the embedded sample: a few minutes
+@pytest.mark.timeout(1500)  # six minutes here, alone; more on a busy machine (the suite's bound: 600 s)
 def test_a_run_killed_in_train_evaluate_and_publish_loses_nothing_and_the_next_run_completes(tmp_path: Path) -> None:
     """The scenario ``make chaos`` runs: the published state and the registry as before each kill, every table
     readable, the completing run reusing what finished, one version per run, one champion, each version with its
