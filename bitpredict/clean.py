@@ -42,6 +42,7 @@ import pandas as pd
 from bitpredict import storage
 from bitpredict.config import CleanSettings, Settings
 from bitpredict.schemas import INTERVAL_SECONDS
+from bitpredict.stage_table import clean_file, data_path
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +391,7 @@ def clean_bars(candidates: dict[str, pd.DataFrame], interval: str, config: Clean
 
 
 def clean_path(settings: Settings, interval: str) -> str:
-    return storage.join(settings.interim_dir, f"clean_{interval}.parquet")
+    return data_path(settings, clean_file(interval))
 
 
 def run_clean(settings: Settings, interval: str = "1d") -> dict[str, Any]:
@@ -399,9 +400,8 @@ def run_clean(settings: Settings, interval: str = "1d") -> dict[str, Any]:
     result = clean_bars(candidates, interval, settings.clean)
     result.report["inputs"] = notes
     storage.write_parquet(result.bars, clean_path(settings, interval))
-    base = storage.join(settings.interim_dir, f"clean_{interval}_report")
-    storage.write_text(base + ".json", json.dumps(result.report, indent=2))
-    storage.write_text(base + ".md", report_markdown(result.report))
+    storage.write_text(data_path(settings, clean_file(interval, "_report.json")), json.dumps(result.report, indent=2))
+    storage.write_text(data_path(settings, clean_file(interval, "_report.md")), report_markdown(result.report))
     log.info("cleaned", extra={"interval": interval, "rows": result.report["rows"], "first": result.report["first"]})
     return result.report
 

@@ -38,7 +38,7 @@ import pandas as pd
 from bitpredict import baselines, scores, storage, tracking
 from bitpredict.config import ModelSettings, PromotionSettings, Settings
 from bitpredict.dataset import TARGET, Scaler, labelled, model_input_columns
-from bitpredict.evaluation_report import flat_metrics, markdown_table, plot_reports
+from bitpredict.evaluation_report import PRIMARY, flat_metrics, markdown_table, plot_reports
 from bitpredict.stage_table import EVALUATION, EVALUATION_REPORT, METRICS, PREDICTIONS, data_path
 from bitpredict.train import MODEL_KIND, candidate_dir, fit_recipe, load_features
 
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 MODEL = MODEL_KIND
 POINT_BASELINES = ("persistence", "drift", "sma_7", "arima", "ridge", "gbm")
 BASELINES = POINT_BASELINES  # kept name: the point baselines
-PRIMARY = "pinball_mean"
 NAIVE = "ewma"  # the naive probabilistic model: persistence with RiskMetrics volatility
 ARIMA_HISTORY = 1000  # ARIMA is fitted on the last 1000 returns before each block (older regimes add little)
 
@@ -61,6 +60,10 @@ class Backtest:
     blocks: list[dict[str, Any]]
     probabilistic: tuple[str, ...]  # methods with quantiles, network first
     levels: tuple[float, ...]
+
+    def daily_pinball(self, method: str) -> np.ndarray:
+        """``method``'s per-day mean pinball loss (the primary score's daily values)."""
+        return pinball_series(self.predictions, method, self.levels)
 
 
 def quantile_column(method: str, level: float) -> str:

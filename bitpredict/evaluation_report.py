@@ -11,9 +11,19 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bitpredict.stage_table import (
+    PLOT_ACTUAL_VS_PREDICTED,
+    PLOT_ATTENTION,
+    PLOT_ERROR_OVER_TIME,
+    PLOT_PINBALL_OVER_TIME,
+    PLOT_RELIABILITY,
+)
+
 if TYPE_CHECKING:
     from bitpredict.evaluate import Backtest
 
+# The score methods are ranked by and the champion is chosen on (metrics.json names it under "primary").
+# Defined here, the lowest module that reads metrics, so the backtest, the registry and the reports share it.
 PRIMARY = "pinball_mean"
 
 
@@ -144,7 +154,7 @@ def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str
         ax.plot(p["timestamp"], p[f"{method}_close"], color=colour, lw=0.8, label=f"{method} median")
     ax.set(title="Next-day close: actual vs forecast (walk-forward)", ylabel="USD")
     ax.legend(loc="upper left")
-    paths.append(_save(fig, directory / "actual_vs_predicted.png"))
+    paths.append(_save(fig, directory / Path(PLOT_ACTUAL_VS_PREDICTED).name))
 
     fig, ax = plt.subplots(figsize=(11, 4))
     for method in ("lstm", "persistence", "arima", "gbm"):
@@ -152,17 +162,15 @@ def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str
         ax.plot(p["timestamp"], error, lw=1, label=method)
     ax.set(title="Absolute error of the next-day close, 30-day rolling mean", ylabel="USD")
     ax.legend()
-    paths.append(_save(fig, directory / "error_over_time.png"))
-
-    from bitpredict.evaluate import pinball_series
+    paths.append(_save(fig, directory / Path(PLOT_ERROR_OVER_TIME).name))
 
     fig, ax = plt.subplots(figsize=(11, 4))
     for method in backtest.probabilistic:
-        loss = pinball_series(p, method, backtest.levels) * 100
+        loss = backtest.daily_pinball(method) * 100
         ax.plot(p["timestamp"], _rolling(loss, 30), lw=1.2 if method in shown else 0.8, label=method)
     ax.set(title="Mean pinball loss, 30-day rolling mean (lower is better)", ylabel="% log return")
     ax.legend()
-    paths.append(_save(fig, directory / "pinball_over_time.png"))
+    paths.append(_save(fig, directory / Path(PLOT_PINBALL_OVER_TIME).name))
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     levels = backtest.levels
@@ -178,7 +186,7 @@ def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str
         ylim=(0, 1),
     )
     ax.legend(loc="upper left", fontsize=8)
-    paths.append(_save(fig, directory / "reliability.png"))
+    paths.append(_save(fig, directory / Path(PLOT_RELIABILITY).name))
 
     last = backtest.attention[-60:]
     fig, ax = plt.subplots(figsize=(9, 5))
@@ -190,7 +198,7 @@ def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str
         ylabel="forecast (oldest at top)",
     )
     fig.colorbar(image, ax=ax, label="weight")
-    paths.append(_save(fig, directory / "attention.png"))
+    paths.append(_save(fig, directory / Path(PLOT_ATTENTION).name))
     return paths
 
 

@@ -31,6 +31,7 @@ import talib
 from bitpredict import storage
 from bitpredict.config import Settings
 from bitpredict.schemas import require_columns
+from bitpredict.stage_table import CLEAN, INDICATORS, data_path
 
 log = logging.getLogger(__name__)
 
@@ -348,14 +349,12 @@ def compute_indicators(bars: pd.DataFrame) -> pd.DataFrame:
 
 
 def indicators_path(settings: Settings) -> str:
-    return storage.join(settings.interim_dir, "indicators_1d.parquet")
+    return data_path(settings, INDICATORS)
 
 
 def run_indicators(settings: Settings) -> dict[str, Any]:
-    """Read ``interim/clean_1d.parquet``, write ``interim/indicators_1d.parquet``."""
-    from bitpredict.clean import clean_path
-
-    source = clean_path(settings, "1d")
+    """Read the clean daily bars (``stage_table.CLEAN``), write their indicators (``stage_table.INDICATORS``)."""
+    source = data_path(settings, CLEAN)
     try:
         bars = storage.read_parquet(source)
     except FileNotFoundError:

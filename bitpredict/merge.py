@@ -1,4 +1,4 @@
-"""The merge stage: indicators + daily sentiment + targets → ``data/processed/bitcoin_features.parquet``.
+"""The merge stage: indicators + daily sentiment + targets → the features table (``stage_table.FEATURES``).
 
 Alignment (the no-look-ahead contract): the row of day *t* holds the bar of day *t* (which closes at the
 end of day *t*, UTC), indicators computed from bars up to *t*, and the sentiment of texts published
@@ -25,6 +25,7 @@ import pandas as pd
 from bitpredict import __version__, storage
 from bitpredict.config import Settings
 from bitpredict.schemas import FEATURE_TARGETS, FEATURES, validate
+from bitpredict.stage_table import FEATURES_CSV, FEATURES_META, INDICATORS, SENTIMENT_DAILY, data_path
 
 log = logging.getLogger(__name__)
 
@@ -200,15 +201,15 @@ def manifest(features: pd.DataFrame, warmup: int, extra: dict[str, Any]) -> dict
 
 
 def run_merge(settings: Settings) -> dict[str, Any]:
-    """Read indicators and sentiment, write the features table (parquet + csv) and ``features.json``."""
+    """Read indicators and sentiment, write the features table (parquet + csv) and its manifest (``features.json``)."""
     from bitpredict.indicators import WARMUP
 
-    indicators_uri = storage.join(settings.interim_dir, "indicators_1d.parquet")
+    indicators_uri = data_path(settings, INDICATORS)
     try:
         indicators = storage.read_parquet(indicators_uri)
     except FileNotFoundError:
         raise FileNotFoundError(f"{indicators_uri} not found: run `bitpredict indicators` first") from None
-    sentiment_uri = storage.join(settings.interim_dir, "sentiment_daily.parquet")
+    sentiment_uri = data_path(settings, SENTIMENT_DAILY)
     sentiment = storage.read_parquet(sentiment_uri) if storage.exists(sentiment_uri) else None
     if sentiment is None:
         log.warning("no daily sentiment: every day gets the neutral default", extra={"path": sentiment_uri})
@@ -219,8 +220,8 @@ def run_merge(settings: Settings) -> dict[str, Any]:
         raise ValueError(f"{result.n_rejected} feature rows break the features contract: {result.reasons}")
     features = result.valid
     storage.write_parquet(features, settings.features_path)
-    storage.write_bytes(settings.features_path.removesuffix(".parquet") + ".csv", features.to_csv(index=False).encode())
+    storage.write_bytes(data_path(settings, FEATURES_CSV), features.to_csv(index=False).encode())
     meta = manifest(features, WARMUP, {"sentiment": "joined" if sentiment is not None else "none: neutral default"})
-    storage.write_text(storage.join(settings.processed_dir, "features.json"), json.dumps(meta, indent=2))
+    storage.write_text(data_path(settings, FEATURES_META), json.dumps(meta, indent=2))
     log.info("features written", extra={"rows": meta["rows"], "first": meta["first"], "last": meta["last"]})
     return meta

@@ -38,6 +38,18 @@ from typing import Any
 from bitpredict import storage
 from bitpredict.config import Settings
 from bitpredict.errors import BitPredictError
+from bitpredict.stage_table import (
+    CANDIDATE,
+    CLEAN,
+    CLEAN_REPORT,
+    EVALUATION,
+    INDICATORS,
+    METRICS,
+    PROCESSED,
+    SENTIMENT_DAILY,
+    SENTIMENT_META,
+    SENTIMENT_SCORES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +61,18 @@ JOURNAL = "journal.json"
 OWNER = "owner.pid"
 STALE_S = 60.0  # a staging folder that names no owner and is older than this belongs to a dead publish
 
-# Artifact name -> where it lives under the data dir (a file or a folder). Every consumer reads these paths.
+# Artifact name -> where it lives under the data dir (a file or a folder), at the stage table's paths.
+# Every consumer reads these paths.
 ITEMS: dict[str, str] = {
-    "clean": "interim/clean_1d.parquet",
-    "clean_report": "interim/clean_1d_report.md",
-    "indicators": "interim/indicators_1d.parquet",
-    "sentiment": "interim/sentiment_daily.parquet",
-    "sentiment_meta": "interim/sentiment_meta.json",
-    "sentiment_scores": "interim/sentiment_scores.parquet",
-    "features": "processed",
-    "evaluation": "reports/evaluation",
-    "candidate": "models/candidate",
+    "clean": CLEAN,
+    "clean_report": CLEAN_REPORT,
+    "indicators": INDICATORS,
+    "sentiment": SENTIMENT_DAILY,
+    "sentiment_meta": SENTIMENT_META,
+    "sentiment_scores": SENTIMENT_SCORES,
+    "features": PROCESSED,
+    "evaluation": EVALUATION,
+    "candidate": CANDIDATE,
 }
 
 
@@ -85,7 +98,7 @@ def resolve(settings: Settings, *parts: str) -> str:
     """Where a consumer reads a published path: under the manifest's root on GCS, the data dir locally.
 
     Locally the items are swapped into the data dir itself, so the paths stay the ones the README and
-    ``dvc repro`` use (``data/interim/clean_1d.parquet``), with or without a manifest.
+    ``dvc repro`` use (``data/`` + ``stage_table.CLEAN``), with or without a manifest.
     """
     if storage.is_gcs(settings.data_dir):
         manifest = read_manifest(settings)
@@ -177,7 +190,7 @@ def champion_record(settings: Settings, registered: Mapping[str, Any]) -> dict[s
 
 def evaluation_headline(evaluation_dir: str | Path) -> dict[str, Any] | None:
     """The evaluation's headline for the manifest: the best method, the primary score, the window, the verdict."""
-    path = Path(evaluation_dir) / "metrics.json"
+    path = Path(evaluation_dir) / Path(METRICS).relative_to(EVALUATION)
     if not path.exists():
         return None
     metrics = json.loads(path.read_text())

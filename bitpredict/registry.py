@@ -24,8 +24,10 @@ from bitpredict import storage, tracking
 from bitpredict.artifact import METADATA_FILE, REFERENCE_FILE, SAVED_MODEL_DIR, SAVED_MODEL_PB
 from bitpredict.config import Settings
 from bitpredict.errors import BitPredictError
-from bitpredict.evaluate import MODEL, PRIMARY, evaluation_dir
+from bitpredict.evaluation_report import PRIMARY
+from bitpredict.stage_table import METRICS, data_path
 from bitpredict.train import BASELINES_DIR, candidate_dir
+from bitpredict.train import MODEL_KIND as MODEL
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ def register(settings: Settings, allow_promotion: bool = True) -> dict[str, Any]
     from mlflow.exceptions import MlflowException
 
     run = _read_json(storage.join(candidate_dir(settings), "run.json"), "run `bitpredict train` first")
-    evaluation = _read_json(storage.join(evaluation_dir(settings), "metrics.json"), "run `bitpredict evaluate` first")
+    evaluation = _read_json(data_path(settings, METRICS), "run `bitpredict evaluate` first")
     if evaluation.get("mlflow_run_id") != run["run_id"]:
         raise RegistryError(
             f"the evaluation belongs to run {evaluation.get('mlflow_run_id') or '<none>'}, the candidate is "

@@ -6,7 +6,7 @@ model of ~440 MB and a forward pass per text. Settings decide how hard FinBERT i
 (``sentiment.finbert``): ``required`` fails the stage when the model cannot be loaded, ``optional`` falls back
 to VADER alone and records why in ``sentiment_meta.json``, ``off`` never loads it.
 
-The cache (``interim/sentiment_cache.parquet``) makes a text cost one scoring, ever. Its key is
+The cache (``stage_table.SENTIMENT_CACHE``) makes a text cost one scoring, ever. Its key is
 ``(model, text_hash)``: ``text_hash`` is the SHA-256 of the exact UTF-8 text that was scored, ``model`` is the
 FinBERT model id or directory *as configured* for FinBERT rows, and ``vader==<vaderSentiment version>`` for
 VADER rows. One text therefore has one VADER row and one row per FinBERT model it was scored with; VADER rows
@@ -41,6 +41,7 @@ import pandas as pd
 from bitpredict import storage
 from bitpredict.config import Settings
 from bitpredict.errors import BitPredictError
+from bitpredict.stage_table import SENTIMENT_CACHE, SENTIMENT_DAILY, SENTIMENT_META, SENTIMENT_SCORES, data_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -276,7 +277,7 @@ def _load_scorer(model: str, batch_size: int, device: str) -> FinBertScorer:
 
 
 def cache_uri(settings: Settings) -> str:
-    return settings.path("interim", "sentiment_cache.parquet")
+    return data_path(settings, SENTIMENT_CACHE)
 
 
 def _read_cache(uri: str, models: Sequence[str], hashes: set[str]) -> pd.DataFrame:
@@ -501,8 +502,8 @@ def load_texts(settings: Settings) -> tuple[pd.DataFrame, list[str]]:
 def run_sentiment(settings: Settings) -> dict[str, Any]:
     """Score every raw news and tweet text, write scores, daily aggregates and metadata; return the metadata.
 
-    Writes ``interim/sentiment_scores.parquet`` (one row per text), ``interim/sentiment_daily.parquet``
-    (``news_*`` and ``tweets_*`` aggregates outer-joined on ``timestamp``) and ``interim/sentiment_meta.json``.
+    Writes the scores (``stage_table.SENTIMENT_SCORES``, one row per text), the daily aggregates
+    (``SENTIMENT_DAILY``: ``news_*`` and ``tweets_*`` outer-joined on ``timestamp``) and ``SENTIMENT_META``.
     With no raw text at all the outputs are written empty (so the merge stage still runs, with the neutral
     default) and the metadata says so.
     """
@@ -527,8 +528,8 @@ def run_sentiment(settings: Settings) -> dict[str, Any]:
     assert daily is not None
     daily = daily.sort_values("timestamp").reset_index(drop=True)
 
-    storage.write_parquet(table, settings.path("interim", "sentiment_scores.parquet"))
-    storage.write_parquet(daily, settings.path("interim", "sentiment_daily.parquet"))
+    storage.write_parquet(table, data_path(settings, SENTIMENT_SCORES))
+    storage.write_parquet(daily, data_path(settings, SENTIMENT_DAILY))
     if not storage.exists(cache_uri(settings)):  # the cache is a declared output (DVC) even before any text
         _store(cache_uri(settings), pd.DataFrame(columns=[*CACHE_KEY, *SCORE_COLUMNS]))
     counts = table["kind"].value_counts()
@@ -543,6 +544,6 @@ def run_sentiment(settings: Settings) -> dict[str, Any]:
             "note": None if len(table) else "no raw news or tweets found: outputs are empty",
         }
     )
-    storage.write_text(settings.path("interim", "sentiment_meta.json"), json.dumps(meta, indent=2) + "\n")
+    storage.write_text(data_path(settings, SENTIMENT_META), json.dumps(meta, indent=2) + "\n")
     log.info("sentiment done", extra=meta)
     return meta

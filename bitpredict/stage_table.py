@@ -33,9 +33,17 @@ INFRASTRUCTURE = frozenset({"config", "storage", "log", "runtime", "tracking", "
 # --- where every stage's data lives inside a data dir (the one definition) ---
 RAW = "raw"
 QUARANTINE = "quarantine"
-CLEAN = "interim/clean_1d.parquet"
-CLEAN_REPORT_JSON = "interim/clean_1d_report.json"
-CLEAN_REPORT = "interim/clean_1d_report.md"
+
+
+def clean_file(interval: str, suffix: str = ".parquet") -> str:
+    """The clean stage's bars (``.parquet``) or report (``_report.json``, ``_report.md``) of one interval
+    (``bitpredict clean -i 1h`` cleans hourly bars too; the pipeline and DVC clean the daily ones)."""
+    return f"interim/clean_{interval}{suffix}"
+
+
+CLEAN = clean_file("1d")
+CLEAN_REPORT_JSON = clean_file("1d", "_report.json")
+CLEAN_REPORT = clean_file("1d", "_report.md")
 INDICATORS = "interim/indicators_1d.parquet"
 SENTIMENT_SCORES = "interim/sentiment_scores.parquet"
 SENTIMENT_DAILY = "interim/sentiment_daily.parquet"
@@ -51,10 +59,12 @@ EVALUATION = "reports/evaluation"
 METRICS = "reports/evaluation/metrics.json"
 EVALUATION_REPORT = "reports/evaluation/evaluation.md"
 PREDICTIONS = "reports/evaluation/predictions.parquet"
-PLOTS = tuple(
-    f"{EVALUATION}/{name}.png"
-    for name in ("actual_vs_predicted", "error_over_time", "attention", "pinball_over_time", "reliability")
-)
+PLOT_ACTUAL_VS_PREDICTED = f"{EVALUATION}/actual_vs_predicted.png"
+PLOT_ERROR_OVER_TIME = f"{EVALUATION}/error_over_time.png"
+PLOT_ATTENTION = f"{EVALUATION}/attention.png"
+PLOT_PINBALL_OVER_TIME = f"{EVALUATION}/pinball_over_time.png"
+PLOT_RELIABILITY = f"{EVALUATION}/reliability.png"
+PLOTS = (PLOT_ACTUAL_VS_PREDICTED, PLOT_ERROR_OVER_TIME, PLOT_ATTENTION, PLOT_PINBALL_OVER_TIME, PLOT_RELIABILITY)
 
 
 def data_path(settings: Settings, relative: str) -> str:
@@ -99,11 +109,15 @@ class Stage:
         return self.reads if self.reads is not None else tuple(self.inputs.values())
 
 
-def _ingest(settings: Settings, **_: Any) -> dict[str, Any]:
-    from bitpredict.ingest import run_ingest
+def _resolve(module: str, name: str) -> Callable[..., Any]:
+    """A stage's function, found by name when the stage runs: this table imports no stage module (each stage
+    module imports its paths from here), so there is no import circle between the table and the stages."""
+    return getattr(importlib.import_module(module), name)
 
+
+def _ingest(settings: Settings, **_: Any) -> dict[str, Any]:
     # The files source reads its folder itself (CSV and parquet, the same rule as `bitpredict ingest`).
-    summaries = run_ingest(settings, list(settings.ingest_sources))
+    summaries = _resolve("bitpredict.ingest", "run_ingest")(settings, list(settings.ingest_sources))
     failed = [f"{s.source}/{s.table}: {s.error}" for s in summaries if not s.ok]
     if failed and all(not s.ok for s in summaries):
         raise RuntimeError("every source failed: " + "; ".join(failed))
@@ -111,14 +125,12 @@ def _ingest(settings: Settings, **_: Any) -> dict[str, Any]:
 
 
 def _clean(settings: Settings, **_: Any) -> dict[str, Any]:
-    from bitpredict.clean import run_clean
-
-    return run_clean(settings, "1d")
+    return _resolve("bitpredict.clean", "run_clean")(settings, "1d")
 
 
 def _lazy(module: str, name: str) -> Callable[..., dict[str, Any]]:
     def run(settings: Settings, **options: Any) -> dict[str, Any]:
-        return getattr(importlib.import_module(module), name)(settings, **options)
+        return _resolve(module, name)(settings, **options)
 
     run.__name__ = name
     return run

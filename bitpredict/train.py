@@ -40,6 +40,7 @@ from bitpredict.config import ModelSettings, Settings
 from bitpredict.dataset import TARGET, Scaler, Split, label_rows, labelled, model_input_columns, windows
 from bitpredict.indicators import WARMUP
 from bitpredict.merge import code_version
+from bitpredict.stage_table import CANDIDATE, data_path
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +325,7 @@ def export(trained: TrainedModel, directory: Path, meta: dict[str, Any]) -> Path
 
 
 def candidate_dir(settings: Settings) -> str:
-    return settings.path("models", "candidate")
+    return data_path(settings, CANDIDATE)
 
 
 def load_features(settings: Settings) -> pd.DataFrame:
@@ -352,7 +353,8 @@ def plot_history(history: dict[str, list[float]], path: Path) -> Path:
 
 
 def run_train(settings: Settings) -> dict[str, Any]:
-    """Fit on all labelled rows, export to ``data/models/candidate/`` and log everything to an MLflow run."""
+    """Fit on all labelled rows, export to the candidate folder (``stage_table.CANDIDATE``) and log everything
+    to an MLflow run."""
     config = settings.model
     frame = labelled(load_features(settings))
     columns = model_input_columns(frame.columns, config.use_sentiment, config.exclude_features)

@@ -24,7 +24,7 @@ from bitpredict.evaluate import (
     regression_forecast,
     sma_forecast,
 )
-from bitpredict.evaluation_report import markdown_table, update_readme
+from bitpredict.evaluation_report import markdown_table, plot_reports, update_readme
 from bitpredict.registry import champion_score_on_window, promotion_decision
 
 
@@ -157,6 +157,17 @@ def test_the_readme_table_goes_between_the_markers(tmp_path: Path) -> None:
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         update_readme(readme, "x")
+
+
+def test_the_plots_are_written_under_the_stage_tables_names(tmp_path: Path) -> None:
+    """The file names DVC tracks (``stage_table.PLOTS``) are the ones drawn: one definition, no silent miss."""
+    from bitpredict.stage_table import PLOTS
+
+    backtest = _backtest(lstm_skill=1.0)
+    metrics = compute_metrics(backtest)
+    paths = plot_reports(backtest, metrics, decide(metrics, PromotionSettings()), tmp_path)
+    assert sorted(p.name for p in paths) == sorted(Path(plot).name for plot in PLOTS)
+    assert all(p.stat().st_size > 0 for p in paths)
 
 
 def test_the_ablation_scores_a_variant_against_the_best_baseline() -> None:
