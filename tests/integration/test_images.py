@@ -2,7 +2,7 @@
 
 Slow (a first build downloads the image's part of the pinned stack: ~1 GB for the UI) and only where buildah and
 debootstrap are installed and the user is root: ``make test-all`` on such a machine. The fast Dockerfile checks
-(hadolint and the project's rules) are in ``tests/unit/test_deploy_checks.py`` and run everywhere.
+(hadolint and the project's rules) are in ``tests/deploy/test_dockerfiles.py`` and run everywhere.
 
 The base is made from Debian's packages (Docker Hub is not reachable here); pip inside the build reaches PyPI,
 trusts the host's CA bundle (a TLS-inspecting proxy's) and, where the machine keeps a CPU torch wheel in
