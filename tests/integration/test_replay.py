@@ -190,4 +190,4 @@ def test_the_monitoring_page_shows_the_replay(replayed: dict, monkeypatch: pytes
     summary = json.loads((replayed["replay"].report_dir / "summary.json").read_text())
     assert metrics["Days replayed"] == str(summary["days"])
     assert metrics["Drift episodes / reruns"] == f"{summary['drift_episodes']['count']} / {summary['reruns']['count']}"
-    assert len(app.get("imgs")) == 1  # the replay plot
+    assert len(app.get("image")) == 1  # the replay plot
