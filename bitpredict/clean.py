@@ -41,6 +41,7 @@ import pandas as pd
 
 from bitpredict import storage
 from bitpredict.config import CleanSettings, Settings
+from bitpredict.errors import InputError
 from bitpredict.schemas import INTERVAL_SECONDS
 from bitpredict.stage_table import clean_file, data_path
 
@@ -336,7 +337,7 @@ def _gap_list(missing: pd.Series, index: pd.DatetimeIndex) -> list[dict[str, Any
 def clean_bars(candidates: dict[str, pd.DataFrame], interval: str, config: CleanSettings) -> CleanResult:
     """The pure clean function: candidate bars per source (priority order) → one series + report."""
     if not candidates:
-        raise ValueError(f"no raw {interval} market data to clean: run `bitpredict ingest` first")
+        raise InputError(f"no raw {interval} market data to clean: run `bitpredict ingest` first")
     step = pd.Timedelta(seconds=INTERVAL_SECONDS[interval])
     counts = dict.fromkeys(
         (
@@ -352,7 +353,7 @@ def clean_bars(candidates: dict[str, pd.DataFrame], interval: str, config: Clean
     frames = {name: _normalise(df, name, step, counts) for name, df in candidates.items()}
     frames = {name: f for name, f in frames.items() if len(f)}
     if not frames:
-        raise ValueError(f"every raw {interval} bar was rejected; see the cleaning report rules")
+        raise InputError(f"every raw {interval} bar was rejected; see the cleaning report rules")
     frames, reconciliation = reconcile_volume(frames, step)
     combined = combine_by_priority(frames)
     spliced = splices(combined, reconciliation)

@@ -13,3 +13,9 @@ from __future__ import annotations
 
 class BitPredictError(Exception):
     """An expected failure with a message for a person: bad input or settings, a source, the store, a run."""
+
+
+class InputError(BitPredictError, ValueError):
+    """The user's data or settings cannot give a stage its result (nothing ingested yet, too little history,
+    a table that breaks its contract); the message says what to run or change. A ``ValueError`` too, for
+    callers that catch bad input that way."""

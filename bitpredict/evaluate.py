@@ -38,6 +38,7 @@ import pandas as pd
 from bitpredict import baselines, scores, storage, tracking
 from bitpredict.config import ModelSettings, PromotionSettings, Settings
 from bitpredict.dataset import TARGET, Scaler, labelled, model_input_columns
+from bitpredict.errors import InputError
 from bitpredict.evaluation_report import PRIMARY, flat_metrics, markdown_table, plot_reports
 from bitpredict.stage_table import EVALUATION, EVALUATION_REPORT, METRICS, PREDICTIONS, data_path
 from bitpredict.train import MODEL_KIND, candidate_dir, fit_recipe, load_features
@@ -139,7 +140,7 @@ def point_forecasts(
 def blocks_of(n: int, config: ModelSettings) -> list[tuple[int, int]]:
     start = n - config.test_days
     if start <= 0:
-        raise ValueError(f"{n} labelled rows cannot hold a {config.test_days}-day test span")
+        raise InputError(f"{n} labelled rows cannot hold a {config.test_days}-day test span")
     return [(b, min(b + config.refit_every_days, n)) for b in range(start, n, config.refit_every_days)]
 
 

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bitpredict.errors import InputError
 from bitpredict.stage_table import (
     PLOT_ACTUAL_VS_PREDICTED,
     PLOT_ATTENTION,
@@ -127,7 +128,7 @@ def replace_block(readme: Path, name: str, text: str) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     content = readme.read_text()
     if start not in content or end not in content:
-        raise ValueError(f"{readme}: no '{start}' … '{end}' markers to replace")
+        raise InputError(f"{readme}: no '{start}' … '{end}' markers to replace")
     head, rest = content.split(start, 1)
     readme.write_text(f"{head}{start}\n{text}{end}{rest.split(end, 1)[1]}")
 

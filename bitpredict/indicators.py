@@ -30,6 +30,7 @@ import talib
 
 from bitpredict import storage
 from bitpredict.config import Settings
+from bitpredict.errors import InputError
 from bitpredict.schemas import require_columns
 from bitpredict.stage_table import CLEAN, INDICATORS, data_path
 
@@ -286,19 +287,19 @@ def check_bars(bars: pd.DataFrame) -> None:
     require_columns(bars, ["timestamp", *OHLCV], "indicators input")
     not_numeric = [c for c in OHLCV if not pd.api.types.is_numeric_dtype(bars[c])]
     if not_numeric:
-        raise ValueError(f"indicators input: non-numeric column(s) {not_numeric}")
+        raise InputError(f"indicators input: non-numeric column(s) {not_numeric}")
     bad = [c for c in OHLCV if not np.isfinite(bars[c].to_numpy(dtype="float64")).all()]
     if bad:
-        raise ValueError(f"indicators input: non-finite values in {bad}; clean the bars first")
+        raise InputError(f"indicators input: non-finite values in {bad}; clean the bars first")
     prices = bars[["open", "high", "low", "close"]].to_numpy(dtype="float64")
     if (prices <= 0).any() or (bars["volume"].to_numpy(dtype="float64") < 0).any():
-        raise ValueError("indicators input: prices must be > 0 and volume >= 0")
+        raise InputError("indicators input: prices must be > 0 and volume >= 0")
     steps = np.diff(pd.DatetimeIndex(bars["timestamp"]).asi8)
     if (steps <= 0).any():
-        raise ValueError("indicators input: timestamps must be strictly increasing (oldest first, no duplicates)")
+        raise InputError("indicators input: timestamps must be strictly increasing (oldest first, no duplicates)")
     if len(steps) and (steps != steps[0]).any():
         row = int(np.argmax(steps != steps[0])) + 1
-        raise ValueError(
+        raise InputError(
             f"indicators input: uneven time steps (a gap before row {row}); a window of n bars would span more "
             "than n periods — run the clean stage, which fills short gaps and restarts after long ones"
         )
@@ -360,7 +361,7 @@ def run_indicators(settings: Settings) -> dict[str, Any]:
     except FileNotFoundError:
         raise FileNotFoundError(f"{source} not found: run `bitpredict clean` first") from None
     if len(bars) <= WARMUP:
-        raise ValueError(f"{source}: {len(bars)} bars; indicators need more than the {WARMUP}-bar warm-up")
+        raise InputError(f"{source}: {len(bars)} bars; indicators need more than the {WARMUP}-bar warm-up")
     frame = compute_indicators(bars)
     storage.write_parquet(frame, indicators_path(settings))
     log.info("indicators written", extra={"rows": len(frame), "columns": len(FEATURE_COLUMNS)})

@@ -24,6 +24,7 @@ import pandas as pd
 
 from bitpredict import __version__, storage
 from bitpredict.config import Settings
+from bitpredict.errors import InputError
 from bitpredict.schemas import FEATURE_TARGETS, FEATURES, validate
 from bitpredict.stage_table import FEATURES_CSV, FEATURES_META, INDICATORS, SENTIMENT_DAILY, data_path
 
@@ -217,7 +218,7 @@ def run_merge(settings: Settings) -> dict[str, Any]:
     features = build_features(indicators, sentiment, WARMUP, settings.clean.outlier_mad_threshold)
     result = validate(features, FEATURES)
     if result.n_rejected:
-        raise ValueError(f"{result.n_rejected} feature rows break the features contract: {result.reasons}")
+        raise InputError(f"{result.n_rejected} feature rows break the features contract: {result.reasons}")
     features = result.valid
     storage.write_parquet(features, settings.features_path)
     storage.write_bytes(data_path(settings, FEATURES_CSV), features.to_csv(index=False).encode())

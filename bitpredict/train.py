@@ -38,6 +38,7 @@ from bitpredict.artifact import METADATA_FILE as METADATA_FILE
 from bitpredict.artifact import read_metadata as read_metadata
 from bitpredict.config import ModelSettings, Settings
 from bitpredict.dataset import TARGET, Scaler, Split, label_rows, labelled, model_input_columns, windows
+from bitpredict.errors import InputError
 from bitpredict.indicators import WARMUP
 from bitpredict.merge import code_version
 from bitpredict.stage_table import CANDIDATE, data_path
@@ -103,7 +104,7 @@ def target_scales(frame: pd.DataFrame, config: ModelSettings, train_end: int) ->
     target = frame[TARGET].to_numpy(dtype="float64")
     if config.target_scaling == "volatility":
         if VOLATILITY_COLUMN not in frame.columns:
-            raise ValueError(f"target_scaling=volatility needs the {VOLATILITY_COLUMN!r} column: rerun the features")
+            raise InputError(f"target_scaling=volatility needs the {VOLATILITY_COLUMN!r} column: rerun the features")
         return np.maximum(frame[VOLATILITY_COLUMN].to_numpy(dtype="float64"), 1e-6)
     return np.full(len(frame), float(np.nanstd(target[:train_end])) or 1.0)
 
@@ -128,7 +129,7 @@ def fit_recipe(
     train_ends = label_rows(frame, config.window - 1, split.val_start)  # a day without a label is history only
     val_ends = label_rows(frame, split.val_start, end)
     if len(train_ends) == 0 or len(val_ends) == 0:
-        raise ValueError("no labelled rows to train or validate on: pass the labelled features table")
+        raise InputError("no labelled rows to train or validate on: pass the labelled features table")
     data = (
         windows(values, config.window, train_ends),
         (target[train_ends] / scales[train_ends]).astype("float32"),

@@ -12,6 +12,7 @@ import pytest
 from bitpredict import storage
 from bitpredict.clean import aggregate_to_daily, clean_bars, flag_outliers, run_clean
 from bitpredict.config import CleanSettings, load_settings
+from bitpredict.errors import InputError
 from tests.conftest import copy_data_dir
 
 
@@ -157,5 +158,5 @@ def test_the_splice_of_the_shared_files_keeps_one_volume_scale(shared_raw_dir: P
 
 
 def test_no_raw_data_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="run `bitpredict ingest` first"):
+    with pytest.raises(InputError, match="run `bitpredict ingest` first"):  # the user's data: one line in the CLI
         run_clean(load_settings(data_dir=str(tmp_path)), "1d")

@@ -86,6 +86,15 @@ def test_drift_without_a_champion_is_one_line_with_what_to_do(tmp_path: Path) ->
     )
 
 
+def test_a_stage_refusing_the_users_data_is_one_line_with_what_to_do(tmp_path: Path) -> None:
+    """Nothing ingested yet is the user's data, not a bug: exit 2 with the message, no exception type named."""
+    result = run("clean", env={"BITPREDICT_DATA_DIR": str(tmp_path / "empty")})
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "Error:" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: clean: no raw 1d market data to clean: run `bitpredict ingest` first"
+    )
+
+
 def test_an_unexpected_failure_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     model = tmp_path / "model"
     model.mkdir()

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from bitpredict import storage
 from bitpredict.config import load_settings
+from bitpredict.errors import InputError
 from bitpredict.indicators import (
     FEATURE_COLUMNS,
     MODEL_FEATURES,
@@ -219,5 +220,5 @@ def test_the_stage_refuses_a_series_shorter_than_the_warm_up(clean_daily: pd.Dat
 
     settings = load_settings(data_dir=str(tmp_path / "data"))
     storage.write_parquet(clean_daily.iloc[:WARMUP].reset_index(drop=True), clean_path(settings, "1d"))
-    with pytest.raises(ValueError, match=f"{WARMUP} bars; indicators need more than the {WARMUP}-bar warm-up"):
+    with pytest.raises(InputError, match=f"{WARMUP} bars; indicators need more than the {WARMUP}-bar warm-up"):
         run_indicators(settings)
