@@ -57,6 +57,9 @@ from bitpredict.errors import BitPredictError
 
 log = logging.getLogger(__name__)
 
+# The settings a replay's results depend on (the folder paths do not: the same data under another path is the same
+# replay): changing one of them between two commands is another replay.
+KEY_SETTINGS = ("model", "clean", "sentiment", "drift", "promotion")
 SEND_ROWS = 400  # rows a replayed request carries (the transformer accepts 1,000; the model reads its last 180)
 STATE_VERSION = 1
 
@@ -129,8 +132,9 @@ class Replay:
     def key(self) -> str:
         """What makes two commands the same replay: a different one must not continue this one's state."""
         files = sorted(p for p in self.data.iterdir() if p.suffix in (".csv", ".parquet"))
+        groups = {g: getattr(self.settings, g).model_dump(mode="json") for g in KEY_SETTINGS}
         text = json.dumps({"data": [(p.name, p.stat().st_size) for p in files], "start": str(self.start),
-                           "recipe": asdict(self.recipe)}, sort_keys=True, default=str)  # fmt: skip
+                           "recipe": asdict(self.recipe), "settings": groups}, sort_keys=True, default=str)  # fmt: skip
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def work_settings(self) -> Settings:
@@ -317,8 +321,8 @@ class Runner:
         state = None if fresh else ReplayState.load(self.replay.state_file)
         if state is not None and state.key != key:
             raise ReplayError(
-                f"{self.replay.root} holds another replay (other data, start day or recipe): rerun with --fresh "
-                "to start this one over"
+                f"{self.replay.root} holds another replay (other data, start day, recipe or settings): rerun with "
+                "--fresh to start this one over"
             )
         if state is None:
             shutil.rmtree(self.replay.root, ignore_errors=True)

@@ -139,3 +139,5 @@ def test_the_replay_works_in_its_own_folder_and_registry(tmp_path: Path) -> None
     other = Replay(replay.data, date(2024, 9, 2), replay.end, replay.settings, replay.recipe)
     longer = Replay(replay.data, replay.start, date(2024, 10, 1), replay.settings, replay.recipe)
     assert replay.key() != other.key() and replay.key() == longer.key()  # extending --to continues the same replay
+    stricter = load_settings(data_dir=str(tmp_path / "data"), drift={"share_threshold": 0.3})
+    assert Replay(replay.data, replay.start, replay.end, stricter, replay.recipe).key() != replay.key()
