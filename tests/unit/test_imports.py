@@ -159,4 +159,5 @@ def test_the_stage_table_imports_no_stage_module() -> None:
     graph = import_graph()
     stage_modules = {f"bitpredict.{stage.module}" for stage in STAGES.values()}
     assert not graph["bitpredict.stage_table"] & stage_modules
+    # ingest writes only the raw store, which it reaches through settings.raw_dir (config reads the table)
     assert all("bitpredict.stage_table" in graph[m] for m in stage_modules - {"bitpredict.ingest"})
