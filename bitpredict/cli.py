@@ -170,7 +170,7 @@ def ingest_cmd(
     ] = None,
     preset: Annotated[str | None, typer.Option(help="Layout of the files (default: detected from the header).")] = None,
 ) -> None:
-    """Fetch what is missing from each source into data/raw/ (incremental, idempotent, page by page)."""
+    """Fetch what is missing from each source into the raw store (incremental, idempotent, page by page)."""
     from tqdm import tqdm
 
     from bitpredict.ingest import run_ingest
@@ -254,7 +254,7 @@ def sentiment_cmd(ctx: typer.Context) -> None:
 
 @app.command("merge")
 def merge_cmd(ctx: typer.Context) -> None:
-    """Indicators + daily sentiment + next-day targets → data/processed/bitcoin_features.parquet."""
+    """Indicators + daily sentiment + next-day targets → the features table (where: the stage table's FEATURES)."""
     from bitpredict.merge import run_merge
 
     meta = _run_stage("merge", lambda: run_merge(ctx.obj))

@@ -6,6 +6,11 @@ column order, the scaling or which rows a window covers.
 Only scale-free columns go into the model (``indicators.MODEL_FEATURES``, the data-quality flags and the
 daily sentiment aggregates): price levels, averages in dollars and OBV always drift — a model fed them
 learns the decade's price path, not tomorrow's return.
+
+Errors: a table or settings that cannot give the model its inputs (a missing column, non-finite training
+values, too little history) raise ``InputError`` — the user's data, one line from the CLI; a caller passing
+impossible arguments (window ends outside the table, scaler metadata of unequal lengths) is a bug and stays a
+``ValueError``.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bitpredict.errors import InputError
+from bitpredict.feature_columns import FLAG_COLUMNS, SENTIMENT_PREFIXES, sentiment_columns
 from bitpredict.indicators import MODEL_FEATURES
-from bitpredict.merge import FLAG_COLUMNS, SENTIMENT_PREFIXES, sentiment_columns
 
 TARGET = "target_log_return"
 
@@ -34,7 +40,7 @@ def model_input_columns(available: Sequence[str], use_sentiment: bool = True, ex
     ]
     missing = [c for c in wanted if c not in set(available)]
     if missing:
-        raise ValueError(f"the features table lacks model input column(s) {missing}: rerun `bitpredict merge`")
+        raise InputError(f"the features table lacks model input column(s) {missing}: rerun `bitpredict merge`")
     return wanted
 
 
@@ -51,7 +57,7 @@ class Scaler:
         values = frame[list(columns)].to_numpy(dtype="float64")
         if not np.isfinite(values).all():
             bad = [c for c, ok in zip(columns, np.isfinite(values).all(axis=0), strict=True) if not ok]
-            raise ValueError(f"cannot fit the scaler: non-finite values in {bad}")
+            raise InputError(f"cannot fit the scaler: non-finite values in {bad}")
         std = values.std(axis=0)
         # A constant column (a flag never set in training) scales by 1, so it stays 0 - mean, not inf.
         std = np.where(std > 1e-12, std, 1.0)
@@ -100,7 +106,7 @@ class Split:
     def before(cls, end: int, validation_days: int, window: int) -> Split:
         val_start = end - validation_days
         if val_start - (window - 1) < max(validation_days, 100):
-            raise ValueError(
+            raise InputError(
                 f"{end} labelled rows are too few for a {validation_days}-day validation block and {window}-day "
                 "windows: use a shorter model.validation_days or model.window, or more history"
             )

@@ -29,7 +29,7 @@ further back:
 * ``is_outlier`` is the clean stage's rule (``bitpredict.clean.flag_outliers``) run on these bars; its window
   fits in ``HISTORY``.
 * ``is_imputed`` comes with the bars (the clean table's flag, or a request's optional input; 0 when absent).
-* Sentiment is the day's own aggregate (``bitpredict.merge.resolve_sentiment``, the merge stage's rule: the
+* Sentiment is the day's own aggregate (``bitpredict.feature_columns.resolve_sentiment``, the merge stage's rule: the
   neutral default and ``<source>_missing = 1`` for a day without texts).
 """
 
@@ -46,7 +46,7 @@ import talib
 from bitpredict import indicators as ind
 from bitpredict.clean import OUTLIER_WINDOW, flag_outliers
 from bitpredict.config import CleanSettings
-from bitpredict.merge import (
+from bitpredict.feature_columns import (
     FLAG_COLUMNS,
     SENTIMENT_PREFIXES,
     aligned_sentiment,

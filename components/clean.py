@@ -8,7 +8,7 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def clean(raw: Input[Dataset], bars: Output[Dataset], report: Output[Markdown], settings_json: str, cache_dir: str):
-    """Raw tables → ``clean_1d.parquet`` (Dataset) + the cleaning report (Markdown)."""
+    """Raw tables → the daily bars (Dataset) + the cleaning report (Markdown); file names: the stage table."""
     import json
 
     from bitpredict.stages import run_stage

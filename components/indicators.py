@@ -8,7 +8,7 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def indicators(bars: Input[Dataset], table: Output[Dataset], settings_json: str, cache_dir: str):
-    """``clean_1d.parquet`` → ``indicators_1d.parquet``."""
+    """The clean daily bars → the indicators table (file names: ``bitpredict.stage_table``)."""
     import json
 
     from bitpredict.stages import run_stage

@@ -10,7 +10,7 @@ from components import IMAGE
 def merge(
     indicators: Input[Dataset], sentiment: Input[Dataset], features: Output[Dataset], settings_json: str, cache_dir: str
 ):
-    """→ ``bitcoin_features.parquet`` + ``.csv`` + ``features.json`` (one Dataset directory)."""
+    """→ the features table, its CSV copy and its manifest (one Dataset directory; names: the stage table)."""
     import json
 
     from bitpredict.stages import run_stage

@@ -27,7 +27,7 @@ def publish(
     settings_json: str,
 ) -> str:
     """Clean bars, indicators, sentiment, features, evaluation and candidate → ``data_root``, atomically;
-    ``published.json`` (run id, parameters, champion) last. Returns the manifest as JSON."""
+    the manifest (``bitpredict.publish.MANIFEST``: run id, parameters, champion) last. Returns it as JSON."""
     import json
 
     from bitpredict.stages import publish_stage

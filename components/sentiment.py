@@ -15,8 +15,8 @@ def sentiment(
     settings_json: str,
     cache_dir: str,
 ):
-    """Raw news/tweets → ``sentiment_daily.parquet``, ``sentiment_meta.json`` (which scorer ran) and the
-    per-text ``sentiment_scores.parquet`` (the UI's latest headlines)."""
+    """Raw news/tweets → the daily aggregates, the scorer record (which scorer ran) and the per-text scores
+    (the UI's latest headlines); their file names are the stage table's (``bitpredict.stage_table``)."""
     import json
 
     from bitpredict.stages import run_stage

@@ -8,7 +8,8 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train(features: Input[Dataset], model: Output[Model], settings_json: str, cache_dir: str) -> str:
-    """Features → ``saved_model/`` + ``bitpredict_model.json`` + ``run.json`` (the MLflow run id)."""
+    """Features → the SavedModel, its metadata and the MLflow run id (the model artifact's layout:
+    ``bitpredict.artifact``)."""
     import json
 
     from bitpredict.stages import run_stage

@@ -5,7 +5,9 @@ local runner's ``live`` choice all read ``SOURCES``; adding a source is one row 
 
 Each row says how the ingest engine drives the source (``range``: pages over a time range, market data;
 ``batch``: whatever is new since the source's own cursors) and opens it lazily, so importing this table
-imports no source module, no HTTP client and not the settings (``bitpredict.config`` imports it).
+imports no source module, no HTTP client and not the settings (``bitpredict.config`` imports it). The opener
+hands each source only its own section of the settings (its URL, key, the shared ``http`` policy), so no
+source module imports ``bitpredict.config`` and the settings ⇄ sources circle does not close.
 """
 
 from __future__ import annotations
@@ -62,13 +64,15 @@ def _interval_jobs(source: RangeSource, request: OpenRequest) -> RangeJobs:
 def _binance(request: OpenRequest) -> RangeJobs:
     from bitpredict.sources.binance import BinanceSource
 
-    return _interval_jobs(BinanceSource(request.settings), request)
+    s = request.settings
+    return _interval_jobs(BinanceSource(s.binance_url, s.http), request)
 
 
 def _cryptocompare(request: OpenRequest) -> RangeJobs:
     from bitpredict.sources.cryptocompare import CryptoCompareSource
 
-    return _interval_jobs(CryptoCompareSource(request.settings), request)
+    s = request.settings
+    return _interval_jobs(CryptoCompareSource(s.cryptocompare_url, s.cryptocompare_api_key, s.http), request)
 
 
 def _coingecko(request: OpenRequest) -> RangeJobs:
@@ -79,20 +83,22 @@ def _coingecko(request: OpenRequest) -> RangeJobs:
 
     if "1d" not in request.intervals:
         raise SourceUnavailable(f"no {'/'.join(request.intervals)} data here", failed=False)
-    return [(CoinGeckoChartSource(request.settings), "1d"), (CoinGeckoOhlcSource(request.settings), "4h")]
+    section = (request.settings.coingecko_url, request.settings.coingecko_api_key, request.settings.http)
+    return [(CoinGeckoChartSource(*section), "1d"), (CoinGeckoOhlcSource(*section), "4h")]
 
 
 def _rss(request: OpenRequest) -> BatchSource:
     from bitpredict.sources.rss import RssSource
 
-    return RssSource(request.settings)
+    return RssSource(request.settings.rss_feeds, request.settings.http)
 
 
 def _twitter(request: OpenRequest) -> BatchSource:
     from bitpredict.sources.base import SourceUnavailable
     from bitpredict.sources.twitter import TOKEN_SETTING, TwitterSource
 
-    twitter = TwitterSource(request.settings)
+    s = request.settings
+    twitter = TwitterSource(s.twitter_url, s.twitter_query, s.twitter_bearer_token, s.http)
     if not twitter.enabled:
         raise SourceUnavailable(f"skipped: no bearer token ({TOKEN_SETTING} is not set)", table="tweets", failed=False)
     return twitter

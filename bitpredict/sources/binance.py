@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from bitpredict.config import Settings
 from bitpredict.schemas import INTERVAL_SECONDS, RAW_MARKET
 from bitpredict.sources.base import Page, from_ms, ms
 from bitpredict.sources.http import HttpClient, MalformedResponse
+from bitpredict.sources.http_settings import HttpSettings
 
 PAGE_LIMIT = 1000  # the API's maximum per request
 SYMBOL = "BTCUSDT"
@@ -55,9 +55,9 @@ class BinanceSource:
     schema = RAW_MARKET
     direction = "forward"
 
-    def __init__(self, settings: Settings, client: HttpClient | None = None) -> None:
-        self.base_url = settings.binance_url
-        self.http = client or HttpClient(self.name, settings.http)
+    def __init__(self, base_url: str, http: HttpSettings, client: HttpClient | None = None) -> None:
+        self.base_url = base_url
+        self.http = client or HttpClient(self.name, http)
 
     def intervals(self) -> tuple[str, ...]:
         return ("1d", "1h")

@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
+from pydantic import SecretStr
 
-from bitpredict.config import Settings
 from bitpredict.schemas import INTERVAL_SECONDS, MARKET_CHART, RAW_MARKET
 from bitpredict.sources.base import Page, from_ms, seconds
 from bitpredict.sources.http import HttpClient, MalformedResponse
+from bitpredict.sources.http_settings import HttpSettings
 
 KEY_SETTING = "BITPREDICT_COINGECKO_API_KEY"
 CHART_CHUNK = pd.Timedelta(days=365)  # one request per year keeps responses small and retries cheap
@@ -97,11 +98,12 @@ def ohlc_to_rows(candles: list[list[Any]], interval: str) -> pd.DataFrame:
 class _CoinGeckoBase:
     name = "coingecko"
 
-    def __init__(self, settings: Settings, client: HttpClient | None = None) -> None:
-        self.base_url = settings.coingecko_url
-        key = settings.coingecko_api_key
-        headers = {"x-cg-demo-api-key": key.get_secret_value()} if key else {}
-        self.http = client or HttpClient(self.name, settings.http, headers=headers, key_setting=KEY_SETTING)
+    def __init__(
+        self, base_url: str, api_key: SecretStr | None, http: HttpSettings, client: HttpClient | None = None
+    ) -> None:
+        self.base_url = base_url
+        headers = {"x-cg-demo-api-key": api_key.get_secret_value()} if api_key else {}
+        self.http = client or HttpClient(self.name, http, headers=headers, key_setting=KEY_SETTING)
 
 
 class CoinGeckoChartSource(_CoinGeckoBase):

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
+from pydantic import SecretStr
 
-from bitpredict.config import Settings
 from bitpredict.schemas import INTERVAL_SECONDS, RAW_MARKET
 from bitpredict.sources.base import Page, seconds
 from bitpredict.sources.http import FatalSourceError, HttpClient, MalformedResponse, RetryableResponse
+from bitpredict.sources.http_settings import HttpSettings
 
 PAGE_LIMIT = 2000  # the API's maximum ``limit`` (it returns limit + 1 bars)
 ENDPOINTS = {"1d": "histoday", "1h": "histohour"}
@@ -65,11 +66,12 @@ class CryptoCompareSource:
     schema = RAW_MARKET
     direction = "backward"
 
-    def __init__(self, settings: Settings, client: HttpClient | None = None) -> None:
-        self.base_url = settings.cryptocompare_url
-        key = settings.cryptocompare_api_key
-        headers = {"authorization": f"Apikey {key.get_secret_value()}"} if key else {}
-        self.http = client or HttpClient(self.name, settings.http, headers=headers, key_setting=KEY_SETTING)
+    def __init__(
+        self, base_url: str, api_key: SecretStr | None, http: HttpSettings, client: HttpClient | None = None
+    ) -> None:
+        self.base_url = base_url
+        headers = {"authorization": f"Apikey {api_key.get_secret_value()}"} if api_key else {}
+        self.http = client or HttpClient(self.name, http, headers=headers, key_setting=KEY_SETTING)
 
     def intervals(self) -> tuple[str, ...]:
         return ("1d", "1h")

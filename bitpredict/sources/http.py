@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import requests
 
-from bitpredict.config import HttpSettings
 from bitpredict.errors import BitPredictError
+from bitpredict.sources.http_settings import HttpSettings
 
 log = logging.getLogger(__name__)
 

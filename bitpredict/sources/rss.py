@@ -21,10 +21,10 @@ from urllib.parse import urlparse
 import feedparser
 import pandas as pd
 
-from bitpredict.config import Settings
 from bitpredict.schemas import NEWS
 from bitpredict.sources.base import Batch
 from bitpredict.sources.http import HttpClient, MalformedResponse, SourceError
+from bitpredict.sources.http_settings import HttpSettings
 
 _TAGS = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"\s+")
@@ -87,9 +87,9 @@ def parse_feed(content: bytes, feed_url: str) -> Any:
 class RssSource:
     name = "rss"
 
-    def __init__(self, settings: Settings, client: HttpClient | None = None) -> None:
-        self.feeds = settings.rss_feeds
-        self.http = client or HttpClient(self.name, settings.http)
+    def __init__(self, feeds: list[str], http: HttpSettings, client: HttpClient | None = None) -> None:
+        self.feeds = feeds
+        self.http = client or HttpClient(self.name, http)
 
     def batches(self, state: dict[str, Any]) -> Iterator[Batch]:
         cursors: dict[str, dict[str, str]] = state.setdefault("feeds", {})

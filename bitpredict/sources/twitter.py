@@ -16,11 +16,12 @@ from typing import Any
 import pandas as pd
 import requests
 import tweepy
+from pydantic import SecretStr
 
-from bitpredict.config import Settings
 from bitpredict.schemas import TWEETS
 from bitpredict.sources.base import Batch
 from bitpredict.sources.http import FatalSourceError, HttpClient, MalformedResponse, RetryableResponse
+from bitpredict.sources.http_settings import HttpSettings
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +78,19 @@ def tweets_to_rows(response: Any) -> pd.DataFrame:
 class TwitterSource:
     name = "twitter"
 
-    def __init__(self, settings: Settings, client: HttpClient | None = None) -> None:
-        token = settings.twitter_bearer_token
-        self.enabled = token is not None
-        self.query = settings.twitter_query
-        self.http = client or HttpClient(self.name, settings.http, key_setting=TOKEN_SETTING)
-        self.client = tweepy.Client(bearer_token=token.get_secret_value() if token else None)
-        self.client.session = RebasedSession(settings.twitter_url, settings.http.timeout_s)
+    def __init__(
+        self,
+        base_url: str,
+        query: str,
+        bearer_token: SecretStr | None,
+        http: HttpSettings,
+        client: HttpClient | None = None,
+    ) -> None:
+        self.enabled = bearer_token is not None
+        self.query = query
+        self.http = client or HttpClient(self.name, http, key_setting=TOKEN_SETTING)
+        self.client = tweepy.Client(bearer_token=bearer_token.get_secret_value() if bearer_token else None)
+        self.client.session = RebasedSession(base_url, http.timeout_s)
 
     def _page(self, since_id: str | None, next_token: str | None) -> Any:
         def attempt() -> Any:

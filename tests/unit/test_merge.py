@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from bitpredict import storage
 from bitpredict.clean import run_clean
 from bitpredict.config import SentimentSettings, load_settings
+from bitpredict.feature_columns import join_sentiment, neutral_sentiment
 from bitpredict.indicators import WARMUP, compute_indicators, run_indicators
-from bitpredict.merge import build_features, join_sentiment, neutral_sentiment, run_merge
+from bitpredict.merge import build_features, run_merge
 from bitpredict.schemas import FEATURE_TARGETS
 from bitpredict.sentiment import run_sentiment
 from tests.conftest import copy_data_dir

@@ -11,6 +11,7 @@ import pytest
 
 from bitpredict.config import ModelSettings
 from bitpredict.dataset import TARGET, Scaler, Split, model_input_columns, windows
+from bitpredict.errors import InputError
 from bitpredict.indicators import MODEL_FEATURES
 
 TINY = {"window": 8, "lstm_units": [8], "dense_units": 4, "epochs": 2, "batch_size": 32, "validation_days": 30}
@@ -45,14 +46,15 @@ def test_windows_take_the_w_rows_ending_at_each_index() -> None:
     out = windows(values, 3, [2, 9])
     assert out.shape == (2, 3, 2)
     np.testing.assert_array_equal(out[0], values[0:3]) and np.testing.assert_array_equal(out[1], values[7:10])
-    with pytest.raises(ValueError, match="window ends"):
+    with pytest.raises(ValueError, match="window ends") as refused:
         windows(values, 3, [1])
+    assert not isinstance(refused.value, InputError)  # a caller's bug, not the user's data
 
 
 def test_model_columns_exclude_price_levels_and_name_what_is_missing() -> None:
     columns = model_input_columns([*MODEL_FEATURES, "is_imputed", "is_outlier", "close", "sma_7"], use_sentiment=False)
     assert "close" not in columns and "sma_7" not in columns and columns[: len(MODEL_FEATURES)] == list(MODEL_FEATURES)
-    with pytest.raises(ValueError, match="news_vader_mean"):
+    with pytest.raises(InputError, match="news_vader_mean"):
         model_input_columns(columns, use_sentiment=True)
 
 
@@ -61,12 +63,12 @@ def test_scaler_round_trips_and_keeps_constant_columns_finite() -> None:
     scaler = Scaler.fit(frame, ["a", "b"])
     assert scaler.std[1] == 1.0 and np.isfinite(scaler.transform(frame)).all()
     assert Scaler.from_dict(json.loads(json.dumps(scaler.to_dict()))) == scaler
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(InputError, match="non-finite"):
         Scaler.fit(frame.assign(a=[1.0, np.nan, 3.0]), ["a"])
 
 
 def test_a_split_too_short_for_its_blocks_is_refused() -> None:
-    with pytest.raises(ValueError, match="too few"):
+    with pytest.raises(InputError, match="too few"):
         Split.before(150, validation_days=100, window=30)
 
 

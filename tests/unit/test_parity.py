@@ -22,8 +22,9 @@ from bitpredict import storage
 from bitpredict.clean import OUTLIER_WINDOW, clean_path, flag_outliers, run_clean
 from bitpredict.config import ModelSettings, load_settings
 from bitpredict.dataset import Scaler, labelled, model_input_columns
+from bitpredict.feature_columns import request_sentiment
 from bitpredict.indicators import MODEL_FEATURES, WARMUP, compute_indicators
-from bitpredict.merge import request_sentiment, run_merge
+from bitpredict.merge import run_merge
 from bitpredict.online import HISTORY, RESTARTED, model_frame
 from bitpredict.serving import ModelSpec, feature_window, parse_bars, parse_request
 from tests.conftest import copy_data_dir
