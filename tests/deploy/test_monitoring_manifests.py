@@ -20,7 +20,14 @@ def test_the_drift_cronjob_renders_and_may_only_create_runs() -> None:
     pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "bitpredict-drift"
     (container,) = pod["containers"]
-    assert container["command"] == ["bitpredict", "drift"]
+    # `bitpredict drift` alone only reports: the rerun on drift is the trigger command the job passes
+    assert container["command"] == ["bitpredict", "drift", "--trigger-command", "python -m pipelines.rerun"]
+    # ... which runs from the image's /app, where components/Dockerfile copies pipelines/
+    assert container["image"].split("/")[-1].startswith("bitpredict-components:")
+    assert container["workingDir"] == "/app"
+    dockerfile = (REPO / "components" / "Dockerfile").read_text()
+    assert "WORKDIR /app" in dockerfile and "pipelines/ pipelines/" in dockerfile
+    assert (REPO / "pipelines" / "rerun.py").is_file()
     env = {e["name"] for e in container["env"]}
     assert {"KFP_HOST", "BITPREDICT_DRIFT__PUSHGATEWAY_URL", "MLFLOW_TRACKING_URI"} <= env
     rules = objects["Role"]["rules"]
