@@ -163,7 +163,13 @@ class DriftSettings(_Group):
         description="Evidently stat test per column. K-S: a p-value, sound for a few dozen current rows; "
         "Evidently's default above 1,000 reference rows (normed Wasserstein, 0.1) flags sampling noise at that size.",
     )
-    threshold: float = Field(0.05, gt=0, description="The test's threshold (a p-value for K-S).")
+    threshold: float = Field(
+        0.05,
+        gt=0,
+        description="K-S: the share of the training history's own windows (same length) allowed to look this "
+        "unusual — a column drifts when its p-value is below this quantile of theirs, never above this value "
+        "itself (bitpredict.drift.calibrated_thresholds). Another method: its raw threshold, passed to Evidently.",
+    )
 
 
 class PromotionSettings(_Group):
