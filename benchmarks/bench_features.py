@@ -36,8 +36,9 @@ import pandas as pd  # noqa: E402
 
 from bitpredict.config import ModelSettings  # noqa: E402
 from bitpredict.dataset import Scaler, labelled, model_input_columns  # noqa: E402
+from bitpredict.feature_columns import sentiment_columns  # noqa: E402
 from bitpredict.indicators import WARMUP, compute_indicators  # noqa: E402
-from bitpredict.merge import build_features, sentiment_columns  # noqa: E402
+from bitpredict.merge import build_features  # noqa: E402
 from bitpredict.serving import ModelSpec, feature_window, parse_bars, parse_request, request_features  # noqa: E402
 
 

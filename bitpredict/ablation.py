@@ -22,8 +22,8 @@ from bitpredict import baselines, scores, storage
 from bitpredict.config import ModelSettings, Settings
 from bitpredict.dataset import TARGET, labelled, model_input_columns
 from bitpredict.evaluate import blocks_of, median_index
+from bitpredict.feature_columns import FLAG_COLUMNS
 from bitpredict.indicators import HAR_LAGS, MODEL_FEATURES
-from bitpredict.merge import FLAG_COLUMNS
 from bitpredict.train import fit_recipe, load_features
 
 log = logging.getLogger(__name__)

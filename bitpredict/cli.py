@@ -348,10 +348,11 @@ def register_cmd(
 
 def _champion_dir(settings: Settings) -> str:
     """The published champion's serving folder, else the registry's champion; one line when there is none."""
+    from bitpredict.artifact import METADATA_FILE
     from bitpredict.publish import champion_dir
 
     published = champion_dir(settings)
-    if published and storage.exists(storage.join(published, "bitpredict_model.json")):
+    if published and storage.exists(storage.join(published, METADATA_FILE)):
         return published
     from bitpredict.registry import champion_info
 

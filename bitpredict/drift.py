@@ -56,13 +56,12 @@ import numpy as np
 import pandas as pd
 
 from bitpredict import storage
+from bitpredict.artifact import REFERENCE_FILE, locate
 from bitpredict.config import DriftSettings, Settings
 from bitpredict.drift_export import drift_dir, export_metrics, save_html
+from bitpredict.feature_columns import SENTIMENT_PREFIXES
 from bitpredict.indicators import MODEL_FEATURES
-from bitpredict.merge import SENTIMENT_PREFIXES
 from bitpredict.publish import resolve
-
-__all__ = ["drift_dir", "export_metrics"]  # re-exported: callers that read the gauges import them from here
 
 Trigger = Callable[[list[str]], "dict[str, Any] | str"]
 
@@ -274,10 +273,7 @@ def decide(
 
 
 def load_reference(settings: Settings, model_dir: str) -> pd.DataFrame:
-    from bitpredict.serving import locate_model
-    from bitpredict.train import REFERENCE_FILE
-
-    located = locate_model(model_dir)
+    located = locate(model_dir)
     uri = storage.join(located.directory, REFERENCE_FILE)
     if storage.exists(uri):
         return storage.read_parquet(uri)
@@ -457,8 +453,6 @@ def run_drift(
     served forecasts (``as_of``, ``predicted_close``, ``last_close``; default: the request log) for live
     quality; ``html=False`` skips the HTML reports (the replay checks every day and keeps only the figures).
     """
-    from bitpredict.serving import locate_model
-
     now = now or datetime.now(UTC)
     reference = load_reference(settings, model_dir)
     reference_end = str(pd.Timestamp(reference["timestamp"].max()).date())
@@ -494,7 +488,7 @@ def run_drift(
             state = _give_back(state_uri, out_dir, state, previous)
     summary = {
         "checked_at": now.isoformat(),
-        "model_version": locate_model(model_dir).version,
+        "model_version": locate(model_dir).version,
         "reference_rows": len(reference),
         "current_rows": len(current),
         "share": result.share if result else None,

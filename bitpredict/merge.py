@@ -23,15 +23,6 @@ import pandas as pd
 from bitpredict import __version__, storage
 from bitpredict.config import Settings
 from bitpredict.errors import InputError
-
-# The column definitions and the sentiment rule are defined in bitpredict.feature_columns (below merge, online
-# and dataset, so no import circle); these four stay importable from here for callers not yet moved over.
-from bitpredict.feature_columns import (  # noqa: F401
-    FLAG_COLUMNS,
-    SENTIMENT_PREFIXES,
-    request_sentiment,
-    sentiment_columns,
-)
 from bitpredict.schemas import FEATURE_TARGETS, FEATURES, validate
 from bitpredict.stage_table import FEATURES_CSV, FEATURES_META, INDICATORS, SENTIMENT_DAILY, data_path
 

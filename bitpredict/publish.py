@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bitpredict import storage
+from bitpredict.artifact import ArtifactError, read_metadata
 from bitpredict.config import Settings
 from bitpredict.errors import BitPredictError
 from bitpredict.stage_table import (
@@ -174,8 +175,8 @@ def champion_record(settings: Settings, registered: Mapping[str, Any]) -> dict[s
     why = (registered.get("why") or registered.get("reason")) if this_run else None
     if kind is None:  # an earlier champion kept its place: its own metadata says what it is
         try:
-            kind = json.loads(storage.read_text(storage.join(folder, "bitpredict_model.json"))).get("kind")
-        except (OSError, ValueError):
+            kind = read_metadata(folder, check_format=False).get("kind")
+        except (OSError, ArtifactError):
             kind = None
     return {
         "model": name,

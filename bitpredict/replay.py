@@ -232,9 +232,10 @@ class Champion:
     def __init__(self, directory: str) -> None:
         import tensorflow as tf
 
-        from bitpredict.serving import ModelSpec, locate_model
+        from bitpredict.artifact import locate
+        from bitpredict.serving import ModelSpec
 
-        located = locate_model(directory)
+        located = locate(directory)
         self.directory = directory
         self.spec = ModelSpec.from_metadata(located.metadata, located.version)
         loaded = tf.saved_model.load(located.saved_model_dir)
@@ -244,7 +245,7 @@ class Champion:
 
     def request(self, clean: pd.DataFrame, sentiment: pd.DataFrame | None) -> dict[str, tuple[str, np.ndarray]]:
         """The v2 request a client sends for the day after the last clean bar: bars, flags, the days' sentiment."""
-        from bitpredict.merge import request_sentiment
+        from bitpredict.feature_columns import request_sentiment
 
         bars = clean.tail(min(SEND_ROWS, self.spec.max_rows)).reset_index(drop=True)
         inputs: dict[str, tuple[str, np.ndarray]] = {

@@ -13,7 +13,7 @@ rows they read — no DataFrame per request. ``parse_request`` (a DataFrame) sta
 The served-input contract: daily bars, one per UTC day without gaps, oldest first, at least window +
 warm-up rows; optionally ``is_imputed`` (1 for a bar the clean stage filled: send it with rows taken from
 the clean table, or send raw bars, whose gaps are refused) and ``sentiment_<column>`` for each daily
-aggregate (the published ``sentiment_daily`` values of those days; ``bitpredict.merge.request_sentiment``).
+aggregate (the published ``sentiment_daily`` values of those days; ``bitpredict.feature_columns.request_sentiment``).
 Only the last window + warm-up rows are read: each model input depends on at most that much history.
 
 Every problem a client can cause raises ``RequestError`` naming the input; the server answers 400.
@@ -30,15 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# Where the model lives is the artifact contract's (bitpredict.artifact.locate); re-exported for the drift job.
-from bitpredict.artifact import LocatedModel as LocatedModel
-from bitpredict.artifact import locate as locate_model  # noqa: F401
 from bitpredict.config import CleanSettings
 from bitpredict.dataset import Scaler
 from bitpredict.dataset import sentiment_inputs as dataset_sentiment_inputs
 from bitpredict.errors import BitPredictError
+from bitpredict.feature_columns import FLAG_COLUMNS, SENTIMENT_PREFIXES, sentiment_columns
 from bitpredict.indicators import MODEL_FEATURES, WARMUP
-from bitpredict.merge import FLAG_COLUMNS, SENTIMENT_PREFIXES, sentiment_columns
 from bitpredict.online import DailyBars, model_frame, model_inputs
 
 MARKET_INPUTS = ("timestamp", "open", "high", "low", "close", "volume")

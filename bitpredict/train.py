@@ -32,10 +32,6 @@ from bitpredict.artifact import (
     SIGNATURE,
     write_metadata,
 )
-
-# Re-exported: callers of the training code read and name the artifact through these.
-from bitpredict.artifact import METADATA_FILE as METADATA_FILE
-from bitpredict.artifact import read_metadata as read_metadata
 from bitpredict.config import ModelSettings, Settings
 from bitpredict.dataset import TARGET, Scaler, Split, label_rows, labelled, model_input_columns, windows
 from bitpredict.errors import InputError

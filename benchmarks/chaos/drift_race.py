@@ -62,7 +62,7 @@ def _shifted(after: pd.DataFrame, before: pd.DataFrame) -> pd.DataFrame:
 def _setup(workdir: Path) -> tuple[Path, Path, pd.DataFrame, pd.DataFrame]:
     """A data dir, a model folder whose reference ends on ``REFERENCE_END``, the calm and the drifted tables."""
     from bitpredict import storage
-    from bitpredict.train import METADATA_FILE, REFERENCE_FILE
+    from bitpredict.artifact import METADATA_FILE, REFERENCE_FILE
 
     data = workdir / "data"
     features = _features(workdir / "build")

@@ -94,11 +94,12 @@ def baseline_model(workdir: Path, daily: Any) -> Path:
     import shutil
 
     from bitpredict import baselines
+    from bitpredict.artifact import METADATA_FILE, SAVED_MODEL_DIR
     from bitpredict.config import ModelSettings
     from bitpredict.dataset import TARGET
     from bitpredict.indicators import WARMUP, compute_indicators
     from bitpredict.merge import build_features
-    from bitpredict.train import METADATA_FILE, SAVED_MODEL_DIR, baseline_metadata
+    from bitpredict.train import baseline_metadata
 
     store = workdir / "store" / "bitpredict-lstm"
     version = store / "1"

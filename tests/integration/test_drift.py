@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from bitpredict import storage
+from bitpredict.artifact import METADATA_FILE, REFERENCE_FILE
 from bitpredict.config import DriftSettings, load_settings
 from bitpredict.drift import DriftState, calibrated_thresholds, decide, drift_columns, measure, run_drift
 from bitpredict.indicators import WARMUP, compute_indicators
 from bitpredict.merge import build_features
-from bitpredict.train import METADATA_FILE, REFERENCE_FILE
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_live_quality_and_the_regression_report_use_closed_forecasts(
 
 def _request_record(bars: pd.DataFrame, predicted_close: float, news_mean: float) -> dict:
     """What the transformer logs for one request: its outcome and the rows it was made from (sentiment included)."""
-    from bitpredict.merge import sentiment_columns
+    from bitpredict.feature_columns import sentiment_columns
 
     sent = {c: [0.0] * len(bars) for c in sentiment_columns("news")}
     sent["news_vader_mean"] = [news_mean] * len(bars)

@@ -388,7 +388,8 @@ def test_the_predictor_metadata_names_the_model_tensors(served: Served) -> None:
 def test_a_real_prometheus_scrapes_the_transformer_and_the_drift_gauges(served: Served, tmp_path: Path) -> None:
     """Prometheus on 127.0.0.1 scrapes the running transformer and a Pushgateway the drift job pushed to."""
     from bitpredict.config import load_settings
-    from bitpredict.drift import Decision, DriftResult, DriftState, export_metrics
+    from bitpredict.drift import Decision, DriftResult, DriftState
+    from bitpredict.drift_export import export_metrics
 
     gateway_port, prom_port = _port(), _port()
     gateway = _start_binary(
@@ -469,8 +470,9 @@ def test_a_baseline_export_is_served_by_the_real_servers_as_evaluated(
     import shutil
 
     from bitpredict import baselines
+    from bitpredict.artifact import METADATA_FILE, SAVED_MODEL_DIR
     from bitpredict.dataset import TARGET
-    from bitpredict.train import METADATA_FILE, SAVED_MODEL_DIR, baseline_metadata
+    from bitpredict.train import baseline_metadata
 
     frame = build_features(compute_indicators(clean_daily), None, WARMUP)
     frame = frame[frame[TARGET].notna()].reset_index(drop=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bitpredict import storage
+from bitpredict.artifact import METADATA_FILE
 from bitpredict.clean import run_clean
 from bitpredict.config import SentimentSettings, load_settings
 from bitpredict.evaluate import evaluation_dir, run_evaluate
@@ -22,7 +23,7 @@ from bitpredict.indicators import run_indicators
 from bitpredict.merge import run_merge
 from bitpredict.registry import CHAMPION, RegistryError, register, rollback
 from bitpredict.sentiment import run_sentiment
-from bitpredict.train import METADATA_FILE, run_train
+from bitpredict.train import run_train
 from tests.conftest import copy_data_dir
 
 SHORT_MODEL = {

@@ -115,8 +115,9 @@ def test_an_untrained_volatility_scaled_network_is_the_riskmetrics_forecast() ->
 def test_the_exported_saved_model_gives_the_in_memory_outputs(tmp_path: Path, scaling: str, ensemble: int) -> None:
     import tensorflow as tf
 
+    from bitpredict.artifact import METADATA_FILE, SAVED_MODEL_DIR, read_metadata
     from bitpredict.model import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
-    from bitpredict.train import METADATA_FILE, SAVED_MODEL_DIR, export, fit_recipe, metadata, read_metadata
+    from bitpredict.train import export, fit_recipe, metadata
 
     frame = _frame()
     config = ModelSettings(**TINY, target_scaling=scaling, ensemble=ensemble)

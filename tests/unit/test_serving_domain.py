@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from bitpredict.dataset import Scaler
+from bitpredict.feature_columns import sentiment_columns
 from bitpredict.indicators import MODEL_FEATURES, WARMUP, compute_indicators
-from bitpredict.merge import sentiment_columns
 from bitpredict.online import DailyBars
 from bitpredict.request_log import RequestLog, read_log
 from bitpredict.serving import (
