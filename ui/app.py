@@ -230,8 +230,9 @@ def monitoring_page() -> None:
         return
     share = "n/a" if result.get("share") is None else f"{result['share']:.0%}"
     st.metric("Columns drifted (latest check)", share)
-    version = f" of model v{result['model_version']}" if result.get("model_version") else ""
-    st.write(f"Checked{version} {result['checked_at']} on {result.get('current_rows', '?')} current rows: "
+    version = f"model v{result['model_version']}" if result.get("model_version") else "the served model"
+    checked = pd.Timestamp(result["checked_at"]).strftime("%Y-%m-%d %H:%M UTC")
+    st.write(f"Checked {version} at {checked} on {result.get('current_rows', '?')} current rows: "
              + "; ".join(result["reasons"]))  # fmt: skip
     rerun = result.get("rerun")
     if rerun is not None:
@@ -247,8 +248,9 @@ def monitoring_page() -> None:
     else:
         st.write("No rerun triggered by the latest check.")
     history = result["history"]
-    if not history.empty:
-        st.line_chart(history.set_index("checked_at")["share"])
+    if len(history) >= 2:  # one check is a number (above), not a line
+        st.caption("Share of input columns drifted, per check")
+        st.line_chart(history.set_index("checked_at")["share"], y_label="share drifted")
     if result.get("html"):
         import streamlit.components.v1 as components
 
