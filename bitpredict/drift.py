@@ -37,7 +37,7 @@
   command (``bitpredict drift --trigger-command``, which ``make drift`` sets to ``python -m pipelines.rerun``).
   This package never imports the pipeline code, nor starts it unless the caller's command says so.
 
-The features table is read from the published state (``bitpredict.publish.resolve``).
+The features table is read from the published state (``bitpredict.publish.published_path``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ from bitpredict.config import DriftSettings, Settings
 from bitpredict.drift_export import drift_dir, export_metrics, save_html
 from bitpredict.feature_columns import SENTIMENT_PREFIXES
 from bitpredict.indicators import MODEL_FEATURES
-from bitpredict.publish import resolve
+from bitpredict.publish import published_path
+from bitpredict.stage_table import FEATURES
 
 Trigger = Callable[[list[str]], "dict[str, Any] | str"]
 
@@ -117,7 +118,7 @@ class Decision:
 
 def features_uri(settings: Settings) -> str:
     """The published features table."""
-    return resolve(settings, "processed", "bitcoin_features.parquet")
+    return published_path(settings, FEATURES)
 
 
 def drift_columns(available: list[str] | pd.Index) -> list[str]:

@@ -108,6 +108,12 @@ def resolve(settings: Settings, *parts: str) -> str:
     return settings.path(*parts)
 
 
+def published_path(settings: Settings, relative: str) -> str:
+    """``resolve`` for a stage path of ``bitpredict.stage_table`` (``CLEAN``, ``FEATURES``, …), as ``data_path``
+    is for the data dir: consumers name a table by its constant, never by a typed-out path."""
+    return resolve(settings, *relative.split("/"))
+
+
 def champion_dir(settings: Settings) -> str | None:
     """The published champion's serving folder (``<store>/<name>/<version>``), or None."""
     manifest = read_manifest(settings)

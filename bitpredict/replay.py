@@ -54,6 +54,7 @@ import pandas as pd
 from bitpredict import storage
 from bitpredict.config import Settings
 from bitpredict.errors import BitPredictError
+from bitpredict.stage_table import SENTIMENT_DAILY, SERVING, data_path
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class Replay:
                 "files_dir": str(self.data),
                 "ingest_sources": ["files"],
                 "mlflow_tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
-                "model_store": str(work / "models" / "serving"),
+                "model_store": str(work / SERVING),
                 "model": model,
             }
         )
@@ -398,7 +399,7 @@ class Runner:
             closes = clean.assign(day=clean["timestamp"].dt.date.astype(str)).set_index("day")["close"]
             open_ = forecasts["actual_close"].isna() & forecasts["as_of"].isin(closes.index)
             forecasts.loc[open_, "actual_close"] = forecasts.loc[open_, "as_of"].map(closes)
-        sentiment_uri = storage.join(self.settings.interim_dir, "sentiment_daily.parquet")
+        sentiment_uri = data_path(self.settings, SENTIMENT_DAILY)
         sentiment = storage.read_parquet(sentiment_uri) if storage.exists(sentiment_uri) else None
         champion = self.champion(state)
         outcome, served = champion.forecast(champion.request(clean, sentiment), self.settings)
@@ -441,7 +442,7 @@ class Runner:
         run_indicators(self.settings)
         raw = Path(self.settings.raw_dir)
         texts = sum(p.stat().st_size for p in (*raw.glob("news_*.parquet"), *raw.glob("tweets*.parquet")))
-        sentiment = Path(self.settings.interim_dir) / "sentiment_daily.parquet"
+        sentiment = Path(data_path(self.settings, SENTIMENT_DAILY))
         if texts != self._texts or not sentiment.exists():
             run_sentiment(self.settings)
             self._texts = texts

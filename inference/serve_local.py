@@ -110,13 +110,14 @@ def probe(settings: Settings, transformer: str, predictor: str) -> dict[str, Any
     Without published bars (a bare ``MODEL_DIR``), the predictor itself is asked with a zero window of the
     model's own shape, so the line is still printed only after the model has answered.
     """
-    from bitpredict.publish import resolve
+    from bitpredict.publish import published_path
+    from bitpredict.stage_table import CLEAN, SENTIMENT_DAILY
     from inference.client import v2_request, with_sentiment
 
-    bars_uri = resolve(settings, "interim", "clean_1d.parquet")
+    bars_uri = published_path(settings, CLEAN)
     if storage.exists(bars_uri):
         bars = storage.read_parquet(bars_uri).tail(REQUEST_ROWS).reset_index(drop=True)
-        daily_uri = resolve(settings, "interim", "sentiment_daily.parquet")
+        daily_uri = published_path(settings, SENTIMENT_DAILY)
         daily = storage.read_parquet(daily_uri) if storage.exists(daily_uri) else None
         body = v2_request(bars, with_sentiment(bars, daily))  # what the UI sends: the days' sentiment too
         reply = httpx.post(f"{transformer}/v2/models/{MODEL_NAME}/infer", json=body, timeout=30)

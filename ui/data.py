@@ -15,7 +15,8 @@ import pandas as pd
 
 from bitpredict import storage
 from bitpredict.config import Settings
-from bitpredict.publish import read_manifest, resolve
+from bitpredict.publish import published_path, read_manifest
+from bitpredict.stage_table import CLEAN, EVALUATION, METRICS, PREDICTIONS, SENTIMENT_DAILY, SENTIMENT_SCORES
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def _read(uri: str) -> pd.DataFrame | None:
 
 
 def market(settings: Settings) -> pd.DataFrame | Missing:
-    bars = _read(resolve(settings, "interim", "clean_1d.parquet"))
+    bars = _read(published_path(settings, CLEAN))
     if bars is None:
         return Missing("no market data yet", "make run   (or: bitpredict ingest && bitpredict clean)")
     return bars
@@ -40,7 +41,7 @@ def market(settings: Settings) -> pd.DataFrame | Missing:
 def backtest(settings: Settings) -> pd.DataFrame | Missing:
     """The walk-forward forecasts with their intervals (the evaluation's predictions) of the best method:
     columns ``target_day``, ``forecast_close``, ``lower_close``, ``upper_close`` and ``method`` (its name)."""
-    frame = _read(resolve(settings, "reports", "evaluation", "predictions.parquet"))
+    frame = _read(published_path(settings, PREDICTIONS))
     if frame is None:
         return Missing("no evaluated model yet", "make run   (or: bitpredict evaluate)")
     metrics = evaluation(settings)
@@ -75,7 +76,7 @@ def served(settings: Settings) -> pd.DataFrame:
 
 
 def evaluation(settings: Settings) -> dict[str, Any] | Missing:
-    uri = resolve(settings, "reports", "evaluation", "metrics.json")
+    uri = published_path(settings, METRICS)
     if not storage.exists(uri):
         return Missing("no evaluation report yet", "make run   (or: bitpredict evaluate)")
     return json.loads(storage.read_text(uri))
@@ -85,7 +86,7 @@ def evaluation_plots(settings: Settings) -> dict[str, bytes]:
     """Every plot the evaluation published (whatever the evaluation chose to draw), by name."""
     from pathlib import Path
 
-    directory = resolve(settings, "reports", "evaluation")
+    directory = published_path(settings, EVALUATION)
     if storage.is_gcs(directory):
         names = [
             "actual_vs_predicted", "error_over_time", "pinball_over_time", "reliability", "attention"
@@ -149,8 +150,8 @@ def registry(settings: Settings) -> dict[str, Any] | Missing:
 
 
 def sentiment(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame] | Missing:
-    daily = _read(resolve(settings, "interim", "sentiment_daily.parquet"))
-    scores = _read(resolve(settings, "interim", "sentiment_scores.parquet"))
+    daily = _read(published_path(settings, SENTIMENT_DAILY))
+    scores = _read(published_path(settings, SENTIMENT_SCORES))
     if daily is None or scores is None:
         return Missing("no sentiment scores yet", "make run   (or: bitpredict sentiment)")
     return daily, scores
@@ -217,7 +218,7 @@ def forecast_request(settings: Settings, bars: pd.DataFrame, rows: int = 200) ->
     from inference.client import v2_request, with_sentiment
 
     recent = bars.tail(rows).reset_index(drop=True)
-    return v2_request(recent, with_sentiment(recent, _read(resolve(settings, "interim", "sentiment_daily.parquet"))))
+    return v2_request(recent, with_sentiment(recent, _read(published_path(settings, SENTIMENT_DAILY))))
 
 
 def next_day(settings: Settings, bars: pd.DataFrame, rows: int = 200) -> dict[str, Any] | Missing:

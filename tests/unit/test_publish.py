@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bitpredict.config import load_settings
-from bitpredict.publish import ITEMS, PublishError, champion_dir, publish, read_manifest, resolve
+from bitpredict.publish import ITEMS, PublishError, champion_dir, publish, published_path, read_manifest, resolve
+from bitpredict.stage_table import CLEAN, FEATURES_META
 
 
 def _artifacts(root: Path, tag: str) -> dict[str, str]:
@@ -53,6 +54,7 @@ def test_a_run_is_published_whole_with_its_manifest(tmp_path: Path) -> None:
     assert stored["run_id"] == "run-1" and stored["parameters"] == {"epochs": 2} and stored["champion"] == champion
     assert champion_dir(settings) == "/store/bitpredict-lstm/3"
     assert resolve(settings, "processed", "features.json") == str(data / "processed" / "features.json")
+    assert published_path(settings, FEATURES_META) == str(data / "processed" / "features.json")
     assert not (data / ".publishing").exists()  # no staging left behind
 
     first = _state(data)
@@ -108,6 +110,7 @@ def test_on_gcs_readers_follow_the_manifest_to_the_newest_run(tmp_path: Path, gc
         publish(settings, _artifacts(tmp_path, run), run_id=run)
         uri = resolve(settings, "interim", "clean_1d.parquet")
         assert uri == f"{gcs_bucket}/data/published/{run}/interim/clean_1d.parquet"
+        assert published_path(settings, CLEAN) == uri  # a stage constant resolves like its parts
         assert storage.read_text(uri) == f"{run}:clean"
         deep = resolve(settings, "models", "candidate", "sub", "deep.txt")
         assert storage.read_text(deep) == f"{run}:candidate:deep"
