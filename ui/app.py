@@ -184,10 +184,8 @@ def sentiment_page() -> None:
                          secondary_y=True)  # fmt: skip
     figure.update_layout(height=420, margin={"t": 20})
     st.plotly_chart(figure, use_container_width=True, key="sentiment-chart")
-    latest = (
-        scores.sort_values("published_at", ascending=False).head(20) if "published_at" in scores else scores.tail(20)
-    )
-    shown = [c for c in ("published_at", "title", "text", "vader_compound", "finbert_score") if c in latest.columns]
+    latest = data.headlines(settings(), scores)
+    shown = [c for c in ("timestamp", "title", "text", "source", "vader_compound", "finbert_score") if c in latest]
     st.subheader("Latest headlines")
     st.dataframe(latest[shown], hide_index=True, use_container_width=True)
 
@@ -197,7 +195,9 @@ def replay_section() -> None:
     st.subheader("Replay")
     summary = data.replay(settings())
     if isinstance(summary, data.Missing):
-        missing(summary)
+        # optional, not a broken step of the loop: an invitation rather than a "to fix it" box
+        st.caption(f"No replay yet. `{summary.fix}` replays the daily loop (forecast, close, drift check, rerun) "
+                   "over past days of your data and shows it here.")  # fmt: skip
         return
     skill = summary.get("live_skill")
     reruns, episodes = summary["reruns"]["count"], summary["drift_episodes"]["count"]

@@ -16,6 +16,7 @@ import pandas as pd
 from bitpredict import storage
 from bitpredict.config import Settings
 from bitpredict.publish import published_path, read_manifest
+from bitpredict.sentiment import news_texts, tweet_texts
 from bitpredict.stage_table import CLEAN, EVALUATION, METRICS, PREDICTIONS, SENTIMENT_DAILY, SENTIMENT_SCORES
 
 
@@ -155,6 +156,32 @@ def sentiment(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame] | Missing
     if daily is None or scores is None:
         return Missing("no sentiment scores yet", "make run   (or: bitpredict sentiment)")
     return daily, scores
+
+
+def headlines(settings: Settings, scores: pd.DataFrame, count: int = 20) -> pd.DataFrame:
+    """The latest scored items with their words. The scores table keeps only ``(table, text_id)`` and the scores,
+    so the words come from the raw table each item was ingested into, keyed by the sentiment stage's own
+    ``news_texts``/``tweet_texts`` (one definition of ``text_id``). Items whose raw row is gone keep their scores
+    with an empty title rather than disappearing."""
+    if "timestamp" in scores:
+        latest = scores.sort_values("timestamp", ascending=False).head(count)
+    else:
+        latest = scores.tail(count)
+    if not {"table", "kind", "text_id"} <= set(latest.columns):
+        return latest
+    parts = []
+    for (table, kind), group in latest.groupby(["table", "kind"], sort=False):
+        raw = _read(storage.join(settings.raw_dir, f"{table}.parquet"))
+        if raw is None or raw.empty:
+            parts.append(group)
+            continue
+        texts = news_texts(raw, table) if kind == "news" else tweet_texts(raw, table)
+        lookup = pd.DataFrame({"text_id": texts["text_id"].to_numpy(), "text": texts["text"].to_numpy()})
+        if "source" in raw.columns:
+            lookup["source"] = raw["source"].to_numpy()
+        parts.append(group.merge(lookup.drop_duplicates("text_id"), on="text_id", how="left"))
+    joined = pd.concat(parts, ignore_index=True)
+    return joined.sort_values("timestamp", ascending=False, ignore_index=True) if "timestamp" in joined else joined
 
 
 def drift(settings: Settings) -> dict[str, Any] | Missing:
