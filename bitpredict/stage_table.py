@@ -228,11 +228,10 @@ STAGES: dict[str, Stage] = {
 }
 
 
-def code_dependencies(stage: Stage) -> tuple[str, ...]:
-    """The stage's module and every package module it imports (not the plumbing in ``INFRASTRUCTURE``),
-    as paths relative to the project root — read from the source, so it follows the code."""
-    tree = ast.parse((PACKAGE / f"{stage.module}.py").read_text(encoding="utf-8"))
-    names = {stage.module}
+def _package_imports(module: str) -> set[str]:
+    """The package's top-level modules (or subpackages) that ``module`` imports, at any depth in its source."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
             if node.module == PACKAGE.name:
@@ -241,8 +240,25 @@ def code_dependencies(stage: Stage) -> tuple[str, ...]:
                 names.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):
             names.update(a.name.split(".")[1] for a in node.names if a.name.startswith(f"{PACKAGE.name}."))
+    return names
+
+
+def code_dependencies(stage: Stage) -> tuple[str, ...]:
+    """The stage's module and every package module it imports, directly or through another one (not the plumbing
+    in ``INFRASTRUCTURE``), as paths relative to the project root — read from the source, so it follows the code.
+
+    Why the closure: a stage runs its imports' imports too (train → dataset → feature_columns); listing only direct
+    imports let DVC skip a stage whose behaviour a deeper module had just changed. A subpackage (``sources/``) is
+    one dependency, its folder."""
+    seen = {stage.module}
+    queue = [stage.module]
+    while queue:
+        for name in _package_imports(queue.pop()) - INFRASTRUCTURE - seen:
+            seen.add(name)
+            if (PACKAGE / f"{name}.py").is_file():
+                queue.append(name)
     paths = []
-    for name in sorted(names - INFRASTRUCTURE):
+    for name in sorted(seen - INFRASTRUCTURE):
         if (PACKAGE / f"{name}.py").is_file():
             paths.append(f"{PACKAGE.name}/{name}.py")
         elif (PACKAGE / name).is_dir():

@@ -173,3 +173,12 @@ def test_code_dependencies_follow_the_imports() -> None:
     assert {"bitpredict/evaluate.py", "bitpredict/train.py", "bitpredict/evaluation_report.py"} <= set(evaluate)
     assert "bitpredict/config.py" not in evaluate and "bitpredict/storage.py" not in evaluate
     assert "bitpredict/clean.py" in code_dependencies(STAGES["clean"])
+
+
+def test_code_dependencies_follow_imports_of_imports() -> None:
+    """train imports dataset, which imports feature_columns: a change there must rerun train under DVC."""
+    from bitpredict.stage_table import STAGES, _package_imports, code_dependencies
+
+    assert "feature_columns" not in _package_imports("train")  # only through another module…
+    assert "bitpredict/feature_columns.py" in code_dependencies(STAGES["train"])  # …and still a dependency
+    assert "bitpredict/sources" in code_dependencies(STAGES["ingest"])
