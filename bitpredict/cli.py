@@ -433,6 +433,9 @@ def replay_cmd(
 
     from bitpredict.replay import Replay, ReplayError, ReplayRecipe, Runner, check_data, parse_day
     from bitpredict.replay_report import PLOT, update_readme
+    from bitpredict.runtime import quiet_tensorflow
+
+    quiet_tensorflow()  # the replay trains in-process: TensorFlow's import-time screenful would bury the progress
 
     settings = ctx.obj
     try:

@@ -426,7 +426,8 @@ class Runner:
             else pd.DataFrame([check])
         )
         storage.write_parquet(drift, str(self.drift_file))
-        share = "n/a" if check["share"] is None or pd.isna(check["share"]) else f"{check['share']:.0%}"
+        unmeasured = check["share"] is None or pd.isna(check["share"])  # e.g. too few served days yet: say so
+        share = f"n/a ({check['current_rows']} served days)" if unmeasured else f"{check['share']:.0%}"
         return (f"replay {day}: forecast {outcome['as_of']} {outcome['predicted_close']:,.0f} "
                 f"({outcome['model_version']}), drift {share}{' TRIGGERED' if check['triggered'] else ''} | "
                 f"forecasts {len(forecasts)}, reruns {len(state.reruns)}")  # fmt: skip
