@@ -105,7 +105,7 @@ CHAOS_ARGS ?=
 chaos: $(STAMP) ## fault scenarios on 127.0.0.1 (bad input, killed predictor/run, racing runs); CHAOS_ARGS=--quick
 	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
 
-replay: $(STAMP) ## replay the daily loop over history: DATA=folder FROM=YYYY-MM-DD TO=YYYY-MM-DD (REPLAY_ARGS: --fresh …)
+replay: $(STAMP) ## replay the daily loop over history: DATA=folder FROM=YYYY-MM-DD TO=YYYY-MM-DD (REPLAY_ARGS: --fresh, --retrain-every N …)
 	@$(BIN)/bitpredict replay --data $(DATA) --from $(FROM) --to $(TO) $(REPLAY_ARGS)
 
 compile: $(STAMP) ## compile the KFP pipeline (pipelines/bitpredict_pipeline.yaml); generate dvc.yaml from the stage table

@@ -421,6 +421,10 @@ def replay_cmd(
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of continuing.")] = False,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Network epochs per rerun (recipe).")] = 5,
     test_days: Annotated[int, typer.Option("--test-days", min=30, help="Walk-forward days per rerun.")] = 60,
+    retrain_every: Annotated[
+        int,
+        typer.Option("--retrain-every", min=0, help="Also rerun every N days since the last training (0: drift only)."),
+    ] = 0,
     readme: Annotated[
         Path | None, typer.Option("--readme", help="Fill this README's replay block (plot → docs/replay.png).")
     ] = None,
@@ -441,7 +445,7 @@ def replay_cmd(
     try:
         replay = Replay(
             check_data(data), parse_day(start, "--from"), parse_day(end, "--to"), settings,
-            ReplayRecipe(epochs=epochs, test_days=test_days),
+            ReplayRecipe(epochs=epochs, test_days=test_days), retrain_every,
         )  # fmt: skip
         core = logging.getLogger("bitpredict")
         quiet = core.getEffectiveLevel() == logging.INFO  # the stages' INFO lines every day would bury the progress
@@ -458,14 +462,17 @@ def replay_cmd(
         return
     summary = json.loads((replay.report_dir / "summary.json").read_text())
     skill = "n/a" if summary["live_skill"] is None else f"{summary['live_skill']:+.4f}"
+    by_trigger = summary["reruns"].get("by_trigger", {})
     typer.echo(
         f"replay: {summary['days']} days, {summary['forecasts']} forecasts, live skill {skill}, "
-        f"{summary['drift_episodes']['count']} drift episodes, {summary['reruns']['count']} reruns, "
+        f"{summary['drift_episodes']['count']} drift episodes, {summary['reruns']['count']} reruns "
+        f"({by_trigger.get('drift', summary['reruns']['count'])} on drift, {by_trigger.get('schedule', 0)} scheduled), "
         f"{len([c for c in summary['champion_changes'] if not c.get('initial')])} champion changes → "
         f"{replay.report_dir}"
     )
     if readme is not None:
         command = f"make replay DATA={data} FROM={start} TO={end}"
+        command += f' REPLAY_ARGS="--retrain-every {retrain_every}"' if retrain_every else ""
         image = update_readme(readme, summary, replay.report_dir / PLOT, command)
         typer.echo(f"replay: {readme} updated (plot {image})")
 

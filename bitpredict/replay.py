@@ -14,6 +14,11 @@ For each day *d* from ``start`` to ``end`` (inclusive):
    forecasts, with the replay's own drift state (episodes, cooldown). On a trigger the replay's rerun — passed
    in as the trigger — retrains on the data visible at *d*: train → evaluate → register, in-process, with the
    replay's recipe. A promoted model serves from *d + 1* on.
+5. **Scheduled rerun** (``--retrain-every N``, off by default): when no rerun happened today and N days have
+   passed since the champion was trained (the initial run, or the last rerun of either trigger, promoted or
+   not), the same rerun runs with the trigger ``schedule`` — production retrains on a calendar as well as on
+   drift, and a calm stretch (no drift episode) would otherwise never exercise the champion-change path.
+   Both triggers call ``Runner.rerun``: one code path, one promotion rule (the registry's same-window one).
 
 **The initial champion**: the replay's own registry is empty the first time, so before ``start`` it runs the
 same recipe on the data visible at ``start − 1`` and promotes the winner (a baseline or the network: the
@@ -117,6 +122,11 @@ class Replay:
     end: date
     settings: Settings  # the user's settings: the replay's own are derived from them (``work_settings``)
     recipe: ReplayRecipe = ReplayRecipe()
+    retrain_every: int = 0  # days between scheduled reruns; 0: reruns on drift only
+
+    def __post_init__(self) -> None:
+        if self.retrain_every < 0:
+            raise ReplayError(f"--retrain-every {self.retrain_every}: expected 0 (off) or a number of days")
 
     @property
     def root(self) -> Path:
@@ -134,8 +144,11 @@ class Replay:
         """What makes two commands the same replay: a different one must not continue this one's state."""
         files = sorted(p for p in self.data.iterdir() if p.suffix in (".csv", ".parquet"))
         groups = {g: getattr(self.settings, g).model_dump(mode="json") for g in KEY_SETTINGS}
-        text = json.dumps({"data": [(p.name, p.stat().st_size) for p in files], "start": str(self.start),
-                           "recipe": asdict(self.recipe), "settings": groups}, sort_keys=True, default=str)  # fmt: skip
+        identity: dict[str, Any] = {"data": [(p.name, p.stat().st_size) for p in files], "start": str(self.start),
+                                    "recipe": asdict(self.recipe), "settings": groups}  # fmt: skip
+        if self.retrain_every:  # named only when on: a replay started before the schedule existed keeps its key
+            identity["retrain_every"] = self.retrain_every
+        text = json.dumps(identity, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def work_settings(self) -> Settings:
@@ -297,6 +310,12 @@ def _end_of(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=UTC)
 
 
+def _scheduled_count(state: ReplayState) -> str:
+    """The progress line's note of scheduled reruns (none: nothing, so a drift-only replay reads as before)."""
+    scheduled = sum(1 for run in state.reruns if run.get("trigger") == "schedule")
+    return f" ({scheduled} scheduled)" if scheduled else ""
+
+
 def _read(path: Path) -> pd.DataFrame:
     return storage.read_parquet(str(path)) if path.exists() else pd.DataFrame()
 
@@ -323,8 +342,8 @@ class Runner:
         state = None if fresh else ReplayState.load(self.replay.state_file)
         if state is not None and state.key != key:
             raise ReplayError(
-                f"{self.replay.root} holds another replay (other data, start day, recipe or settings): rerun with "
-                "--fresh to start this one over"
+                f"{self.replay.root} holds another replay (other data, start day, recipe, retrain schedule or "
+                "settings): rerun with --fresh to start this one over"
             )
         if state is None:
             shutil.rmtree(self.replay.root, ignore_errors=True)
@@ -418,7 +437,10 @@ class Runner:
         served_rows = served_rows.infer_objects().reset_index(drop=True)
         storage.write_parquet(served_rows, str(self.served_file))
 
+        reruns_before = len(state.reruns)
         check = self._drift(day, state, served_rows, forecasts)
+        if len(state.reruns) == reruns_before:  # no drift rerun today: the calendar may ask for one
+            self._scheduled(day, state)
         drift = _read(self.drift_file)
         drift = (
             pd.concat([drift[drift["day"] != str(day)], pd.DataFrame([check])], ignore_index=True)
@@ -430,7 +452,44 @@ class Runner:
         share = f"n/a ({check['current_rows']} served days)" if unmeasured else f"{check['share']:.0%}"
         return (f"replay {day}: forecast {outcome['as_of']} {outcome['predicted_close']:,.0f} "
                 f"({outcome['model_version']}), drift {share}{' TRIGGERED' if check['triggered'] else ''} | "
-                f"forecasts {len(forecasts)}, reruns {len(state.reruns)}")  # fmt: skip
+                f"forecasts {len(forecasts)}, reruns {len(state.reruns)}{_scheduled_count(state)}")  # fmt: skip
+
+    @staticmethod
+    def trained_on(state: ReplayState) -> date | None:
+        """The last day whose data trained a model: the last rerun of either trigger, else the initial run."""
+        if state.reruns:
+            return date.fromisoformat(state.reruns[-1]["day"])
+        initial = state.initial or {}
+        return date.fromisoformat(initial["visible_until"]) if initial.get("visible_until") else None
+
+    def _scheduled(self, day: date, state: ReplayState) -> None:
+        """The calendar's rerun: ``retrain_every`` days after the last training (0: never)."""
+        every, trained = self.replay.retrain_every, self.trained_on(state)
+        if not every or trained is None or (day - trained).days < every:
+            return
+        self.rerun(day, state, "schedule", [f"{(day - trained).days} days since the champion was trained on the "
+                                             f"data visible at {trained} (--retrain-every {every})"])  # fmt: skip
+
+    def rerun(self, day: date, state: ReplayState, trigger: str, reasons: list[str]) -> dict[str, Any]:
+        """Retrain on the data visible at ``day`` (train → evaluate → register, the replay's recipe), for either
+        trigger; a version the registry promotes serves from ``day + 1``. Returns the rerun's record."""
+        what = "drift" if trigger == "drift" else "scheduled rerun"
+        self.progress(f"replay {day}: {what} — {'; '.join(reasons)}: retraining on the data visible at {day}")
+        outcome = retrain(self.settings)
+        record = {"day": str(day), "trigger": trigger, "reasons": reasons, "version": outcome.get("version"),
+                  "kind": outcome.get("kind"), "promoted": bool(outcome.get("promoted")),
+                  "seconds": outcome.get("seconds"), "reason": outcome.get("reason")}  # fmt: skip
+        state.reruns.append(record)
+        if outcome.get("promoted") and outcome.get("exported_to"):
+            state.champion_dir, state.champion_version = outcome["exported_to"], int(outcome["version"])
+            state.champion_changes.append({"day": str(day), "serves_from": str(day + timedelta(days=1)),
+                                           "version": state.champion_version, "kind": outcome.get("kind"),
+                                           "initial": False, "trigger": trigger})  # fmt: skip
+        verdict = "promoted" if outcome.get("promoted") else "not promoted"
+        label = "rerun" if trigger == "drift" else "scheduled rerun"
+        self.progress(f"replay {day}: {label} v{outcome.get('version')} ({outcome.get('kind')}) {verdict}, "
+                      f"{outcome.get('seconds')} s")  # fmt: skip
+        return record
 
     def _tables(self) -> None:
         """The day's stages; sentiment only when texts arrived (scoring is a no-op otherwise, but reads them all)."""
@@ -461,24 +520,8 @@ class Runner:
         closed = closed[pd.to_datetime(closed["made_on"], utc=True) > reference_end]
 
         def rerun(reasons: list[str]) -> dict[str, Any]:
-            self.progress(f"replay {day}: drift — {'; '.join(reasons)}: retraining on the data visible at {day}")
-            outcome = retrain(self.settings)
-            record = {"day": str(day), "reasons": reasons, "version": outcome.get("version"),
-                      "kind": outcome.get("kind"), "promoted": bool(outcome.get("promoted")),
-                      "seconds": outcome.get("seconds"), "reason": outcome.get("reason")}  # fmt: skip
-            state.reruns.append(record)
-            if outcome.get("promoted") and outcome.get("exported_to"):
-                state.champion_dir, state.champion_version = outcome["exported_to"], int(outcome["version"])
-                state.champion_changes.append({"day": str(day), "serves_from": str(day + timedelta(days=1)),
-                                               "version": state.champion_version, "kind": outcome.get("kind"),
-                                               "initial": False})  # fmt: skip
-            verdict = "promoted" if outcome.get("promoted") else "not promoted"
-            self.progress(
-                f"replay {day}: rerun v{outcome.get('version')} ({outcome.get('kind')}) {verdict}, "
-                f"{outcome.get('seconds')} s"
-            )
-            return {"mode": "replay", "run_id": f"replay-{day}", "ok": True,
-                    "new_champion": bool(outcome.get("promoted"))}  # fmt: skip
+            record = self.rerun(day, state, "drift", reasons)
+            return {"mode": "replay", "run_id": f"replay-{day}", "ok": True, "new_champion": record["promoted"]}
 
         summary = run_drift(
             self.settings,

@@ -9,9 +9,11 @@ Figures (on the days whose forecast has closed):
   ``live_skill`` = 1 − live / persistence (positive: better than persistence).
 * ``pinball``: the mean pinball loss (USD) over the served quantiles (lower, median, upper at the model's levels);
   ``coverage``: the share of realised closes inside [lower, upper] (the nominal share is the levels' distance).
-* ``drift_episodes``: runs of consecutive drifting checks; ``reruns``: the triggers the episodes caused (at most
-  one per episode, the cooldown apart); ``champion_changes``: when a rerun's model was promoted, and the day it
-  served from.
+* ``drift_episodes``: runs of consecutive drifting checks; ``reruns``: every rerun with its ``trigger`` —
+  ``drift`` (at most one per episode, the cooldown apart) or ``schedule`` (``--retrain-every``) — and the counts
+  by trigger; ``champion_changes``: when a rerun's model was promoted, and the day it served from.
+
+A rerun record without a ``trigger`` (a replay saved before the schedule existed) was a drift rerun.
 """
 
 from __future__ import annotations
@@ -60,6 +62,14 @@ def episodes(drift: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+TRIGGERS = ("drift", "schedule")
+
+
+def trigger_of(run: dict[str, Any]) -> str:
+    """Why a rerun happened; records saved before scheduled reruns existed were all drift's."""
+    return str(run.get("trigger") or "drift")
+
+
 def summarise(replay: Replay, state: ReplayState, forecasts: pd.DataFrame, drift: pd.DataFrame) -> dict[str, Any]:
     levels = replay.work_settings().model.quantiles
     closed = forecasts.dropna(subset=["actual_close"]) if not forecasts.empty else forecasts
@@ -89,7 +99,12 @@ def summarise(replay: Replay, state: ReplayState, forecasts: pd.DataFrame, drift
         "drift_checks": len(drift),
         "drift_verdicts": int(drift["share"].notna().sum()) if not drift.empty else 0,
         "drift_episodes": {"count": len(found), "episodes": found},
-        "reruns": {"count": len(state.reruns), "runs": state.reruns},
+        "reruns": {
+            "count": len(state.reruns),
+            "runs": [{**run, "trigger": trigger_of(run)} for run in state.reruns],
+            "by_trigger": {t: sum(trigger_of(run) == t for run in state.reruns) for t in TRIGGERS},
+        },
+        "retrain_every_days": replay.retrain_every,
         "champion_changes": state.champion_changes,
         "initial_champion": state.initial,
         "recipe": replay.recipe.model(),
@@ -120,10 +135,14 @@ def plot(forecasts: pd.DataFrame, drift: pd.DataFrame, state: ReplayState, share
         bottom.axhline(share_threshold, color="tab:red", lw=0.8, ls=":", label="drift threshold")
         bottom.set_ylim(0, 1)
         bottom.set_ylabel("drift share")
+    styles = {"drift": ("tab:orange", "--", "drift rerun"), "schedule": ("tab:brown", ":", "scheduled rerun")}
     for axis in (top, bottom):
-        for i, rerun in enumerate(state.reruns):
-            axis.axvline(pd.Timestamp(rerun["day"]), color="tab:orange", ls="--", lw=1,
-                         label="rerun" if i == 0 and axis is top else None)  # fmt: skip
+        labelled: set[str] = set()
+        for rerun in state.reruns:
+            color, style, label = styles[trigger_of(rerun)]
+            axis.axvline(pd.Timestamp(rerun["day"]), color=color, ls=style, lw=1.2,
+                         label=label if axis is top and label not in labelled else None)  # fmt: skip
+            labelled.add(label)
         changes = [c for c in state.champion_changes if not c.get("initial")]
         for i, change in enumerate(changes):
             axis.axvline(pd.Timestamp(change["serves_from"]), color="tab:green", lw=1.5,
@@ -152,6 +171,10 @@ def _usd(value: Any) -> str:
     return "n/a" if value is None else f"{value:,.0f} USD"
 
 
+def _every_text(days: int | None) -> str:
+    return "off" if not days else f"every {days} d"
+
+
 def _rerun_text(run: dict[str, Any]) -> str:
     verdict = "promoted" if run["promoted"] else "kept the champion"
     return f"{run['day']} (v{run['version']} {run['kind']}, {verdict})"
@@ -166,6 +189,8 @@ def readme_block(summary: dict[str, Any], image: str, command: str) -> str:
     skill, coverage = summary["live_skill"], summary["coverage"]
     found = summary["drift_episodes"]["episodes"]
     reruns = summary["reruns"]["runs"]
+    by_drift = [r for r in reruns if trigger_of(r) == "drift"]
+    by_schedule = [r for r in reruns if trigger_of(r) == "schedule"]
     changes = [c for c in summary["champion_changes"] if not c.get("initial")]
     initial = summary.get("initial_champion") or {}
     skill_text = "n/a" if skill is None else f"{skill:+.4f}"
@@ -189,7 +214,9 @@ def readme_block(summary: dict[str, Any], image: str, command: str) -> str:
         f"| coverage of [lower, upper] | {coverage_text} (nominal {summary['nominal_coverage']:.0%}) |",
         f"| drift checks / with a verdict | {summary['drift_checks']} / {summary['drift_verdicts']} |",
         f"| drift episodes | {_listed(len(found), episode_items)} |",
-        f"| reruns triggered | {_listed(len(reruns), [_rerun_text(r) for r in reruns])} |",
+        f"| reruns triggered by drift | {_listed(len(by_drift), [_rerun_text(r) for r in by_drift])} |",
+        f"| scheduled reruns ({_every_text(summary.get('retrain_every_days'))}) | "
+        f"{_listed(len(by_schedule), [_rerun_text(r) for r in by_schedule])} |",
         f"| champion changes | {_listed(len(changes), change_items)} |",
         f"| initial champion | v{initial.get('version')} {initial.get('kind')}, trained on the data visible at "
         f"{initial.get('visible_until')} |",

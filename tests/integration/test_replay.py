@@ -3,7 +3,8 @@
 One replay of eight days runs once per module (about a minute here: the initial champion, eight days, one rerun);
 the tests read what it wrote. The rerun is forced by a drift setting no real model meets (live skill below 1.0
 over at least five closed days counts as degradation), so the loop's trigger → rerun → champion path runs on
-real data within a short window; the drift decision itself is tested in ``test_drift.py``.
+real data within a short window; the drift decision itself is tested in ``test_drift.py``. A second, shorter
+replay with ``retrain_every`` (four days, too few closed forecasts for any drift verdict) runs the scheduled rerun.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def test_a_short_window_replays_end_to_end(replayed: dict) -> None:
     day_lines = [line for line in replayed["lines"] if line.startswith("replay 20") and "forecasts" in line]
     assert len(day_lines) == len(days) and day_lines[0].startswith(f"replay {START}")
     assert "forecasts 1, reruns 0" in day_lines[0] and "forecasts 8, reruns 1" in day_lines[-1]
+    # The schedule is off by default: the one rerun is drift's, nothing was scheduled.
+    assert rerun["trigger"] == "drift" and summary["reruns"]["by_trigger"] == {"drift": 1, "schedule": 0}
+    assert summary["retrain_every_days"] == 0 and not any("scheduled" in line for line in replayed["lines"])
     # The day-by-day import (each day's new rows) leaves the tables a fresh import cut at the last day gives.
     fresh = Replay(replay.data, START, END, _settings(replayed["data_dir"].parent / "fresh"), RECIPE).work_settings()
     ingest_visible(fresh, replay.data, END)
@@ -191,3 +195,54 @@ def test_the_monitoring_page_shows_the_replay(replayed: dict, monkeypatch: pytes
     assert metrics["Days replayed"] == str(summary["days"])
     assert metrics["Drift episodes / reruns"] == f"{summary['drift_episodes']['count']} / {summary['reruns']['count']}"
     assert len(app.get("image")) == 1  # the replay plot
+
+
+EVERY = 3  # the initial champion is trained on START − 1, so the calendar reruns on START + 2
+
+
+@pytest.fixture(scope="module")
+def scheduled(exports: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    data_dir = tmp_path_factory.mktemp("scheduled") / "data"
+    replay = Replay(exports, START, START + timedelta(days=3), _settings(data_dir), RECIPE, retrain_every=EVERY)
+    lines: list[str] = []
+    state = Runner(replay, lines.append).run()
+    return {"replay": replay, "state": state, "lines": lines}
+
+
+def test_the_schedule_reruns_and_a_promoted_model_serves_the_next_day(scheduled: dict) -> None:
+    replay: Replay = scheduled["replay"]
+    summary = json.loads((replay.report_dir / "summary.json").read_text())
+    assert summary["drift_episodes"]["count"] == 0  # four days: no drift verdict, the calendar alone reruns
+    assert summary["reruns"]["count"] == 1 and summary["reruns"]["by_trigger"] == {"drift": 0, "schedule": 1}
+    rerun = summary["reruns"]["runs"][0]
+    day = START + timedelta(days=EVERY - 1)  # EVERY days after START − 1, the initial champion's last day
+    assert (
+        rerun["trigger"] == "schedule"
+        and rerun["day"] == str(day)
+        and f"--retrain-every {EVERY}" in (rerun["reasons"][0])
+    )
+    assert summary["retrain_every_days"] == EVERY
+    forecasts = storage.read_parquet(str(replay.report_dir / "forecasts.parquet")).set_index("made_on")
+    versions = forecasts["model_version"]
+    changes = [c for c in summary["champion_changes"] if not c["initial"]]
+    if rerun["promoted"]:  # the registry's same-window rule promoted it: it serves from the next day, not before
+        assert [(c["serves_from"], c["trigger"], c["version"]) for c in changes] == [
+            (str(day + timedelta(days=1)), "schedule", rerun["version"])
+        ]
+        assert versions[str(day)] == versions[str(START)] != versions[str(day + timedelta(days=1))]
+    else:  # not promoted: the initial champion keeps serving
+        assert not changes and versions.nunique() == 1
+    assert any(line.startswith(f"replay {day}: scheduled rerun") for line in scheduled["lines"])
+    day_lines = [line for line in scheduled["lines"] if line.startswith("replay 20") and "forecasts" in line]
+    assert "reruns 1 (1 scheduled)" in day_lines[-1]
+
+
+def test_a_changed_schedule_does_not_continue_the_replay(scheduled: dict) -> None:
+    replay: Replay = scheduled["replay"]
+    for every in (0, EVERY + 1):
+        changed = Replay(replay.data, replay.start, replay.end, replay.settings, RECIPE, retrain_every=every)
+        with pytest.raises(ReplayError, match="--fresh"):
+            Runner(changed).run()
+    lines: list[str] = []
+    Runner(replay, lines.append).run()  # the same schedule continues: nothing left to do
+    assert not lines

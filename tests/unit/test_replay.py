@@ -94,7 +94,9 @@ def test_the_summary_and_the_readme_block_come_from_the_tables(tmp_path: Path) -
                           "drifting": [False, True, False], "triggered": [False, True, False]})  # fmt: skip
     state = ReplayState(key="k", last_day="2024-09-03",
                         reruns=[{"day": "2024-09-02", "reasons": ["x"], "version": 2, "kind": "garch",
-                                 "promoted": True, "seconds": 30.0}],
+                                 "promoted": True, "seconds": 30.0},  # saved before triggers existed: drift's
+                                {"day": "2024-09-03", "trigger": "schedule", "reasons": ["y"], "version": 3,
+                                 "kind": "har", "promoted": False, "seconds": 20.0}],
                         champion_changes=[{"day": "2024-08-31", "serves_from": "2024-09-01", "version": 1,
                                            "kind": "har", "initial": True},
                                           {"day": "2024-09-02", "serves_from": "2024-09-03", "version": 2,
@@ -107,7 +109,9 @@ def test_the_summary_and_the_readme_block_come_from_the_tables(tmp_path: Path) -
     assert summary["live_skill"] == pytest.approx(1 - 1.0 / 3.0)
     assert summary["coverage"] == pytest.approx(0.5)  # 102 in [95, 105]; 98 below [98.5, 100]
     assert summary["drift_verdicts"] == 2 and summary["drift_episodes"]["count"] == 1
-    assert summary["reruns"]["count"] == 1 and len(summary["champion_changes"]) == 2
+    assert summary["reruns"]["count"] == 2 and len(summary["champion_changes"]) == 2
+    assert summary["reruns"]["by_trigger"] == {"drift": 1, "schedule": 1}
+    assert [r["trigger"] for r in summary["reruns"]["runs"]] == ["drift", "schedule"]
 
     written = write_report(replay, state, forecasts, drift)
     assert json.loads((replay.report_dir / "summary.json").read_text()) == json.loads(json.dumps(written))
@@ -115,7 +119,12 @@ def test_the_summary_and_the_readme_block_come_from_the_tables(tmp_path: Path) -
 
     block = readme_block(written, "docs/replay.png", "make replay DATA=x FROM=2024-09-01 TO=2024-09-03")
     assert "| live skill vs persistence | +0.6667 |" in block
-    assert "| reruns triggered | 1: 2024-09-02 (v2 garch, promoted) |" in block
+    assert "| reruns triggered by drift | 1: 2024-09-02 (v2 garch, promoted) |" in block
+    assert "| scheduled reruns (off) | 1: 2024-09-03 (v3 har, kept the champion) |" in block
+    scheduled = Replay(replay.data, replay.start, replay.end, replay.settings, replay.recipe, retrain_every=30)
+    assert "| scheduled reruns (every 30 d) |" in readme_block(
+        summarise(scheduled, state, forecasts, drift), "docs/replay.png", "make replay"
+    )
     assert "| champion changes | 1: v2 garch from 2024-09-03 |" in block
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n\nrest\n")
@@ -139,5 +148,10 @@ def test_the_replay_works_in_its_own_folder_and_registry(tmp_path: Path) -> None
     other = Replay(replay.data, date(2024, 9, 2), replay.end, replay.settings, replay.recipe)
     longer = Replay(replay.data, replay.start, date(2024, 10, 1), replay.settings, replay.recipe)
     assert replay.key() != other.key() and replay.key() == longer.key()  # extending --to continues the same replay
+    # The schedule is part of the identity; off (the default) keeps the key a drift-only replay always had.
+    every = [Replay(replay.data, replay.start, replay.end, replay.settings, replay.recipe, n).key() for n in (0, 7, 30)]
+    assert every[0] == replay.key() and len(set(every)) == 3
+    with pytest.raises(ValueError, match="--retrain-every -1"):
+        Replay(replay.data, replay.start, replay.end, replay.settings, replay.recipe, -1)
     stricter = load_settings(data_dir=str(tmp_path / "data"), drift={"share_threshold": 0.3})
     assert Replay(replay.data, replay.start, replay.end, stricter, replay.recipe).key() != replay.key()
