@@ -23,7 +23,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_serving import free_port
 from benchmarks.chaos import ScenarioResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,12 +112,6 @@ def baseline_model(workdir: Path, daily: Any) -> Path:
     shutil.copytree(exported / SAVED_MODEL_DIR, version)
     (version / METADATA_FILE).write_text(json.dumps(baseline_metadata(fit, ModelSettings(window=30))))
     return store
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -23,31 +23,9 @@ import pytest
 
 from bitpredict.config import load_settings
 from bitpredict.publish import ITEMS, STAGING, publish, read_manifest, recover
+from tests.published_items import fake_artifacts, published_state
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _artifacts(root: Path, tag: str) -> dict[str, str]:
-    out = {}
-    for name, relative in ITEMS.items():
-        path = root / tag / name
-        if "." in Path(relative).name:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"{tag}:{name}")
-        else:
-            (path / "sub").mkdir(parents=True)
-            (path / "sub" / "deep.txt").write_text(f"{tag}:{name}:deep")
-        out[name] = str(path)
-    return out
-
-
-def _state(data: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(data)): p.read_text()
-        for relative in ITEMS.values()
-        for p in ([data / relative] if (data / relative).is_file() else sorted((data / relative).rglob("*")))
-        if p.is_file()
-    }
 
 
 CHILD = textwrap.dedent(
@@ -81,32 +59,32 @@ def _publish_killed_at(data: Path, artifacts: dict[str, str], kill_at: int) -> s
 def test_a_publish_killed_at_any_step_leaves_the_previous_state_or_the_new_one_never_a_mix(tmp_path: Path) -> None:
     data = tmp_path / "data"
     settings = load_settings(data_dir=str(data))
-    publish(settings, _artifacts(tmp_path, "run-1"), run_id="run-1")
-    before, before_manifest = _state(data), read_manifest(settings)
-    new = _artifacts(tmp_path, "run-2")
+    publish(settings, fake_artifacts(tmp_path, "run-1"), run_id="run-1")
+    before, before_manifest = published_state(data), read_manifest(settings)
+    new = fake_artifacts(tmp_path, "run-2")
     completed = _publish_killed_at(data, new, kill_at=10_000)  # never killed: how many os.replace calls a publish makes
     assert completed.returncode == 0, completed.stderr
     calls = int(completed.stdout.split()[-1])
     assert calls == 1 + 2 * len(ITEMS) + 1  # journal, every item aside and in, the manifest
-    after = _state(data)
+    after = published_state(data)
     assert after != before and set(after.values()) == {v.replace("run-1", "run-2") for v in before.values()}
 
     for kill_at in range(1, calls + 1):
-        publish(settings, _artifacts(tmp_path / f"again-{kill_at}", "run-1"), run_id="run-1")
-        assert _state(data) == before
+        publish(settings, fake_artifacts(tmp_path / f"again-{kill_at}", "run-1"), run_id="run-1")
+        assert published_state(data) == before
         killed = _publish_killed_at(data, new, kill_at)
         assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr[-2000:])
         assert list((data / STAGING).iterdir()), "a killed publish leaves its staging folder"
         did = recover(data)
         assert len(did) == 1, did
         if kill_at < calls:  # the manifest was not written: the previous state, whole
-            assert _state(data) == before, kill_at
+            assert published_state(data) == before, kill_at
             assert read_manifest(settings)["run_id"] == before_manifest["run_id"]
         else:  # killed while writing the manifest: os.replace never ran, so still the previous state
-            assert _state(data) == before
+            assert published_state(data) == before
         assert not (data / STAGING).exists()
         publish(settings, new, run_id="run-2")  # and the next publish completes
-        assert _state(data) == after and read_manifest(settings)["run_id"] == "run-2"
+        assert published_state(data) == after and read_manifest(settings)["run_id"] == "run-2"
 
 
 def test_recover_leaves_a_live_publish_alone(tmp_path: Path) -> None:
@@ -122,8 +100,8 @@ def test_recover_leaves_a_live_publish_alone(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kill_at", [1, 6])
 def test_the_manifest_never_names_a_run_whose_items_are_not_all_in_place(tmp_path: Path, kill_at: int) -> None:
     data = tmp_path / "data"
-    publish(load_settings(data_dir=str(data)), _artifacts(tmp_path, "run-1"), run_id="run-1")
-    _publish_killed_at(data, _artifacts(tmp_path, "run-2"), kill_at)
+    publish(load_settings(data_dir=str(data)), fake_artifacts(tmp_path, "run-1"), run_id="run-1")
+    _publish_killed_at(data, fake_artifacts(tmp_path, "run-2"), kill_at)
     assert read_manifest(load_settings(data_dir=str(data)))["run_id"] == "run-1"
 
 

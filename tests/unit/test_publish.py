@@ -8,34 +8,9 @@ from pathlib import Path
 import pytest
 
 from bitpredict.config import load_settings
-from bitpredict.publish import ITEMS, PublishError, champion_dir, publish, published_path, read_manifest, resolve
+from bitpredict.publish import PublishError, champion_dir, publish, published_path, read_manifest, resolve
 from bitpredict.stage_table import CLEAN, FEATURES_META
-
-
-def _artifacts(root: Path, tag: str) -> dict[str, str]:
-    """One run's artifacts, each file holding ``tag`` so the test can tell runs apart."""
-    out = {}
-    for name, relative in ITEMS.items():
-        path = root / tag / name
-        if "." in Path(relative).name:  # a file item
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"{tag}:{name}")
-        else:  # a folder item
-            (path / "sub").mkdir(parents=True)
-            (path / "part.txt").write_text(f"{tag}:{name}")
-            (path / "sub" / "deep.txt").write_text(f"{tag}:{name}:deep")
-        out[name] = str(path)
-    return out
-
-
-def _state(data: Path) -> dict[str, str]:
-    """Every published file's content, by path."""
-    return {
-        str(p.relative_to(data)): p.read_text()
-        for relative in ITEMS.values()
-        for p in ([data / relative] if (data / relative).is_file() else sorted((data / relative).rglob("*")))
-        if p.is_file()
-    }
+from tests.published_items import fake_artifacts, published_state
 
 
 def test_a_run_is_published_whole_with_its_manifest(tmp_path: Path) -> None:
@@ -43,7 +18,7 @@ def test_a_run_is_published_whole_with_its_manifest(tmp_path: Path) -> None:
     (tmp_path / "data" / "interim").mkdir(parents=True)
     (tmp_path / "data" / "interim" / "sentiment_cache.parquet").write_text("kept")  # not ours: never touched
     champion = {"model": "bitpredict-lstm", "version": 3, "kind": "ewma", "exported_to": "/store/bitpredict-lstm/3"}
-    manifest = publish(settings, _artifacts(tmp_path, "one"), run_id="run-1", parameters={"epochs": 2},
+    manifest = publish(settings, fake_artifacts(tmp_path, "one"), run_id="run-1", parameters={"epochs": 2},
                        champion=champion)  # fmt: skip
     data = tmp_path / "data"
     assert (data / "interim" / "clean_1d.parquet").read_text() == "one:clean"
@@ -57,38 +32,38 @@ def test_a_run_is_published_whole_with_its_manifest(tmp_path: Path) -> None:
     assert published_path(settings, FEATURES_META) == str(data / "processed" / "features.json")
     assert not (data / ".publishing").exists()  # no staging left behind
 
-    first = _state(data)
-    publish(settings, _artifacts(tmp_path, "two"), run_id="run-2")  # the next run replaces every item
-    assert _state(data) == {k: v.replace("one:", "two:") for k, v in first.items()}
+    first = published_state(data)
+    publish(settings, fake_artifacts(tmp_path, "two"), run_id="run-2")  # the next run replaces every item
+    assert published_state(data) == {k: v.replace("one:", "two:") for k, v in first.items()}
     assert read_manifest(settings)["run_id"] == "run-2"
 
 
 def test_a_failure_while_staging_publishes_nothing(tmp_path: Path) -> None:
     settings = load_settings(data_dir=str(tmp_path / "data"))
-    publish(settings, _artifacts(tmp_path, "one"), run_id="run-1")
-    before = _state(tmp_path / "data")
-    broken = _artifacts(tmp_path, "two")
+    publish(settings, fake_artifacts(tmp_path, "one"), run_id="run-1")
+    before = published_state(tmp_path / "data")
+    broken = fake_artifacts(tmp_path, "two")
     Path(broken["evaluation"], "part.txt").unlink()
     (Path(broken["evaluation"]) / "part.txt").symlink_to(tmp_path / "nowhere")  # a dangling link: copytree fails
     with pytest.raises(PublishError, match="nothing published"):
         publish(settings, broken, run_id="run-2")
-    assert _state(tmp_path / "data") == before and read_manifest(settings)["run_id"] == "run-1"
-    missing = {**_artifacts(tmp_path, "three"), "features": str(tmp_path / "gone")}
+    assert published_state(tmp_path / "data") == before and read_manifest(settings)["run_id"] == "run-1"
+    missing = {**fake_artifacts(tmp_path, "three"), "features": str(tmp_path / "gone")}
     with pytest.raises(PublishError, match="features"):
         publish(settings, missing, run_id="run-3")
-    assert _state(tmp_path / "data") == before and read_manifest(settings)["run_id"] == "run-1"
+    assert published_state(tmp_path / "data") == before and read_manifest(settings)["run_id"] == "run-1"
 
 
 def test_a_failure_while_swapping_puts_the_previous_state_back(tmp_path: Path) -> None:
     """Swapping fails after some items were already replaced: every replaced item is restored."""
     settings = load_settings(data_dir=str(tmp_path / "data"))
-    first = {k: v for k, v in _artifacts(tmp_path, "one").items() if k != "candidate"}
+    first = {k: v for k, v in fake_artifacts(tmp_path, "one").items() if k != "candidate"}
     publish(settings, first, run_id="run-1")
-    before = _state(tmp_path / "data")
+    before = published_state(tmp_path / "data")
     (tmp_path / "data" / "models").write_text("a file where the models folder should be")  # the last item fails
     with pytest.raises(PublishError, match="previous state kept"):
-        publish(settings, _artifacts(tmp_path, "two"), run_id="run-2")
-    assert _state(tmp_path / "data") == before  # interim/, processed/, reports/ are the first run's again
+        publish(settings, fake_artifacts(tmp_path, "two"), run_id="run-2")
+    assert published_state(tmp_path / "data") == before  # interim/, processed/, reports/ are the first run's again
     assert read_manifest(settings)["run_id"] == "run-1"
     assert not list((tmp_path / "data").glob(".publishing/*"))
 
@@ -107,7 +82,7 @@ def test_on_gcs_readers_follow_the_manifest_to_the_newest_run(tmp_path: Path, gc
     settings = load_settings(data_dir=f"{gcs_bucket}/data", mlflow_tracking_uri="http://127.0.0.1:9")
     assert resolve(settings, "interim", "clean_1d.parquet") == f"{gcs_bucket}/data/interim/clean_1d.parquet"
     for run in ("run-1", "run-2", "run-3"):
-        publish(settings, _artifacts(tmp_path, run), run_id=run)
+        publish(settings, fake_artifacts(tmp_path, run), run_id=run)
         uri = resolve(settings, "interim", "clean_1d.parquet")
         assert uri == f"{gcs_bucket}/data/published/{run}/interim/clean_1d.parquet"
         assert published_path(settings, CLEAN) == uri  # a stage constant resolves like its parts

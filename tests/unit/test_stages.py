@@ -60,16 +60,9 @@ def test_wrong_stage_or_artifacts_are_clear_errors(clean_artifact: Path, tmp_pat
 def test_pipeline_parameters_are_validated_once_with_the_setting_named() -> None:
     good = pipeline_settings(
         {
+            **_args(),
             "sources": "binance, rss",
-            "since": "2020-01-01",
-            "interval": "1d",
-            "window": 20,
-            "epochs": 5,
-            "test_days": 100,
-            "min_skill": 0.0,
-            "max_dm_pvalue": 0.1,
             "mlflow_tracking_uri": "http://127.0.0.1:5000",
-            "model_store": "",
             "extra_settings": '{"model": {"dropout": 0.1}}',
         }
     )
