@@ -35,11 +35,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bitpredict.config import ModelSettings  # noqa: E402
-from bitpredict.dataset import Scaler, labelled, model_input_columns  # noqa: E402
-from bitpredict.feature_columns import sentiment_columns  # noqa: E402
-from bitpredict.indicators import WARMUP, compute_indicators  # noqa: E402
-from bitpredict.merge import build_features  # noqa: E402
-from bitpredict.serving import ModelSpec, feature_window, parse_bars, parse_request, request_features  # noqa: E402
+from bitpredict.features.columns import sentiment_columns  # noqa: E402
+from bitpredict.features.indicators import WARMUP, compute_indicators  # noqa: E402
+from bitpredict.features.merge import build_features  # noqa: E402
+from bitpredict.forecast.dataset import Scaler, labelled, model_input_columns  # noqa: E402
+from bitpredict.forecast.serving import ModelSpec, feature_window, parse_bars, parse_request, request_features  # noqa: E402
 
 
 def shared_dir() -> Path:

@@ -1,6 +1,6 @@
 """Speed of the indicators stage against TA-Lib (C) called directly: the real daily data and 1M real hourly bars.
 
-Why: TA-Lib is the indicator engine (issue 18); ``bitpredict.indicators`` only wraps it (float64 contiguous
+Why: TA-Lib is the indicator engine (issue 18); ``bitpredict.features.indicators`` only wraps it (float64 contiguous
 inputs, checks) and adds what TA-Lib lacks. The target is at most 1.5× TA-Lib's own time on 1M rows for the
 indicators both compute — by construction, since ours *are* TA-Lib's calls. It times ``compute_indicators`` (all
 40+ columns, with the input checks and the frame), the TA-Lib-shared subset through our wrappers, and the same
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import talib  # noqa: E402
 
-from bitpredict import indicators as ind  # noqa: E402
+from bitpredict.features import indicators as ind  # noqa: E402
 
 HOURLY_TIME = "time"  # unix seconds in the CryptoCompare export
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO_ROOT))  # bitpredict from the source tree, and the t
 
 import pandas as pd  # noqa: E402
 
-from bitpredict.sentiment import FinBertScorer, vader_scores  # noqa: E402
+from bitpredict.features.sentiment import FinBertScorer, vader_scores  # noqa: E402
 from tests.tiny_bert import build_tiny_bert  # noqa: E402
 
 NEWS_FILE = "crypto_news_2021_2022.csv"

@@ -183,8 +183,8 @@ def in_process(model_dir: str, body: dict, n: int) -> tuple[list[float], list[fl
     """The SavedModel alone, and features + SavedModel (the transformer's work without HTTP)."""
     import tensorflow as tf
 
-    from bitpredict.artifact import INPUT_NAME, SIGNATURE, locate
-    from bitpredict.serving import ModelSpec, feature_window, parse_bars
+    from bitpredict.forecast.artifact import INPUT_NAME, SIGNATURE, locate
+    from bitpredict.forecast.serving import ModelSpec, feature_window, parse_bars
 
     located = locate(model_dir)
     spec = ModelSpec.from_metadata(located.metadata, located.version)
@@ -206,8 +206,8 @@ def in_process(model_dir: str, body: dict, n: int) -> tuple[list[float], list[fl
 
 def features_body(model_dir: str, body: dict) -> bytes:
     """What the transformer sends the predictor for ``body``: the model's window as a v2 FP32 tensor."""
-    from bitpredict.artifact import INPUT_NAME, locate
-    from bitpredict.serving import ModelSpec, feature_window, parse_bars
+    from bitpredict.forecast.artifact import INPUT_NAME, locate
+    from bitpredict.forecast.serving import ModelSpec, feature_window, parse_bars
 
     located = locate(model_dir)
     spec = ModelSpec.from_metadata(located.metadata, located.version)

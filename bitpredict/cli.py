@@ -20,10 +20,11 @@ import typer
 
 from bitpredict import __version__, storage
 from bitpredict.config import ConfigError, Settings, get_settings
+from bitpredict.data.schemas import SCHEMAS, SchemaError, validate
+from bitpredict.data.sources import SOURCE_NAMES
 from bitpredict.errors import BitPredictError
 from bitpredict.log import configure_logging
-from bitpredict.schemas import SCHEMAS, SchemaError, validate
-from bitpredict.sources import SOURCE_NAMES
+from bitpredict.pipeline.stage_table import FEATURES, PROCESSED, RAW, data_path, serving_store
 
 
 def _first_line(exc: BaseException) -> str:
@@ -66,7 +67,7 @@ app = _OneLineErrors(
 )
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-stages_app = typer.Typer(help="The stage table (bitpredict/stage_table.py) and what is generated from it.")
+stages_app = typer.Typer(help="The stage table (bitpredict/pipeline/stage_table.py) and what is generated from it.")
 app.add_typer(stages_app, name="stages", no_args_is_help=True)
 
 log = logging.getLogger("bitpredict.cli")
@@ -114,9 +115,9 @@ def config_show(ctx: typer.Context) -> None:
     settings: Settings = ctx.obj
     shown = settings.public_dict()
     shown["derived"] = {
-        "raw_dir": settings.raw_dir,
-        "processed_dir": settings.processed_dir,
-        "features_path": settings.features_path,
+        "raw_dir": data_path(settings, RAW),
+        "processed_dir": data_path(settings, PROCESSED),
+        "features_path": data_path(settings, FEATURES),
     }
     try:
         shown["derived"]["tracking_uri"] = settings.tracking_uri
@@ -173,7 +174,7 @@ def ingest_cmd(
     """Fetch what is missing from each source into the raw store (incremental, idempotent, page by page)."""
     from tqdm import tqdm
 
-    from bitpredict.ingest import run_ingest
+    from bitpredict.data.ingest import run_ingest
 
     settings: Settings = ctx.obj
     sources = source or list(settings.ingest_sources)
@@ -215,7 +216,7 @@ def clean_cmd(
     interval: Annotated[list[str] | None, typer.Option("--interval", "-i", help="1d and/or 1h (default 1d).")] = None,
 ) -> None:
     """Raw bars from every source → one gap-free UTC series per interval, with a cleaning report."""
-    from bitpredict.clean import run_clean
+    from bitpredict.data.clean import run_clean
 
     for one in interval or ["1d"]:
         if one not in ("1d", "1h"):
@@ -231,7 +232,7 @@ def clean_cmd(
 @app.command("indicators")
 def indicators_cmd(ctx: typer.Context) -> None:
     """Technical indicators on the clean daily series (no look-ahead)."""
-    from bitpredict.indicators import run_indicators
+    from bitpredict.features.indicators import run_indicators
 
     report = _run_stage("indicators", lambda: run_indicators(ctx.obj))
     typer.echo(
@@ -242,7 +243,7 @@ def indicators_cmd(ctx: typer.Context) -> None:
 @app.command("sentiment")
 def sentiment_cmd(ctx: typer.Context) -> None:
     """Score news and tweets (VADER + FinBERT, cached) and aggregate them per UTC day."""
-    from bitpredict.sentiment import SentimentModelError, run_sentiment
+    from bitpredict.features.sentiment import SentimentModelError, run_sentiment
 
     try:
         meta = _run_stage("sentiment", lambda: run_sentiment(ctx.obj))
@@ -255,19 +256,19 @@ def sentiment_cmd(ctx: typer.Context) -> None:
 @app.command("merge")
 def merge_cmd(ctx: typer.Context) -> None:
     """Indicators + daily sentiment + next-day targets → the features table (where: the stage table's FEATURES)."""
-    from bitpredict.merge import run_merge
+    from bitpredict.features.merge import run_merge
 
     meta = _run_stage("merge", lambda: run_merge(ctx.obj))
     typer.echo(
         f"merge: {meta['rows']} rows ({meta['labelled_rows']} labelled) {meta['first'][:10]} → {meta['last'][:10]}, "
-        f"{len(meta['feature_columns'])} features → {ctx.obj.features_path}"
+        f"{len(meta['feature_columns'])} features → {data_path(ctx.obj, FEATURES)}"
     )
 
 
 @app.command("train")
 def train_cmd(ctx: typer.Context) -> None:
     """Fit the LSTM with attention on all labelled days; export a SavedModel; log the run to MLflow."""
-    from bitpredict.train import run_train
+    from bitpredict.forecast.train import run_train
 
     report = _run_stage("train", lambda: run_train(ctx.obj))
     typer.echo(
@@ -285,8 +286,8 @@ def evaluate_cmd(
     ] = None,
 ) -> None:
     """Walk-forward backtest of the network and every baseline (probabilistic and point) on the same days."""
-    from bitpredict.evaluate import run_evaluate
-    from bitpredict.evaluation_report import markdown_table, update_readme
+    from bitpredict.evaluation.evaluate import run_evaluate
+    from bitpredict.evaluation.report import markdown_table, update_readme
 
     result = _run_stage("evaluate", lambda: run_evaluate(ctx.obj, progress=lambda m: typer.echo(f"evaluate: {m}")))
     table = markdown_table(result, result["decision"])
@@ -308,8 +309,8 @@ def ablation_cmd(
     ] = None,
 ) -> None:
     """What each change to the network recipe is worth, walk-forward (minutes per variant)."""
-    from bitpredict.ablation import SECTIONS, markdown, run_ablation
-    from bitpredict.evaluation_report import replace_block
+    from bitpredict.evaluation.ablation import SECTIONS, markdown, run_ablation
+    from bitpredict.evaluation.report import replace_block
 
     chosen = tuple(section or SECTIONS)
     result = _run_stage(
@@ -328,8 +329,8 @@ def register_cmd(
     rollback: Annotated[bool, typer.Option("--rollback", help="Move 'champion' back to the previous one.")] = False,
 ) -> None:
     """Register the evaluated candidate in the MLflow registry; promote it to champion if it earns it."""
-    from bitpredict.registry import RegistryError, register
-    from bitpredict.registry import rollback as do_rollback
+    from bitpredict.operations.registry import RegistryError, register
+    from bitpredict.operations.registry import rollback as do_rollback
 
     try:
         result = _run_stage("register", lambda: do_rollback(ctx.obj) if rollback else register(ctx.obj))
@@ -348,13 +349,13 @@ def register_cmd(
 
 def _champion_dir(settings: Settings) -> str:
     """The published champion's serving folder, else the registry's champion; one line when there is none."""
-    from bitpredict.artifact import METADATA_FILE
-    from bitpredict.publish import champion_dir
+    from bitpredict.forecast.artifact import METADATA_FILE
+    from bitpredict.operations.publish import champion_dir
 
     published = champion_dir(settings)
     if published and storage.exists(storage.join(published, METADATA_FILE)):
         return published
-    from bitpredict.registry import champion_info
+    from bitpredict.operations.registry import champion_info
 
     try:
         champion = champion_info(settings)
@@ -363,7 +364,7 @@ def _champion_dir(settings: Settings) -> str:
         raise AssertionError("unreachable") from None
     if champion is None:
         fail("no champion yet: run `make run` first, or pass --model-dir")
-    return storage.join(settings.serving_store, settings.registered_model_name, str(champion["version"]))
+    return storage.join(serving_store(settings), settings.registered_model_name, str(champion["version"]))
 
 
 @app.command("drift")
@@ -383,8 +384,8 @@ def drift_cmd(
     no_trigger: Annotated[bool, typer.Option("--no-trigger", help="Report and decide, never rerun.")] = False,
 ) -> None:
     """Compare recent inputs with the training reference (Evidently); on drift run the caller's rerun command."""
-    from bitpredict.drift import command_trigger, run_drift
-    from bitpredict.serving import ModelMismatch
+    from bitpredict.forecast.serving import ModelMismatch
+    from bitpredict.operations.monitor import command_trigger, run_drift
 
     settings = ctx.obj
     model_dir = model_dir or _champion_dir(settings)
@@ -432,11 +433,11 @@ def replay_cmd(
         bool, typer.Option("--report-only", help="Rewrite the report (and README) from the days already replayed.")
     ] = False,
 ) -> None:
-    """Replay the operating loop day by day over history: forecast, close, drift check, rerun (bitpredict.replay)."""
+    """Replay the operating loop day by day over history: forecast, close, drift check, rerun (bitpredict.operations.replay)."""
     import warnings as _warnings
 
-    from bitpredict.replay import Replay, ReplayError, ReplayRecipe, Runner, check_data, parse_day
-    from bitpredict.replay_report import PLOT, update_readme
+    from bitpredict.operations.replay import Replay, ReplayError, ReplayRecipe, Runner, check_data, parse_day
+    from bitpredict.operations.replay_report import PLOT, update_readme
     from bitpredict.runtime import quiet_tensorflow
 
     quiet_tensorflow()  # the replay trains in-process: TensorFlow's import-time screenful would bury the progress
@@ -486,7 +487,7 @@ def stages_dvc_cmd(
     check: Annotated[bool, typer.Option("--check", help="Only say whether dvc.yaml is stale (exit 2 if so).")] = False,
 ) -> None:
     """Generate dvc.yaml from the stage table (the file is never edited by hand)."""
-    from bitpredict.stage_table import DVC_YAML, write_dvc_yaml
+    from bitpredict.pipeline.stage_table import DVC_YAML, write_dvc_yaml
 
     stale = write_dvc_yaml(DVC_YAML, check=check)
     if check and stale:

@@ -39,9 +39,6 @@ from pydantic_settings.exceptions import SettingsError
 
 from bitpredict import __version__, storage
 from bitpredict.errors import BitPredictError
-from bitpredict.sources import DEFAULT_SOURCES, SOURCE_NAMES
-from bitpredict.sources.http_settings import HttpSettings  # the sources' own section, nested as `http`
-from bitpredict.stage_table import FEATURES, PROCESSED, QUARANTINE, RAW, SERVING, data_path
 
 ENV_PREFIX = "BITPREDICT_"
 PARAMS_ENV = "BITPREDICT_PARAMS"
@@ -56,6 +53,13 @@ DEFAULT_RSS_FEEDS = [
 ]
 
 
+# The source names a setting may hold. The registry (``bitpredict.data.sources.SOURCES``) has one row per name and
+# reads these settings; the settings never import it (a test holds the two lists equal).
+SourceName = Literal["binance", "cryptocompare", "coingecko", "rss", "twitter", "files"]
+# What `bitpredict ingest` runs when none is named: every public API (twitter skips itself without a token).
+DEFAULT_SOURCES: tuple[SourceName, ...] = ("binance", "cryptocompare", "coingecko", "rss", "twitter")
+
+
 class ConfigError(BitPredictError, ValueError):
     """A setting has a bad value; the message names the setting and where it came from."""
 
@@ -67,7 +71,7 @@ class _Group(BaseModel):
 
 
 class ModelSettings(_Group):
-    """Hyperparameters of the LSTM-with-attention model (see bitpredict.model)."""
+    """Hyperparameters of the LSTM-with-attention model (see bitpredict.forecast.network)."""
 
     window: int = Field(30, ge=2, le=365, description="Days of history per sample (W).")
     lstm_units: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
@@ -124,7 +128,7 @@ class ModelSettings(_Group):
 
 
 class CleanSettings(_Group):
-    """How raw bars from several sources become one series (see bitpredict.clean)."""
+    """How raw bars from several sources become one series (see bitpredict.data.clean)."""
 
     daily_priority: list[str] = Field(
         default_factory=lambda: ["yahoo", "binance", "coingecko", "cryptocompare"],
@@ -139,7 +143,7 @@ class CleanSettings(_Group):
 
 
 class SentimentSettings(_Group):
-    """Text scoring (see bitpredict.sentiment)."""
+    """Text scoring (see bitpredict.features.sentiment)."""
 
     finbert_model: str = Field("ProsusAI/finbert", min_length=1, description="Hub id or local directory.")
     finbert: Literal["required", "optional", "off"] = Field(
@@ -150,7 +154,7 @@ class SentimentSettings(_Group):
 
 
 class DriftSettings(_Group):
-    """When live inputs have drifted enough from the training reference to retrain (see bitpredict.drift)."""
+    """When live inputs have drifted enough from the training reference to retrain (see bitpredict.operations.monitor)."""
 
     share_threshold: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that counts as drift.")
     min_live_skill: float = Field(0.0, description="Live skill vs persistence below this counts as degradation.")
@@ -168,7 +172,7 @@ class DriftSettings(_Group):
         gt=0,
         description="K-S: the share of the training history's own windows (same length) allowed to look this "
         "unusual — a column drifts when its p-value is below this quantile of theirs, never above this value "
-        "itself (bitpredict.drift.calibrated_thresholds). Another method: its raw threshold, passed to Evidently.",
+        "itself (bitpredict.operations.monitor.calibrated_thresholds). Another method: its raw threshold, passed to Evidently.",
     )
 
 
@@ -184,6 +188,36 @@ class PromotionSettings(_Group):
     require_best_baseline: bool = Field(
         True, description="The network's mean pinball loss must be below the best probabilistic baseline's."
     )
+
+
+class HttpSettings(_Group):
+    """How every source talks to its API (shared HTTP layer), nested as ``http`` (``BITPREDICT_HTTP__TIMEOUT_S``).
+
+    The source modules take this section (and their URL and key), never the whole settings object.
+    """
+
+    timeout_s: float = Field(10.0, gt=0, description="Connect+read timeout per request.")
+    max_retries: int = Field(5, ge=0, le=20, description="Retries on 5xx/429/connection errors.")
+    backoff_base_s: float = Field(0.5, ge=0, description="First backoff; doubles per retry, with jitter.")
+    backoff_max_s: float = Field(60.0, gt=0, description="Cap on one backoff and on Retry-After.")
+    rate_limit_per_s: dict[str, float] = Field(
+        default_factory=lambda: {
+            "coingecko": 0.2,  # public API: about 10-30 calls/min
+            "cryptocompare": 1.0,
+            "binance": 5.0,
+            "rss": 2.0,
+            "twitter": 0.2,
+        },
+        description="Client-side request rate per source (requests per second).",
+    )
+
+    @field_validator("rate_limit_per_s")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if v <= 0}
+        if bad:
+            raise ValueError(f"rates must be > 0, got {bad}")
+        return value
 
 
 class Settings(BaseSettings):
@@ -216,7 +250,7 @@ class Settings(BaseSettings):
     twitter_bearer_token: SecretStr | None = None
     files_dir: str | None = Field(None, description="Folder of CSV/parquet exports for the files source.")
     ingest_since: date = Field(date(2017, 1, 1), description="Oldest day the market sources backfill to.")
-    ingest_sources: list[Literal[SOURCE_NAMES]] = Field(  # type: ignore[valid-type]  # the registry's names
+    ingest_sources: list[SourceName] = Field(
         default_factory=lambda: list(DEFAULT_SOURCES),
         min_length=1,
         description="Sources `bitpredict ingest` runs when none is named.",
@@ -291,46 +325,10 @@ class Settings(BaseSettings):
         # First wins: explicit arguments, then env vars, then params.yaml, then the defaults.
         return (init_settings, env_settings, _ParamsYamlSource(settings_cls))
 
-    # --- derived paths: every stage asks here, nobody builds paths by hand ---
     def path(self, *parts: str) -> str:
-        """A path (or gs:// URI) under the data dir."""
+        """A path (or gs:// URI) under the data dir; which path each stage's data has is the stage table's
+        (``bitpredict.pipeline.stage_table.data_path``), not the settings'."""
         return storage.join(self.data_dir, *parts)
-
-    @property
-    def raw_dir(self) -> str:
-        return data_path(self, RAW)
-
-    @property
-    def interim_dir(self) -> str:
-        return self.path("interim")
-
-    @property
-    def processed_dir(self) -> str:
-        return data_path(self, PROCESSED)
-
-    @property
-    def reference_dir(self) -> str:
-        return self.path("reference")
-
-    @property
-    def reports_dir(self) -> str:
-        return self.path("reports")
-
-    @property
-    def models_dir(self) -> str:
-        return self.path("models")
-
-    @property
-    def quarantine_dir(self) -> str:
-        return data_path(self, QUARANTINE)
-
-    @property
-    def serving_store(self) -> str:
-        return self.model_store or data_path(self, SERVING)
-
-    @property
-    def features_path(self) -> str:
-        return data_path(self, FEATURES)
 
     @property
     def tracking_uri(self) -> str:

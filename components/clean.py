@@ -11,7 +11,7 @@ def clean(raw: Input[Dataset], bars: Output[Dataset], report: Output[Markdown], 
     """Raw tables → the daily bars (Dataset) + the cleaning report (Markdown); file names: the stage table."""
     import json
 
-    from bitpredict.stages import run_stage
+    from bitpredict.orchestration.stages import run_stage
 
     run_stage(
         "clean", {"raw": raw.path}, {"clean": bars.path, "report": report.path}, json.loads(settings_json), cache_dir

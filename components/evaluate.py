@@ -19,8 +19,8 @@ def evaluate(
     """→ metrics (KFP Metrics), the Markdown table, plots + predictions; returns "beats the baselines"."""
     import json
 
-    from bitpredict.evaluation_report import flat_metrics
-    from bitpredict.stages import run_stage
+    from bitpredict.evaluation.report import flat_metrics
+    from bitpredict.orchestration.stages import run_stage
 
     result = run_stage(
         "evaluate",

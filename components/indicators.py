@@ -8,9 +8,9 @@ from components import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def indicators(bars: Input[Dataset], table: Output[Dataset], settings_json: str, cache_dir: str):
-    """The clean daily bars → the indicators table (file names: ``bitpredict.stage_table``)."""
+    """The clean daily bars → the indicators table (file names: ``bitpredict.pipeline.stage_table``)."""
     import json
 
-    from bitpredict.stages import run_stage
+    from bitpredict.orchestration.stages import run_stage
 
     run_stage("indicators", {"clean": bars.path}, {"indicators": table.path}, json.loads(settings_json), cache_dir)

@@ -3,7 +3,7 @@
 As the first task it also resolves the run's settings from the pipeline parameters, validates them once,
 and hands them to every later task (``settings``), so a bad parameter fails here, not in the sixth task.
 
-Its parameters are the pipeline's (``bitpredict.pipeline_parameters.PARAMETERS``). They are spelled out
+Its parameters are the pipeline's (``bitpredict.orchestration.parameters.PARAMETERS``). They are spelled out
 because KFP reads a component's inputs from its source; a test holds them equal to the table.
 """
 
@@ -41,8 +41,8 @@ def ingest(
     import json
     from collections import namedtuple
 
-    from bitpredict.pipeline_parameters import pipeline_settings, typed
-    from bitpredict.stages import run_stage
+    from bitpredict.orchestration.parameters import pipeline_settings, typed
+    from bitpredict.orchestration.stages import run_stage
 
     parameters = typed(given)
     settings = pipeline_settings(parameters)

@@ -13,7 +13,7 @@ def merge(
     """→ the features table, its CSV copy and its manifest (one Dataset directory; names: the stage table)."""
     import json
 
-    from bitpredict.stages import run_stage
+    from bitpredict.orchestration.stages import run_stage
 
     run_stage(
         "merge",

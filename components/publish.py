@@ -1,6 +1,6 @@
 """KFP component: publish the run's outputs to the data dir every consumer reads — the pipeline's last task.
 
-It runs only after register succeeded, so a failed run publishes nothing (``bitpredict.publish``).
+It runs only after register succeeded, so a failed run publishes nothing (``bitpredict.operations.publish``).
 """
 
 from kfp import dsl
@@ -27,10 +27,10 @@ def publish(
     settings_json: str,
 ) -> str:
     """Clean bars, indicators, sentiment, features, evaluation and candidate → ``data_root``, atomically;
-    the manifest (``bitpredict.publish.MANIFEST``: run id, parameters, champion) last. Returns it as JSON."""
+    the manifest (``bitpredict.operations.publish.MANIFEST``: run id, parameters, champion) last. Returns it as JSON."""
     import json
 
-    from bitpredict.stages import publish_stage
+    from bitpredict.orchestration.stages import publish_stage
 
     artifacts = {
         "clean": bars.path,

@@ -16,10 +16,10 @@ def sentiment(
     cache_dir: str,
 ):
     """Raw news/tweets → the daily aggregates, the scorer record (which scorer ran) and the per-text scores
-    (the UI's latest headlines); their file names are the stage table's (``bitpredict.stage_table``)."""
+    (the UI's latest headlines); their file names are the stage table's (``bitpredict.pipeline.stage_table``)."""
     import json
 
-    from bitpredict.stages import run_stage
+    from bitpredict.orchestration.stages import run_stage
 
     run_stage(
         "sentiment",

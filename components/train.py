@@ -9,10 +9,10 @@ from components import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train(features: Input[Dataset], model: Output[Model], settings_json: str, cache_dir: str) -> str:
     """Features → the SavedModel, its metadata and the MLflow run id (the model artifact's layout:
-    ``bitpredict.artifact``)."""
+    ``bitpredict.forecast.artifact``)."""
     import json
 
-    from bitpredict.stages import run_stage
+    from bitpredict.orchestration.stages import run_stage
 
     report = run_stage(
         "train", {"features": features.path}, {"model": model.path}, json.loads(settings_json), cache_dir

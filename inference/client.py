@@ -4,7 +4,7 @@ Used by ``make serve``'s example, the UI, the benchmark and the tests; any KServ
 
 A request carries what the model was trained with for those days (the served-input contract): the daily bars,
 their ``is_imputed`` flag when they come from the clean table (it has that column), and the day's sentiment
-aggregates (``bitpredict.feature_columns.request_sentiment`` turns the published ``sentiment_daily`` table into them).
+aggregates (``bitpredict.features.columns.request_sentiment`` turns the published ``sentiment_daily`` table into them).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def with_sentiment(bars: pd.DataFrame, daily: pd.DataFrame | None) -> pd.DataFra
     """The sentiment inputs for these bars' days from a daily sentiment table (None when there is none)."""
     if daily is None:
         return None
-    from bitpredict.feature_columns import request_sentiment
+    from bitpredict.features.columns import request_sentiment
 
     sentiment = request_sentiment(daily, bars["timestamp"])
     return sentiment if len(sentiment.columns) else None

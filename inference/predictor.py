@@ -24,7 +24,7 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from bitpredict.artifact import INPUT_NAME, OUTPUTS, SIGNATURE, locate
+from bitpredict.forecast.artifact import INPUT_NAME, OUTPUTS, SIGNATURE, locate
 from inference.server import parser, serve
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,10 @@ from typing import Any
 import httpx
 
 from bitpredict import storage
-from bitpredict.artifact import METADATA_FILE
 from bitpredict.config import ConfigError, Settings, load_settings
 from bitpredict.errors import BitPredictError
+from bitpredict.forecast.artifact import METADATA_FILE
+from bitpredict.pipeline.stage_table import serving_store
 from bitpredict.runtime import quiet_tensorflow
 
 MODEL_NAME = "bitpredict"
@@ -49,7 +50,7 @@ class Chosen:
 
 
 def _kind_of(directory: str) -> tuple[str, str]:
-    from bitpredict.artifact import locate
+    from bitpredict.forecast.artifact import locate
 
     try:
         located = locate(directory, require_saved_model=True)
@@ -60,7 +61,7 @@ def _kind_of(directory: str) -> tuple[str, str]:
 
 def choose_model(settings: Settings, model_dir: str | None) -> Chosen:
     """``model_dir`` as given; else the published champion; else the registry's champion (exported now)."""
-    from bitpredict.publish import read_manifest
+    from bitpredict.operations.publish import read_manifest
 
     if model_dir:
         if not storage.exists(model_dir):
@@ -73,7 +74,7 @@ def choose_model(settings: Settings, model_dir: str | None) -> Chosen:
     if folder and storage.exists(storage.join(folder, METADATA_FILE)):
         version, kind = _kind_of(folder)
         return Chosen(folder, champion.get("model", settings.registered_model_name), version, kind)
-    from bitpredict.registry import champion_info, export_for_serving
+    from bitpredict.operations.registry import champion_info, export_for_serving
 
     try:
         registered = champion_info(settings)
@@ -82,7 +83,7 @@ def choose_model(settings: Settings, model_dir: str | None) -> Chosen:
         raise ServeError(f"nothing published and the registry at {where} cannot be read ({exc})") from None
     if registered is None:
         raise ServeError("no champion yet: run `make run` first (or `make serve MODEL_DIR=<dir>`)")
-    target = storage.join(settings.serving_store, settings.registered_model_name, str(registered["version"]))
+    target = storage.join(serving_store(settings), settings.registered_model_name, str(registered["version"]))
     if not storage.exists(storage.join(target, METADATA_FILE)):
         export_for_serving(settings, registered["version"])
     version, kind = _kind_of(target)
@@ -110,8 +111,8 @@ def probe(settings: Settings, transformer: str, predictor: str) -> dict[str, Any
     Without published bars (a bare ``MODEL_DIR``), the predictor itself is asked with a zero window of the
     model's own shape, so the line is still printed only after the model has answered.
     """
-    from bitpredict.publish import published_path
-    from bitpredict.stage_table import CLEAN, SENTIMENT_DAILY
+    from bitpredict.operations.publish import published_path
+    from bitpredict.pipeline.stage_table import CLEAN, SENTIMENT_DAILY
     from inference.client import v2_request, with_sentiment
 
     bars_uri = published_path(settings, CLEAN)

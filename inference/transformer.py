@@ -3,7 +3,7 @@
 ``POST /v2/models/bitpredict/infer`` (REST) or ``ModelInfer`` (gRPC) with inputs ``timestamp`` (INT64 unix
 seconds or BYTES ISO-8601 dates), ``open``, ``high``, ``low``, ``close``, ``volume`` (FP64/FP32), all of
 length N, oldest first, and optionally ``is_imputed`` (0/1: a filled bar) and ``sentiment_<column>`` daily
-aggregates. The rows become the model's [1, W, F] input through ``bitpredict.serving`` — the training code —
+aggregates. The rows become the model's [1, W, F] input through ``bitpredict.forecast.serving`` — the training code —
 and the predictor's quantiles become ``predicted_log_return``, ``predicted_close``, ``direction``, ``lower``,
 ``upper``, ``as_of`` and ``model_version``.
 
@@ -35,11 +35,10 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ServerNotReady
 from prometheus_client import Counter, Gauge, Histogram
 
-from bitpredict.artifact import locate
 from bitpredict.config import load_settings
-from bitpredict.online import DailyBars
-from bitpredict.request_log import RequestLog
-from bitpredict.serving import (
+from bitpredict.features.online import DailyBars
+from bitpredict.forecast.artifact import locate
+from bitpredict.forecast.serving import (
     ModelSpec,
     RequestError,
     feature_window,
@@ -48,6 +47,7 @@ from bitpredict.serving import (
     parse_bars,
     sentiment_source,
 )
+from bitpredict.operations.request_log import RequestLog
 from inference.server import parser, serve
 from inference.upstream import PredictorClient, PredictorUnavailable, client_for
 

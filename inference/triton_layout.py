@@ -1,6 +1,6 @@
 """Turn an exported BitPredict version folder into a Triton model repository.
 
-``bitpredict.registry`` exports the champion in the layout TF Serving loads,
+``bitpredict.operations.registry`` exports the champion in the layout TF Serving loads,
 ``<store>/bitpredict-lstm/<version>/{saved_model.pb, variables/, bitpredict_model.json}``. Triton wants a
 *model repository* instead, and KServe's Triton runtime (``kserve-tritonserver``) points ``tritonserver
 --model-store`` at whatever ``storageUri`` downloaded, so that URI must hold this layout::
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bitpredict import storage
-from bitpredict.artifact import (
+from bitpredict.forecast.artifact import (
     ATTENTION_OUTPUT,
     INPUT_NAME,
     METADATA_FILE,
@@ -128,7 +128,7 @@ def shape_from_metadata(metadata: dict[str, Any], source: Path) -> TritonModelSh
 
 
 def _local_savedmodel(version_dir: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The local folder holding ``saved_model.pb`` and the parsed metadata (``bitpredict.artifact.locate``).
+    """The local folder holding ``saved_model.pb`` and the parsed metadata (``bitpredict.forecast.artifact.locate``).
 
     The files are copied from a local folder, so a ``gs://`` version folder is refused with what to do.
     """

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bitpredict.artifact import INPUT_NAME, QUANTILES_OUTPUT, SIGNATURE
 from bitpredict.errors import BitPredictError
+from bitpredict.forecast.artifact import INPUT_NAME, QUANTILES_OUTPUT, SIGNATURE
 
 PROTOCOLS = ("v2", "grpc-v2", "tfserving")
 MAX_RECONNECT_BACKOFF_MS = 1000

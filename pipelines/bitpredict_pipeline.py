@@ -2,12 +2,12 @@
                                      ingest → sentiment ┴→ merge → train → evaluate → register → publish.
 
 ``register`` is one task: the policy (the best of the network and its baselines on the primary score
-becomes the champion) lives in ``bitpredict.registry``, so a champion exists after every successful run.
+becomes the champion) lives in ``bitpredict.operations.registry``, so a champion exists after every successful run.
 ``publish`` is the last task: it moves the run's outputs (clean bars, indicators, sentiment, features,
 evaluation, candidate) into the data dir every consumer reads, atomically, with a manifest that records
 the run's parameters and its champion. A run that fails before it publishes nothing.
 
-The parameters are ``bitpredict.pipeline_parameters.PARAMETERS`` (names, types, defaults), turned into
+The parameters are ``bitpredict.orchestration.parameters.PARAMETERS`` (names, types, defaults), turned into
 the pipeline function's signature here.
 
 Compile: ``python -m pipelines.bitpredict_pipeline`` (writes ``pipelines/bitpredict_pipeline.yaml``,
@@ -20,7 +20,7 @@ from typing import Any
 
 from kfp import compiler, dsl
 
-from bitpredict.pipeline_parameters import PARAMETERS
+from bitpredict.orchestration.parameters import PARAMETERS
 from components.clean import clean
 from components.evaluate import evaluate
 from components.indicators import indicators
@@ -69,7 +69,7 @@ SIGNATURE = _signature()
 
 
 def _pipeline(*args: Any, **kwargs: Any) -> None:
-    """Parameters: ``bitpredict.pipeline_parameters.PARAMETERS`` — where the raw store lives (``data_root``),
+    """Parameters: ``bitpredict.orchestration.parameters.PARAMETERS`` — where the raw store lives (``data_root``),
     which sources and since when, the model's window and epochs, the evaluation span, the promotion
     thresholds, MLflow and the model store."""
     bound = SIGNATURE.bind(*args, **kwargs)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitpredict.data.sources import KEYLESS_SOURCES
 from bitpredict.errors import BitPredictError
-from bitpredict.sources import KEYLESS_SOURCES
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 SAMPLE_FILE = SAMPLE_DIR / "btc_usd_hourly.parquet"

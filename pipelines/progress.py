@@ -1,6 +1,6 @@
 """The ``make run`` screen: one line per finished stage and, on a terminal, a ticking line for the running one.
 
-The stages report through a JSON-lines file (``bitpredict.stages.report_progress``); ``StageBoard`` reads
+The stages report through a JSON-lines file (``bitpredict.orchestration.stages.report_progress``); ``StageBoard`` reads
 what is new in it and draws. On a terminal the running stage's line is redrawn in place (``\\r``) with its
 elapsed time; elsewhere (CI logs, a pipe) only the finished lines are printed, one per stage.
 """

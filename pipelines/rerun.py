@@ -1,6 +1,6 @@
 """The drift trigger's launcher: replay the last published run — same sources or files, same settings.
 
-``bitpredict.drift`` decides *whether* to rerun; this module is *how*, kept outside the core so the
+``bitpredict.operations.monitor`` decides *whether* to rerun; this module is *how*, kept outside the core so the
 ``bitpredict`` package never imports the pipeline code (the drift job starts it as
 ``python -m pipelines.rerun``). The parameters come from the published manifest (``published.json``), which
 the pipeline's publish task writes after every successful run:
@@ -24,7 +24,7 @@ import sys
 from typing import Any
 
 from bitpredict.config import Settings, load_settings
-from bitpredict.publish import read_manifest
+from bitpredict.operations.publish import read_manifest
 from pipelines.run_local import RunError, replay_arguments
 
 LOCAL_TIMEOUT_S = 3 * 3600

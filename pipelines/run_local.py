@@ -2,9 +2,9 @@
 
 ``kfp.local.SubprocessRunner(use_venv=False)`` runs each component of the compiled-from-source pipeline
 as a subprocess in the current environment (the same function bodies the cluster runs in the image).
-``kfp.local`` has no step cache, so the tasks pass ``cache_dir`` and ``bitpredict.stages`` reuses a stage
+``kfp.local`` has no step cache, so the tasks pass ``cache_dir`` and ``bitpredict.orchestration.stages`` reuses a stage
 whose inputs, settings and code are unchanged. The pipeline's last task publishes the outputs into the
-data dir (``bitpredict.publish``), so this runner copies nothing itself.
+data dir (``bitpredict.operations.publish``), so this runner copies nothing itself.
 
 The screen: one line per stage (ran or reused, seconds, its key figure) with a ticking line for the stage
 that is running, then a summary. The pipeline itself runs in a child process whose output — KFP's and
@@ -33,13 +33,13 @@ from urllib.parse import urlsplit
 
 from bitpredict.config import ConfigError, Settings, load_settings
 from bitpredict.errors import BitPredictError
-from bitpredict.pipeline_parameters import NAMES, local_values
+from bitpredict.orchestration.parameters import NAMES, local_values
+from bitpredict.pipeline.stage_table import FEATURES_META, METRICS, SENTIMENT_META
 from bitpredict.runtime import quiet_tensorflow
-from bitpredict.stage_table import FEATURES_META, METRICS, SENTIMENT_META
 from pipelines.data_choice import LIVE_SOURCES, DataChoiceError, choose, describe_parameters
 from pipelines.progress import StageBoard
 
-PARAMETERS = NAMES  # the pipeline's parameters, defined in bitpredict.pipeline_parameters
+PARAMETERS = NAMES  # the pipeline's parameters, defined in bitpredict.orchestration.parameters
 
 
 RUNNER_PID = "BITPREDICT_RUNNER_PID"  # the runner's pid, for the pipeline child's watch (``_die_with_parent``)
@@ -193,7 +193,7 @@ def _read_json(path: str) -> dict[str, Any] | None:
 
 def data_line(settings: Settings, parameters: dict[str, Any]) -> str:
     """Which data the run used: the choice, the published feature span, and how many texts fed sentiment."""
-    from bitpredict.publish import resolve
+    from bitpredict.operations.publish import resolve
 
     line = f"data: {describe_parameters(parameters)}"
     features = _read_json(resolve(settings, *FEATURES_META.split("/")))
@@ -209,7 +209,7 @@ def summary_lines(
     settings: Settings, board: StageBoard, seconds: float, log_file: Path, parameters: dict[str, Any]
 ) -> list[str]:
     """What the run left in the published state, in a few lines; the full table only when evaluate ran."""
-    from bitpredict.publish import read_manifest, resolve
+    from bitpredict.operations.publish import read_manifest, resolve
 
     manifest = read_manifest(settings) or {}
     reused = [s.name for s in board.finished if s.cached]
@@ -219,7 +219,7 @@ def summary_lines(
     metrics = _read_json(resolve(settings, *METRICS.split("/")))
     evaluated = any(s.name == "evaluate" and not s.cached for s in board.finished)
     if metrics and evaluated:
-        from bitpredict.evaluation_report import markdown_table
+        from bitpredict.evaluation.report import markdown_table
 
         lines.append(markdown_table(metrics, metrics["decision"]))
     elif metrics:
@@ -238,8 +238,8 @@ def summary_lines(
 
 
 def readme_results(settings: Settings, epochs: int) -> str:
-    from bitpredict.evaluation_report import markdown_table
-    from bitpredict.publish import resolve
+    from bitpredict.evaluation.report import markdown_table
+    from bitpredict.operations.publish import resolve
 
     features = _read_json(resolve(settings, *FEATURES_META.split("/"))) or {}
     metrics = _read_json(resolve(settings, *METRICS.split("/")))
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return _child(args.child)
 
-    from bitpredict.publish import read_manifest
+    from bitpredict.operations.publish import read_manifest
 
     try:
         settings = load_settings(**({"data_dir": args.data_root} if args.data_root else {}))
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RunError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from bitpredict.runlock import RunLocked, run_lock
+    from bitpredict.pipeline.runlock import RunLocked, run_lock
 
     try:
         with run_lock(parameters["data_root"], "make run", args.lock_timeout, on_wait=print):
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, parameters: dict[str, Any], settings: Settings) -> int:
     """The run itself, with the data dir's run lock held."""
-    from bitpredict.publish import recover
+    from bitpredict.operations.publish import recover
 
     for line in recover(parameters["data_root"]):  # a run killed while publishing: its previous state back first
         print(f"recovered a stopped publish: {line}")
@@ -313,7 +313,7 @@ def _run(args: argparse.Namespace, parameters: dict[str, Any], settings: Setting
         return 1
     print("\n".join(summary_lines(settings, board, elapsed, log_file, parameters)))
     if args.readme:
-        from bitpredict.evaluation_report import update_readme
+        from bitpredict.evaluation.report import update_readme
 
         update_readme(args.readme, readme_results(settings, int(parameters["epochs"])))
         print(f"results table written into {args.readme}")

@@ -106,7 +106,7 @@ def gcs_bucket(gcs_server: str, monkeypatch: pytest.MonkeyPatch, request: pytest
 def import_files(data_dir: Path, files: list[Path]) -> Path:
     """A data dir whose raw/ holds ``files``, imported by the files source (as ``make run`` does)."""
     from bitpredict.config import load_settings
-    from bitpredict.ingest import run_ingest
+    from bitpredict.data.ingest import run_ingest
 
     summaries = run_ingest(load_settings(data_dir=str(data_dir)), ["files"], files=[str(f) for f in files])
     assert summaries and all(s.ok for s in summaries), [s.error for s in summaries]
@@ -137,8 +137,8 @@ def copy_data_dir(source: Path, target: Path) -> Path:
 @pytest.fixture(scope="session")
 def clean_daily(sample_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     """The real clean daily series of the embedded sample (2019-11-21 → 2024-11-12, 1,819 days), cleaned once."""
-    from bitpredict.clean import clean_path, run_clean
     from bitpredict.config import load_settings
+    from bitpredict.data.clean import clean_path, run_clean
 
     settings = load_settings(data_dir=str(copy_data_dir(sample_raw_dir, tmp_path_factory.mktemp("clean") / "data")))
     run_clean(settings, "1d")

@@ -1,11 +1,11 @@
-"""Fake run artifacts for every item ``bitpredict.publish`` publishes, and a snapshot of what is published —
+"""Fake run artifacts for every item ``bitpredict.operations.publish`` publishes, and a snapshot of what is published —
 shared by the publish unit tests and the chaos test that SIGKILLs a publish at each step."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bitpredict.publish import ITEMS
+from bitpredict.operations.publish import ITEMS
 
 
 def fake_artifacts(root: Path, tag: str) -> dict[str, str]:

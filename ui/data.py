@@ -1,4 +1,4 @@
-"""What the UI shows, read from the published state (``bitpredict.publish``: what the last successful run
+"""What the UI shows, read from the published state (``bitpredict.operations.publish``: what the last successful run
 published into the data dir, or the prefix its manifest names on GCS) and from the services. No Streamlit
 here: every function returns data or a ``Missing`` that says, in plain words, what is absent and which
 command fixes it.
@@ -15,9 +15,18 @@ import pandas as pd
 
 from bitpredict import storage
 from bitpredict.config import Settings
-from bitpredict.publish import published_path, read_manifest
-from bitpredict.sentiment import news_texts, tweet_texts
-from bitpredict.stage_table import CLEAN, EVALUATION, METRICS, PREDICTIONS, SENTIMENT_DAILY, SENTIMENT_SCORES
+from bitpredict.features.sentiment import news_texts, tweet_texts
+from bitpredict.operations.publish import published_path, read_manifest
+from bitpredict.pipeline.stage_table import (
+    CLEAN,
+    EVALUATION,
+    METRICS,
+    PREDICTIONS,
+    RAW,
+    SENTIMENT_DAILY,
+    SENTIMENT_SCORES,
+    data_path,
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ def backtest(settings: Settings) -> pd.DataFrame | Missing:
 
 def served(settings: Settings) -> pd.DataFrame:
     """Forecasts the transformer served (the request log), possibly empty."""
-    from bitpredict.request_log import read_log
+    from bitpredict.operations.request_log import read_log
 
     try:
         logged = read_log(settings.path("requests"))
@@ -107,7 +116,7 @@ def registry(settings: Settings) -> dict[str, Any] | Missing:
     """The champion and every version with why it was or was not promoted (from MLflow)."""
     from mlflow.exceptions import MlflowException
 
-    from bitpredict import tracking
+    from bitpredict.pipeline import tracking
 
     try:
         client = tracking.client(settings)
@@ -171,7 +180,7 @@ def headlines(settings: Settings, scores: pd.DataFrame, count: int = 20) -> pd.D
         return latest
     parts = []
     for (table, kind), group in latest.groupby(["table", "kind"], sort=False):
-        raw = _read(storage.join(settings.raw_dir, f"{table}.parquet"))
+        raw = _read(storage.join(data_path(settings, RAW), f"{table}.parquet"))
         if raw is None or raw.empty:
             parts.append(group)
             continue

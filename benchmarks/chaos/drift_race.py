@@ -1,7 +1,7 @@
 """Two drift checks racing on one data dir: one rerun per drift episode, never two, never none.
 
 A CronJob's check overlapping a ``make drift`` (or two CronJob pods after a missed schedule) both see the same
-drift. ``bitpredict.drift`` decides under a lock on the drift folder and writes the episode's marker before the
+drift. ``bitpredict.operations.monitor`` decides under a lock on the drift folder and writes the episode's marker before the
 rerun starts, so the second check sees the episode as already triggered. The scenario runs real checks — the
 ``bitpredict drift`` command, each its own process, on the embedded sample's features with a model reference
 — with a rerun command that records each call and takes a moment (as a real rerun would):
@@ -36,12 +36,12 @@ RERUN_SECONDS = 2.0  # the recorded rerun holds on this long, so a check that di
 
 def _features(data: Path) -> pd.DataFrame:
     """The sample's features table (clean → indicators → features), built with the pipeline's functions."""
-    from bitpredict.clean import clean_path, run_clean
     from bitpredict.config import load_settings
-    from bitpredict.indicators import WARMUP, compute_indicators
-    from bitpredict.ingest import ingest_batch_source
-    from bitpredict.merge import build_features
-    from bitpredict.sources.files import FilesSource
+    from bitpredict.data.clean import clean_path, run_clean
+    from bitpredict.data.ingest import ingest_batch_source
+    from bitpredict.data.sources.files import FilesSource
+    from bitpredict.features.indicators import WARMUP, compute_indicators
+    from bitpredict.features.merge import build_features
 
     settings = load_settings(data_dir=str(data))
     ingest_batch_source(FilesSource([str(SAMPLE)]), settings)
@@ -53,7 +53,7 @@ def _features(data: Path) -> pd.DataFrame:
 
 def _shifted(after: pd.DataFrame, before: pd.DataFrame) -> pd.DataFrame:
     """Every drift input moved by three of the reference's standard deviations: drift beyond the history."""
-    from bitpredict.drift import drift_columns
+    from bitpredict.operations.monitor import drift_columns
 
     columns = [c for c in drift_columns(after.columns) if before[c].nunique() > 2]
     return after.assign(**{c: after[c] + 3 * before[c].std() for c in columns})
@@ -62,7 +62,7 @@ def _shifted(after: pd.DataFrame, before: pd.DataFrame) -> pd.DataFrame:
 def _setup(workdir: Path) -> tuple[Path, Path, pd.DataFrame, pd.DataFrame]:
     """A data dir, a model folder whose reference ends on ``REFERENCE_END``, the calm and the drifted tables."""
     from bitpredict import storage
-    from bitpredict.artifact import METADATA_FILE, REFERENCE_FILE
+    from bitpredict.forecast.artifact import METADATA_FILE, REFERENCE_FILE
 
     data = workdir / "data"
     features = _features(workdir / "build")

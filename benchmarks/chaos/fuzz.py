@@ -76,9 +76,9 @@ PATHOLOGICAL: dict[str, bytes] = {
 def sample_bars(workdir: Path) -> Any:
     """The embedded sample's clean daily bars, through the real ingest (files source) and clean stages."""
     from bitpredict import storage
-    from bitpredict.clean import clean_path, run_clean
     from bitpredict.config import load_settings
-    from bitpredict.ingest import run_ingest
+    from bitpredict.data.clean import clean_path, run_clean
+    from bitpredict.data.ingest import run_ingest
 
     settings = load_settings(data_dir=str(workdir / "data"))
     if not Path(clean_path(settings, "1d")).exists():
@@ -93,13 +93,13 @@ def baseline_model(workdir: Path, daily: Any) -> Path:
     """A HAR baseline fitted on the sample, in the model store's layout (``<name>/<version>/``): served in seconds."""
     import shutil
 
-    from bitpredict import baselines
-    from bitpredict.artifact import METADATA_FILE, SAVED_MODEL_DIR
     from bitpredict.config import ModelSettings
-    from bitpredict.dataset import TARGET
-    from bitpredict.indicators import WARMUP, compute_indicators
-    from bitpredict.merge import build_features
-    from bitpredict.train import baseline_metadata
+    from bitpredict.features.indicators import WARMUP, compute_indicators
+    from bitpredict.features.merge import build_features
+    from bitpredict.forecast import baselines
+    from bitpredict.forecast.artifact import METADATA_FILE, SAVED_MODEL_DIR
+    from bitpredict.forecast.dataset import TARGET
+    from bitpredict.forecast.train import baseline_metadata
 
     store = workdir / "store" / "bitpredict-lstm"
     version = store / "1"

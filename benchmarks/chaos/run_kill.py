@@ -186,7 +186,7 @@ def kill_during(data: Path, epochs: int, task: str, delay_s: float, log: Path, a
 
 def published_snapshot(data: Path) -> dict[str, str]:
     """Digest of every published file (the items, the manifest, the champion's serving folder), by path."""
-    from bitpredict.publish import ITEMS, MANIFEST
+    from bitpredict.operations.publish import ITEMS, MANIFEST
 
     roots = [data / relative for relative in ITEMS.values()] + [data / MANIFEST]
     manifest = json.loads((data / MANIFEST).read_text()) if (data / MANIFEST).exists() else {}
@@ -207,7 +207,7 @@ def unreadable(data: Path) -> list[str]:
     """Published tables and JSON documents that do not read (a half-written file would be one)."""
     import pyarrow.parquet as pq
 
-    from bitpredict.publish import ITEMS, MANIFEST
+    from bitpredict.operations.publish import ITEMS, MANIFEST
 
     bad = []
     for relative in [*ITEMS.values(), MANIFEST]:
@@ -226,9 +226,9 @@ def unreadable(data: Path) -> list[str]:
 
 def registry_snapshot(data: Path) -> dict[str, Any]:
     """The registry as a consumer sees it: every version's tags, and which version is champion."""
-    from bitpredict import tracking
     from bitpredict.config import load_settings
-    from bitpredict.registry import CHAMPION
+    from bitpredict.operations.registry import CHAMPION
+    from bitpredict.pipeline import tracking
 
     settings = load_settings(data_dir=str(data))
     client = tracking.client(settings)
@@ -262,7 +262,7 @@ def _reused(output: str) -> list[str]:
 
 def run(workdir: Path, quick: bool = False) -> ScenarioResult:
     """Kill a run during train, evaluate and publish; then check nothing is lost and the next run completes."""
-    from bitpredict.publish import STAGING, recover
+    from bitpredict.operations.publish import STAGING, recover
 
     data = workdir / "data"
     logs = workdir / "logs"
@@ -321,8 +321,8 @@ def run(workdir: Path, quick: bool = False) -> ScenarioResult:
 
 def _interrupted_register(data: Path, logs: Path) -> list[str]:
     """Leave the newest version as a kill inside register leaves it (no ``promoted`` tag), run again, check."""
-    from bitpredict import tracking
     from bitpredict.config import load_settings
+    from bitpredict.pipeline import tracking
 
     settings = load_settings(data_dir=str(data))
     client = tracking.client(settings)

@@ -1,7 +1,7 @@
 """Two runs at once on one data dir: the second waits for the first, or stops with a message naming the holder.
 
 Two ``make run``s (two terminals, or ``make drift`` replaying while a run is on) would interleave stage caches,
-registry versions and publish swaps. ``bitpredict.runlock`` serialises them. The scenario starts two identical
+registry versions and publish swaps. ``bitpredict.pipeline.runlock`` serialises them. The scenario starts two identical
 runs at the same instant on a fresh data dir: one must wait (it prints who it waits for) and then reuse every
 stage the other computed; the registry must hold one version (the second run's register finds the first's),
 one champion, and that version with its evaluation. Then a run with another recipe holds the dir while a

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from bitpredict.config import load_settings
-from bitpredict.publish import ITEMS, STAGING, publish, read_manifest, recover
+from bitpredict.operations.publish import ITEMS, STAGING, publish, read_manifest, recover
 from tests.published_items import fake_artifacts, published_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
     from bitpredict.config import load_settings
-    from bitpredict.publish import publish
+    from bitpredict.operations.publish import publish
 
     data, artifacts, kill_at = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
     real, calls = os.replace, [0]

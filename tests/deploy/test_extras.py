@@ -41,7 +41,7 @@ IMAGES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
         (),
     ),
     # the UI calls inference.client's HTTP v2 request, not its gRPC one (which needs kserve's protobufs)
-    "ui": ("ui", ("ui/app.py", "ui/data.py", "bitpredict/tracking.py"), ("inference.client",)),
+    "ui": ("ui", ("ui/app.py", "ui/data.py", "bitpredict/pipeline/tracking.py"), ("inference.client",)),
     "components": ("pipeline", ("components/*.py", "pipelines/*.py", "bitpredict/**/*.py"), ()),
 }
 

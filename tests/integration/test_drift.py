@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 
 from bitpredict import storage
-from bitpredict.artifact import METADATA_FILE, REFERENCE_FILE
 from bitpredict.config import DriftSettings, load_settings
-from bitpredict.drift import DriftState, calibrated_thresholds, decide, drift_columns, measure, run_drift
-from bitpredict.indicators import WARMUP, compute_indicators
-from bitpredict.merge import build_features
+from bitpredict.features.indicators import WARMUP, compute_indicators
+from bitpredict.features.merge import build_features
+from bitpredict.forecast.artifact import METADATA_FILE, REFERENCE_FILE
+from bitpredict.operations.monitor import DriftState, calibrated_thresholds, decide, drift_columns, measure, run_drift
+from bitpredict.pipeline.stage_table import FEATURES, data_path
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_the_test_is_calibrated_on_the_history_s_own_windows() -> None:
 
 
 def _drift(share: float) -> object:
-    from bitpredict.drift import DriftResult
+    from bitpredict.operations.monitor import DriftResult
 
     return DriftResult(share, [], {}, 100, 60)
 
@@ -116,7 +117,7 @@ def test_the_job_reports_decides_and_triggers_once(
     features: pd.DataFrame, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = load_settings(data_dir=str(tmp_path / "data"))
-    storage.write_parquet(features, settings.features_path)
+    storage.write_parquet(features, data_path(settings, FEATURES))
     calls: list[list[str]] = []
     now = datetime(2026, 1, 1, tzinfo=UTC)
     current = _shifted(features[features["timestamp"] >= "2024-09-01"], features[features["timestamp"] <= "2022-12-31"])
@@ -143,7 +144,7 @@ def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path,
     import subprocess
     import sys
 
-    from bitpredict.publish import publish
+    from bitpredict.operations.publish import publish
     from tests.fakes.kfp_api import FakeKfp
 
     repo = Path(__file__).resolve().parents[2]
@@ -181,10 +182,10 @@ def test_live_quality_and_the_regression_report_use_closed_forecasts(
     features: pd.DataFrame, model_dir: Path, tmp_path: Path
 ) -> None:
     """Forecasts served in the past whose day has closed: live MAE next to persistence, and Evidently's report."""
-    from bitpredict.request_log import RequestLog
+    from bitpredict.operations.request_log import RequestLog
 
     settings = load_settings(data_dir=str(tmp_path / "data"))
-    storage.write_parquet(features, settings.features_path)
+    storage.write_parquet(features, data_path(settings, FEATURES))
     days = features[features["timestamp"] >= "2024-10-01"].reset_index(drop=True)
     log = RequestLog(settings.path("requests"), batch_size=100, flush_s=0.1)
     for i in range(len(days) - 1):  # a forecast made on day i for day i+1: always 1% too high
@@ -203,7 +204,7 @@ def test_live_quality_and_the_regression_report_use_closed_forecasts(
 
 def _request_record(bars: pd.DataFrame, predicted_close: float, news_mean: float) -> dict:
     """What the transformer logs for one request: its outcome and the rows it was made from (sentiment included)."""
-    from bitpredict.feature_columns import sentiment_columns
+    from bitpredict.features.columns import sentiment_columns
 
     sent = {c: [0.0] * len(bars) for c in sentiment_columns("news")}
     sent["news_vader_mean"] = [news_mean] * len(bars)
@@ -225,11 +226,11 @@ def test_each_day_counts_once_with_its_latest_request_and_its_sentiment(
     clean_daily: pd.DataFrame, features: pd.DataFrame, tmp_path: Path
 ) -> None:
     """A day asked for five times is one current row (the latest request, sentiment kept) and one live-quality day."""
-    from bitpredict.drift import current_inputs, realised_forecasts, served_features
-    from bitpredict.request_log import RequestLog
+    from bitpredict.operations.monitor import current_inputs, realised_forecasts, served_features
+    from bitpredict.operations.request_log import RequestLog
 
     settings = load_settings(data_dir=str(tmp_path / "data"))
-    storage.write_parquet(features, settings.features_path)
+    storage.write_parquet(features, data_path(settings, FEATURES))
     log = RequestLog(settings.path("requests"), batch_size=100, flush_s=0.1)
     busy, quiet = clean_daily.iloc[-202:-2], clean_daily.iloc[-201:-1]  # requests ending on two consecutive days
     for i in range(5):

@@ -11,8 +11,9 @@ import pytest
 
 from bitpredict import storage
 from bitpredict.config import load_settings
-from bitpredict.ingest import raw_table_uri, run_ingest
-from bitpredict.sources.files import FileImportError, detect_preset
+from bitpredict.data.ingest import raw_table_uri, run_ingest
+from bitpredict.data.sources.files import FileImportError, detect_preset
+from bitpredict.pipeline.stage_table import QUARANTINE, data_path
 
 
 def test_import_the_real_shared_data(shared_data: Path, tmp_path: Path) -> None:
@@ -30,7 +31,7 @@ def test_import_the_real_shared_data(shared_data: Path, tmp_path: Path) -> None:
     assert spot == pytest.approx(67566.83, abs=0.01)
 
     hourly = storage.read_parquet(raw_table_uri(settings, "market_cryptocompare_1h"))
-    quarantined = storage.read_parquet(storage.join(settings.quarantine_dir, "market_cryptocompare_1h.parquet"))
+    quarantined = storage.read_parquet(storage.join(data_path(settings, QUARANTINE), "market_cryptocompare_1h.parquet"))
     assert len(hourly) + len(quarantined) == 43_669 and len(quarantined) == 1
     assert quarantined["timestamp"].iloc[0] == "1609736400"  # 2021-01-04 05:00 UTC, the inconsistent bar
     assert "outside [low, high]" in quarantined["reason"].iloc[0] or "high < low" in quarantined["reason"].iloc[0]
@@ -39,7 +40,7 @@ def test_import_the_real_shared_data(shared_data: Path, tmp_path: Path) -> None:
     assert (hourly["interval"] == "1h").all() and (hourly["source"] == "cryptocompare").all()
 
     news = storage.read_parquet(raw_table_uri(settings, "news_files"))
-    news_q = storage.read_parquet(storage.join(settings.quarantine_dir, "news_files.parquet"))
+    news_q = storage.read_parquet(storage.join(data_path(settings, QUARANTINE), "news_files.parquet"))
     assert len(news) + len(news_q) == 7_524  # every data line is either stored or quarantined with a reason
     assert set(news_q["reason"]) == {"title: missing"}
     assert news["published_at"].min() >= pd.Timestamp("2021-10-01", tz="UTC")
@@ -65,7 +66,7 @@ def test_malformed_lines_go_to_the_quarantine_with_the_raw_text(tmp_path: Path) 
     news = storage.read_parquet(raw_table_uri(settings, "news_files"))
     assert sorted(news["title"]) == ["Title one", "Title three"]
     assert news.loc[news["title"] == "Title three", "summary"].item() == 'A "quoted"; text'
-    quarantine = storage.read_parquet(storage.join(settings.quarantine_dir, "news_files.parquet"))
+    quarantine = storage.read_parquet(storage.join(data_path(settings, QUARANTINE), "news_files.parquet"))
     reasons = " | ".join(quarantine["reason"])
     assert "malformed CSV line: 9 fields where the header has 7" in reasons
     assert "published_at: unparseable timestamp ('31-2-2022 01:00')" in reasons

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from bitpredict import storage
-from bitpredict.ingest import StateStore, raw_table_uri, run_ingest
+from bitpredict.data.ingest import StateStore, raw_table_uri, run_ingest
+from bitpredict.pipeline.stage_table import QUARANTINE, RAW, data_path
 from tests.fakes import apis
 from tests.fakes.server import FakeServer, Fault, Request, Response
 
@@ -35,7 +36,7 @@ def test_binance_backfill_then_second_run_fetches_nothing(server: FakeServer, ma
 
     requests_before = len(server.requests)
     before = (
-        settings.raw_dir + "/market_binance_1d.parquet",
+        data_path(settings, RAW) + "/market_binance_1d.parquet",
         storage.read_bytes(raw_table_uri(settings, "market_binance_1d"))[0],
     )
     [second] = run_ingest(settings, ["binance"], since=pd.Timestamp("2019-01-01", tz="UTC"), now=NOW)
@@ -91,7 +92,7 @@ def test_failure_on_a_later_page_keeps_earlier_pages_and_the_next_run_resumes(
     assert not failed.ok and "gave up after 3 attempts" in failed.error and "HTTP 503" in failed.error
     stored = _stored(settings, "market_binance_1h")
     assert len(stored) == 2000  # pages 1 and 2 kept
-    gaps = StateStore(settings.raw_dir).load("market_binance_1h")["gaps"]
+    gaps = StateStore(data_path(settings, RAW)).load("market_binance_1h")["gaps"]
     assert gaps and pd.Timestamp(gaps[0][0]) == stored["timestamp"].max() + pd.Timedelta(hours=1)
 
     broken["after"] = 10**9
@@ -101,7 +102,7 @@ def test_failure_on_a_later_page_keeps_earlier_pages_and_the_next_run_resumes(
     t = pd.to_datetime(hourly["t"], unit="s", utc=True)
     expected = int(((t >= since) & (t <= NOW.floor("h") - pd.Timedelta(hours=1))).sum())
     assert len(stored) == expected and not stored.duplicated(["timestamp"]).any()
-    assert StateStore(settings.raw_dir).load("market_binance_1h")["gaps"] == []
+    assert StateStore(data_path(settings, RAW)).load("market_binance_1h")["gaps"] == []
 
 
 def test_overlapping_pages_never_duplicate_rows(server: FakeServer, make_settings, daily, hourly) -> None:  # type: ignore[no-untyped-def]
@@ -212,7 +213,7 @@ def test_malformed_rows_in_a_good_page_are_quarantined_with_reasons(
     settings = make_settings()
     [summary] = run_ingest(settings, ["binance"], since=pd.Timestamp("2024-01-01", tz="UTC"), now=NOW)
     assert summary.ok and summary.quarantined == 3
-    quarantine = storage.read_parquet(storage.join(settings.quarantine_dir, "market_binance_1d.parquet"))
+    quarantine = storage.read_parquet(storage.join(data_path(settings, QUARANTINE), "market_binance_1d.parquet"))
     reasons = " | ".join(quarantine["reason"])
     assert "close: not a number" in reasons and "high < low" in reasons and "open: must be > 0" in reasons
     stored = _stored(settings, "market_binance_1d")
@@ -251,7 +252,9 @@ def test_a_page_of_only_stored_bars_is_nothing_new_not_a_failure(
     assert again.ok, again.error
     assert again.new == again.updated == 0 and again.note and again.note.startswith("nothing new")
     assert storage.read_bytes(raw_table_uri(settings, "market_binance_1d"))[0] == before
-    assert StateStore(settings.raw_dir).load("market_binance_1d")["gaps"] == []  # the range was closed, not left open
+    assert (
+        StateStore(data_path(settings, RAW)).load("market_binance_1d")["gaps"] == []
+    )  # the range was closed, not left open
 
     env = {**os.environ, "BITPREDICT_DATA_DIR": settings.data_dir, "BITPREDICT_BINANCE_URL": server.url}
     command = [str(Path(sys.executable).parent / "bitpredict"), "ingest", "-s", "binance", "--since", "2024-01-01"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from bitpredict import storage
-from bitpredict.ingest import raw_table_uri, run_ingest
+from bitpredict.data.ingest import raw_table_uri, run_ingest
+from bitpredict.pipeline.stage_table import QUARANTINE, data_path
 from tests.fakes import apis
 from tests.fakes.server import FakeServer, Fault
 
@@ -29,7 +30,7 @@ def test_rss_and_atom_entries_are_normalised(server: FakeServer, make_settings) 
     assert news.loc["urn:entry:2", "published_at"] == pd.Timestamp("2024-03-12T11:00:00Z")  # updated when no published
     assert set(news["feed"]) == set(settings.rss_feeds)
 
-    quarantine = storage.read_parquet(storage.join(settings.quarantine_dir, "news_rss.parquet"))
+    quarantine = storage.read_parquet(storage.join(data_path(settings, QUARANTINE), "news_rss.parquet"))
     reasons = dict(zip(quarantine["id"], quarantine["reason"], strict=True))
     assert reasons["guid-c"] == "published_at: missing"  # the undated entry is not guessed
     assert "duplicate key" in reasons["guid-b"]

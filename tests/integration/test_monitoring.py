@@ -35,8 +35,8 @@ def exported_metrics(tmp_path: Path) -> set[str]:
 
     import inference.transformer  # noqa: F401  (registers the transformer's metrics)
     from bitpredict.config import load_settings
-    from bitpredict.drift import Decision, DriftResult, DriftState
-    from bitpredict.drift_export import export_metrics
+    from bitpredict.operations.monitor import Decision, DriftResult, DriftState
+    from bitpredict.operations.monitor_report import export_metrics
 
     names = {m.name for m in REGISTRY.collect()}
     settings = load_settings(data_dir=str(tmp_path))

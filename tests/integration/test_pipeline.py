@@ -58,10 +58,10 @@ def test_the_compiled_pipeline_has_the_stages_parameters_and_resources_and_publi
 
 
 def test_the_pipeline_and_its_ingest_task_take_the_parameters_of_the_one_table() -> None:
-    """Names, types and defaults come from bitpredict.pipeline_parameters; KFP reads ingest's from its source."""
+    """Names, types and defaults come from bitpredict.orchestration.parameters; KFP reads ingest's from its source."""
     import inspect
 
-    from bitpredict.pipeline_parameters import PARAMETERS
+    from bitpredict.orchestration.parameters import PARAMETERS
     from components.ingest import ingest
 
     kfp_types = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE"}

@@ -20,7 +20,16 @@ import pytest
 
 from bitpredict import storage
 from bitpredict.config import Settings, load_settings
-from bitpredict.replay import Champion, Replay, ReplayError, ReplayRecipe, Runner, build_tables, ingest_visible
+from bitpredict.operations.replay import (
+    Champion,
+    Replay,
+    ReplayError,
+    ReplayRecipe,
+    Runner,
+    build_tables,
+    ingest_visible,
+)
+from bitpredict.pipeline.stage_table import FEATURES, INTERIM, data_path
 
 pytestmark = pytest.mark.timeout(1200)  # the module's replay is about a minute alone; on a busy machine far longer
 
@@ -65,7 +74,7 @@ def test_a_short_window_replays_end_to_end(replayed: dict) -> None:
     assert (forecasts["lower"] <= forecasts["predicted_close"]).all()
     assert (forecasts["predicted_close"] <= forecasts["upper"]).all()
     # Each forecast is closed the next day with that day's realised close (the clean table's), the last is open.
-    clean = storage.read_parquet(str(Path(replay.work_settings().interim_dir) / "clean_1d.parquet"))
+    clean = storage.read_parquet(str(Path(data_path(replay.work_settings(), INTERIM)) / "clean_1d.parquet"))
     closes = clean.assign(day=clean["timestamp"].dt.date.astype(str)).set_index("day")["close"]
     closed = forecasts.iloc[:-1]
     assert np.allclose(closed["actual_close"], closed["as_of"].map(closes))
@@ -102,7 +111,9 @@ def test_a_short_window_replays_end_to_end(replayed: dict) -> None:
     fresh = Replay(replay.data, START, END, _settings(replayed["data_dir"].parent / "fresh"), RECIPE).work_settings()
     ingest_visible(fresh, replay.data, END)
     build_tables(fresh)
-    pd.testing.assert_frame_equal(clean, storage.read_parquet(str(Path(fresh.interim_dir) / "clean_1d.parquet")))
+    pd.testing.assert_frame_equal(
+        clean, storage.read_parquet(str(Path(data_path(fresh, INTERIM)) / "clean_1d.parquet"))
+    )
     # Its own folder: the user's data dir holds no published run, registry or model store of the replay's.
     data_dir: Path = replayed["data_dir"]
     assert not (data_dir / "published.json").exists() and not (data_dir / "models").exists()
@@ -149,8 +160,8 @@ def test_the_clock_reads_nothing_after_the_day(replayed: dict, exports: Path, tm
         settings = Replay(folder, START, day, _settings(tmp_path / name), RECIPE).work_settings()
         ingest_visible(settings, folder, day)
         build_tables(settings)
-        clean = storage.read_parquet(str(Path(settings.interim_dir) / "clean_1d.parquet"))
-        features = storage.read_parquet(settings.features_path)
+        clean = storage.read_parquet(str(Path(data_path(settings, INTERIM)) / "clean_1d.parquet"))
+        features = storage.read_parquet(data_path(settings, FEATURES))
         outcome, served = champion.forecast(champion.request(clean, None), settings)
         results.append((clean, features, outcome, served))
     (clean_a, features_a, outcome_a, served_a), (clean_b, features_b, outcome_b, served_b) = results
@@ -166,7 +177,7 @@ def test_the_clock_reads_nothing_after_the_day(replayed: dict, exports: Path, tm
 
 
 def test_bad_dates_and_folders_are_clear_errors(tmp_path: Path) -> None:
-    from bitpredict.replay import check_data, parse_day
+    from bitpredict.operations.replay import check_data, parse_day
 
     with pytest.raises(ReplayError, match="--from '2024-13-01'"):
         parse_day("2024-13-01", "--from")

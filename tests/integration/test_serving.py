@@ -22,14 +22,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bitpredict.artifact import locate
 from bitpredict.config import ModelSettings
-from bitpredict.dataset import labelled, model_input_columns
-from bitpredict.indicators import WARMUP, compute_indicators
-from bitpredict.merge import build_features
-from bitpredict.request_log import read_log
-from bitpredict.serving import ModelSpec, feature_window, forecast, parse_request
-from bitpredict.train import export, fit_recipe, metadata
+from bitpredict.features.indicators import WARMUP, compute_indicators
+from bitpredict.features.merge import build_features
+from bitpredict.forecast.artifact import locate
+from bitpredict.forecast.dataset import labelled, model_input_columns
+from bitpredict.forecast.serving import ModelSpec, feature_window, forecast, parse_request
+from bitpredict.forecast.train import export, fit_recipe, metadata
+from bitpredict.operations.request_log import read_log
 from inference.client import predict_grpc, predict_rest, v2_request
 from tests.fakes.tfserving import FakeTFServing
 
@@ -388,8 +388,8 @@ def test_the_predictor_metadata_names_the_model_tensors(served: Served) -> None:
 def test_a_real_prometheus_scrapes_the_transformer_and_the_drift_gauges(served: Served, tmp_path: Path) -> None:
     """Prometheus on 127.0.0.1 scrapes the running transformer and a Pushgateway the drift job pushed to."""
     from bitpredict.config import load_settings
-    from bitpredict.drift import Decision, DriftResult, DriftState
-    from bitpredict.drift_export import export_metrics
+    from bitpredict.operations.monitor import Decision, DriftResult, DriftState
+    from bitpredict.operations.monitor_report import export_metrics
 
     gateway_port, prom_port = _port(), _port()
     gateway = _start_binary(
@@ -469,10 +469,10 @@ def test_a_baseline_export_is_served_by_the_real_servers_as_evaluated(
     import json
     import shutil
 
-    from bitpredict import baselines
-    from bitpredict.artifact import METADATA_FILE, SAVED_MODEL_DIR
-    from bitpredict.dataset import TARGET
-    from bitpredict.train import baseline_metadata
+    from bitpredict.forecast import baselines
+    from bitpredict.forecast.artifact import METADATA_FILE, SAVED_MODEL_DIR
+    from bitpredict.forecast.dataset import TARGET
+    from bitpredict.forecast.train import baseline_metadata
 
     frame = build_features(compute_indicators(clean_daily), None, WARMUP)
     frame = frame[frame[TARGET].notna()].reset_index(drop=True)

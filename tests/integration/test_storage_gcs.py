@@ -7,6 +7,7 @@ import pytest
 
 from bitpredict import storage
 from bitpredict.config import load_settings
+from bitpredict.pipeline.stage_table import FEATURES, data_path
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +87,6 @@ def test_upsert_retries_when_another_writer_races_it(gcs_bucket: str, monkeypatc
 def test_settings_paths_on_gcs(gcs_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BITPREDICT_DATA_DIR", f"{gcs_bucket}/bp")
     settings = load_settings()
-    storage.write_parquet(_rows(1), settings.features_path)
-    assert settings.features_path == f"{gcs_bucket}/bp/processed/bitcoin_features.parquet"
-    assert storage.exists(settings.features_path)
+    storage.write_parquet(_rows(1), data_path(settings, FEATURES))
+    assert data_path(settings, FEATURES) == f"{gcs_bucket}/bp/processed/bitcoin_features.parquet"
+    assert storage.exists(data_path(settings, FEATURES))

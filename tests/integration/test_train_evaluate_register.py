@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from bitpredict import storage
-from bitpredict.artifact import METADATA_FILE
-from bitpredict.clean import run_clean
 from bitpredict.config import SentimentSettings, load_settings
-from bitpredict.evaluate import evaluation_dir, run_evaluate
-from bitpredict.indicators import run_indicators
-from bitpredict.merge import run_merge
-from bitpredict.registry import CHAMPION, RegistryError, register, rollback
-from bitpredict.sentiment import run_sentiment
-from bitpredict.train import run_train
+from bitpredict.data.clean import run_clean
+from bitpredict.evaluation.evaluate import evaluation_dir, run_evaluate
+from bitpredict.features.indicators import run_indicators
+from bitpredict.features.merge import run_merge
+from bitpredict.features.sentiment import run_sentiment
+from bitpredict.forecast.artifact import METADATA_FILE
+from bitpredict.forecast.train import run_train
+from bitpredict.operations.registry import CHAMPION, RegistryError, register, rollback
 from tests.conftest import copy_data_dir
 
 SHORT_MODEL = {

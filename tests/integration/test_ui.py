@@ -51,15 +51,15 @@ def test_every_page_explains_what_is_missing_without_services_or_data(
 @pytest.fixture(scope="module")
 def live(sample_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A data dir after a (short) real pipeline run, a drift check, and the model served on 127.0.0.1."""
-    from bitpredict.clean import run_clean
     from bitpredict.config import load_settings
-    from bitpredict.drift import run_drift
-    from bitpredict.evaluate import run_evaluate
-    from bitpredict.indicators import run_indicators
-    from bitpredict.merge import run_merge
-    from bitpredict.registry import register
-    from bitpredict.sentiment import run_sentiment
-    from bitpredict.train import candidate_dir, run_train
+    from bitpredict.data.clean import run_clean
+    from bitpredict.evaluation.evaluate import run_evaluate
+    from bitpredict.features.indicators import run_indicators
+    from bitpredict.features.merge import run_merge
+    from bitpredict.features.sentiment import run_sentiment
+    from bitpredict.forecast.train import candidate_dir, run_train
+    from bitpredict.operations.monitor import run_drift
+    from bitpredict.operations.registry import register
     from tests.conftest import copy_data_dir
     from tests.integration.test_serving import _port, _start, _stop, _wait_ready
 

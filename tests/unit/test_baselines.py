@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bitpredict import baselines
-from bitpredict.artifact import METADATA_FILE, SAVED_MODEL_DIR
 from bitpredict.config import ModelSettings
-from bitpredict.dataset import TARGET
-from bitpredict.indicators import WARMUP, compute_indicators
-from bitpredict.serving import ModelSpec, feature_window
-from bitpredict.train import baseline_metadata
+from bitpredict.features.indicators import WARMUP, compute_indicators
+from bitpredict.forecast import baselines
+from bitpredict.forecast.artifact import METADATA_FILE, SAVED_MODEL_DIR
+from bitpredict.forecast.dataset import TARGET
+from bitpredict.forecast.serving import ModelSpec, feature_window
+from bitpredict.forecast.train import baseline_metadata
 
 LEVELS = (0.1, 0.5, 0.9)
 WINDOW = 30

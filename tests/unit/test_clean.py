@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from bitpredict import storage
-from bitpredict.clean import aggregate_to_daily, clean_bars, flag_outliers, run_clean
 from bitpredict.config import CleanSettings, load_settings
+from bitpredict.data.clean import aggregate_to_daily, clean_bars, flag_outliers, run_clean
 from bitpredict.errors import InputError
+from bitpredict.pipeline.stage_table import INTERIM, data_path
 from tests.conftest import copy_data_dir
 
 
@@ -112,7 +113,7 @@ def test_clean_the_real_shared_data(shared_raw_dir: Path, tmp_path: Path) -> Non
     data_dir = copy_data_dir(shared_raw_dir, tmp_path / "data")
     settings = load_settings(data_dir=str(data_dir))
     report = run_clean(settings, "1d")
-    bars = storage.read_parquet(storage.join(settings.interim_dir, "clean_1d.parquet"))
+    bars = storage.read_parquet(storage.join(data_path(settings, INTERIM), "clean_1d.parquet"))
     assert report["first"].startswith("2014-09-17") and report["last"].startswith("2024-11-12")
     assert len(bars) == (pd.Timestamp("2024-11-12") - pd.Timestamp("2014-09-17")).days + 1 == 3710
     assert report["bars_per_source"] == {"cryptocompare": 226, "yahoo": 3484}
@@ -122,9 +123,9 @@ def test_clean_the_real_shared_data(shared_raw_dir: Path, tmp_path: Path) -> Non
     )
     [overlap] = report["source_disagreement"]
     assert overlap["sources"] == ["yahoo", "cryptocompare"] and overlap["close_rel_diff_median"] < 0.005
-    written = json.loads(storage.read_text(storage.join(settings.interim_dir, "clean_1d_report.json")))
+    written = json.loads(storage.read_text(storage.join(data_path(settings, INTERIM), "clean_1d_report.json")))
     assert written["rows"] == 3710
-    markdown = storage.read_text(storage.join(settings.interim_dir, "clean_1d_report.md"))
+    markdown = storage.read_text(storage.join(data_path(settings, INTERIM), "clean_1d_report.md"))
     assert "yahoo vs cryptocompare" in markdown and "| yahoo | 3484 |" in markdown
 
     hourly = run_clean(settings, "1h")
@@ -134,7 +135,7 @@ def test_clean_the_real_shared_data(shared_raw_dir: Path, tmp_path: Path) -> Non
 def test_the_splice_of_the_shared_files_keeps_one_volume_scale(shared_raw_dir: Path, tmp_path: Path) -> None:
     """Yahoo (all exchanges) ends 2024-03-31, CryptoCompare's hourly bars continue: the later source's volume is
     rescaled where they meet, so the series has no volume cliff, and the report states the splice."""
-    from bitpredict.indicators import compute_indicators
+    from bitpredict.features.indicators import compute_indicators
 
     settings = load_settings(data_dir=str(copy_data_dir(shared_raw_dir, tmp_path / "data")))
     report = run_clean(settings, "1d")
@@ -144,10 +145,10 @@ def test_the_splice_of_the_shared_files_keeps_one_volume_scale(shared_raw_dir: P
     [note] = report["volume_reconciliation"]
     assert note["scaled_to"] == "yahoo" and note["factor"] == splice["volume_factor"] > 1
     assert note["overlap_bars"] == report["source_disagreement"][0]["overlap_bars"]
-    markdown = storage.read_text(storage.join(settings.interim_dir, "clean_1d_report.md"))
+    markdown = storage.read_text(storage.join(data_path(settings, INTERIM), "clean_1d_report.md"))
     assert "## Splices" in markdown and "| 2024-04-01 | yahoo → cryptocompare |" in markdown
 
-    bars = storage.read_parquet(storage.join(settings.interim_dir, "clean_1d.parquet")).set_index("timestamp")
+    bars = storage.read_parquet(storage.join(data_path(settings, INTERIM), "clean_1d.parquet")).set_index("timestamp")
     log_volume = np.log(bars["volume"])
     month = pd.Timedelta(days=30)
     before = log_volume[splice_day - month : splice_day - pd.Timedelta(days=1)].median()

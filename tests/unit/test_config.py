@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bitpredict.config import ConfigError, Settings, get_settings, load_settings
+from bitpredict.pipeline.stage_table import FEATURES, RAW, data_path
 
 
 def test_defaults_when_nothing_is_set() -> None:
@@ -14,7 +15,7 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings.data_dir == "data"
     assert settings.binance_url == "https://api.binance.com"
     assert settings.model.window == 30
-    assert settings.features_path == str(Path("data/processed/bitcoin_features.parquet"))
+    assert data_path(settings, FEATURES) == str(Path("data/processed/bitcoin_features.parquet"))
     assert settings.tracking_uri.startswith("sqlite:///") and settings.tracking_uri.endswith("data/mlflow.db")
 
 
@@ -37,7 +38,7 @@ def test_params_yaml_overrides_defaults_and_env_overrides_params(
     assert from_env.model.window == 21
     assert from_env.model.epochs == 3  # still from params.yaml
     assert from_env.data_dir == "gs://bucket/bp"
-    assert from_env.raw_dir == "gs://bucket/bp/raw"
+    assert data_path(from_env, RAW) == "gs://bucket/bp/raw"
     assert from_env.tracking_uri == "http://127.0.0.1:5000"
 
 

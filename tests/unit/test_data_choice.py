@@ -53,7 +53,7 @@ def test_the_run_parameters_default_to_the_sample(tmp_path: Path) -> None:
 
 def test_the_run_parameters_come_from_the_settings_and_the_command_line(tmp_path: Path) -> None:
     """Every pipeline parameter is given; the model store is the settings' serving store, not a rebuilt path."""
-    from bitpredict.pipeline_parameters import NAMES
+    from bitpredict.orchestration.parameters import NAMES
 
     settings = load_settings(data_dir=str(tmp_path / "data"), model_store=str(tmp_path / "store"),
                              model={"window": 12}, promotion={"min_skill_vs_persistence": 0.02})  # fmt: skip

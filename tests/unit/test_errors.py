@@ -45,7 +45,7 @@ def test_every_error_we_define_has_the_one_root() -> None:
 
 def test_the_root_keeps_the_second_base_callers_catch() -> None:
     from bitpredict.config import ConfigError
-    from bitpredict.sources.http import SourceError
+    from bitpredict.data.sources.http import SourceError
 
     assert issubclass(ConfigError, BitPredictError) and issubclass(ConfigError, ValueError)
     assert issubclass(SourceError, BitPredictError) and issubclass(SourceError, RuntimeError)

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitpredict.config import PromotionSettings
-from bitpredict.dataset import TARGET
-from bitpredict.evaluate import (
+from bitpredict.evaluation.evaluate import (
     POINT_BASELINES,
     PRIMARY,
     Backtest,
@@ -24,8 +23,9 @@ from bitpredict.evaluate import (
     regression_forecast,
     sma_forecast,
 )
-from bitpredict.evaluation_report import markdown_table, plot_reports, update_readme
-from bitpredict.registry import champion_score_on_window, promotion_decision
+from bitpredict.evaluation.report import markdown_table, plot_reports, update_readme
+from bitpredict.forecast.dataset import TARGET
+from bitpredict.operations.registry import champion_score_on_window, promotion_decision
 
 
 def _frame(n: int = 400, seed: int = 3) -> pd.DataFrame:
@@ -161,7 +161,7 @@ def test_the_readme_table_goes_between_the_markers(tmp_path: Path) -> None:
 
 def test_the_plots_are_written_under_the_stage_tables_names(tmp_path: Path) -> None:
     """The file names DVC tracks (``stage_table.PLOTS``) are the ones drawn: one definition, no silent miss."""
-    from bitpredict.stage_table import PLOTS
+    from bitpredict.pipeline.stage_table import PLOTS
 
     backtest = _backtest(lstm_skill=1.0)
     metrics = compute_metrics(backtest)
@@ -171,7 +171,7 @@ def test_the_plots_are_written_under_the_stage_tables_names(tmp_path: Path) -> N
 
 
 def test_the_ablation_scores_a_variant_against_the_best_baseline() -> None:
-    from bitpredict.ablation import markdown, score_row
+    from bitpredict.evaluation.ablation import markdown, score_row
 
     rng = np.random.default_rng(5)
     actual = rng.normal(0, 0.02, 200)
@@ -195,8 +195,8 @@ def test_the_ablation_scores_a_variant_against_the_best_baseline() -> None:
 
 
 def test_an_unknown_ablation_section_is_refused() -> None:
-    from bitpredict.ablation import run_ablation
     from bitpredict.config import load_settings
+    from bitpredict.evaluation.ablation import run_ablation
 
     with pytest.raises(ValueError, match="unknown ablation section"):
         run_ablation(load_settings(), sections=("recipe", "tuning"))
@@ -207,10 +207,10 @@ def test_a_network_champion_with_another_recipe_is_rescored_on_this_window(tmp_p
     nothing extra; a network trained with other hyperparameters is re-run here as ``champion_v<N>``."""
     import json
 
-    from bitpredict import tracking
     from bitpredict.config import load_settings
-    from bitpredict.evaluate import champion_recipe
-    from bitpredict.registry import CHAMPION
+    from bitpredict.evaluation.evaluate import champion_recipe
+    from bitpredict.operations.registry import CHAMPION
+    from bitpredict.pipeline import tracking
 
     settings = load_settings(data_dir=str(tmp_path / "data"))
     assert champion_recipe(settings) == {}  # no registry content yet

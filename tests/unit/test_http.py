@@ -7,7 +7,7 @@ import email.utils
 import pytest
 
 from bitpredict.config import HttpSettings
-from bitpredict.sources.http import HttpClient, RateLimiter, SourceError, parse_retry_after
+from bitpredict.data.sources.http import HttpClient, RateLimiter, SourceError, parse_retry_after
 
 
 def test_retry_after_seconds_and_http_dates() -> None:

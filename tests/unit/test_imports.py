@@ -110,9 +110,11 @@ def _describe(circle: frozenset[str], graph: dict[str, set[str]]) -> str:
 def test_the_graph_sees_lazy_imports_and_skips_type_checking_ones() -> None:
     """The reader is the test's premise: a function-level import is an edge, a TYPE_CHECKING one is not."""
     graph = import_graph()
-    assert "bitpredict.registry" in graph["bitpredict.evaluate"]  # evaluate imports registry inside a function
-    assert "bitpredict.evaluate" not in graph["bitpredict.evaluation_report"]  # only under TYPE_CHECKING
-    assert "bitpredict.sources.base" in graph["bitpredict.sources"]  # a subpackage's modules are nodes too
+    assert (
+        "bitpredict.operations.registry" in graph["bitpredict.evaluation.evaluate"]
+    )  # evaluate imports registry inside a function
+    assert "bitpredict.evaluation.evaluate" not in graph["bitpredict.evaluation.report"]  # only under TYPE_CHECKING
+    assert "bitpredict.data.sources.base" in graph["bitpredict.data.sources"]  # a subpackage's modules are nodes too
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset({"a", "b", "c"})]
     assert circles({"a": {"b"}, "b": set()}) == []
 
@@ -128,17 +130,17 @@ def test_the_source_modules_take_their_settings_section_not_the_settings() -> No
     """The settings import the source registry (its names), so a source module importing the settings would
     close the circle again: the registry's opener hands each source its own section instead."""
     graph = import_graph()
-    sources = {m for m in graph if m.startswith("bitpredict.sources")}
-    assert sources >= {"bitpredict.sources.binance", "bitpredict.sources.http"}
+    sources = {m for m in graph if m.startswith("bitpredict.data.sources")}
+    assert sources >= {"bitpredict.data.sources.binance", "bitpredict.data.sources.http"}
     assert not any("bitpredict.config" in graph[m] for m in sources)
 
 
 def test_the_stage_table_imports_no_stage_module() -> None:
     """The stage modules import their paths from the table; the table finds their functions by name."""
-    from bitpredict.stage_table import STAGES
+    from bitpredict.pipeline.stage_table import STAGES
 
     graph = import_graph()
     stage_modules = {f"bitpredict.{stage.module}" for stage in STAGES.values()}
-    assert not graph["bitpredict.stage_table"] & stage_modules
-    # ingest writes only the raw store, which it reaches through settings.raw_dir (config reads the table)
-    assert all("bitpredict.stage_table" in graph[m] for m in stage_modules - {"bitpredict.ingest"})
+    assert not graph["bitpredict.pipeline.stage_table"] & stage_modules
+    # ingest writes only the raw store, which it reaches through data_path(settings, RAW) (config reads the table)
+    assert all("bitpredict.pipeline.stage_table" in graph[m] for m in stage_modules - {"bitpredict.data.ingest"})

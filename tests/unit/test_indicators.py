@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from bitpredict import storage
 from bitpredict.config import load_settings
 from bitpredict.errors import InputError
-from bitpredict.indicators import (
+from bitpredict.features.indicators import (
     FEATURE_COLUMNS,
     MODEL_FEATURES,
     WARMUP,
@@ -23,7 +23,7 @@ from bitpredict.indicators import (
     indicators_path,
     run_indicators,
 )
-from bitpredict.online import HISTORY, RESTARTED, DailyBars, model_inputs, restarted
+from bitpredict.features.online import HISTORY, RESTARTED, DailyBars, model_inputs, restarted
 from tests.conftest import SAMPLE_DAYS, copy_data_dir
 
 RTOL = 1e-9
@@ -148,7 +148,7 @@ def test_the_stage_writes_the_table_and_says_what_is_missing(sample_raw_dir: Pat
     with pytest.raises(FileNotFoundError, match="run `bitpredict clean` first"):
         run_indicators(settings)
 
-    from bitpredict.clean import run_clean
+    from bitpredict.data.clean import run_clean
 
     settings = load_settings(data_dir=str(copy_data_dir(sample_raw_dir, tmp_path / "data")))
     run_clean(settings, "1d")
@@ -216,7 +216,7 @@ def test_model_inputs_refuse_what_they_cannot_compute(clean_daily: pd.DataFrame,
 
 
 def test_the_stage_refuses_a_series_shorter_than_the_warm_up(clean_daily: pd.DataFrame, tmp_path: Path) -> None:
-    from bitpredict.clean import clean_path
+    from bitpredict.data.clean import clean_path
 
     settings = load_settings(data_dir=str(tmp_path / "data"))
     storage.write_parquet(clean_daily.iloc[:WARMUP].reset_index(drop=True), clean_path(settings, "1d"))

@@ -12,13 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bitpredict import storage
-from bitpredict.clean import run_clean
 from bitpredict.config import SentimentSettings, load_settings
-from bitpredict.feature_columns import join_sentiment, neutral_sentiment
-from bitpredict.indicators import WARMUP, compute_indicators, run_indicators
-from bitpredict.merge import build_features, run_merge
-from bitpredict.schemas import FEATURE_TARGETS
-from bitpredict.sentiment import run_sentiment
+from bitpredict.data.clean import run_clean
+from bitpredict.data.schemas import FEATURE_TARGETS
+from bitpredict.features.columns import join_sentiment, neutral_sentiment
+from bitpredict.features.indicators import WARMUP, compute_indicators, run_indicators
+from bitpredict.features.merge import build_features, run_merge
+from bitpredict.features.sentiment import run_sentiment
+from bitpredict.pipeline.stage_table import FEATURES, PROCESSED, data_path
 from tests.conftest import copy_data_dir
 
 
@@ -94,7 +95,7 @@ def test_the_four_stages_on_the_real_shared_data(shared_raw_dir: Path, tmp_path:
     assert meta["finbert"] == "off"
     manifest = run_merge(settings)
 
-    features = storage.read_parquet(settings.features_path)
+    features = storage.read_parquet(data_path(settings, FEATURES))
     assert len(features) == 3710 - WARMUP == manifest["rows"] and manifest["labelled_rows"] == len(features) - 1
     assert manifest["warmup_rows"] == WARMUP and manifest["first"] == features["timestamp"].iloc[0].isoformat()
     assert features["timestamp"].iloc[-1] == pd.Timestamp("2024-11-12", tz="UTC")
@@ -105,9 +106,9 @@ def test_the_four_stages_on_the_real_shared_data(shared_raw_dir: Path, tmp_path:
         "2022-08-01", tz="UTC"
     )
     assert 200 <= len(news_days) <= 300
-    csv = pd.read_csv(settings.features_path.removesuffix(".parquet") + ".csv")
+    csv = pd.read_csv(data_path(settings, FEATURES).removesuffix(".parquet") + ".csv")
     assert len(csv) == len(features)
-    on_disk = json.loads(storage.read_text(storage.join(settings.processed_dir, "features.json")))
+    on_disk = json.loads(storage.read_text(storage.join(data_path(settings, PROCESSED), "features.json")))
     assert on_disk["columns"] == list(features.columns) and on_disk["code_version"]
 
 
@@ -119,9 +120,9 @@ def test_merge_without_indicators_says_what_to_run(tmp_path: Path) -> None:
 def test_no_label_spans_a_filled_bar() -> None:
     """A filled day copies the previous close: the target into it would be a fake 0 and the target out of it the
     gap's whole move. Neither is a label; the days stay history for the windows after them."""
-    from bitpredict.clean import clean_bars
     from bitpredict.config import CleanSettings
-    from bitpredict.dataset import TARGET, label_rows, labelled
+    from bitpredict.data.clean import clean_bars
+    from bitpredict.forecast.dataset import TARGET, label_rows, labelled
 
     raw = _bars(WARMUP + 60, seed=4)
     gap = WARMUP + 30  # this day is missing at the source; clean fills it flat

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from bitpredict.config import ModelSettings
-from bitpredict.dataset import TARGET, Scaler, Split, model_input_columns, windows
 from bitpredict.errors import InputError
-from bitpredict.indicators import MODEL_FEATURES
+from bitpredict.features.indicators import MODEL_FEATURES
+from bitpredict.forecast.dataset import TARGET, Scaler, Split, model_input_columns, windows
 
 TINY = {"window": 8, "lstm_units": [8], "dense_units": 4, "epochs": 2, "batch_size": 32, "validation_days": 30}
 
@@ -31,7 +31,7 @@ def _frame(n: int = 260, seed: int = 0) -> pd.DataFrame:
 
 @pytest.mark.parametrize("kind", ["additive", "dot"])
 def test_attention_weights_are_a_distribution_over_the_window(kind: str) -> None:
-    from bitpredict.model import TemporalAttention
+    from bitpredict.forecast.network import TemporalAttention
 
     hidden = np.random.default_rng(1).normal(size=(5, 12, 16)).astype("float32")
     context, weights = TemporalAttention(units=8, kind=kind)(hidden)
@@ -74,7 +74,7 @@ def test_a_split_too_short_for_its_blocks_is_refused() -> None:
 
 def test_the_scaler_sees_only_the_training_rows() -> None:
     """Rows in the validation block (and after ``end``) never influence the scaling."""
-    from bitpredict.train import fit_recipe
+    from bitpredict.forecast.train import fit_recipe
 
     frame = _frame()
     config = ModelSettings(**TINY)
@@ -94,8 +94,8 @@ def test_an_untrained_volatility_scaled_network_is_the_riskmetrics_forecast() ->
     """Zero head kernel + volatility-scaled target: before training, quantiles = normal z × the day's EWMA vol."""
     from statistics import NormalDist
 
-    from bitpredict.model import QUANTILES_OUTPUT, build_model
-    from bitpredict.train import combined
+    from bitpredict.forecast.network import QUANTILES_OUTPUT, build_model
+    from bitpredict.forecast.train import combined
 
     frame = _frame()
     columns = model_input_columns(frame.columns, use_sentiment=False)
@@ -115,9 +115,9 @@ def test_an_untrained_volatility_scaled_network_is_the_riskmetrics_forecast() ->
 def test_the_exported_saved_model_gives_the_in_memory_outputs(tmp_path: Path, scaling: str, ensemble: int) -> None:
     import tensorflow as tf
 
-    from bitpredict.artifact import METADATA_FILE, SAVED_MODEL_DIR, read_metadata
-    from bitpredict.model import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
-    from bitpredict.train import export, fit_recipe, metadata
+    from bitpredict.forecast.artifact import METADATA_FILE, SAVED_MODEL_DIR, read_metadata
+    from bitpredict.forecast.network import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
+    from bitpredict.forecast.train import export, fit_recipe, metadata
 
     frame = _frame()
     config = ModelSettings(**TINY, target_scaling=scaling, ensemble=ensemble)
@@ -146,8 +146,8 @@ def test_the_exported_saved_model_gives_the_in_memory_outputs(tmp_path: Path, sc
 
 def test_days_without_a_label_are_history_never_labels_or_actuals() -> None:
     """Two targets left empty (next to a filled bar): training skips them as window ends, evaluation as actuals."""
-    from bitpredict.evaluate import walk_forward
-    from bitpredict.train import fit_recipe
+    from bitpredict.evaluation.evaluate import walk_forward
+    from bitpredict.forecast.train import fit_recipe
 
     frame = _frame()
     frame.loc[[200, 201, 240], TARGET] = np.nan
@@ -164,7 +164,7 @@ def test_days_without_a_label_are_history_never_labels_or_actuals() -> None:
     assert backtest.probabilistic == ("lstm", "champion_v3", "ewma")
     assert backtest.predictions[["champion_v3_q10", "champion_v3_q50", "champion_v3_q90"]].notna().all().all()
 
-    from bitpredict.evaluate import compute_metrics
+    from bitpredict.evaluation.evaluate import compute_metrics
 
     metrics = compute_metrics(backtest)
     assert metrics["best_baseline"] == "ewma"  # the champion's recipe is scored, never taken for a baseline

@@ -19,14 +19,15 @@ import pandas as pd
 import pytest
 
 from bitpredict import storage
-from bitpredict.clean import OUTLIER_WINDOW, clean_path, flag_outliers, run_clean
 from bitpredict.config import ModelSettings, load_settings
-from bitpredict.dataset import Scaler, labelled, model_input_columns
-from bitpredict.feature_columns import request_sentiment
-from bitpredict.indicators import MODEL_FEATURES, WARMUP, compute_indicators
-from bitpredict.merge import run_merge
-from bitpredict.online import HISTORY, RESTARTED, model_frame
-from bitpredict.serving import ModelSpec, feature_window, parse_bars, parse_request
+from bitpredict.data.clean import OUTLIER_WINDOW, clean_path, flag_outliers, run_clean
+from bitpredict.features.columns import request_sentiment
+from bitpredict.features.indicators import MODEL_FEATURES, WARMUP, compute_indicators
+from bitpredict.features.merge import run_merge
+from bitpredict.features.online import HISTORY, RESTARTED, model_frame
+from bitpredict.forecast.dataset import Scaler, labelled, model_input_columns
+from bitpredict.forecast.serving import ModelSpec, feature_window, parse_bars, parse_request
+from bitpredict.pipeline.stage_table import FEATURES, data_path
 from tests.conftest import copy_data_dir
 
 # Both sides compute in float64 from the same rows; the scaled window is float32 (values up to ~20 std, where one
@@ -37,8 +38,8 @@ REQUEST_SIZES = (200, 1000)
 
 def _pipeline_tables(raw_dir: Path, tmp: Path) -> dict:
     """The pipeline's tables: clean bars, daily sentiment (VADER), the features table."""
-    from bitpredict.indicators import run_indicators
-    from bitpredict.sentiment import run_sentiment
+    from bitpredict.features.indicators import run_indicators
+    from bitpredict.features.sentiment import run_sentiment
 
     data_dir = copy_data_dir(raw_dir, tmp / "data")
     settings = load_settings(data_dir=str(data_dir), sentiment={"finbert": "off"})
@@ -49,7 +50,7 @@ def _pipeline_tables(raw_dir: Path, tmp: Path) -> dict:
     return {
         "bars": storage.read_parquet(clean_path(settings, "1d")),
         "sentiment": storage.read_parquet(settings.path("interim", "sentiment_daily.parquet")),
-        "features": storage.read_parquet(settings.features_path),
+        "features": storage.read_parquet(data_path(settings, FEATURES)),
         "settings": settings,
     }
 

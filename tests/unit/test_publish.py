@@ -1,4 +1,4 @@
-"""bitpredict.publish: one published state, swapped in whole or not at all; readers follow the manifest."""
+"""bitpredict.operations.publish: one published state, swapped in whole or not at all; readers follow the manifest."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bitpredict.config import load_settings
-from bitpredict.publish import PublishError, champion_dir, publish, published_path, read_manifest, resolve
-from bitpredict.stage_table import CLEAN, FEATURES_META
+from bitpredict.operations.publish import PublishError, champion_dir, publish, published_path, read_manifest, resolve
+from bitpredict.pipeline.stage_table import CLEAN, FEATURES_META
 from tests.published_items import fake_artifacts, published_state
 
 

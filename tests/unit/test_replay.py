@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from bitpredict.config import load_settings
-from bitpredict.replay import Replay, ReplayRecipe, ReplayState
-from bitpredict.replay_report import (
+from bitpredict.data.schemas import NEWS, RAW_MARKET
+from bitpredict.data.sources.files import import_file, visible_rows
+from bitpredict.operations.replay import Replay, ReplayRecipe, ReplayState
+from bitpredict.operations.replay_report import (
     README_END,
     README_START,
     episodes,
@@ -22,8 +24,7 @@ from bitpredict.replay_report import (
     update_readme,
     write_report,
 )
-from bitpredict.schemas import NEWS, RAW_MARKET
-from bitpredict.sources.files import import_file, visible_rows
+from bitpredict.pipeline.stage_table import serving_store
 
 
 def test_the_cut_keeps_what_was_known_at_the_end_of_the_day() -> None:
@@ -141,7 +142,7 @@ def test_the_replay_works_in_its_own_folder_and_registry(tmp_path: Path) -> None
     work = replay.work_settings()
     assert Path(work.data_dir) == (tmp_path / "data" / "replay" / "work").resolve()
     assert work.tracking_uri.startswith("sqlite:///") and str(tmp_path / "data" / "replay") in work.tracking_uri
-    assert str(tmp_path / "data" / "replay") in work.serving_store
+    assert str(tmp_path / "data" / "replay") in serving_store(work)
     assert work.ingest_sources == ["files"] and work.files_dir == str(tmp_path / "exports")
     assert work.model.epochs == 5 and work.model.test_days == 60  # the documented lighter recipe
     assert replay.report_dir == tmp_path / "data" / "reports" / "replay"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bitpredict.config import load_settings
-from bitpredict.drift import command_trigger
-from bitpredict.publish import publish
+from bitpredict.operations.monitor import command_trigger
+from bitpredict.operations.publish import publish
 from pipelines.rerun import kfp_parameters, rerun
 from pipelines.run_local import PARAMETERS, RunError, replay_arguments
 from tests.fakes.kfp_api import FakeKfp

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bitpredict.runlock import LOCK_FILE, RunLocked, run_lock
+from bitpredict.pipeline.runlock import LOCK_FILE, RunLocked, run_lock
 
 HOLD = """
 import sys, time
-from bitpredict.runlock import run_lock
+from bitpredict.pipeline.runlock import run_lock
 with run_lock(sys.argv[1], "a test run"):
     print("held", flush=True)
     time.sleep(60)

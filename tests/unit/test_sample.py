@@ -15,12 +15,13 @@ import pandas as pd
 import pytest
 
 from bitpredict import storage
-from bitpredict.clean import run_clean
 from bitpredict.config import SentimentSettings, load_settings
-from bitpredict.indicators import WARMUP, run_indicators
-from bitpredict.merge import run_merge
-from bitpredict.sentiment import run_sentiment
-from bitpredict.stages import STAGES
+from bitpredict.data.clean import run_clean
+from bitpredict.features.indicators import WARMUP, run_indicators
+from bitpredict.features.merge import run_merge
+from bitpredict.features.sentiment import run_sentiment
+from bitpredict.orchestration.stages import STAGES
+from bitpredict.pipeline.stage_table import FEATURES, INTERIM, PROCESSED, data_path
 from tests.conftest import REPO_ROOT, SAMPLE_DAYS, SAMPLE_FILE, copy_data_dir
 
 SAMPLE_SHA256 = "fbc718d673c031677e56ae593b9420bd5804dcfdfd8f2e7f858e4bb21e794bec"
@@ -74,7 +75,7 @@ def test_clean_turns_the_sample_into_complete_days(sample_raw_dir: Path, tmp_pat
     assert report["rows"] == SAMPLE_DAYS and report["bars_per_source"] == {"cryptocompare": SAMPLE_DAYS}
     assert report["first"].startswith("2019-11-21") and report["last"].startswith("2024-11-12")
     assert report["inputs"]["cryptocompare"]["incomplete_days_skipped"] == 1  # 2019-11-20 starts at 11:00
-    bars = storage.read_parquet(storage.join(settings.interim_dir, "clean_1d.parquet")).set_index("timestamp")
+    bars = storage.read_parquet(storage.join(data_path(settings, INTERIM), "clean_1d.parquet")).set_index("timestamp")
     assert bars.index.to_series().diff().dropna().eq(pd.Timedelta(days=1)).all()
     # the shared README's spot check: the daily close derived from the hourly bars on 2021-11-08
     assert bars.loc[pd.Timestamp("2021-11-08", tz="UTC"), "close"] == pytest.approx(67_549, abs=1)
@@ -90,7 +91,7 @@ def test_the_four_feature_stages_on_the_sample_and_the_hand_made_news(sample_raw
     run_indicators(settings)
     assert run_sentiment(settings)["news"] == 30
     manifest = run_merge(settings)
-    features = storage.read_parquet(settings.features_path)
+    features = storage.read_parquet(data_path(settings, FEATURES))
     assert len(features) == SAMPLE_DAYS - WARMUP == manifest["rows"] == 1_669
     assert features["timestamp"].iloc[-1] == pd.Timestamp("2024-11-12", tz="UTC")
     assert not features[manifest["feature_columns"]].isna().any().any()
@@ -99,4 +100,4 @@ def test_the_four_feature_stages_on_the_sample_and_the_hand_made_news(sample_raw
         "2024-11-12", tz="UTC"
     )
     assert len(news_days) == 27  # 30 headlines on 27 distinct days
-    assert json.loads(storage.read_text(storage.join(settings.processed_dir, "features.json")))["rows"] == 1_669
+    assert json.loads(storage.read_text(storage.join(data_path(settings, PROCESSED), "features.json")))["rows"] == 1_669

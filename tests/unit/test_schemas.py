@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bitpredict import storage
-from bitpredict.schemas import FEATURES, NEWS, RAW_MARKET, TWEETS, SchemaError, validate
+from bitpredict.data.schemas import FEATURES, NEWS, RAW_MARKET, TWEETS, SchemaError, validate
 
 
 def _good_bar(**over: object) -> dict[str, object]:

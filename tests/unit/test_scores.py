@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bitpredict import scores
+from bitpredict.evaluation import scores
 
 LEVELS = (0.1, 0.5, 0.9)
 

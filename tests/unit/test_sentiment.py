@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from bitpredict import storage
 from bitpredict.config import SentimentSettings, load_settings
-from bitpredict.sentiment import (
+from bitpredict.features.sentiment import (
     VADER_MODEL,
     FinBertScorer,
     SentimentModelError,
@@ -186,7 +186,7 @@ def test_an_interrupted_run_keeps_the_scored_chunks(
     tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The cache is written every CHECKPOINT_TEXTS texts, so a crash mid-backfill loses one chunk at most."""
-    monkeypatch.setattr("bitpredict.sentiment.CHECKPOINT_TEXTS", 2)
+    monkeypatch.setattr("bitpredict.features.sentiment.CHECKPOINT_TEXTS", 2)
     settings = _settings(tmp_path, tiny_model)
     texts = pd.DataFrame({"text_id": list("abcde"), "text": [f"bitcoin rally {i}" for i in range(5)]})
     real = FinBertScorer.score
@@ -240,7 +240,7 @@ def test_a_fully_cached_run_needs_no_model(tmp_path: Path, tiny_model: Path, mon
     def no_load(*args: object, **kwargs: object) -> FinBertScorer:
         raise AssertionError("the model must not be loaded when every text is cached")
 
-    monkeypatch.setattr("bitpredict.sentiment._load_scorer", no_load)
+    monkeypatch.setattr("bitpredict.features.sentiment._load_scorer", no_load)
     again, meta = score_texts(texts, settings)
     assert meta["finbert"] == "used" and meta["scored"] == 0
     pd.testing.assert_frame_equal(again, first)

@@ -1,4 +1,4 @@
-"""bitpredict.serving and the request log: start-up checks, sentiment inputs, the log across restarts."""
+"""bitpredict.forecast.serving and the request log: start-up checks, sentiment inputs, the log across restarts."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bitpredict.dataset import Scaler
-from bitpredict.feature_columns import sentiment_columns
-from bitpredict.indicators import MODEL_FEATURES, WARMUP, compute_indicators
-from bitpredict.online import DailyBars
-from bitpredict.request_log import RequestLog, read_log
-from bitpredict.serving import (
+from bitpredict.features.columns import sentiment_columns
+from bitpredict.features.indicators import MODEL_FEATURES, WARMUP, compute_indicators
+from bitpredict.features.online import DailyBars
+from bitpredict.forecast.dataset import Scaler
+from bitpredict.forecast.serving import (
     ModelMismatch,
     ModelSpec,
     RequestError,
@@ -25,6 +24,7 @@ from bitpredict.serving import (
     sentiment_inputs,
     sentiment_source,
 )
+from bitpredict.operations.request_log import RequestLog, read_log
 
 
 def _meta(columns: list[str], window: int = 10) -> dict:
@@ -105,7 +105,7 @@ def test_the_ui_request_carries_the_days_sentiment_and_filled_bars(clean_daily: 
     is_imputed flags; the transformer's code reads both, so the window is the one the features table holds."""
     from bitpredict import storage
     from bitpredict.config import load_settings
-    from bitpredict.merge import build_features
+    from bitpredict.features.merge import build_features
     from ui.data import forecast_request
 
     settings = load_settings(data_dir=str(tmp_path / "data"))
@@ -183,12 +183,12 @@ def test_too_few_rows_and_impossible_timestamps_are_clear_errors(clean_daily: pd
 
 
 # --------------------------------------------------------------------------------------------
-# where the model lives (bitpredict.artifact.locate)
+# where the model lives (bitpredict.forecast.artifact.locate)
 # --------------------------------------------------------------------------------------------
 
 
 def _model_folder(root: Path, meta: dict, nested: bool) -> Path:
-    from bitpredict.artifact import SAVED_MODEL_DIR, SAVED_MODEL_PB, write_metadata
+    from bitpredict.forecast.artifact import SAVED_MODEL_DIR, SAVED_MODEL_PB, write_metadata
 
     saved = root / SAVED_MODEL_DIR if nested else root
     saved.mkdir(parents=True)
@@ -198,7 +198,7 @@ def _model_folder(root: Path, meta: dict, nested: bool) -> Path:
 
 
 def test_locate_finds_the_newest_version_a_version_folder_and_a_candidate(tmp_path: Path) -> None:
-    from bitpredict.artifact import FORMAT_VERSION, locate, read_metadata
+    from bitpredict.forecast.artifact import FORMAT_VERSION, locate, read_metadata
 
     meta = {"format_version": FORMAT_VERSION, "mlflow_run_id": "0123456789abcdef", "window": 30}
     store = tmp_path / "store" / "bitpredict-lstm"
@@ -222,7 +222,7 @@ def test_locate_finds_the_newest_version_a_version_folder_and_a_candidate(tmp_pa
     ],
 )
 def test_locate_says_what_is_missing(tmp_path: Path, prepare, message: str) -> None:
-    from bitpredict.artifact import ArtifactError, locate
+    from bitpredict.forecast.artifact import ArtifactError, locate
 
     folder = tmp_path / "model"
     folder.mkdir()
@@ -232,7 +232,7 @@ def test_locate_says_what_is_missing(tmp_path: Path, prepare, message: str) -> N
 
 
 def test_locate_requires_the_graph_only_when_asked_and_metadata_format_is_checked(tmp_path: Path) -> None:
-    from bitpredict.artifact import ArtifactError, locate, read_metadata, write_metadata
+    from bitpredict.forecast.artifact import ArtifactError, locate, read_metadata, write_metadata
 
     folder = tmp_path / "meta-only"
     folder.mkdir()

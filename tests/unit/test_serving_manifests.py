@@ -39,7 +39,7 @@ W, F, Q = 30, 41, 3
 
 
 def _metadata(window: int = W, n_features: int = F, quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)) -> dict:
-    """The keys of bitpredict_model.json that the layout reads, shaped as bitpredict.train.metadata writes them."""
+    """The keys of bitpredict_model.json that the layout reads, shaped as bitpredict.forecast.train.metadata writes them."""
     return {
         "format_version": 1,
         "feature_columns": [f"f{i}" for i in range(n_features)],
@@ -134,10 +134,10 @@ def test_rebuilding_a_version_replaces_it(tmp_path: Path) -> None:
 
 
 def test_every_artifact_name_is_defined_once() -> None:
-    """File and tensor names of the model artifact live in bitpredict/artifact.py alone; others import them."""
+    """File and tensor names of the model artifact live in bitpredict/forecast/artifact.py alone; others import them."""
     import ast
 
-    from bitpredict import artifact
+    from bitpredict.forecast import artifact
 
     names = {
         value: name
@@ -153,9 +153,11 @@ def test_every_artifact_name_is_defined_once() -> None:
                 for target in targets:
                     definitions.setdefault(str(node.value.value), []).append(f"{path.relative_to(REPO_ROOT)}:{target}")
     stray = {
-        value: where for value, where in definitions.items() if where != [f"bitpredict/artifact.py:{names[value]}"]
+        value: where
+        for value, where in definitions.items()
+        if where != [f"bitpredict/forecast/artifact.py:{names[value]}"]
     }
-    assert not stray, f"artifact names defined outside bitpredict/artifact.py: {stray}"
+    assert not stray, f"artifact names defined outside bitpredict/forecast/artifact.py: {stray}"
 
 
 @pytest.mark.parametrize(

@@ -5,15 +5,20 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from bitpredict.config import ConfigError, load_settings
-from bitpredict.ingest import run_ingest
-from bitpredict.sources import DEFAULT_SOURCES, KEYLESS_SOURCES, SOURCE_NAMES, SOURCES
+from bitpredict.config import DEFAULT_SOURCES, ConfigError, SourceName, load_settings
+from bitpredict.data.ingest import run_ingest
+from bitpredict.data.sources import KEYLESS_SOURCES, SOURCE_NAMES, SOURCES
 
 
-def test_every_list_of_source_names_comes_from_the_registry(tmp_path: Path) -> None:
+def test_the_settings_vocabulary_is_the_registry(tmp_path: Path) -> None:
+    """The settings own the names (config imports no source), the registry one row per name: they must agree,
+    and the default is exactly the registry's public APIs."""
+    assert get_args(SourceName) == SOURCE_NAMES
+    assert tuple(name for name, entry in SOURCES.items() if entry.network) == DEFAULT_SOURCES
     settings = load_settings(data_dir=str(tmp_path), ingest_sources=list(SOURCE_NAMES))
     assert tuple(settings.ingest_sources) == SOURCE_NAMES
     assert tuple(load_settings(data_dir=str(tmp_path)).ingest_sources) == DEFAULT_SOURCES
@@ -41,9 +46,9 @@ def test_a_source_that_cannot_run_here_says_why_without_failing_the_run(tmp_path
 
 
 def test_the_source_modules_do_not_import_the_ingest_engine() -> None:
-    """No import circle: the sources need only ``bitpredict.sources.base``, never ``bitpredict.ingest``."""
+    """No import circle: the sources need only ``bitpredict.data.sources.base``, never ``bitpredict.data.ingest``."""
     names = ("binance", "coingecko", "cryptocompare", "rss", "twitter", "files")
-    code = "import sys\n" + "".join(f"import bitpredict.sources.{name}\n" for name in names)
-    code += "assert 'bitpredict.ingest' not in sys.modules, 'a source imports the ingest engine'\n"
+    code = "import sys\n" + "".join(f"import bitpredict.data.sources.{name}\n" for name in names)
+    code += "assert 'bitpredict.data.ingest' not in sys.modules, 'a source imports the ingest engine'\n"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

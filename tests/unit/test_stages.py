@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from bitpredict import storage
-from bitpredict.pipeline_parameters import NAMES, ParameterError, pipeline_settings, typed
-from bitpredict.stages import run_stage
+from bitpredict.orchestration.parameters import NAMES, ParameterError, pipeline_settings, typed
+from bitpredict.orchestration.stages import run_stage
 from tests.conftest import SAMPLE_DAYS
 
 
@@ -131,15 +131,15 @@ def test_every_stage_reports_its_progress_for_the_run_screen(
 
 
 def test_the_checked_in_dvc_yaml_is_generated_from_the_stage_table() -> None:
-    from bitpredict.stage_table import DVC_YAML, render_dvc_yaml
+    from bitpredict.pipeline.stage_table import DVC_YAML, render_dvc_yaml
 
     assert DVC_YAML.read_text() == render_dvc_yaml(), "dvc.yaml is stale: run `bitpredict stages dvc` and commit it"
 
 
 def test_the_stage_table_is_consistent_with_itself_and_the_published_layout() -> None:
     """What a stage reads is what an earlier stage writes; every artifact is tracked; publish reads the same paths."""
-    from bitpredict.publish import ITEMS
-    from bitpredict.stage_table import STAGES, code_dependencies
+    from bitpredict.operations.publish import ITEMS
+    from bitpredict.pipeline.stage_table import STAGES, code_dependencies
 
     def covers(outer: str, inner: str) -> bool:
         return inner == outer or inner.startswith(outer + "/")
@@ -160,18 +160,22 @@ def test_the_stage_table_is_consistent_with_itself_and_the_published_layout() ->
 
 def test_code_dependencies_follow_the_imports() -> None:
     """evaluate imports train (fit_recipe): its DVC stage reruns when train.py changes; plumbing is left out."""
-    from bitpredict.stage_table import STAGES, code_dependencies
+    from bitpredict.pipeline.stage_table import STAGES, code_dependencies
 
     evaluate = code_dependencies(STAGES["evaluate"])
-    assert {"bitpredict/evaluate.py", "bitpredict/train.py", "bitpredict/evaluation_report.py"} <= set(evaluate)
+    assert {
+        "bitpredict/evaluation/evaluate.py",
+        "bitpredict/forecast/train.py",
+        "bitpredict/evaluation/report.py",
+    } <= set(evaluate)
     assert "bitpredict/config.py" not in evaluate and "bitpredict/storage.py" not in evaluate
-    assert "bitpredict/clean.py" in code_dependencies(STAGES["clean"])
+    assert "bitpredict/data/clean.py" in code_dependencies(STAGES["clean"])
 
 
 def test_code_dependencies_follow_imports_of_imports() -> None:
     """train imports dataset, which imports feature_columns: a change there must rerun train under DVC."""
-    from bitpredict.stage_table import STAGES, _package_imports, code_dependencies
+    from bitpredict.pipeline.stage_table import STAGES, _package_imports, code_dependencies
 
     assert "feature_columns" not in _package_imports("train")  # only through another module…
-    assert "bitpredict/feature_columns.py" in code_dependencies(STAGES["train"])  # …and still a dependency
+    assert "bitpredict/features/columns.py" in code_dependencies(STAGES["train"])  # …and still a dependency
     assert "bitpredict/sources" in code_dependencies(STAGES["ingest"])

@@ -9,7 +9,8 @@ import pytest
 
 from bitpredict import storage
 from bitpredict.config import get_settings
-from bitpredict.sentiment import news_texts
+from bitpredict.features.sentiment import news_texts
+from bitpredict.pipeline.stage_table import RAW, data_path
 from ui import data
 
 
@@ -30,7 +31,7 @@ def test_headlines_carry_the_words_of_their_raw_rows_newest_first(
     texts = news_texts(news, "news_rss")
     scores = texts[["table", "kind", "text_id", "timestamp"]].assign(vader_compound=[0.1, 0.2, 0.3])
     # the newest item's raw row is gone (e.g. a raw table rebuilt): it keeps its score, with no words
-    storage.write_parquet(news.iloc[:2], storage.join(settings.raw_dir, "news_rss.parquet"))
+    storage.write_parquet(news.iloc[:2], storage.join(data_path(settings, RAW), "news_rss.parquet"))
 
     shown = data.headlines(settings, scores, count=3)
 

@@ -1,0 +1,219 @@
+"""What people read of an evaluation: the markdown results tables, the plots, the README's results block, and
+the flat ``{method}_{metric}`` numbers MLflow and KFP's Metrics artifact show.
+
+Kept apart from the backtest (``bitpredict.evaluation.evaluate``) so the numbers are computed in one place and shown
+in another; everything here is a pure function of the metrics and the per-day predictions.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bitpredict.errors import InputError
+from bitpredict.pipeline.stage_table import (
+    PLOT_ACTUAL_VS_PREDICTED,
+    PLOT_ATTENTION,
+    PLOT_ERROR_OVER_TIME,
+    PLOT_PINBALL_OVER_TIME,
+    PLOT_RELIABILITY,
+)
+
+if TYPE_CHECKING:
+    from bitpredict.evaluation.evaluate import Backtest
+
+# The score methods are ranked by and the champion is chosen on (metrics.json names it under "primary").
+# Defined here, the lowest module that reads metrics, so the backtest, the registry and the reports share it.
+PRIMARY = "pinball_mean"
+
+
+def _pct(value: float) -> str:
+    """A log-return loss in percent (0.0068 → 0.680)."""
+    return f"{value * 100:.3f}"
+
+
+def _p(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def probabilistic_table(metrics: dict[str, Any]) -> list[str]:
+    levels = metrics["levels"]
+    tags = [f"q{round(q * 100):02d}" for q in levels]
+    nominal = round((levels[-1] - levels[0]) * 100)
+    lines = [
+        "| method | mean pinball (%) | " + " | ".join(f"pinball {t}" for t in tags) + f" | Winkler {nominal}% | CRPS "
+        "| " + " | ".join(f"cover {t}" for t in tags) + f" | {nominal}% coverage | HAC-DM p (better than) |",
+        "|---" * (6 + 2 * len(tags)) + "|",
+    ]
+    ranked = sorted(metrics["probabilistic"], key=lambda m: metrics["methods"][m][PRIMARY])
+    for method in ranked:
+        m = metrics["methods"][method]
+        test = f"{_p(m.get('pinball_dm_pvalue'))} ({m['pinball_dm_vs']})" if "pinball_dm_vs" in m else "—"
+        lines.append(
+            f"| {method} | {_pct(m[PRIMARY])} | "
+            + " | ".join(_pct(m[f"pinball_{t}"]) for t in tags)
+            + f" | {_pct(m['winkler'])} | {_pct(m['crps'])} | "
+            + " | ".join(f"{m[f'coverage_{t}']:.1%}" for t in tags)
+            + f" | {m['interval_coverage']:.1%} | {test} |"
+        )
+    return lines
+
+
+def point_table(metrics: dict[str, Any]) -> list[str]:
+    lines = [
+        "| method | MAE ($) | RMSE ($) | MAPE (%) | direction acc. | skill vs persistence | HAC-DM p (better) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    baselines = set(metrics["probabilistic"]) - {"lstm"} - {m for m in metrics["probabilistic"] if "champion" in m}
+    for method, m in metrics["methods"].items():
+        if method in baselines:  # their median is persistence's: the same row again
+            continue
+        p = "—" if method == "persistence" else _p(m["dm_pvalue"])
+        direction = m["directional_accuracy"]
+        never = direction is None or direction != direction  # None/NaN: the method never forecasts a move
+        shown = "— (no call)" if never else f"{direction:.1%}"
+        lines.append(
+            f"| {method} | {m['mae']:.2f} | {m['rmse']:.2f} | {m['mape']:.3f} | {shown} | {m['skill']:+.4f} | {p} |"
+        )
+    return lines
+
+
+def markdown_table(metrics: dict[str, Any], decision: dict[str, Any]) -> str:
+    """The results: probabilistic table (the primary score first), point table, the verdict and the champion."""
+    lines = [
+        f"Walk-forward over {metrics['days']} days ({metrics['first_day']} → {metrics['last_day']}), one step "
+        "ahead; each block refitted on all earlier days. Losses on the next-day log return, in percent.",
+        "",
+        f"**Probabilistic** (primary score: mean pinball loss over the quantiles; lower is better; CRPS from the "
+        f"quantiles with {metrics['crps_method'].split(' ')[0]}; HAC-DM = Diebold–Mariano with a Newey–West "
+        "variance and the HLN correction, on the daily mean pinball loss):",
+        "",
+        *probabilistic_table(metrics),
+        "",
+        "**Point** (the median as the forecast of the close; the probabilistic baselines' median is persistence; "
+        "HAC-DM on the absolute log-return error vs persistence):",
+        "",
+        *point_table(metrics),
+        "",
+        f"Direction: zero-return days left out ({metrics['zero_return_days']}); baselines 50 % (coin) and "
+        f"{metrics['majority_class_accuracy']:.1%} (always the majority class; {metrics['share_up_days']:.1%} of "
+        "the days with a move were up).",
+        f"**Verdict: the network {'beats' if decision['beats_baselines'] else 'does NOT beat'} the baselines**"
+        f" ({decision['reason']}).",
+        f"**Champion of this evaluation: {decision['best']}** — {decision['why']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """``{method}_{metric}`` numbers plus the verdict as 0/1: the shape KFP's Metrics artifact and MLflow take."""
+    flat = {
+        f"{m}_{k}": float(v)
+        for m, values in result["methods"].items()
+        for k, v in values.items()
+        if isinstance(v, int | float) and v is not None and math.isfinite(float(v))
+    }
+    flat["beats_baselines"] = float(result["decision"]["beats_baselines"])
+    flat["days"] = float(result["days"])
+    return flat
+
+
+def update_readme(readme: Path, table: str) -> None:
+    """Replace the text between the results markers in the README with the generated table."""
+    replace_block(readme, "results", table)
+
+
+def replace_block(readme: Path, name: str, text: str) -> None:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    content = readme.read_text()
+    if start not in content or end not in content:
+        raise InputError(f"{readme}: no '{start}' … '{end}' markers to replace")
+    head, rest = content.split(start, 1)
+    readme.write_text(f"{head}{start}\n{text}{end}{rest.split(end, 1)[1]}")
+
+
+def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str, Any], directory: Path) -> list[Path]:
+    """actual_vs_predicted, error_over_time, pinball_over_time, reliability and attention PNGs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = backtest.predictions
+    best = decision["best"]
+    shown = list(dict.fromkeys(["lstm", best]))
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    ax.plot(p["timestamp"], p["actual_close"], color="black", lw=1.2, label="actual close (t+1)")
+    for method, colour in zip(shown, ("tab:blue", "tab:green"), strict=False):
+        ax.fill_between(
+            p["timestamp"], p[f"{method}_lower_close"], p[f"{method}_upper_close"], color=colour, alpha=0.18,
+            label=f"{method} interval",
+        )  # fmt: skip
+        ax.plot(p["timestamp"], p[f"{method}_close"], color=colour, lw=0.8, label=f"{method} median")
+    ax.set(title="Next-day close: actual vs forecast (walk-forward)", ylabel="USD")
+    ax.legend(loc="upper left")
+    paths.append(_save(fig, directory / Path(PLOT_ACTUAL_VS_PREDICTED).name))
+
+    fig, ax = plt.subplots(figsize=(11, 4))
+    for method in ("lstm", "persistence", "arima", "gbm"):
+        error = (p[f"{method}_close"] - p["actual_close"]).abs().rolling(30, min_periods=1).mean()
+        ax.plot(p["timestamp"], error, lw=1, label=method)
+    ax.set(title="Absolute error of the next-day close, 30-day rolling mean", ylabel="USD")
+    ax.legend()
+    paths.append(_save(fig, directory / Path(PLOT_ERROR_OVER_TIME).name))
+
+    fig, ax = plt.subplots(figsize=(11, 4))
+    for method in backtest.probabilistic:
+        loss = backtest.daily_pinball(method) * 100
+        ax.plot(p["timestamp"], _rolling(loss, 30), lw=1.2 if method in shown else 0.8, label=method)
+    ax.set(title="Mean pinball loss, 30-day rolling mean (lower is better)", ylabel="% log return")
+    ax.legend()
+    paths.append(_save(fig, directory / Path(PLOT_PINBALL_OVER_TIME).name))
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    levels = backtest.levels
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
+    for method in backtest.probabilistic:
+        observed = [metrics["methods"][method][f"coverage_q{round(q * 100):02d}"] for q in levels]
+        ax.plot(levels, observed, marker="o", lw=1, label=method)
+    ax.set(
+        title="Reliability: share of outcomes below each quantile",
+        xlabel="nominal quantile level",
+        ylabel="observed share",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    paths.append(_save(fig, directory / Path(PLOT_RELIABILITY).name))
+
+    last = backtest.attention[-60:]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    image = ax.imshow(last, aspect="auto", cmap="viridis")
+    window = last.shape[1]
+    ax.set(
+        title="Network attention over the window, last 60 forecasts",
+        xlabel=f"day in window (0 = {window - 1} days before, {window - 1} = the forecast day)",
+        ylabel="forecast (oldest at top)",
+    )
+    fig.colorbar(image, ax=ax, label="weight")
+    paths.append(_save(fig, directory / Path(PLOT_ATTENTION).name))
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write and close one figure (closing frees it: a run draws several)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _rolling(values: Any, window: int) -> Any:
+    import pandas as pd
+
+    return pd.Series(values).rolling(window, min_periods=1).mean().to_numpy()

@@ -1,0 +1,212 @@
+"""Probabilistic baselines that are models: fitted like the network, scored like it, exported like it.
+
+Each baseline forecasts the same quantiles of the next-day log return as the network, centred on
+persistence (median 0: "tomorrow = today") with a spread from a classic volatility model:
+
+* ``ewma``: RiskMetrics — normal quantiles × the EWMA volatility (λ = 0.94; the ``ewma_vol`` feature).
+* ``empirical``: the empirical quantiles of the window's daily returns, re-centred on zero.
+* ``garch``: GARCH(1,1) with Student-t errors (``arch``), fitted on the returns before each block; the
+  variance is filtered over the window from the EWMA variance at its first day.
+* ``har``: a HAR regression of the log Garman–Klass range variance on its 1/7/30-day means
+  (``log_gk_var_*``), scaled to returns by the empirical quantiles of training returns over the HAR
+  volatility (a range-based HAR: daily bars are what a client sends, and the history before 2019 has no
+  hourly bars to sum).
+
+Fitting is NumPy/arch; forecasting is one TensorFlow function per baseline (``BaselineModule``) that the
+walk-forward evaluation calls on its windows *and* that is exported as the SavedModel — so the served
+forecast is, by construction, the evaluated one. Inputs are the raw (unscaled) feature columns the
+baseline names; its metadata carries an identity scaler so the serving transformer builds the window
+with the same code as for the network.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bitpredict.features.indicators import EWMA_LAMBDA
+from bitpredict.forecast.dataset import TARGET, Scaler, windows
+
+KINDS = ("ewma", "empirical", "garch", "har")
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "ewma": ("ewma_vol",),
+    "empirical": ("log_return_1",),
+    "garch": ("log_return_1", "ewma_vol"),
+    "har": ("log_gk_var_1", "log_gk_var_7", "log_gk_var_30"),
+}
+GARCH_HISTORY = 2000  # days of returns the GARCH is fitted on before each block
+HAR_HISTORY = 2000
+
+
+@dataclass(frozen=True)
+class BaselineFit:
+    """A fitted baseline: its kind, the quantile levels, the window and the fitted constants."""
+
+    kind: str
+    levels: tuple[float, ...]
+    window: int
+    params: dict[str, Any] = field(default_factory=dict)
+    train_span: tuple[str, str] = ("", "")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return COLUMNS[self.kind]
+
+    def scaler(self) -> Scaler:
+        """Identity scaling: the baseline reads its columns in their own units."""
+        n = len(self.columns)
+        return Scaler(self.columns, (0.0,) * n, (1.0,) * n)
+
+
+# --------------------------------------------------------------------------------------------
+# fitting (rows [0, end) of the labelled features table)
+# --------------------------------------------------------------------------------------------
+
+
+def _fit_garch(frame: pd.DataFrame, end: int) -> dict[str, Any]:
+    from arch import arch_model
+
+    returns = frame["log_return_1"].to_numpy(dtype="float64")[max(0, end - GARCH_HISTORY) : end]
+    returns = returns[np.isfinite(returns)] * 100.0  # arch's optimiser wants percent units
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter; a bad fit shows in the scores
+        result = arch_model(returns, mean="Zero", vol="GARCH", p=1, q=1, dist="t").fit(disp="off")
+    params = result.params
+    nu = float(params["nu"])
+    return {
+        "omega": float(params["omega"]) / 1e4,  # back to squared log-return units
+        "alpha": float(params["alpha[1]"]),
+        "beta": float(params["beta[1]"]),
+        "nu": nu,
+    }
+
+
+def _fit_har(frame: pd.DataFrame, end: int, levels: tuple[float, ...]) -> dict[str, Any]:
+    """OLS of log GK variance at t+1 on its 1/7/30-day means at t (rows whose t+1 is before ``end``)."""
+    lo = max(0, end - HAR_HISTORY)
+    x = frame[list(COLUMNS["har"])].to_numpy(dtype="float64")[lo:end]
+    y = x[1:, 0]
+    design = np.column_stack([np.ones(len(x) - 1), x[:-1]])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    sigma = np.sqrt(np.exp(design @ coef))
+    z = frame[TARGET].to_numpy(dtype="float64")[lo : end - 1] / sigma
+    z = z[np.isfinite(z)]  # a day next to a filled bar has no target
+    spread = np.quantile(z, levels) - np.quantile(z, 0.5)
+    return {"coef": coef.tolist(), "z_quantiles": spread.tolist()}
+
+
+def fit_baseline(kind: str, frame: pd.DataFrame, end: int, levels: tuple[float, ...], window: int) -> BaselineFit:
+    """Fit baseline ``kind`` on the labelled rows ``[0, end)``; the forecast needs ``window`` days."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown baseline {kind!r}; known: {KINDS}")
+    if kind == "garch":
+        params = _fit_garch(frame, end)
+    elif kind == "har":
+        params = _fit_har(frame, end, levels)
+    else:
+        params = {}
+    span = (frame["timestamp"].iloc[0].date().isoformat(), frame["timestamp"].iloc[end - 1].date().isoformat())
+    return BaselineFit(kind, tuple(levels), window, params, span)
+
+
+# --------------------------------------------------------------------------------------------
+# forecasting: one TensorFlow function per fit, evaluated and exported alike
+# --------------------------------------------------------------------------------------------
+
+
+def _ewma_weights(window: int) -> np.ndarray:
+    weights = EWMA_LAMBDA ** np.arange(window)[::-1]
+    return weights / weights.sum()
+
+
+def _standard_t_quantiles(levels: tuple[float, ...], nu: float) -> np.ndarray:
+    from scipy import stats
+
+    return stats.t.ppf(levels, nu) * math.sqrt((nu - 2.0) / nu)
+
+
+def _graph(fit: BaselineFit, x: Any) -> tuple[Any, Any]:
+    """Quantiles [B, Q] and attention [B, W] from the raw window ``x`` [B, W, C] (float64 tensors)."""
+    import tensorflow as tf
+
+    w = fit.window
+    z = tf.constant([[NormalDist().inv_cdf(q) for q in fit.levels]], tf.float64)
+    batch = tf.shape(x)[0]
+    last_only = tf.one_hot(tf.fill([batch], w - 1), w, dtype=tf.float64)
+    if fit.kind == "ewma":
+        sigma = x[:, -1, 0:1]
+        attention = tf.tile(tf.constant(_ewma_weights(w)[None, :], tf.float64), [batch, 1])
+        return sigma * z, attention
+    if fit.kind == "empirical":
+        ordered = tf.sort(x[:, :, 0], axis=1)
+
+        def quantile(level: float) -> Any:
+            position = level * (w - 1)
+            lo, hi = math.floor(position), math.ceil(position)
+            return ordered[:, lo] + (position - lo) * (ordered[:, hi] - ordered[:, lo])
+
+        median = quantile(0.5)
+        values = tf.stack([quantile(q) - median for q in fit.levels], axis=1)
+        return values, tf.fill([batch, w], tf.constant(1.0 / w, tf.float64))
+    if fit.kind == "garch":
+        p = fit.params
+        variance = tf.square(x[:, 0, 1])
+        for i in range(1, w):
+            variance = p["omega"] + p["alpha"] * tf.square(x[:, i, 0]) + p["beta"] * variance
+        t = tf.constant(_standard_t_quantiles(fit.levels, p["nu"])[None, :], tf.float64)
+        weights = np.array([p["beta"] ** (w - 1)] + [p["alpha"] * p["beta"] ** (w - 1 - i) for i in range(1, w)])
+        attention = tf.tile(tf.constant((weights / weights.sum())[None, :], tf.float64), [batch, 1])
+        return tf.sqrt(variance)[:, None] * t, attention
+    coef = fit.params["coef"]
+    log_variance = coef[0] + coef[1] * x[:, -1, 0] + coef[2] * x[:, -1, 1] + coef[3] * x[:, -1, 2]
+    sigma = tf.sqrt(tf.exp(log_variance))[:, None]
+    return sigma * tf.constant(np.asarray(fit.params["z_quantiles"])[None, :], tf.float64), last_only
+
+
+def module(fit: BaselineFit) -> Any:
+    """A ``tf.Module`` whose ``serve`` is the ``serving_default`` signature: ``features`` [B, W, C] float32 →
+    ``quantiles`` [B, Q] and ``attention`` [B, W] float32 — the network's contract."""
+    import tensorflow as tf
+
+    from bitpredict.forecast.artifact import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
+
+    class BaselineModule(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, fit.window, len(fit.columns)], tf.float32, INPUT_NAME)])
+        def serve(self, features: Any) -> dict[str, Any]:
+            quantiles, attention = _graph(fit, tf.cast(features, tf.float64))
+            return {
+                QUANTILES_OUTPUT: tf.cast(tf.sort(quantiles, axis=-1), tf.float32),
+                ATTENTION_OUTPUT: tf.cast(attention, tf.float32),
+            }
+
+    return BaselineModule(name=f"bitpredict_{fit.kind}")
+
+
+def predict(fit: BaselineFit, frame: pd.DataFrame, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles [N, Q] and attention [N, W] for windows ending at rows ``ends`` — through the exported graph."""
+    import tensorflow as tf
+
+    from bitpredict.forecast.artifact import ATTENTION_OUTPUT, QUANTILES_OUTPUT
+
+    x = windows(fit.scaler().transform(frame), fit.window, ends)
+    out = module(fit).serve(tf.constant(x))
+    return out[QUANTILES_OUTPUT].numpy().astype("float64"), out[ATTENTION_OUTPUT].numpy().astype("float64")
+
+
+def export(fit: BaselineFit, directory: Path) -> Path:
+    """``<directory>/saved_model/`` with the ``serving_default`` signature (metadata is written by the caller)."""
+    import tensorflow as tf
+
+    from bitpredict.forecast.artifact import SAVED_MODEL_DIR, SIGNATURE
+
+    directory.mkdir(parents=True, exist_ok=True)
+    instance = module(fit)
+    tf.saved_model.save(instance, str(directory / SAVED_MODEL_DIR), signatures={SIGNATURE: instance.serve})
+    return directory

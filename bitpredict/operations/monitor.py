@@ -1,0 +1,518 @@
+"""Drift: are today's model inputs still like the ones the model was trained on — and is it still useful?
+
+* **Reference**: the training rows' inputs saved with the model (``reference.parquet`` beside the
+  SavedModel), or the features table over the model's training span when the file is missing.
+* **Current**: the inputs of the recently served requests (rebuilt from the request log's bars, flags and
+  sentiment with the serving code) and the newly ingested days of the features table after the reference
+  ends, the last ``drift.window_days`` of them — one row per day: a day's latest request, so a day someone
+  looked at often does not outweigh the others.
+* **Columns**: returns, scale-free indicators and sentiment — never price levels, which always drift,
+  and not the calendar.
+* **Test, calibrated on the training history** (``calibrated_thresholds``): Evidently's K-S test per column,
+  but a column counts as drifted only when its p-value is below what the training history itself shows for
+  windows of the same length — the ``drift.threshold`` quantile (5 %) of the p-values of every ``n``-day window
+  of the reference against the rest of it. Why: the inputs are rolling-window statistics (20–50-day SMAs,
+  volatilities, RSI), so consecutive days share most of their information and 60 days are a handful of
+  independent observations, not 60. K-S assumes independent samples, so at a plain 0.05 almost any 60-day
+  stretch of a market that moves through regimes "drifts" from a decade of history (measured on ../shared/data
+  with the reference ending 2023-12-31: 42–88 % of the columns at every 10th day of 2024, at or above half of
+  them on all but two). Calibrating on the history's own windows keeps K-S (and Evidently's report)
+  but asks the question that matters: *is this window more unusual than 95 % of the windows the model was
+  trained on?* No threshold is fitted to any particular data: the 5 % level is the usual test size, and the
+  window length is the check's own (its latest whole 10-day blocks, so a daily check recalibrates only when
+  the window grows by a block).
+* **Report**: Evidently's ``DataDriftPreset`` (per-column test with the calibrated thresholds, FAIL =
+  drifted), saved as HTML and JSON by ``bitpredict.operations.monitor_report``. When realised prices are known for past
+  forecasts, the live MAE next to persistence's on the same days (each forecast day once: its latest
+  forecast; the last ``drift.window_days`` of them).
+* **Decision**: drift when the share of drifted columns reaches ``drift.share_threshold`` or live skill
+  falls below ``drift.min_live_skill`` over at least ``drift.min_rows`` closed days (fewer days of errors
+  are noise, not degradation). One episode (consecutive drifting checks) triggers one rerun, and no two
+  triggers come closer than ``drift.cooldown_hours``. The state lives in ``reports/drift/state.json``.
+* **Two checks at once** (a CronJob overlapping ``make drift``): the decision and its marker — the state
+  with the episode marked as triggered — are made under a lock on the drift folder, and the marker is
+  written *before* the rerun starts, so a racing check sees the episode as already triggered: one rerun per
+  episode. A rerun that fails gives the episode back (the next check tries again).
+* **Rerun**: the trigger is passed in by the caller — a callable (the KFP component, the replay) or a
+  command (``bitpredict drift --trigger-command``, which ``make drift`` sets to ``python -m pipelines.rerun``).
+  This package never imports the pipeline code, nor starts it unless the caller's command says so.
+
+The features table is read from the published state (``bitpredict.operations.publish.published_path``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bitpredict import storage
+from bitpredict.config import DriftSettings, Settings
+from bitpredict.features.columns import SENTIMENT_PREFIXES
+from bitpredict.features.indicators import MODEL_FEATURES
+from bitpredict.forecast.artifact import REFERENCE_FILE, locate
+from bitpredict.operations.monitor_report import drift_dir, export_metrics, save_html
+from bitpredict.operations.publish import published_path
+from bitpredict.pipeline.stage_table import FEATURES
+
+Trigger = Callable[[list[str]], "dict[str, Any] | str"]
+
+log = logging.getLogger(__name__)
+
+CALENDAR = ("day_of_week", "dow_sin", "dow_cos")
+DRIFT_COLUMNS = (
+    *(c for c in MODEL_FEATURES if c not in CALENDAR),
+    *(f"{p}_{s}" for p in SENTIMENT_PREFIXES for s in ("vader_mean", "count")),
+)
+# Calibration windows start every window/4 days: enough windows for a stable 5 % quantile (about 200 over a
+# decade of 60-day windows) at a few seconds per check; overlapping windows are fine for an empirical quantile.
+WINDOWS_PER_LENGTH = 4
+MAX_WINDOWS = 200  # …and at most this many: a 20-day window over a decade would otherwise mean 650 windows per column
+# The current sample is compared in whole blocks of this many days (its latest 10·⌊n/10⌋ rows), so a check that
+# runs every day needs a calibration only when the window grows by a block, not every day.
+CALIBRATION_STEP_DAYS = 10
+STATE_LOCK_TIMEOUT_S = 120.0  # the lock guards a read-decide-write of a small JSON file, never a rerun
+TRIGGER_TIMEOUT_S = 4 * 3600
+
+
+@dataclass
+class DriftResult:
+    share: float
+    drifted: list[str]
+    columns: dict[str, dict[str, Any]]
+    reference_rows: int
+    current_rows: int
+    snapshot: Any = field(default=None, repr=False)
+
+
+@dataclass
+class DriftState:
+    in_episode: bool = False
+    last_trigger_at: str | None = None
+    episode_started_at: str | None = None
+    last_check_at: str | None = None
+
+    @classmethod
+    def load(cls, uri: str) -> DriftState:
+        return cls(**json.loads(storage.read_text(uri))) if storage.exists(uri) else cls()
+
+    def save(self, uri: str) -> None:
+        storage.write_text(uri, json.dumps(asdict(self), indent=2))
+
+
+@dataclass(frozen=True)
+class Decision:
+    drifting: bool
+    trigger: bool
+    reasons: list[str]
+
+
+def features_uri(settings: Settings) -> str:
+    """The published features table."""
+    return published_path(settings, FEATURES)
+
+
+def drift_columns(available: list[str] | pd.Index) -> list[str]:
+    return [c for c in DRIFT_COLUMNS if c in set(available)]
+
+
+_CALIBRATION_CACHE: dict[tuple[Any, ...], dict[str, float]] = {}
+
+
+def calibrated_thresholds(reference: pd.DataFrame, columns: Sequence[str], rows: int, alpha: float) -> dict[str, float]:
+    """Per column, the K-S p-value below which a window of ``rows`` days counts as drifted.
+
+    The ``alpha`` quantile of the p-values of every ``rows``-day window of the reference tested against the rest
+    of the reference: a window is drifted when it is more unusual than ``1 - alpha`` of the training history's own
+    windows of that length. Never looser than ``alpha`` itself (the plain test). A reference too short to hold
+    two windows keeps the plain test. Cached per reference, columns, length and level (a replay checks daily).
+    """
+    from scipy.stats import ks_2samp
+
+    stamps = reference["timestamp"] if "timestamp" in reference.columns else pd.Series([len(reference)])
+    key = (len(reference), str(stamps.iloc[0]), str(stamps.iloc[-1]), tuple(columns), rows, alpha)
+    if key in _CALIBRATION_CACHE:
+        return _CALIBRATION_CACHE[key]
+    n = len(reference)
+    cuts = {c: alpha for c in columns}
+    if rows >= 2 and n >= 2 * rows:
+        stride = max(1, rows // WINDOWS_PER_LENGTH, -(-(n - rows + 1) // MAX_WINDOWS))
+        starts = range(0, n - rows + 1, stride)
+        for column in columns:
+            values = reference[column].to_numpy(dtype="float64")
+            pvalues = []
+            for start in starts:
+                window = values[start : start + rows]
+                rest = np.concatenate([values[:start], values[start + rows :]])
+                window, rest = window[np.isfinite(window)], rest[np.isfinite(rest)]
+                if len(window) >= 2 and len(rest) >= 2:
+                    pvalues.append(float(ks_2samp(rest, window).pvalue))
+            if pvalues:
+                cuts[column] = min(alpha, float(np.quantile(pvalues, alpha)))
+    if len(_CALIBRATION_CACHE) > 64:
+        _CALIBRATION_CACHE.clear()
+    _CALIBRATION_CACHE[key] = cuts
+    return cuts
+
+
+def measure(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    share_threshold: float,
+    method: str = "ks",
+    threshold: float = 0.05,
+    calibrate: bool = True,
+    report: bool = True,
+) -> DriftResult:
+    """Evidently data drift per column; drifted = its test failed at the column's threshold.
+
+    ``calibrate`` (K-S only): each column's threshold from ``calibrated_thresholds``; otherwise ``threshold``.
+    ``report=False`` (K-S only): the same test without building Evidently's report — Evidently's K-S is scipy's
+    ``ks_2samp`` p-value, drifted when ``p <= threshold`` — for a caller that keeps only the figures (the replay
+    checks every day; the report costs seconds, the tests milliseconds).
+    """
+    from evidently import Report
+    from evidently.presets import DataDriftPreset
+
+    columns = [c for c in drift_columns(reference.columns) if c in current.columns]
+    # A column constant in both samples carries no information and makes some tests undefined.
+    columns = [c for c in columns if reference[c].nunique() > 1 or current[c].nunique() > 1]
+    per_threshold = None
+    if calibrate and method == "ks":
+        if len(current) >= CALIBRATION_STEP_DAYS:
+            current = current.tail(len(current) // CALIBRATION_STEP_DAYS * CALIBRATION_STEP_DAYS)
+        per_threshold = calibrated_thresholds(reference, columns, len(current), threshold)
+    if not report and method == "ks":
+        return _ks_only(reference, current, columns, per_threshold or {c: threshold for c in columns})
+    preset = DataDriftPreset(
+        columns=columns, drift_share=share_threshold, num_method=method, num_threshold=threshold,
+        per_column_threshold=per_threshold,
+    )  # fmt: skip
+    report = Report([preset], include_tests=True)
+    # As floats: rows rebuilt one by one (served requests) arrive as objects, which Evidently cannot type.
+    snapshot = report.run(
+        current_data=current[columns].astype("float64"), reference_data=reference[columns].astype("float64")
+    )
+    document = snapshot.dict()
+    per_column: dict[str, dict[str, Any]] = {}
+    for metric in document["metrics"]:
+        config = metric.get("config", {})
+        if config.get("type", "").endswith("ValueDrift"):
+            per_column[config["column"]] = {
+                "score": float(metric["value"]),
+                "method": config.get("method"),
+                "threshold": config.get("threshold"),
+            }
+    for test in document["tests"]:
+        params = test.get("metric_config", {}).get("params", {})
+        if params.get("type", "").endswith("ValueDrift") and params.get("column") in per_column:
+            per_column[params["column"]]["drifted"] = test["status"] == "FAIL"
+    drifted = sorted(c for c, v in per_column.items() if v.get("drifted"))
+    share = len(drifted) / len(per_column) if per_column else 0.0
+    return DriftResult(share, drifted, per_column, len(reference), len(current), snapshot)
+
+
+def _ks_only(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], thresholds: dict[str, float]
+) -> DriftResult:
+    """Evidently's K-S verdicts (scipy's ``ks_2samp``, drifted when p <= threshold) without its report."""
+    from scipy.stats import ks_2samp
+
+    per_column: dict[str, dict[str, Any]] = {}
+    for column in columns:
+        ref, cur = reference[column].astype("float64").dropna(), current[column].astype("float64").dropna()
+        pvalue = float(ks_2samp(ref, cur)[1])
+        per_column[column] = {"score": pvalue, "method": "K-S p_value", "threshold": thresholds[column],
+                              "drifted": pvalue <= thresholds[column]}  # fmt: skip
+    drifted = sorted(c for c, v in per_column.items() if v["drifted"])
+    share = len(drifted) / len(per_column) if per_column else 0.0
+    return DriftResult(share, drifted, per_column, len(reference), len(current), None)
+
+
+def decide(
+    result: DriftResult | None,
+    live_skill: float | None,
+    state: DriftState,
+    config: DriftSettings,
+    now: datetime,
+) -> tuple[Decision, DriftState]:
+    """The trigger decision and the new state; pure, so the episode and cooldown rules are testable."""
+    reasons = []
+    if result is not None and result.share >= config.share_threshold:
+        reasons.append(f"{result.share:.0%} of columns drifted (threshold {config.share_threshold:.0%})")
+    if live_skill is not None and live_skill < config.min_live_skill:
+        reasons.append(f"live skill {live_skill:+.4f} below {config.min_live_skill:+.4f}")
+    drifting = bool(reasons)
+    new = DriftState(**asdict(state))
+    new.last_check_at = now.isoformat()
+    if not drifting:
+        new.in_episode, new.episode_started_at = False, None
+        return Decision(False, False, ["no drift"]), new
+    if state.in_episode:
+        return Decision(True, False, [*reasons, f"episode since {state.episode_started_at} already triggered"]), new
+    new.in_episode, new.episode_started_at = True, now.isoformat()
+    if state.last_trigger_at:
+        ready = datetime.fromisoformat(state.last_trigger_at) + timedelta(hours=config.cooldown_hours)
+        if now < ready:
+            return Decision(True, False, [*reasons, f"cooldown until {ready.isoformat()}"]), new
+    new.last_trigger_at = now.isoformat()
+    return Decision(True, True, reasons), new
+
+
+# --------------------------------------------------------------------------------------------
+# data: reference, current, live quality
+# --------------------------------------------------------------------------------------------
+
+
+def load_reference(settings: Settings, model_dir: str) -> pd.DataFrame:
+    located = locate(model_dir)
+    uri = storage.join(located.directory, REFERENCE_FILE)
+    if storage.exists(uri):
+        return storage.read_parquet(uri)
+    start, end = located.metadata["train_span"]
+    features = storage.read_parquet(features_uri(settings))
+    days = features["timestamp"].dt.date.astype(str)
+    return features[(days >= start) & (days <= end)].reset_index(drop=True)
+
+
+def latest_per_day(logged: pd.DataFrame, day_column: str) -> pd.DataFrame:
+    """One logged request per day — the latest: a day looked at ten times is still one day of live inputs."""
+    if logged.empty:
+        return logged
+    order = pd.to_datetime(logged["logged_at"], utc=True, format="ISO8601")
+    ranked = logged.assign(_at=order).sort_values("_at", kind="mergesort")
+    return ranked.drop_duplicates(day_column, keep="last").drop(columns="_at").reset_index(drop=True)
+
+
+def served_features(settings: Settings, since: pd.Timestamp) -> pd.DataFrame:
+    """One feature row per day a request forecast from (its latest request), rebuilt from the request's bars —
+    with the ``is_imputed`` flags and sentiment it carried — by the transformer's own feature code."""
+    from bitpredict.forecast.serving import request_features
+    from bitpredict.operations.request_log import read_log
+
+    logged = read_log(settings.path("requests"))
+    if logged.empty:
+        return pd.DataFrame()
+    logged = logged[pd.to_datetime(logged["logged_at"], utc=True, format="ISO8601") >= since]
+    rows = []
+    for record in latest_per_day(logged, "last_day").itertuples(index=False):
+        bars = pd.DataFrame(json.loads(record.bars))
+        bars["timestamp"] = pd.to_datetime(bars["timestamp"], unit="s", utc=True)
+        rows.append(request_features(bars, clean=settings.clean).iloc[-1])
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def realised_forecasts(settings: Settings, predictions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Served forecasts whose day has closed, with the realised close of that day: the latest forecast per day."""
+    from bitpredict.operations.request_log import read_log
+
+    logged = read_log(settings.path("requests")) if predictions is None else predictions
+    if logged.empty or not storage.exists(features_uri(settings)):
+        return pd.DataFrame()
+    closes = storage.read_parquet(features_uri(settings))[["timestamp", "close"]]
+    closes["day"] = closes["timestamp"].dt.date.astype(str)
+    if "logged_at" in logged.columns:
+        logged = latest_per_day(logged, "as_of")
+    return logged.merge(closes[["day", "close"]], left_on="as_of", right_on="day", how="inner")
+
+
+def live_quality(joined: pd.DataFrame) -> dict[str, float] | None:
+    """Live MAE of served forecasts whose day has closed, next to persistence's on the same days."""
+    if joined.empty:
+        return None
+    model = float(np.mean(np.abs(joined["predicted_close"] - joined["close"])))
+    persistence = float(np.mean(np.abs(joined["last_close"] - joined["close"])))
+    return {"days": len(joined), "mae": model, "persistence_mae": persistence, "skill": 1 - model / persistence}
+
+
+def regression_report(joined: pd.DataFrame) -> Any:
+    """Evidently's regression quality of the served forecasts (current) next to persistence (reference),
+    on the same closed days: the live version of the evaluation's comparison."""
+    from evidently import DataDefinition, Dataset, Regression, Report
+    from evidently.presets import RegressionPreset
+
+    definition = DataDefinition(
+        regression=[Regression(target="realised_close", prediction="forecast_close")],
+        numerical_columns=["realised_close", "forecast_close"],
+    )
+    model = pd.DataFrame({"realised_close": joined["close"], "forecast_close": joined["predicted_close"]})
+    naive = pd.DataFrame({"realised_close": joined["close"], "forecast_close": joined["last_close"]})
+    return Report([RegressionPreset()]).run(
+        Dataset.from_pandas(model, data_definition=definition), Dataset.from_pandas(naive, data_definition=definition)
+    )
+
+
+def current_inputs(settings: Settings, reference_end: str) -> pd.DataFrame:
+    """New feature-table days after the reference, plus served requests, within the window: one row per day
+    (a day both in the table and served counts once, as it was served)."""
+    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=settings.drift.window_days)
+    parts = []
+    if storage.exists(features_uri(settings)):
+        features = storage.read_parquet(features_uri(settings))
+        new = features[features["timestamp"].dt.date.astype(str) > reference_end]
+        parts.append(new.tail(settings.drift.window_days))
+    served = served_features(settings, since)
+    if not served.empty:
+        parts.append(served)
+    if not parts:
+        return pd.DataFrame()
+    current = pd.concat(parts, ignore_index=True)
+    return current.drop_duplicates("timestamp", keep="last").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# triggers the caller may pass in
+# --------------------------------------------------------------------------------------------
+
+
+def command_trigger(command: str | Sequence[str], settings: Settings) -> Callable[[list[str]], dict[str, Any]]:
+    """A trigger that runs ``command`` (configured by the caller, e.g. ``python -m pipelines.rerun``) with
+    ``BITPREDICT_DATA_DIR`` set to this data dir, and reads its outcome: the last JSON object it prints
+    (``run_id``, ``ok``, ``new_champion``, …), else ``ok`` = exit code 0. A command that cannot start or runs
+    past ``TRIGGER_TIMEOUT_S`` is an outcome with ``ok: False`` too, never an exception."""
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    if not argv:
+        raise ValueError("the trigger command is empty")
+    env = {**os.environ, "BITPREDICT_DATA_DIR": settings.data_dir}
+
+    def run(reasons: list[str]) -> dict[str, Any]:
+        log.warning("drift: starting the rerun command", extra={"reasons": "; ".join(reasons), "command": argv})
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=TRIGGER_TIMEOUT_S, env=env)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"mode": "command", "run_id": None, "ok": False, "new_champion": None, "error": str(exc)}
+        for line in reversed(done.stdout.strip().splitlines()):
+            try:
+                outcome = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(outcome, dict):
+                return outcome
+        if done.returncode == 0:
+            return {"mode": "command", "run_id": None, "ok": True, "new_champion": None, "error": None}
+        error = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return {"mode": "command", "run_id": None, "ok": False, "new_champion": None, "error": error[:500]}
+
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# the job
+# --------------------------------------------------------------------------------------------
+
+
+def _decide_and_mark(
+    state_uri: str, out_dir: str, decide_with: Callable[[DriftState], tuple[Decision, DriftState]]
+) -> tuple[Decision, DriftState, DriftState]:
+    """Read the state, decide, write the new state — under the drift folder's lock, so two racing checks
+    decide one after the other and the second sees the first one's marker (on gs:// ``run_lock`` cannot lock
+    and passes through: there one scheduled job runs the check)."""
+    from bitpredict.pipeline.runlock import run_lock
+
+    with run_lock(out_dir, "drift check", timeout_s=STATE_LOCK_TIMEOUT_S):
+        previous = DriftState.load(state_uri)
+        decision, state = decide_with(previous)
+        state.save(state_uri)
+    return decision, state, previous
+
+
+def _give_back(state_uri: str, out_dir: str, marked: DriftState, previous: DriftState) -> DriftState:
+    """A rerun that failed did not use up the episode: undo the marker unless a later check changed it."""
+    from bitpredict.pipeline.runlock import run_lock
+
+    with run_lock(out_dir, "drift check", timeout_s=STATE_LOCK_TIMEOUT_S):
+        now = DriftState.load(state_uri)
+        if now.last_trigger_at != marked.last_trigger_at:
+            return now
+        undone = DriftState(**{**asdict(now), "in_episode": False, "episode_started_at": None,
+                               "last_trigger_at": previous.last_trigger_at})  # fmt: skip
+        undone.save(state_uri)
+        return undone
+
+
+def run_drift(
+    settings: Settings,
+    model_dir: str,
+    trigger: Trigger | None = None,
+    now: datetime | None = None,
+    current: pd.DataFrame | None = None,
+    forecasts: pd.DataFrame | None = None,
+    html: bool = True,
+) -> dict[str, Any]:
+    """One check: report, decision, trigger (once per episode), state, metrics. Returns what it decided.
+
+    ``current``: the inputs to compare (default: the new table days and served requests); ``forecasts``: the
+    served forecasts (``as_of``, ``predicted_close``, ``last_close``; default: the request log) for live
+    quality; ``html=False`` skips the HTML reports (the replay checks every day and keeps only the figures).
+    """
+    now = now or datetime.now(UTC)
+    reference = load_reference(settings, model_dir)
+    reference_end = str(pd.Timestamp(reference["timestamp"].max()).date())
+    current = current_inputs(settings, reference_end) if current is None else current
+    out_dir = drift_dir(settings)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    result = None
+    report_html = None
+    if len(current) >= settings.drift.min_rows:
+        result = measure(
+            reference, current, settings.drift.share_threshold, settings.drift.method, settings.drift.threshold,
+            report=html,
+        )  # fmt: skip
+        if html:
+            report_html = save_html(result.snapshot, storage.join(out_dir, f"drift-{stamp}.html"))
+    joined = realised_forecasts(settings, forecasts)
+    if not joined.empty:  # the recent closed days only: live skill is about now, not the model's whole life
+        joined = joined.sort_values("as_of", kind="mergesort").tail(settings.drift.window_days)
+    quality = live_quality(joined)
+    regression_html = None
+    if html and len(joined) >= 2:
+        regression_html = save_html(regression_report(joined), storage.join(out_dir, f"regression-{stamp}.html"))
+    counted_skill = quality["skill"] if quality and quality["days"] >= settings.drift.min_rows else None
+    state_uri = storage.join(out_dir, "state.json")
+    decision, state, previous = _decide_and_mark(
+        state_uri, out_dir, lambda before: decide(result, counted_skill, before, settings.drift, now)
+    )
+    rerun: dict[str, Any] | None = None
+    if decision.trigger and trigger is not None:
+        outcome = trigger(decision.reasons)
+        rerun = outcome if isinstance(outcome, dict) else {"run_id": outcome, "ok": True}
+        if not rerun.get("ok"):
+            state = _give_back(state_uri, out_dir, state, previous)
+    summary = {
+        "checked_at": now.isoformat(),
+        "model_version": locate(model_dir).version,
+        "reference_rows": len(reference),
+        "current_rows": len(current),
+        "share": result.share if result else None,
+        "drifted_columns": result.drifted if result else [],
+        "columns": result.columns if result else {},
+        "live_quality": quality,
+        "drifting": decision.drifting,
+        "triggered": decision.trigger,
+        "triggered_run": rerun.get("run_id") if rerun else None,
+        "rerun": rerun,
+        "reasons": decision.reasons if result else [*decision.reasons, f"only {len(current)} current rows"],
+        "report_html": report_html,
+        "regression_html": regression_html,
+    }
+    storage.write_text(storage.join(out_dir, f"drift-{stamp}.json"), json.dumps(summary, indent=2, default=str))
+    storage.write_text(storage.join(out_dir, "latest.json"), json.dumps(summary, indent=2, default=str))
+    last_day = None
+    if storage.exists(features_uri(settings)):
+        last_day = pd.Timestamp(storage.read_parquet(features_uri(settings))["timestamp"].max())
+    summary["metrics_file"] = export_metrics(result, decision, state, settings, quality, last_day)
+    log.info(
+        "drift check",
+        extra={"share": summary["share"], "drifting": decision.drifting, "triggered": decision.trigger,
+               "reasons": "; ".join(summary["reasons"])},
+    )  # fmt: skip
+    return summary

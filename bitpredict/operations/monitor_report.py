@@ -1,0 +1,73 @@
+"""Drift's outputs for people and for Prometheus: the Evidently HTML reports and the gauges.
+
+``bitpredict.operations.monitor`` measures and decides; this module only writes what it found, so a change to the
+dashboards or to the report files never touches the decision (and the decision is testable without them).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from bitpredict import storage
+from bitpredict.config import Settings
+
+if TYPE_CHECKING:  # types only: drift imports this module, not the other way round
+    from bitpredict.operations.monitor import Decision, DriftResult, DriftState
+
+
+def drift_dir(settings: Settings) -> str:
+    """Where every drift check writes: reports, state, gauges."""
+    return settings.path("reports", "drift")
+
+
+def save_html(snapshot: Any, uri: str) -> str:
+    """An Evidently snapshot as one HTML file (local or gs://): Evidently writes only to a local path."""
+    with tempfile.TemporaryDirectory() as tmp:
+        html = Path(tmp) / "report.html"
+        snapshot.save_html(str(html))
+        storage.write_bytes(uri, html.read_bytes())
+    return uri
+
+
+def export_metrics(
+    result: DriftResult | None,
+    decision: Decision,
+    state: DriftState,
+    settings: Settings,
+    quality: dict[str, float] | None = None,
+    last_day: pd.Timestamp | None = None,
+) -> str:
+    """Prometheus gauges as a text file beside the reports, and pushed to a Pushgateway when configured."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
+
+    registry = CollectorRegistry()
+    share = Gauge("bitpredict_drift_share", "Share of input columns drifted", registry=registry)
+    column = Gauge("bitpredict_drift_column_score", "Drift score per column", ["column", "method"], registry=registry)
+    drifted = Gauge("bitpredict_drift_detected", "1 when the last check found drift", registry=registry)
+    checked = Gauge("bitpredict_drift_last_check_timestamp_seconds", "Last drift check", registry=registry)
+    triggered = Gauge("bitpredict_drift_last_trigger_timestamp_seconds", "Last retraining trigger", registry=registry)
+    skill = Gauge("bitpredict_live_skill", "Live skill of served forecasts vs persistence", registry=registry)
+    fresh = Gauge("bitpredict_data_last_day_timestamp_seconds", "Newest day in the features table", registry=registry)
+    if quality is not None:
+        skill.set(quality["skill"])
+    if last_day is not None:
+        fresh.set(last_day.timestamp())
+    if result is not None:
+        share.set(result.share)
+        for name, values in result.columns.items():
+            column.labels(column=name, method=str(values.get("method"))).set(values["score"])
+    drifted.set(float(decision.drifting))
+    checked.set(datetime.fromisoformat(state.last_check_at).timestamp() if state.last_check_at else 0)
+    triggered.set(datetime.fromisoformat(state.last_trigger_at).timestamp() if state.last_trigger_at else 0)
+    path = storage.join(drift_dir(settings), "metrics.prom")
+    if not storage.is_gcs(path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(path, registry)
+    if settings.drift.pushgateway_url:
+        push_to_gateway(settings.drift.pushgateway_url, job="bitpredict-drift", registry=registry)
+    return path

@@ -1,0 +1,246 @@
+"""The register stage: the champion of each evaluation becomes a version in the MLflow registry, and may serve.
+
+Every evaluation names its best method (``bitpredict.evaluation.evaluate.decide``): the network when it earns it,
+else the best probabilistic baseline — each exported with the same model contract, so whichever wins can
+be served. That method's export becomes a new version (tagged with its kind, recipe, scores and why it
+won), and it replaces the current ``champion`` only when it is at least as good **on this evaluation's
+window**: the champion's recipe was scored on the same days (every baseline recipe always is; a network
+champion with other hyperparameters is re-run by evaluate), never a score from another window. An
+evaluation is attached only to the training run it evaluated. The champion is exported to the model store
+in the layout TF Serving and KServe expect: ``<store>/<model name>/<version>/saved_model.pb`` +
+``variables/``, with ``bitpredict_model.json`` beside them. ``rollback`` moves the alias back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bitpredict import storage
+from bitpredict.config import Settings
+from bitpredict.errors import BitPredictError
+from bitpredict.evaluation.report import PRIMARY
+from bitpredict.forecast.artifact import METADATA_FILE, REFERENCE_FILE, SAVED_MODEL_DIR, SAVED_MODEL_PB
+from bitpredict.forecast.train import BASELINES_DIR, candidate_dir
+from bitpredict.forecast.train import MODEL_KIND as MODEL
+from bitpredict.pipeline import tracking
+from bitpredict.pipeline.stage_table import METRICS, data_path, serving_store
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+
+
+class RegistryError(BitPredictError, RuntimeError):
+    """The registry is not in a state that allows the request (no candidate, no previous champion, …)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def champion_score_on_window(evaluation: dict[str, Any], champion_tags: dict[str, str]) -> float | None:
+    """The current champion's primary score on *this* evaluation's days, or None when its recipe was not scored.
+
+    A baseline champion's recipe is scored in every evaluation; a network champion's is the run's network
+    when the recipes match, or the extra ``champion_v<N>`` method evaluate added for it.
+    """
+    methods = evaluation["methods"]
+    kind = champion_tags.get("kind", MODEL)
+    if kind != MODEL:
+        return methods[kind][PRIMARY] if kind in methods and PRIMARY in methods[kind] else None
+    recipe = json.loads(champion_tags.get("recipe") or "{}")
+    if recipe and recipe == evaluation.get("model", {}).get("recipe"):
+        return methods[MODEL][PRIMARY]
+    extra = [m for m in methods if m.startswith("champion_v") and PRIMARY in methods[m]]
+    return methods[extra[0]][PRIMARY] if extra else None
+
+
+def promotion_decision(challenger: dict[str, Any], champion_score: float | None, has_champion: bool) -> Decision:
+    """``challenger``: {"kind", "score"} — its primary score on this window; ``champion_score`` the champion's."""
+    if not has_champion:
+        return Decision(True, f"{challenger['kind']} is the best of this evaluation; no champion yet")
+    if champion_score is None:
+        return Decision(
+            False, "the champion's recipe was not scored on this window (rerun `bitpredict evaluate`): kept"
+        )
+    if challenger["score"] <= champion_score:
+        return Decision(
+            True,
+            f"{PRIMARY} {challenger['score']:.6f} ≤ the champion's {champion_score:.6f} on the same window",
+        )
+    return Decision(
+        False, f"{PRIMARY} {challenger['score']:.6f} > the champion's {champion_score:.6f} on the same window"
+    )
+
+
+def _summary_tags(evaluation: dict[str, Any], kind: str) -> dict[str, str]:
+    method = evaluation["methods"][kind]
+    decision = evaluation["decision"]
+    recipe = evaluation["model"]["recipe"] if kind == MODEL else {"kind": kind, "window": evaluation["model"]["window"]}
+    tags = {
+        "kind": kind,
+        "recipe": json.dumps(recipe, sort_keys=True),
+        "beats_baselines": str(decision["beats_baselines"]).lower(),
+        "verdict": decision["reason"],
+        "why": decision["why"],
+        "eval_window": f"{evaluation['first_day']}/{evaluation['last_day']}",
+        "primary": PRIMARY,
+    }
+    for key in (PRIMARY, "crps", "winkler", "interval_coverage", "mae", "skill", "dm_pvalue", "directional_accuracy"):
+        if key in method:
+            tags[key] = repr(method[key])
+    return tags
+
+
+def _champion(client: Any, name: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def _read_json(uri: str, hint: str) -> dict[str, Any]:
+    try:
+        return json.loads(storage.read_text(uri))
+    except FileNotFoundError:
+        raise RegistryError(f"{uri} not found: {hint}") from None
+
+
+def register(settings: Settings, allow_promotion: bool = True) -> dict[str, Any]:
+    """Register the evaluation's best method (network or baseline) as a new version; promote it if it earns it.
+
+    ``allow_promotion=False`` records the version without ever moving the alias.
+    """
+    from mlflow.exceptions import MlflowException
+
+    run = _read_json(storage.join(candidate_dir(settings), "run.json"), "run `bitpredict train` first")
+    evaluation = _read_json(data_path(settings, METRICS), "run `bitpredict evaluate` first")
+    if evaluation.get("mlflow_run_id") != run["run_id"]:
+        raise RegistryError(
+            f"the evaluation belongs to run {evaluation.get('mlflow_run_id') or '<none>'}, the candidate is "
+            f"{run['run_id']}: rerun `bitpredict evaluate`"
+        )
+    kind = evaluation.get("best")
+    if kind not in evaluation["methods"] or PRIMARY not in evaluation["methods"][kind]:
+        raise RegistryError(f"the evaluation names no scored champion ({kind!r}): rerun `bitpredict evaluate`")
+    client = tracking.client(settings)
+    name = settings.registered_model_name
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(
+            name, description="BitPredict next-day BTC log-return quantiles: the network or a baseline, the best wins"
+        )
+    current = _champion(client, name)
+    existing = [
+        v
+        for v in client.search_model_versions(f"run_id = '{run['run_id']}'")
+        if v.name == name and v.tags.get("kind", MODEL) == kind
+    ]
+    decided = [v for v in existing if v.tags.get("promoted") is not None]
+    if decided:  # a rerun with a reused (cached) candidate registers nothing twice
+        version = decided[0]
+        return {
+            "model": name,
+            "version": int(version.version),
+            "kind": kind,
+            "promoted": version.tags.get("promoted") == "true",
+            "reason": f"already registered: {version.tags.get('promotion_reason', '')}",
+            "why": version.tags.get("why", ""),
+            "champion": int(current.version) if current else None,
+            "exported_to": None,
+        }
+    if existing:  # created by a run killed before its decision (``promoted`` is written last): decide it now
+        version = existing[0]
+    else:
+        artifact = "model" if kind == MODEL else f"model/{BASELINES_DIR}/{kind}"
+        source = f"{client.get_run(run['run_id']).info.artifact_uri}/{artifact}"
+        version = client.create_model_version(name, source, run_id=run["run_id"], tags=_summary_tags(evaluation, kind))
+    already = current is not None and current.version == version.version  # the killed run had moved the alias
+    score = evaluation["methods"][kind][PRIMARY]
+    champion_score = champion_score_on_window(evaluation, dict(current.tags)) if current and not already else None
+    decision = promotion_decision({"kind": kind, "score": score}, champion_score, current is not None and not already)
+    if decision.promote and not allow_promotion and not already:
+        decision = Decision(False, f"promotion not allowed in this run (policy said: {decision.reason})")
+    if already:
+        decision = Decision(True, "champion already: a run stopped after moving the alias; its decision completed")
+    if champion_score is not None:
+        client.set_model_version_tag(name, version.version, "champion_score_same_window", repr(champion_score))
+    exported = None
+    if decision.promote:
+        if current is not None and not already:
+            client.set_model_version_tag(name, version.version, "previous_champion", str(current.version))
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+        exported = export_for_serving(settings, version.version)
+    # The decision's tags last: a version without ``promoted`` is one whose run died mid-register (see above).
+    client.set_model_version_tag(name, version.version, "promotion_reason", decision.reason)
+    client.set_model_version_tag(name, version.version, "promoted", str(decision.promote).lower())
+    log.info(
+        "registered", extra={"model": name, "version": version.version, "kind": kind, "promoted": decision.promote}
+    )
+    return {
+        "model": name,
+        "version": int(version.version),
+        "kind": kind,
+        "promoted": decision.promote,
+        "reason": decision.reason,
+        "why": evaluation["decision"]["why"],
+        "champion": int(version.version) if decision.promote else (int(current.version) if current else None),
+        "exported_to": exported,
+    }
+
+
+def rollback(settings: Settings) -> dict[str, Any]:
+    """Point ``champion`` back at the version it replaced, and export that one for serving."""
+    client = tracking.client(settings)
+    name = settings.registered_model_name
+    current = _champion(client, name)
+    if current is None:
+        raise RegistryError(f"{name} has no champion to roll back")
+    previous = current.tags.get("previous_champion")
+    if not previous:
+        raise RegistryError(f"{name} version {current.version} replaced no earlier champion: nothing to roll back to")
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.set_model_version_tag(name, current.version, "rolled_back", "true")
+    exported = export_for_serving(settings, previous)
+    log.info("rolled back", extra={"model": name, "from": current.version, "to": previous})
+    return {"model": name, "from": int(current.version), "champion": int(previous), "exported_to": exported}
+
+
+def export_for_serving(settings: Settings, version: str | int) -> str:
+    """Copy a version's SavedModel + metadata to ``<store>/<name>/<version>/`` (local dir or gs://)."""
+    from mlflow.artifacts import download_artifacts
+
+    client = tracking.client(settings)
+    name = settings.registered_model_name
+    source = client.get_model_version(name, str(version)).source
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=settings.tracking_uri))
+        if not (local / SAVED_MODEL_DIR / SAVED_MODEL_PB).exists() or not (local / METADATA_FILE).exists():
+            raise RegistryError(f"{source}: not a BitPredict model (no {SAVED_MODEL_DIR}/ and {METADATA_FILE})")
+        layout = Path(tmp) / "layout"
+        (local / SAVED_MODEL_DIR).rename(layout)
+        (local / METADATA_FILE).rename(layout / METADATA_FILE)
+        if (local / REFERENCE_FILE).exists():
+            (local / REFERENCE_FILE).rename(layout / REFERENCE_FILE)
+        target = storage.join(serving_store(settings), name, str(version))
+        storage.copy_tree(layout, target)
+    return target
+
+
+def champion_info(settings: Settings) -> dict[str, Any] | None:
+    """The champion's version and tags, or None (for `make serve` and the UI)."""
+    client = tracking.client(settings)
+    current = _champion(client, settings.registered_model_name)
+    if current is None:
+        return None
+    return {"version": int(current.version), "source": current.source, "tags": dict(current.tags)}

@@ -1,0 +1,239 @@
+"""The replay's report: ``summary.json``, the plot, and the README block — all from the replay's own tables.
+
+Kept apart from the loop (``bitpredict.operations.replay``) so the figures can be regenerated from a finished replay
+without replaying, and so the loop does one job.
+
+Figures (on the days whose forecast has closed):
+
+* ``live_mae`` / ``persistence_mae``: mean absolute error of the served median and of "tomorrow = today" in USD;
+  ``live_skill`` = 1 − live / persistence (positive: better than persistence).
+* ``pinball``: the mean pinball loss (USD) over the served quantiles (lower, median, upper at the model's levels);
+  ``coverage``: the share of realised closes inside [lower, upper] (the nominal share is the levels' distance).
+* ``drift_episodes``: runs of consecutive drifting checks; ``reruns``: every rerun with its ``trigger`` —
+  ``drift`` (at most one per episode, the cooldown apart) or ``schedule`` (``--retrain-every``) — and the counts
+  by trigger; ``champion_changes``: when a rerun's model was promoted, and the day it served from.
+
+A rerun record without a ``trigger`` (a replay saved before the schedule existed) was a drift rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from bitpredict import storage
+
+if TYPE_CHECKING:
+    from bitpredict.operations.replay import Replay, ReplayState
+
+README_START = "<!-- replay:start -->"
+README_END = "<!-- replay:end -->"
+PLOT = "replay.png"
+ROLLING_DAYS = 30  # the plot's error lines: a month of days, long enough to read through day-to-day noise
+
+
+def pinball(actual: np.ndarray, quantiles: dict[float, np.ndarray]) -> float:
+    """Mean pinball loss over the levels and days (same units as the prices)."""
+    losses = []
+    for level, predicted in quantiles.items():
+        diff = actual - predicted
+        losses.append(np.maximum(level * diff, (level - 1) * diff))
+    return float(np.mean(losses))
+
+
+def episodes(drift: pd.DataFrame) -> list[dict[str, Any]]:
+    """Consecutive drifting checks as episodes: first and last day, length, whether it triggered a rerun."""
+    out: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for row in drift.sort_values("day").itertuples(index=False):
+        if row.drifting:
+            if current is None:
+                current = {"start": row.day, "end": row.day, "days": 0, "triggered": False}
+                out.append(current)
+            current["end"], current["days"] = row.day, current["days"] + 1
+            current["triggered"] = current["triggered"] or bool(row.triggered)
+        else:
+            current = None
+    return out
+
+
+TRIGGERS = ("drift", "schedule")
+
+
+def trigger_of(run: dict[str, Any]) -> str:
+    """Why a rerun happened; records saved before scheduled reruns existed were all drift's."""
+    return str(run.get("trigger") or "drift")
+
+
+def summarise(replay: Replay, state: ReplayState, forecasts: pd.DataFrame, drift: pd.DataFrame) -> dict[str, Any]:
+    levels = replay.work_settings().model.quantiles
+    closed = forecasts.dropna(subset=["actual_close"]) if not forecasts.empty else forecasts
+    figures: dict[str, Any] = {"live_mae": None, "persistence_mae": None, "live_skill": None, "pinball": None,
+                               "coverage": None}  # fmt: skip
+    if not closed.empty:
+        actual = closed["actual_close"].to_numpy(dtype="float64")
+        live = float(np.mean(np.abs(closed["predicted_close"].to_numpy(dtype="float64") - actual)))
+        naive = float(np.mean(np.abs(closed["last_close"].to_numpy(dtype="float64") - actual)))
+        quantiles = {levels[0]: closed["lower"].to_numpy(dtype="float64"),
+                     0.5: closed["predicted_close"].to_numpy(dtype="float64"),
+                     levels[-1]: closed["upper"].to_numpy(dtype="float64")}  # fmt: skip
+        inside = (closed["lower"] <= closed["actual_close"]) & (closed["actual_close"] <= closed["upper"])
+        figures = {"live_mae": live, "persistence_mae": naive, "live_skill": 1 - live / naive if naive else None,
+                   "pinball": pinball(actual, quantiles), "coverage": float(inside.mean())}  # fmt: skip
+    found = episodes(drift) if not drift.empty else []
+    return {
+        "from": str(replay.start),
+        "to": str(replay.end),
+        "last_day": state.last_day,
+        "data": str(replay.data),
+        "days": len(drift),
+        "forecasts": len(forecasts),
+        "closed_forecasts": len(closed),
+        **figures,
+        "nominal_coverage": round(levels[-1] - levels[0], 4),
+        "drift_checks": len(drift),
+        "drift_verdicts": int(drift["share"].notna().sum()) if not drift.empty else 0,
+        "drift_episodes": {"count": len(found), "episodes": found},
+        "reruns": {
+            "count": len(state.reruns),
+            "runs": [{**run, "trigger": trigger_of(run)} for run in state.reruns],
+            "by_trigger": {t: sum(trigger_of(run) == t for run in state.reruns) for t in TRIGGERS},
+        },
+        "retrain_every_days": replay.retrain_every,
+        "champion_changes": state.champion_changes,
+        "initial_champion": state.initial,
+        "recipe": replay.recipe.model(),
+        "seconds": round(state.seconds, 1),
+    }
+
+
+def plot(forecasts: pd.DataFrame, drift: pd.DataFrame, state: ReplayState, share_threshold: float, path: Path) -> Path:
+    """Live error vs persistence (rolling), the drift share per day, rerun and champion-change markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    closed = forecasts.dropna(subset=["actual_close"]) if not forecasts.empty else forecasts
+    if not closed.empty:
+        days = pd.to_datetime(closed["as_of"])
+        live = (closed["predicted_close"] - closed["actual_close"]).abs()
+        naive = (closed["last_close"] - closed["actual_close"]).abs()
+        window = min(ROLLING_DAYS, max(1, len(closed) // 3))
+        top.plot(days, live.rolling(window, min_periods=1).mean(), label="served forecast", color="tab:blue")
+        top.plot(days, naive.rolling(window, min_periods=1).mean(), label="persistence", color="tab:gray", ls="--")
+        top.set_ylabel(f"abs. error, USD ({window}-day mean)")
+    if not drift.empty:
+        bottom.plot(pd.to_datetime(drift["day"]), drift["share"].astype("float64"), color="tab:purple",
+                    label="share of inputs drifted")  # fmt: skip
+        bottom.axhline(share_threshold, color="tab:red", lw=0.8, ls=":", label="drift threshold")
+        bottom.set_ylim(0, 1)
+        bottom.set_ylabel("drift share")
+    styles = {"drift": ("tab:orange", "--", "drift rerun"), "schedule": ("tab:brown", ":", "scheduled rerun")}
+    for axis in (top, bottom):
+        labelled: set[str] = set()
+        for rerun in state.reruns:
+            color, style, label = styles[trigger_of(rerun)]
+            axis.axvline(pd.Timestamp(rerun["day"]), color=color, ls=style, lw=1.2,
+                         label=label if axis is top and label not in labelled else None)  # fmt: skip
+            labelled.add(label)
+        changes = [c for c in state.champion_changes if not c.get("initial")]
+        for i, change in enumerate(changes):
+            axis.axvline(pd.Timestamp(change["serves_from"]), color="tab:green", lw=1.5,
+                         label="new champion serves" if i == 0 and axis is top else None)  # fmt: skip
+    top.legend(loc="upper left", fontsize=8)
+    bottom.legend(loc="upper left", fontsize=8)
+    top.set_title("Replay: served forecasts closed day by day, drift checks and reruns")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(replay: Replay, state: ReplayState, forecasts: pd.DataFrame, drift: pd.DataFrame) -> dict[str, Any]:
+    """``summary.json`` and the plot in the report folder; returns the summary."""
+    summary = summarise(replay, state, forecasts, drift)
+    storage.write_text(str(replay.report_dir / "summary.json"), json.dumps(summary, indent=2, default=str))
+    threshold = replay.work_settings().drift.share_threshold
+    plot(forecasts, drift, state, threshold, replay.report_dir / PLOT)
+    return summary
+
+
+def _usd(value: Any) -> str:
+    return "n/a" if value is None else f"{value:,.0f} USD"
+
+
+def _every_text(days: int | None) -> str:
+    return "off" if not days else f"every {days} d"
+
+
+def _rerun_text(run: dict[str, Any]) -> str:
+    verdict = "promoted" if run["promoted"] else "kept the champion"
+    return f"{run['day']} (v{run['version']} {run['kind']}, {verdict})"
+
+
+def _listed(count: int, items: list[str]) -> str:
+    return f"{count}: " + ", ".join(items) if items else str(count)
+
+
+def readme_block(summary: dict[str, Any], image: str, command: str) -> str:
+    """The README's replay section body, from the summary (generated, never typed)."""
+    skill, coverage = summary["live_skill"], summary["coverage"]
+    found = summary["drift_episodes"]["episodes"]
+    reruns = summary["reruns"]["runs"]
+    by_drift = [r for r in reruns if trigger_of(r) == "drift"]
+    by_schedule = [r for r in reruns if trigger_of(r) == "schedule"]
+    changes = [c for c in summary["champion_changes"] if not c.get("initial")]
+    initial = summary.get("initial_champion") or {}
+    skill_text = "n/a" if skill is None else f"{skill:+.4f}"
+    coverage_text = "n/a" if coverage is None else f"{coverage:.1%}"
+    episode_items = [f"{e['start']} → {e['end']} ({e['days']} d)" for e in found]
+    change_items = [f"v{c['version']} {c['kind']} from {c['serves_from']}" for c in changes]
+    done = summary.get("last_day") == summary["to"]
+    span = f"{summary['from']} → {summary.get('last_day')}" + ("" if done else f" (of {summary['to']}: stopped early)")
+    lines = [
+        f"`{command}` — {span}: {summary['days']} days, {summary['forecasts']} forecasts "
+        f"({summary['closed_forecasts']} closed), {summary['seconds'] / 60:.1f} min here.",
+        "",
+        f"![Replay {summary['from']} → {summary['to']}]({image})",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| live MAE (served median) | {_usd(summary['live_mae'])} |",
+        f"| persistence MAE, same days | {_usd(summary['persistence_mae'])} |",
+        f"| live skill vs persistence | {skill_text} |",
+        f"| pinball loss (lower, median, upper) | {_usd(summary['pinball'])} |",
+        f"| coverage of [lower, upper] | {coverage_text} (nominal {summary['nominal_coverage']:.0%}) |",
+        f"| drift checks / with a verdict | {summary['drift_checks']} / {summary['drift_verdicts']} |",
+        f"| drift episodes | {_listed(len(found), episode_items)} |",
+        f"| reruns triggered by drift | {_listed(len(by_drift), [_rerun_text(r) for r in by_drift])} |",
+        f"| scheduled reruns ({_every_text(summary.get('retrain_every_days'))}) | "
+        f"{_listed(len(by_schedule), [_rerun_text(r) for r in by_schedule])} |",
+        f"| champion changes | {_listed(len(changes), change_items)} |",
+        f"| initial champion | v{initial.get('version')} {initial.get('kind')}, trained on the data visible at "
+        f"{initial.get('visible_until')} |",
+    ]
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, summary: dict[str, Any], plot_file: Path, command: str) -> Path:
+    """Replace the block between the replay markers in ``readme``; the plot is copied to ``docs/replay.png``."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme}: no {README_START} … {README_END} block to fill")
+    image = readme.parent / "docs" / PLOT
+    image.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(plot_file, image)
+    block = readme_block(summary, f"docs/{PLOT}", command)
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")
+    return image
