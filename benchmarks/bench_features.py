@@ -37,8 +37,8 @@ import pandas as pd  # noqa: E402
 from bitpredict.config import ModelSettings  # noqa: E402
 from bitpredict.features.columns import sentiment_columns  # noqa: E402
 from bitpredict.features.indicators import WARMUP, compute_indicators  # noqa: E402
-from bitpredict.features.merge import build_features  # noqa: E402
-from bitpredict.forecast.dataset import Scaler, labelled, model_input_columns  # noqa: E402
+from bitpredict.features.merge import build_features, labelled  # noqa: E402
+from bitpredict.forecast.dataset import Scaler, model_input_columns  # noqa: E402
 from bitpredict.forecast.serving import ModelSpec, feature_window, parse_bars, parse_request, request_features  # noqa: E402
 
 

@@ -355,7 +355,7 @@ def _champion_dir(settings: Settings) -> str:
     published = champion_dir(settings)
     if published and storage.exists(storage.join(published, METADATA_FILE)):
         return published
-    from bitpredict.operations.registry import champion_info
+    from bitpredict.pipeline.tracking import champion_info
 
     try:
         champion = champion_info(settings)
@@ -385,7 +385,7 @@ def drift_cmd(
 ) -> None:
     """Compare recent inputs with the training reference (Evidently); on drift run the caller's rerun command."""
     from bitpredict.forecast.serving import ModelMismatch
-    from bitpredict.operations.monitor import command_trigger, run_drift
+    from bitpredict.operations.drift_check import command_trigger, run_drift
 
     settings = ctx.obj
     model_dir = model_dir or _champion_dir(settings)
@@ -433,11 +433,15 @@ def replay_cmd(
         bool, typer.Option("--report-only", help="Rewrite the report (and README) from the days already replayed.")
     ] = False,
 ) -> None:
-    """Replay the operating loop day by day over history: forecast, close, drift check, rerun (bitpredict.operations.replay)."""
+    """Replay the operating loop day by day over history: forecast, close, drift check, rerun.
+
+    (``bitpredict.operations.replay``)
+    """
     import warnings as _warnings
 
-    from bitpredict.operations.replay import Replay, ReplayError, ReplayRecipe, Runner, check_data, parse_day
+    from bitpredict.operations.replay import Runner, check_data, parse_day
     from bitpredict.operations.replay_report import PLOT, update_readme
+    from bitpredict.operations.replay_state import Replay, ReplayError, ReplayRecipe
     from bitpredict.runtime import quiet_tensorflow
 
     quiet_tensorflow()  # the replay trains in-process: TensorFlow's import-time screenful would bury the progress

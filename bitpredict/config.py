@@ -154,7 +154,7 @@ class SentimentSettings(_Group):
 
 
 class DriftSettings(_Group):
-    """When live inputs have drifted enough from the training reference to retrain (see bitpredict.operations.monitor)."""
+    """When live inputs have drifted enough from the training reference to retrain (``operations.monitor``)."""
 
     share_threshold: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that counts as drift.")
     min_live_skill: float = Field(0.0, description="Live skill vs persistence below this counts as degradation.")
@@ -172,7 +172,8 @@ class DriftSettings(_Group):
         gt=0,
         description="K-S: the share of the training history's own windows (same length) allowed to look this "
         "unusual — a column drifts when its p-value is below this quantile of theirs, never above this value "
-        "itself (bitpredict.operations.monitor.calibrated_thresholds). Another method: its raw threshold, passed to Evidently.",
+        "itself (bitpredict.operations.monitor.calibrated_thresholds). Another method: its raw threshold, passed to "
+        "Evidently.",
     )
 
 

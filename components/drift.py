@@ -19,7 +19,7 @@ def drift(report: Output[HTML], metrics: Output[Metrics], model_dir: str, data_r
 
     from bitpredict import storage
     from bitpredict.config import load_settings
-    from bitpredict.operations.monitor import run_drift
+    from bitpredict.operations.drift_check import run_drift
     from pipelines.rerun import rerun
 
     settings = load_settings(data_dir=data_root)

@@ -74,7 +74,8 @@ def choose_model(settings: Settings, model_dir: str | None) -> Chosen:
     if folder and storage.exists(storage.join(folder, METADATA_FILE)):
         version, kind = _kind_of(folder)
         return Chosen(folder, champion.get("model", settings.registered_model_name), version, kind)
-    from bitpredict.operations.registry import champion_info, export_for_serving
+    from bitpredict.operations.registry import export_for_serving
+    from bitpredict.pipeline.tracking import champion_info
 
     try:
         registered = champion_info(settings)

@@ -149,7 +149,7 @@ def model_page() -> None:
     if isinstance(result, data.Missing):
         missing(result)
         return
-    from bitpredict.evaluation.evaluate import markdown_table
+    from bitpredict.evaluation.report import markdown_table
 
     st.subheader("Walk-forward evaluation (latest run)")
     st.markdown(markdown_table(result, result["decision"]))

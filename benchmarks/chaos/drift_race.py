@@ -1,8 +1,8 @@
 """Two drift checks racing on one data dir: one rerun per drift episode, never two, never none.
 
 A CronJob's check overlapping a ``make drift`` (or two CronJob pods after a missed schedule) both see the same
-drift. ``bitpredict.operations.monitor`` decides under a lock on the drift folder and writes the episode's marker before the
-rerun starts, so the second check sees the episode as already triggered. The scenario runs real checks — the
+drift. ``bitpredict.operations.drift_check`` decides under a lock on the drift folder and writes the episode's marker
+before the rerun starts, so the second check sees the episode as already triggered. The scenario runs real checks — the
 ``bitpredict drift`` command, each its own process, on the embedded sample's features with a model reference
 — with a rerun command that records each call and takes a moment (as a real rerun would):
 

@@ -94,11 +94,11 @@ def baseline_model(workdir: Path, daily: Any) -> Path:
     import shutil
 
     from bitpredict.config import ModelSettings
+    from bitpredict.features.columns import TARGET
     from bitpredict.features.indicators import WARMUP, compute_indicators
     from bitpredict.features.merge import build_features
     from bitpredict.forecast import baselines
     from bitpredict.forecast.artifact import METADATA_FILE, SAVED_MODEL_DIR
-    from bitpredict.forecast.dataset import TARGET
     from bitpredict.forecast.train import baseline_metadata
 
     store = workdir / "store" / "bitpredict-lstm"

@@ -227,8 +227,8 @@ def unreadable(data: Path) -> list[str]:
 def registry_snapshot(data: Path) -> dict[str, Any]:
     """The registry as a consumer sees it: every version's tags, and which version is champion."""
     from bitpredict.config import load_settings
-    from bitpredict.operations.registry import CHAMPION
     from bitpredict.pipeline import tracking
+    from bitpredict.pipeline.tracking import CHAMPION
 
     settings = load_settings(data_dir=str(data))
     client = tracking.client(settings)

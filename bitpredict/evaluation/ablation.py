@@ -21,11 +21,12 @@ import pandas as pd
 from bitpredict import storage
 from bitpredict.config import ModelSettings, Settings
 from bitpredict.evaluation import scores
-from bitpredict.evaluation.evaluate import blocks_of, median_index
-from bitpredict.features.columns import FLAG_COLUMNS
+from bitpredict.evaluation.backtest import blocks_of, median_index
+from bitpredict.features.columns import FLAG_COLUMNS, TARGET
 from bitpredict.features.indicators import HAR_LAGS, MODEL_FEATURES
+from bitpredict.features.merge import labelled
 from bitpredict.forecast import baselines
-from bitpredict.forecast.dataset import TARGET, labelled, model_input_columns
+from bitpredict.forecast.dataset import model_input_columns
 from bitpredict.forecast.train import fit_recipe, load_features
 from bitpredict.pipeline.stage_table import REPORTS, data_path
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bitpredict.errors import InputError
+from bitpredict.evaluation.scores import PRIMARY
 from bitpredict.pipeline.stage_table import (
     PLOT_ACTUAL_VS_PREDICTED,
     PLOT_ATTENTION,
@@ -21,11 +22,7 @@ from bitpredict.pipeline.stage_table import (
 )
 
 if TYPE_CHECKING:
-    from bitpredict.evaluation.evaluate import Backtest
-
-# The score methods are ranked by and the champion is chosen on (metrics.json names it under "primary").
-# Defined here, the lowest module that reads metrics, so the backtest, the registry and the reports share it.
-PRIMARY = "pinball_mean"
+    from bitpredict.evaluation.backtest import Backtest
 
 
 def _pct(value: float) -> str:

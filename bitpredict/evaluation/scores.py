@@ -22,6 +22,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# The score methods are ranked by and the champion is chosen on (metrics.json names it under "primary").
+# Defined here, the lowest module that reads metrics, so the backtest, the report and the registry share it.
+PRIMARY = "pinball_mean"
+
 
 def pinball(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     """Per-day, per-level pinball loss [N, Q]: ``max(τ e, (τ − 1) e)`` with ``e = y − q_τ``."""

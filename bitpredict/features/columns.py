@@ -30,6 +30,8 @@ SENTIMENT_STATS = (
 )
 FLAG_COLUMNS = ("is_imputed", "is_outlier")
 
+TARGET = "target_log_return"  # what every model forecasts: the log return from day t to t + 1 (merge writes it)
+
 
 def sentiment_columns(prefix: str) -> list[str]:
     return [f"{prefix}_{stat}" for stat in SENTIMENT_STATS]

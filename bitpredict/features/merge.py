@@ -22,8 +22,10 @@ import pandas as pd
 
 from bitpredict import __version__, storage
 from bitpredict.config import Settings
-from bitpredict.data.schemas import FEATURE_TARGETS, FEATURES, validate
+from bitpredict.data import schemas
+from bitpredict.data.schemas import FEATURE_TARGETS, validate
 from bitpredict.errors import InputError
+from bitpredict.features.columns import TARGET
 from bitpredict.pipeline.stage_table import (
     FEATURES,
     FEATURES_CSV,
@@ -43,7 +45,7 @@ def add_targets(frame: pd.DataFrame) -> pd.DataFrame:
 
     A target that spans a filled bar (day *t* or *t+1* imputed) is left empty: a filled bar copies the previous
     close, so it would say "no move" on the day before a gap and credit the gap's whole move to its last filled
-    day. Such rows are neither training labels nor evaluation actuals (``bitpredict.forecast.dataset.labelled``).
+    day. Such rows are neither training labels nor evaluation actuals (``labelled``).
     """
     out = frame.copy()
     next_close = out["close"].shift(-1)
@@ -51,7 +53,7 @@ def add_targets(frame: pd.DataFrame) -> pd.DataFrame:
         imputed = out["is_imputed"].astype("float64").to_numpy() > 0
         spans_fill = imputed | np.append(imputed[1:], False)
         next_close = next_close.mask(spans_fill)
-    out["target_log_return"] = np.log(next_close / out["close"])
+    out[TARGET] = np.log(next_close / out["close"])
     out["target_close"] = next_close
     out["target_direction"] = (out["target_log_return"] > 0).astype("Int64").where(next_close.notna())
     return out
@@ -63,8 +65,8 @@ def build_features(
     warmup: int,
     outlier_threshold: float | None = None,
 ) -> pd.DataFrame:
-    """The pure merge: the model inputs of every day (``bitpredict.features.online.model_frame``, the function the serving
-    transformer calls too), targets, then the warm-up rows dropped; flags are 0/1 floats.
+    """The pure merge: the model inputs of every day (``bitpredict.features.online.model_frame``, the function the
+    serving transformer calls too), targets, then the warm-up rows dropped; flags are 0/1 floats.
 
     ``indicators``: the indicators stage's table (the clean bars with their indicators); the features are
     rebuilt from its bars so that a row here is exactly what a forecast request ending that day gets.
@@ -96,10 +98,22 @@ def code_version() -> str:
         return __version__
 
 
-def manifest(features: pd.DataFrame, warmup: int, extra: dict[str, Any]) -> dict[str, Any]:
-    from bitpredict.forecast.dataset import labelled as labelled_rows
+def labelled(features: pd.DataFrame) -> pd.DataFrame:
+    """The rows up to the last one whose next-day target is known (all but the last row, normally).
 
-    labelled = labelled_rows(features)
+    A target left empty inside the table (``bitpredict.features.merge.add_targets``: it would span a filled bar) stays
+    empty here: the row is still a day of history for the windows after it, but never a label or an actual —
+    training picks its window ends with ``label_rows`` and evaluation drops unlabelled days from its scores, so
+    a filled gap costs the days it touches, not the history before it.
+    """
+    known = features[TARGET].notna().to_numpy()
+    if not known.any():
+        return features.iloc[:0].reset_index(drop=True)
+    return features.iloc[: int(np.flatnonzero(known)[-1]) + 1].reset_index(drop=True)
+
+
+def manifest(features: pd.DataFrame, warmup: int, extra: dict[str, Any]) -> dict[str, Any]:
+    labelled_rows = labelled(features)
     return {
         "columns": list(features.columns),
         "dtypes": {c: str(t) for c, t in features.dtypes.items()},
@@ -107,7 +121,7 @@ def manifest(features: pd.DataFrame, warmup: int, extra: dict[str, Any]) -> dict
         "target_columns": list(FEATURE_TARGETS),
         "warmup_rows": warmup,
         "rows": len(features),
-        "labelled_rows": len(labelled),
+        "labelled_rows": len(labelled_rows),
         "first": features["timestamp"].iloc[0].isoformat(),
         "last": features["timestamp"].iloc[-1].isoformat(),
         "code_version": code_version(),
@@ -130,7 +144,7 @@ def run_merge(settings: Settings) -> dict[str, Any]:
         log.warning("no daily sentiment: every day gets the neutral default", extra={"path": sentiment_uri})
 
     features = build_features(indicators, sentiment, WARMUP, settings.clean.outlier_mad_threshold)
-    result = validate(features, FEATURES)
+    result = validate(features, schemas.FEATURES)
     if result.n_rejected:
         raise InputError(f"{result.n_rejected} feature rows break the features contract: {result.reasons}")
     features = result.valid

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bitpredict.features.columns import TARGET
 from bitpredict.features.indicators import EWMA_LAMBDA
-from bitpredict.forecast.dataset import TARGET, Scaler, windows
+from bitpredict.forecast.dataset import Scaler, windows
 
 KINDS = ("ewma", "empirical", "garch", "har")
 COLUMNS: dict[str, tuple[str, ...]] = {

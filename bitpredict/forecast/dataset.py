@@ -23,10 +23,8 @@ import numpy as np
 import pandas as pd
 
 from bitpredict.errors import InputError
-from bitpredict.features.columns import FLAG_COLUMNS, SENTIMENT_PREFIXES, sentiment_columns
+from bitpredict.features.columns import FLAG_COLUMNS, SENTIMENT_PREFIXES, TARGET, sentiment_columns
 from bitpredict.features.indicators import MODEL_FEATURES
-
-TARGET = "target_log_return"
 
 
 def sentiment_inputs() -> list[str]:
@@ -111,20 +109,6 @@ class Split:
                 "windows: use a shorter model.validation_days or model.window, or more history"
             )
         return cls(val_start=val_start, end=end)
-
-
-def labelled(features: pd.DataFrame) -> pd.DataFrame:
-    """The rows up to the last one whose next-day target is known (all but the last row, normally).
-
-    A target left empty inside the table (``bitpredict.features.merge.add_targets``: it would span a filled bar) stays
-    empty here: the row is still a day of history for the windows after it, but never a label or an actual —
-    training picks its window ends with ``label_rows`` and evaluation drops unlabelled days from its scores, so
-    a filled gap costs the days it touches, not the history before it.
-    """
-    known = features[TARGET].notna().to_numpy()
-    if not known.any():
-        return features.iloc[:0].reset_index(drop=True)
-    return features.iloc[: int(np.flatnonzero(known)[-1]) + 1].reset_index(drop=True)
 
 
 def label_rows(frame: pd.DataFrame, start: int, end: int) -> np.ndarray:

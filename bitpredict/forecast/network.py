@@ -19,7 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # after the log level: TensorFlow reads it at import
 from keras import layers, ops
 
-# Re-exported: the tensor names are the artifact contract's (bitpredict.forecast.artifact), named here for the model code.
+# Re-exported: the tensor names are the artifact contract's (bitpredict.forecast.artifact), named here for the
+# model code.
 from bitpredict.forecast.artifact import ATTENTION_OUTPUT as ATTENTION_OUTPUT
 from bitpredict.forecast.artifact import INPUT_NAME as INPUT_NAME
 from bitpredict.forecast.artifact import QUANTILES_OUTPUT as QUANTILES_OUTPUT

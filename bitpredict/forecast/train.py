@@ -24,8 +24,9 @@ import pandas as pd
 from bitpredict import storage
 from bitpredict.config import ModelSettings, Settings
 from bitpredict.errors import InputError
+from bitpredict.features.columns import TARGET
 from bitpredict.features.indicators import WARMUP
-from bitpredict.features.merge import code_version
+from bitpredict.features.merge import code_version, labelled
 from bitpredict.forecast.artifact import (
     ATTENTION_OUTPUT,
     FORMAT_VERSION,
@@ -36,7 +37,7 @@ from bitpredict.forecast.artifact import (
     SIGNATURE,
     write_metadata,
 )
-from bitpredict.forecast.dataset import TARGET, Scaler, Split, label_rows, labelled, model_input_columns, windows
+from bitpredict.forecast.dataset import Scaler, Split, label_rows, model_input_columns, windows
 from bitpredict.pipeline import tracking
 from bitpredict.pipeline.stage_table import CANDIDATE, FEATURES, data_path
 

@@ -110,8 +110,8 @@ def resolve(settings: Settings, *parts: str) -> str:
 
 
 def published_path(settings: Settings, relative: str) -> str:
-    """``resolve`` for a stage path of ``bitpredict.pipeline.stage_table`` (``CLEAN``, ``FEATURES``, …), as ``data_path``
-    is for the data dir: consumers name a table by its constant, never by a typed-out path."""
+    """``resolve`` for a stage path of ``bitpredict.pipeline.stage_table`` (``CLEAN``, ``FEATURES``, …), as
+    ``data_path`` is for the data dir: consumers name a table by its constant, never by a typed-out path."""
     return resolve(settings, *relative.split("/"))
 
 

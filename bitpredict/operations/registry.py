@@ -1,6 +1,6 @@
 """The register stage: the champion of each evaluation becomes a version in the MLflow registry, and may serve.
 
-Every evaluation names its best method (``bitpredict.evaluation.evaluate.decide``): the network when it earns it,
+Every evaluation names its best method (``bitpredict.evaluation.backtest.decide``): the network when it earns it,
 else the best probabilistic baseline — each exported with the same model contract, so whichever wins can
 be served. That method's export becomes a new version (tagged with its kind, recipe, scores and why it
 won), and it replaces the current ``champion`` only when it is at least as good **on this evaluation's
@@ -23,16 +23,15 @@ from typing import Any
 from bitpredict import storage
 from bitpredict.config import Settings
 from bitpredict.errors import BitPredictError
-from bitpredict.evaluation.report import PRIMARY
+from bitpredict.evaluation.scores import PRIMARY
 from bitpredict.forecast.artifact import METADATA_FILE, REFERENCE_FILE, SAVED_MODEL_DIR, SAVED_MODEL_PB
 from bitpredict.forecast.train import BASELINES_DIR, candidate_dir
 from bitpredict.forecast.train import MODEL_KIND as MODEL
 from bitpredict.pipeline import tracking
 from bitpredict.pipeline.stage_table import METRICS, data_path, serving_store
+from bitpredict.pipeline.tracking import CHAMPION, champion_version
 
 log = logging.getLogger(__name__)
-
-CHAMPION = "champion"
 
 
 class RegistryError(BitPredictError, RuntimeError):
@@ -99,15 +98,6 @@ def _summary_tags(evaluation: dict[str, Any], kind: str) -> dict[str, str]:
     return tags
 
 
-def _champion(client: Any, name: str) -> Any | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
-
-
 def _read_json(uri: str, hint: str) -> dict[str, Any]:
     try:
         return json.loads(storage.read_text(uri))
@@ -140,7 +130,7 @@ def register(settings: Settings, allow_promotion: bool = True) -> dict[str, Any]
         client.create_registered_model(
             name, description="BitPredict next-day BTC log-return quantiles: the network or a baseline, the best wins"
         )
-    current = _champion(client, name)
+    current = champion_version(client, name)
     existing = [
         v
         for v in client.search_model_versions(f"run_id = '{run['run_id']}'")
@@ -203,7 +193,7 @@ def rollback(settings: Settings) -> dict[str, Any]:
     """Point ``champion`` back at the version it replaced, and export that one for serving."""
     client = tracking.client(settings)
     name = settings.registered_model_name
-    current = _champion(client, name)
+    current = champion_version(client, name)
     if current is None:
         raise RegistryError(f"{name} has no champion to roll back")
     previous = current.tags.get("previous_champion")
@@ -235,12 +225,3 @@ def export_for_serving(settings: Settings, version: str | int) -> str:
         target = storage.join(serving_store(settings), name, str(version))
         storage.copy_tree(layout, target)
     return target
-
-
-def champion_info(settings: Settings) -> dict[str, Any] | None:
-    """The champion's version and tags, or None (for `make serve` and the UI)."""
-    client = tracking.client(settings)
-    current = _champion(client, settings.registered_model_name)
-    if current is None:
-        return None
-    return {"version": int(current.version), "source": current.source, "tags": dict(current.tags)}

@@ -10,8 +10,8 @@ For each day *d* from ``start`` to ``end`` (inclusive):
    (``bitpredict.forecast.serving``: the request's inputs → ``parse_request`` → ``feature_window`` → the SavedModel's
    ``serving_default`` signature → ``forecast``), from the clean bars and the day's sentiment — the request a
    client (the UI) sends, made in-process instead of over HTTP.
-4. **Drift check** (``bitpredict.operations.monitor.run_drift``) on the served inputs of the recent days and the closed
-   forecasts, with the replay's own drift state (episodes, cooldown). On a trigger the replay's rerun — passed
+4. **Drift check** (``bitpredict.operations.drift_check.run_drift``) on the served inputs of the recent days and the
+   closed forecasts, with the replay's own drift state (episodes, cooldown). On a trigger the replay's rerun — passed
    in as the trigger — retrains on the data visible at *d*: train → evaluate → register, in-process, with the
    replay's recipe. A promoted model serves from *d + 1* on.
 5. **Scheduled rerun** (``--retrain-every N``, off by default): when no rerun happened today and N days have
@@ -27,7 +27,8 @@ champion is whichever is best, as in every run). It never uses, reads or overwri
 **Where things live**: everything the replay writes is under ``<data dir>/replay/`` — its raw tables, stages,
 MLflow registry (sqlite) and model store (``work/``) and its progress (``state.json``) — and the report goes to
 ``<data dir>/reports/replay/`` (``forecasts.parquet``, ``drift.parquet``, ``summary.json``, ``replay.png``;
-``bitpredict.operations.replay_report``).
+``bitpredict.operations.replay_report``). What a replay is and its saved state are
+``bitpredict.operations.replay_state``, which both this loop and the report import (state ← report ← loop).
 
 **Resumable**: the state is saved after each finished day (forecasts, drift checks, reruns, the champion and the
 drift state); rerunning the same command continues after the last finished day, restoring the drift state of
@@ -42,13 +43,10 @@ champion is never worse than naive; ``--epochs``/``--test-days`` change the reci
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,115 +56,13 @@ import pandas as pd
 
 from bitpredict import storage
 from bitpredict.config import Settings
-from bitpredict.errors import BitPredictError
-from bitpredict.pipeline.stage_table import RAW, SENTIMENT_DAILY, SERVING, data_path
+from bitpredict.operations.replay_report import write_report
+from bitpredict.operations.replay_state import Replay, ReplayError, ReplayState
+from bitpredict.pipeline.stage_table import RAW, SENTIMENT_DAILY, data_path
 
 log = logging.getLogger(__name__)
 
-# The settings a replay's results depend on (the folder paths do not: the same data under another path is the same
-# replay): changing one of them between two commands is another replay.
-KEY_SETTINGS = ("model", "clean", "sentiment", "drift", "promotion")
 SEND_ROWS = 400  # rows a replayed request carries (the transformer accepts 1,000; the model reads its last 180)
-STATE_VERSION = 1
-
-
-class ReplayError(BitPredictError, ValueError):
-    """The replay cannot start or continue; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class ReplayRecipe:
-    """The model settings of the replay's runs (the initial champion and every rerun): lighter than a full run."""
-
-    epochs: int = 5
-    patience: int = 3
-    test_days: int = 60
-    refit_every_days: int = 92  # longer than the walk-forward: one block, one refit
-    extra: dict[str, Any] = field(default_factory=dict)  # any other model setting (tests: a tiny network)
-
-    def model(self) -> dict[str, Any]:
-        return {**self.extra, "epochs": self.epochs, "patience": self.patience, "test_days": self.test_days,
-                "refit_every_days": self.refit_every_days}  # fmt: skip
-
-
-@dataclass
-class ReplayState:
-    """Everything needed to continue after the last finished day."""
-
-    key: str
-    last_day: str | None = None
-    champion_dir: str | None = None
-    champion_version: int | None = None
-    drift_state: dict[str, Any] | None = None
-    reruns: list[dict[str, Any]] = field(default_factory=list)
-    champion_changes: list[dict[str, Any]] = field(default_factory=list)
-    initial: dict[str, Any] | None = None
-    seconds: float = 0.0
-    version: int = STATE_VERSION
-
-    @classmethod
-    def load(cls, path: Path) -> ReplayState | None:
-        return cls(**json.loads(path.read_text())) if path.exists() else None
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        storage.write_text(str(path), json.dumps(asdict(self), indent=2, default=str))
-
-
-@dataclass(frozen=True)
-class Replay:
-    """One replay: the exports folder, the inclusive UTC days, the recipe, and where it writes."""
-
-    data: Path
-    start: date
-    end: date
-    settings: Settings  # the user's settings: the replay's own are derived from them (``work_settings``)
-    recipe: ReplayRecipe = ReplayRecipe()
-    retrain_every: int = 0  # days between scheduled reruns; 0: reruns on drift only
-
-    def __post_init__(self) -> None:
-        if self.retrain_every < 0:
-            raise ReplayError(f"--retrain-every {self.retrain_every}: expected 0 (off) or a number of days")
-
-    @property
-    def root(self) -> Path:
-        return Path(self.settings.path("replay"))
-
-    @property
-    def report_dir(self) -> Path:
-        return Path(self.settings.path("reports", "replay"))
-
-    @property
-    def state_file(self) -> Path:
-        return self.root / "state.json"
-
-    def key(self) -> str:
-        """What makes two commands the same replay: a different one must not continue this one's state."""
-        files = sorted(p for p in self.data.iterdir() if p.suffix in (".csv", ".parquet"))
-        groups = {g: getattr(self.settings, g).model_dump(mode="json") for g in KEY_SETTINGS}
-        identity: dict[str, Any] = {"data": [(p.name, p.stat().st_size) for p in files], "start": str(self.start),
-                                    "recipe": asdict(self.recipe), "settings": groups}  # fmt: skip
-        if self.retrain_every:  # named only when on: a replay started before the schedule existed keeps its key
-            identity["retrain_every"] = self.retrain_every
-        text = json.dumps(identity, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def work_settings(self) -> Settings:
-        """The user's settings pointed at the replay's own folder, registry and model store, with the recipe."""
-        from bitpredict.config import ModelSettings
-
-        work = (self.root / "work").resolve()
-        model = ModelSettings(**{**self.settings.model.model_dump(), **self.recipe.model()})
-        return self.settings.model_copy(
-            update={
-                "data_dir": str(work),
-                "files_dir": str(self.data),
-                "ingest_sources": ["files"],
-                "mlflow_tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
-                "model_store": str(work / SERVING),
-                "model": model,
-            }
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,7 +407,8 @@ class Runner:
     def _drift(self, day: date, state: ReplayState, served: pd.DataFrame, forecasts: pd.DataFrame) -> dict[str, Any]:
         """The drift check of ``day`` on the served inputs after the champion's training span; reruns on a
         trigger (the replay's own rerun, passed in) and switches the champion for the next day."""
-        from bitpredict.operations.monitor import load_reference, run_drift
+        from bitpredict.operations.drift_check import run_drift
+        from bitpredict.operations.monitor import load_reference
 
         reference = load_reference(self.settings, state.champion_dir or "")
         reference_end = pd.Timestamp(reference["timestamp"].max())
@@ -549,8 +446,6 @@ class Runner:
         return state
 
     def _write_report(self, state: ReplayState) -> None:
-        from bitpredict.operations.replay_report import write_report
-
         write_report(self.replay, state, _read(self.forecasts_file), _read(self.drift_file))
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 from bitpredict import storage
 
 if TYPE_CHECKING:
-    from bitpredict.operations.replay import Replay, ReplayState
+    from bitpredict.operations.replay_state import Replay, ReplayState
 
 README_START = "<!-- replay:start -->"
 README_END = "<!-- replay:end -->"

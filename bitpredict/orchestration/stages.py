@@ -156,7 +156,8 @@ def publish_stage(
     parameters: Mapping[str, Any],
     run_id: str,
 ) -> dict[str, Any]:
-    """The publish task: the run's artifacts to ``overrides["data_dir"]`` (``bitpredict.operations.publish``), with progress."""
+    """The publish task: the run's artifacts to ``overrides["data_dir"]`` (``bitpredict.operations.publish``),
+    with progress."""
     from bitpredict.operations.publish import champion_record, evaluation_headline, publish
 
     started = time.monotonic()

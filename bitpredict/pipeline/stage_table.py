@@ -315,7 +315,8 @@ def _out_lines(out: Out) -> list[str]:
 def render_dvc_yaml(stages: Mapping[str, Stage] = STAGES) -> str:
     """``dvc.yaml`` for ``stages``: each runs ``bitpredict <stage>`` (the CLI calls the same function)."""
     lines = [
-        "# GENERATED from bitpredict/pipeline/stage_table.py by `bitpredict stages dvc` — edit the table, not this file.",
+        "# GENERATED from bitpredict/pipeline/stage_table.py by `bitpredict stages dvc` — edit the table, not this "
+        "file.",
         "# The same stages as the Kubeflow pipeline, reproducible locally with `dvc repro`.",
         "# Each stage calls the `bitpredict` CLI, which calls one function of the package: no logic lives here.",
         "stages:",

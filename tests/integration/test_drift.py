@@ -15,7 +15,8 @@ from bitpredict.config import DriftSettings, load_settings
 from bitpredict.features.indicators import WARMUP, compute_indicators
 from bitpredict.features.merge import build_features
 from bitpredict.forecast.artifact import METADATA_FILE, REFERENCE_FILE
-from bitpredict.operations.monitor import DriftState, calibrated_thresholds, decide, drift_columns, measure, run_drift
+from bitpredict.operations.drift_check import run_drift
+from bitpredict.operations.monitor import DriftState, calibrated_thresholds, decide, drift_columns, measure
 from bitpredict.pipeline.stage_table import FEATURES, data_path
 
 

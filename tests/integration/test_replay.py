@@ -20,15 +20,8 @@ import pytest
 
 from bitpredict import storage
 from bitpredict.config import Settings, load_settings
-from bitpredict.operations.replay import (
-    Champion,
-    Replay,
-    ReplayError,
-    ReplayRecipe,
-    Runner,
-    build_tables,
-    ingest_visible,
-)
+from bitpredict.operations.replay import Champion, Runner, build_tables, ingest_visible
+from bitpredict.operations.replay_state import Replay, ReplayError, ReplayRecipe
 from bitpredict.pipeline.stage_table import FEATURES, INTERIM, data_path
 
 pytestmark = pytest.mark.timeout(1200)  # the module's replay is about a minute alone; on a busy machine far longer

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from bitpredict.config import ModelSettings
 from bitpredict.features.indicators import WARMUP, compute_indicators
-from bitpredict.features.merge import build_features
+from bitpredict.features.merge import build_features, labelled
 from bitpredict.forecast.artifact import locate
-from bitpredict.forecast.dataset import labelled, model_input_columns
+from bitpredict.forecast.dataset import model_input_columns
 from bitpredict.forecast.serving import ModelSpec, feature_window, forecast, parse_request
 from bitpredict.forecast.train import export, fit_recipe, metadata
 from bitpredict.operations.request_log import read_log
@@ -469,9 +469,9 @@ def test_a_baseline_export_is_served_by_the_real_servers_as_evaluated(
     import json
     import shutil
 
+    from bitpredict.features.columns import TARGET
     from bitpredict.forecast import baselines
     from bitpredict.forecast.artifact import METADATA_FILE, SAVED_MODEL_DIR
-    from bitpredict.forecast.dataset import TARGET
     from bitpredict.forecast.train import baseline_metadata
 
     frame = build_features(compute_indicators(clean_daily), None, WARMUP)

@@ -23,7 +23,8 @@ from bitpredict.features.merge import run_merge
 from bitpredict.features.sentiment import run_sentiment
 from bitpredict.forecast.artifact import METADATA_FILE
 from bitpredict.forecast.train import run_train
-from bitpredict.operations.registry import CHAMPION, RegistryError, register, rollback
+from bitpredict.operations.registry import RegistryError, register, rollback
+from bitpredict.pipeline.tracking import CHAMPION
 from tests.conftest import copy_data_dir
 
 SHORT_MODEL = {

@@ -58,7 +58,7 @@ def live(sample_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from bitpredict.features.merge import run_merge
     from bitpredict.features.sentiment import run_sentiment
     from bitpredict.forecast.train import candidate_dir, run_train
-    from bitpredict.operations.monitor import run_drift
+    from bitpredict.operations.drift_check import run_drift
     from bitpredict.operations.registry import register
     from tests.conftest import copy_data_dir
     from tests.integration.test_serving import _port, _start, _stop, _wait_ready

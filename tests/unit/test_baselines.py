@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from bitpredict.config import ModelSettings
+from bitpredict.features.columns import TARGET
 from bitpredict.features.indicators import WARMUP, compute_indicators
 from bitpredict.forecast import baselines
 from bitpredict.forecast.artifact import METADATA_FILE, SAVED_MODEL_DIR
-from bitpredict.forecast.dataset import TARGET
 from bitpredict.forecast.serving import ModelSpec, feature_window
 from bitpredict.forecast.train import baseline_metadata
 

@@ -11,9 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitpredict.config import PromotionSettings
-from bitpredict.evaluation.evaluate import (
+from bitpredict.evaluation.backtest import (
     POINT_BASELINES,
-    PRIMARY,
     Backtest,
     arima_forecast,
     compute_metrics,
@@ -24,7 +23,8 @@ from bitpredict.evaluation.evaluate import (
     sma_forecast,
 )
 from bitpredict.evaluation.report import markdown_table, plot_reports, update_readme
-from bitpredict.forecast.dataset import TARGET
+from bitpredict.evaluation.scores import PRIMARY
+from bitpredict.features.columns import TARGET
 from bitpredict.operations.registry import champion_score_on_window, promotion_decision
 
 
@@ -209,8 +209,8 @@ def test_a_network_champion_with_another_recipe_is_rescored_on_this_window(tmp_p
 
     from bitpredict.config import load_settings
     from bitpredict.evaluation.evaluate import champion_recipe
-    from bitpredict.operations.registry import CHAMPION
     from bitpredict.pipeline import tracking
+    from bitpredict.pipeline.tracking import CHAMPION
 
     settings = load_settings(data_dir=str(tmp_path / "data"))
     assert champion_recipe(settings) == {}  # no registry content yet

@@ -1,10 +1,14 @@
-"""No import circle among the ``bitpredict`` modules (issue 19), read from the source.
+"""The package's import graph, read from the source: no circle of any kind, and imports point one way (issue 26).
 
-Why read the source: a circle that only closes inside a function (a lazy ``import``) still ties two modules
-together — neither can be understood, tested or moved alone, and the order they are first imported in
-decides whether a name exists yet. So the graph counts every ``import`` statement, at module level or in a
-function; only imports under ``if TYPE_CHECKING:`` are left out (they never run). Resolving a function by
-name at run time (``importlib.import_module``, as the stage table does for the stages) is not an import.
+Why read the source: a circle that only closes inside a function (a lazy ``import``) or only for the type checker
+(an ``if TYPE_CHECKING:`` import) still ties two modules together — neither can be understood, tested or moved
+alone. So the graph counts every ``import`` statement: at module level, in a function, or under
+``TYPE_CHECKING``. Resolving a function by name at run time (``importlib.import_module``, as the stage table does
+for the stages) is not an import.
+
+The order: the core modules (config, errors, log, runtime, storage) → ``pipeline/`` (plumbing every stage may
+use) → ``data/`` → ``features/`` → ``forecast/`` → ``evaluation/`` → ``operations/`` → ``orchestration/`` → the
+CLI. A module may import its own package and any lower one, never a higher one.
 """
 
 from __future__ import annotations
@@ -26,16 +30,8 @@ def module_files(package: Path = PACKAGE) -> dict[str, Path]:
     return modules
 
 
-def _type_checking_nodes(tree: ast.Module) -> set[int]:
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped |= {id(inner) for statement in node.body for inner in ast.walk(statement)}
-    return skipped
-
-
 def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The package's modules that ``name`` imports anywhere in its source (TYPE_CHECKING blocks excepted)."""
+    """The package's modules that ``name`` imports anywhere in its source, ``TYPE_CHECKING`` blocks included."""
 
     def known(dotted: str) -> str | None:  # the module itself, or the package that holds the imported name
         while dotted and dotted not in modules:
@@ -43,11 +39,8 @@ def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str
         return dotted or None
 
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped = _type_checking_nodes(tree)
     found: set[str | None] = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.Import):
             found |= {known(alias.name) for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -107,32 +100,99 @@ def _describe(circle: frozenset[str], graph: dict[str, set[str]]) -> str:
     return "; ".join(f"{m} → {sorted(graph[m] & circle)}" for m in sorted(circle))
 
 
-def test_the_graph_sees_lazy_imports_and_skips_type_checking_ones() -> None:
-    """The reader is the test's premise: a function-level import is an edge, a TYPE_CHECKING one is not."""
+# Lowest first. A top-level module of the package is its own entry; a subpackage's modules take its rank.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"bitpredict", "errors", "log", "runtime", "storage", "config"}),
+    frozenset({"pipeline"}),
+    frozenset({"data"}),
+    frozenset({"features"}),
+    frozenset({"forecast"}),
+    frozenset({"evaluation"}),
+    frozenset({"operations"}),
+    frozenset({"orchestration"}),
+    frozenset({"cli"}),
+)
+
+
+def layer_of(module: str) -> int:
+    """The rank of a dotted module: its first name below ``bitpredict`` (the package itself is the core)."""
+    parts = module.split(".")
+    head = parts[1] if len(parts) > 1 else parts[0]
+    for rank, members in enumerate(LAYERS):
+        if head in members:
+            return rank
+    raise AssertionError(f"{module} belongs to no layer: add its package to LAYERS (and to the design's order)")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a higher layer by a lower one, as 'importer → imported' lines."""
+    return [
+        f"{module} → {target}"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if layer_of(target) > layer_of(module)
+    ]
+
+
+def test_the_graph_sees_lazy_and_type_checking_imports() -> None:
+    """The reader is the test's premise: a function-level import is an edge, and so is a TYPE_CHECKING one."""
     graph = import_graph()
-    assert (
-        "bitpredict.operations.registry" in graph["bitpredict.evaluation.evaluate"]
-    )  # evaluate imports registry inside a function
-    assert "bitpredict.evaluation.evaluate" not in graph["bitpredict.evaluation.report"]  # only under TYPE_CHECKING
+    assert "bitpredict.pipeline.tracking" in graph["bitpredict.evaluation.evaluate"]  # inside a function
+    assert "bitpredict.evaluation.backtest" in graph["bitpredict.evaluation.report"]  # only under TYPE_CHECKING
     assert "bitpredict.data.sources.base" in graph["bitpredict.data.sources"]  # a subpackage's modules are nodes too
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset({"a", "b", "c"})]
     assert circles({"a": {"b"}, "b": set()}) == []
 
 
 def test_no_import_circle_among_the_package_modules() -> None:
-    """Issue 19's done-when: no circle at all, so there is no list of allowed ones."""
+    """No circle at all, TYPE_CHECKING imports included, so there is no list of allowed ones."""
     graph = import_graph()
     found = circles(graph)
     assert not found, "import circles: " + " | ".join(_describe(c, graph) for c in found)
 
 
-def test_the_source_modules_take_their_settings_section_not_the_settings() -> None:
-    """The settings import the source registry (its names), so a source module importing the settings would
-    close the circle again: the registry's opener hands each source its own section instead."""
+def test_imports_point_one_way_through_the_layers() -> None:
+    """data → features → forecast → evaluation → operations, plumbing below and orchestration above: nothing lower
+    imports anything higher, so a layer can be read, tested and replaced with only what is below it."""
     graph = import_graph()
-    sources = {m for m in graph if m.startswith("bitpredict.data.sources")}
-    assert sources >= {"bitpredict.data.sources.binance", "bitpredict.data.sources.http"}
-    assert not any("bitpredict.config" in graph[m] for m in sources)
+    assert {layer_of(m) for m in graph} == set(range(len(LAYERS)))  # every layer has modules: the order is real
+    wrong = upward_imports(graph)
+    assert not wrong, "imports against the package order:\n" + "\n".join(wrong)
+
+
+def test_the_order_check_fails_on_a_lower_module_importing_a_higher_one() -> None:
+    """The check itself can fail: a features module importing evaluation, or the core importing data, is caught."""
+    graph = {
+        "bitpredict.features.merge": {"bitpredict.evaluation.scores", "bitpredict.data.clean"},
+        "bitpredict.config": {"bitpredict.data.sources"},
+        "bitpredict.operations.registry": {"bitpredict.evaluation.scores", "bitpredict.pipeline.tracking"},
+    }
+    assert upward_imports(graph) == [
+        "bitpredict.config → bitpredict.data.sources",
+        "bitpredict.features.merge → bitpredict.evaluation.scores",
+    ]
+
+
+def test_the_settings_import_no_source_and_no_stage_path() -> None:
+    """The sources and the stage table read the settings, never the other way round."""
+    graph = import_graph()
+    assert graph["bitpredict.config"] <= {"bitpredict", "bitpredict.errors", "bitpredict.storage"}
+
+
+def test_the_source_modules_take_their_settings_section_not_the_settings() -> None:
+    """A source module is handed its URL, key and the shared ``http`` section; only the registry's opener, which
+    picks those out of the settings, names the whole settings object."""
+    sources = {m: p for m, p in module_files().items() if m.startswith("bitpredict.data.sources.")}
+    assert {"bitpredict.data.sources.binance", "bitpredict.data.sources.http"} <= set(sources)
+    for module, path in sources.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        named = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "bitpredict.config"
+            for alias in node.names
+        }
+        assert named <= {"HttpSettings"}, f"{module} imports {named - {'HttpSettings'}} from the settings"
 
 
 def test_the_stage_table_imports_no_stage_module() -> None:
@@ -142,5 +202,4 @@ def test_the_stage_table_imports_no_stage_module() -> None:
     graph = import_graph()
     stage_modules = {f"bitpredict.{stage.module}" for stage in STAGES.values()}
     assert not graph["bitpredict.pipeline.stage_table"] & stage_modules
-    # ingest writes only the raw store, which it reaches through data_path(settings, RAW) (config reads the table)
-    assert all("bitpredict.pipeline.stage_table" in graph[m] for m in stage_modules - {"bitpredict.data.ingest"})
+    assert all("bitpredict.pipeline.stage_table" in graph[m] for m in stage_modules)

@@ -122,7 +122,9 @@ def test_no_label_spans_a_filled_bar() -> None:
     gap's whole move. Neither is a label; the days stay history for the windows after them."""
     from bitpredict.config import CleanSettings
     from bitpredict.data.clean import clean_bars
-    from bitpredict.forecast.dataset import TARGET, label_rows, labelled
+    from bitpredict.features.columns import TARGET
+    from bitpredict.features.merge import labelled
+    from bitpredict.forecast.dataset import label_rows
 
     raw = _bars(WARMUP + 60, seed=4)
     gap = WARMUP + 30  # this day is missing at the source; clean fills it flat

@@ -11,8 +11,9 @@ import pytest
 
 from bitpredict.config import ModelSettings
 from bitpredict.errors import InputError
+from bitpredict.features.columns import TARGET
 from bitpredict.features.indicators import MODEL_FEATURES
-from bitpredict.forecast.dataset import TARGET, Scaler, Split, model_input_columns, windows
+from bitpredict.forecast.dataset import Scaler, Split, model_input_columns, windows
 
 TINY = {"window": 8, "lstm_units": [8], "dense_units": 4, "epochs": 2, "batch_size": 32, "validation_days": 30}
 
@@ -146,7 +147,7 @@ def test_the_exported_saved_model_gives_the_in_memory_outputs(tmp_path: Path, sc
 
 def test_days_without_a_label_are_history_never_labels_or_actuals() -> None:
     """Two targets left empty (next to a filled bar): training skips them as window ends, evaluation as actuals."""
-    from bitpredict.evaluation.evaluate import walk_forward
+    from bitpredict.evaluation.backtest import walk_forward
     from bitpredict.forecast.train import fit_recipe
 
     frame = _frame()
@@ -164,7 +165,7 @@ def test_days_without_a_label_are_history_never_labels_or_actuals() -> None:
     assert backtest.probabilistic == ("lstm", "champion_v3", "ewma")
     assert backtest.predictions[["champion_v3_q10", "champion_v3_q50", "champion_v3_q90"]].notna().all().all()
 
-    from bitpredict.evaluation.evaluate import compute_metrics
+    from bitpredict.evaluation.backtest import compute_metrics
 
     metrics = compute_metrics(backtest)
     assert metrics["best_baseline"] == "ewma"  # the champion's recipe is scored, never taken for a baseline

@@ -23,9 +23,9 @@ from bitpredict.config import ModelSettings, load_settings
 from bitpredict.data.clean import OUTLIER_WINDOW, clean_path, flag_outliers, run_clean
 from bitpredict.features.columns import request_sentiment
 from bitpredict.features.indicators import MODEL_FEATURES, WARMUP, compute_indicators
-from bitpredict.features.merge import run_merge
+from bitpredict.features.merge import labelled, run_merge
 from bitpredict.features.online import HISTORY, RESTARTED, model_frame
-from bitpredict.forecast.dataset import Scaler, labelled, model_input_columns
+from bitpredict.forecast.dataset import Scaler, model_input_columns
 from bitpredict.forecast.serving import ModelSpec, feature_window, parse_bars, parse_request
 from bitpredict.pipeline.stage_table import FEATURES, data_path
 from tests.conftest import copy_data_dir

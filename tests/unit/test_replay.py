@@ -13,7 +13,6 @@ import pytest
 from bitpredict.config import load_settings
 from bitpredict.data.schemas import NEWS, RAW_MARKET
 from bitpredict.data.sources.files import import_file, visible_rows
-from bitpredict.operations.replay import Replay, ReplayRecipe, ReplayState
 from bitpredict.operations.replay_report import (
     README_END,
     README_START,
@@ -24,6 +23,7 @@ from bitpredict.operations.replay_report import (
     update_readme,
     write_report,
 )
+from bitpredict.operations.replay_state import Replay, ReplayRecipe, ReplayState
 from bitpredict.pipeline.stage_table import serving_store
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bitpredict.config import load_settings
-from bitpredict.operations.monitor import command_trigger
+from bitpredict.operations.drift_check import command_trigger
 from bitpredict.operations.publish import publish
 from pipelines.rerun import kfp_parameters, rerun
 from pipelines.run_local import PARAMETERS, RunError, replay_arguments

@@ -39,7 +39,7 @@ W, F, Q = 30, 41, 3
 
 
 def _metadata(window: int = W, n_features: int = F, quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)) -> dict:
-    """The keys of bitpredict_model.json that the layout reads, shaped as bitpredict.forecast.train.metadata writes them."""
+    """The keys of bitpredict_model.json that the layout reads, shaped as ``forecast.train.metadata`` writes them."""
     return {
         "format_version": 1,
         "feature_columns": [f"f{i}" for i in range(n_features)],
