@@ -30,7 +30,7 @@ IMAGES ?=
 
 OVERLAY ?= local
 
-.PHONY: deploy render ui help setup tools test test-e2e test-all lint format lock clean run compile submit images images-daemonless image-name serve drift chaos replay
+.PHONY: deploy render ui help setup tools test test-e2e test-all lint format lock clean run compile submit images images-daemonless image-name serve drift chaos replay docs
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ test-e2e: $(STAMP) ## the README's quickstart on a fresh copy of the checkout, o
 
 test-all: $(STAMP) ## every test, including the slow ones
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+docs: $(STAMP) ## build the manual (docs/, MkDocs Material) into site/ with --strict: a broken link or anchor fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
@@ -134,4 +137,4 @@ deploy: ## kubectl apply -k manifests/overlays/$(OVERLAY) (OVERLAY=local | gcp) 
 	kubectl apply -k manifests/overlays/$(OVERLAY)
 
 clean: ## remove the venv and caches (never data/)
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis site

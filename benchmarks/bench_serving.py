@@ -14,9 +14,10 @@ the same client measures:
   with Retry-After: each worker admits ``--max-in-flight`` requests at once).
 
 Then the ratios the targets are about (issue 18): transformer throughput ÷ predictor's (target ≥ 0.5) and
-transformer p50 ÷ predictor's (target ≤ 2). ``--readme`` prints the same figures as the README's markdown table.
+transformer p50 ÷ predictor's (target ≤ 2). ``--doc docs/serving.md`` also writes the table into that page's
+``serving-bench`` block (generated, never typed).
 
-    .venv/bin/python benchmarks/bench_serving.py --model-dir data/models/candidate [--readme]
+    .venv/bin/python benchmarks/bench_serving.py --model-dir data/models/candidate [--doc docs/serving.md]
 
 On a machine shared with other work the latencies are upper bounds and the throughputs lower bounds.
 """
@@ -42,6 +43,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bitpredict.docs_blocks import replace_block  # noqa: E402
 from inference.client import v2_request  # noqa: E402
 
 HEADERS = {"content-type": "application/json"}
@@ -268,7 +270,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--max-in-flight", type=int, default=4, help="the servers' --max_in_flight")
-    parser.add_argument("--readme", action="store_true", help="print the README's markdown table only")
+    parser.add_argument("--doc", type=Path, help="also write the table into this page's serving-bench block")
     args = parser.parse_args()
 
     bars = daily_bars(200)
@@ -297,10 +299,13 @@ def main() -> None:
         ]
         for figures, port, payload in paths:
             measure(figures, f"http://127.0.0.1:{port}/v2/models/bitpredict/infer", payload, args)
-            if not args.readme:
-                print(f"measured: {figures.name}", file=sys.stderr, flush=True)
+            print(f"measured: {figures.name}", file=sys.stderr, flush=True)
         in_proc = in_process(args.model_dir, body_doc, args.requests)
-        print(report([p for p, _, _ in paths], in_proc, args))
+        table = report([p for p, _, _ in paths], in_proc, args)
+        print(table)
+        if args.doc:
+            replace_block(args.doc, "serving-bench", table)
+            print(f"table written into {args.doc}", file=sys.stderr)
     finally:
         for process in processes:
             process.terminate()

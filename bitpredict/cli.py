@@ -281,27 +281,29 @@ def train_cmd(ctx: typer.Context) -> None:
 @app.command("evaluate")
 def evaluate_cmd(
     ctx: typer.Context,
-    readme: Annotated[
-        Path | None, typer.Option("--readme", help="Also write the results table into this README's markers.")
+    doc: Annotated[
+        Path | None,
+        typer.Option("--doc", help="Also write the results table into this page (docs/forecasting.md)."),
     ] = None,
 ) -> None:
     """Walk-forward backtest of the network and every baseline (probabilistic and point) on the same days."""
     from bitpredict.evaluation.evaluate import run_evaluate
-    from bitpredict.evaluation.report import markdown_table, update_readme
+    from bitpredict.evaluation.report import markdown_table, write_results
 
     result = _run_stage("evaluate", lambda: run_evaluate(ctx.obj, progress=lambda m: typer.echo(f"evaluate: {m}")))
     table = markdown_table(result, result["decision"])
     typer.echo(table)
-    if readme is not None:
-        _run_stage("evaluate", lambda: update_readme(readme, table) or {})
-        typer.echo(f"evaluate: results table written into {readme}")
+    if doc is not None:
+        _run_stage("evaluate", lambda: write_results(doc, table) or {})
+        typer.echo(f"evaluate: results table written into {doc}")
 
 
 @app.command("ablation")
 def ablation_cmd(
     ctx: typer.Context,
-    readme: Annotated[
-        Path | None, typer.Option("--readme", help="Also write the ablation tables into this README's markers.")
+    doc: Annotated[
+        Path | None,
+        typer.Option("--doc", help="Also write the ablation tables into this page (docs/forecasting.md)."),
     ] = None,
     section: Annotated[
         list[str] | None,
@@ -309,8 +311,8 @@ def ablation_cmd(
     ] = None,
 ) -> None:
     """What each change to the network recipe is worth, walk-forward (minutes per variant)."""
+    from bitpredict.docs_blocks import replace_block
     from bitpredict.evaluation.ablation import SECTIONS, markdown, run_ablation
-    from bitpredict.evaluation.report import replace_block
 
     chosen = tuple(section or SECTIONS)
     result = _run_stage(
@@ -318,9 +320,9 @@ def ablation_cmd(
     )
     text = markdown(result)
     typer.echo(text)
-    if readme is not None:
-        _run_stage("ablation", lambda: replace_block(readme, "ablation", text) or {})
-        typer.echo(f"ablation: tables written into {readme}")
+    if doc is not None:
+        _run_stage("ablation", lambda: replace_block(doc, "ablation", text) or {})
+        typer.echo(f"ablation: tables written into {doc}")
 
 
 @app.command("register")
@@ -426,11 +428,13 @@ def replay_cmd(
         int,
         typer.Option("--retrain-every", min=0, help="Also rerun every N days since the last training (0: drift only)."),
     ] = 0,
-    readme: Annotated[
-        Path | None, typer.Option("--readme", help="Fill this README's replay block (plot → docs/replay.png).")
+    doc: Annotated[
+        Path | None,
+        typer.Option("--doc", help="Fill this page's replay block (docs/monitoring.md; plot beside it)."),
     ] = None,
     report_only: Annotated[
-        bool, typer.Option("--report-only", help="Rewrite the report (and README) from the days already replayed.")
+        bool,
+        typer.Option("--report-only", help="Rewrite the report (and --doc) from the days already replayed."),
     ] = False,
 ) -> None:
     """Replay the operating loop day by day over history: forecast, close, drift check, rerun.
@@ -440,7 +444,7 @@ def replay_cmd(
     import warnings as _warnings
 
     from bitpredict.operations.replay import Runner, check_data, parse_day
-    from bitpredict.operations.replay_report import PLOT, update_readme
+    from bitpredict.operations.replay_report import PLOT, write_block
     from bitpredict.operations.replay_state import Replay, ReplayError, ReplayRecipe
     from bitpredict.runtime import quiet_tensorflow
 
@@ -475,11 +479,11 @@ def replay_cmd(
         f"{len([c for c in summary['champion_changes'] if not c.get('initial')])} champion changes → "
         f"{replay.report_dir}"
     )
-    if readme is not None:
+    if doc is not None:
         command = f"make replay DATA={data} FROM={start} TO={end}"
         command += f' REPLAY_ARGS="--retrain-every {retrain_every}"' if retrain_every else ""
-        image = update_readme(readme, summary, replay.report_dir / PLOT, command)
-        typer.echo(f"replay: {readme} updated (plot {image})")
+        image = write_block(doc, summary, replay.report_dir / PLOT, command)
+        typer.echo(f"replay: {doc} updated (plot {image})")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -237,14 +237,14 @@ def summary_lines(
     return lines
 
 
-def readme_results(settings: Settings, epochs: int) -> str:
+def doc_results(settings: Settings, epochs: int) -> str:
     from bitpredict.evaluation.report import markdown_table
     from bitpredict.operations.publish import resolve
 
     features = _read_json(resolve(settings, *FEATURES_META.split("/"))) or {}
     metrics = _read_json(resolve(settings, *METRICS.split("/")))
     if not metrics:
-        raise RunError("no published evaluation to write into the README")
+        raise RunError("no published evaluation to write into the results block")
     blocks = metrics.get("blocks") or []
     fitted = ", ".join(f"{b['epochs_run']} (best {b['best_epoch']})" for b in blocks if "epochs_run" in b)
     head = f"Data: {features.get('rows')} days, {str(features.get('first'))[:10]} → {str(features.get('last'))[:10]}."
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-settings", default="{}", help="JSON object of any other setting.")
     parser.add_argument("--no-cache", action="store_true", help="Run every stage even when nothing changed.")
     parser.add_argument("--replay", action="store_true", help="Run with the last published run's parameters.")
-    parser.add_argument("--readme", type=Path, help="Write the run's results table into this README's markers.")
+    parser.add_argument("--doc", type=Path, help="Write the run's results table into this page (docs/forecasting.md).")
     parser.add_argument("-v", "--verbose", action="store_true", default=os.environ.get("VERBOSE", "") not in ("", "0"),
                         help="Show KFP's and TensorFlow's full logs too (also VERBOSE=1).")  # fmt: skip
     parser.add_argument("--lock-timeout", type=float, default=1800.0,
@@ -312,11 +312,11 @@ def _run(args: argparse.Namespace, parameters: dict[str, Any], settings: Setting
               file=sys.stderr)  # fmt: skip
         return 1
     print("\n".join(summary_lines(settings, board, elapsed, log_file, parameters)))
-    if args.readme:
-        from bitpredict.evaluation.report import update_readme
+    if args.doc:
+        from bitpredict.evaluation.report import write_results
 
-        update_readme(args.readme, readme_results(settings, int(parameters["epochs"])))
-        print(f"results table written into {args.readme}")
+        write_results(args.doc, doc_results(settings, int(parameters["epochs"])))
+        print(f"results table written into {args.doc}")
     return 0
 
 

@@ -4,8 +4,8 @@ Each variant is the default recipe with a few settings changed; every one is bac
 blocks as the evaluate stage (refit before each block on all earlier days) and scored on the primary
 score against the best probabilistic baseline of the same days, with the HAC Diebold–Mariano test. A
 second table does sentiment on/off on the span the news data covers (the default test year has no news),
-scored on all days of that span and on the days that had news. ``bitpredict ablation --readme README.md``
-writes both tables between the README's ``ablation`` markers: generated, never typed.
+scored on all days of that span and on the days that had news. ``bitpredict ablation --doc docs/forecasting.md``
+writes both tables into the manual's ``ablation`` block: generated, never typed.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""What people read of an evaluation: the markdown results tables, the plots, the README's results block, and
-the flat ``{method}_{metric}`` numbers MLflow and KFP's Metrics artifact show.
+"""What people read of an evaluation: the markdown results tables, the plots, the manual's results block
+(``docs/forecasting.md``), and the flat ``{method}_{metric}`` numbers MLflow and KFP's Metrics artifact show.
 
 Kept apart from the backtest (``bitpredict.evaluation.evaluate``) so the numbers are computed in one place and shown
 in another; everything here is a pure function of the metrics and the per-day predictions.
@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitpredict.errors import InputError
+from bitpredict.docs_blocks import replace_block
 from bitpredict.evaluation.scores import PRIMARY
 from bitpredict.pipeline.stage_table import (
     PLOT_ACTUAL_VS_PREDICTED,
@@ -116,18 +116,9 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Replace the text between the results markers in the README with the generated table."""
-    replace_block(readme, "results", table)
-
-
-def replace_block(readme: Path, name: str, text: str) -> None:
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    content = readme.read_text()
-    if start not in content or end not in content:
-        raise InputError(f"{readme}: no '{start}' … '{end}' markers to replace")
-    head, rest = content.split(start, 1)
-    readme.write_text(f"{head}{start}\n{text}{end}{rest.split(end, 1)[1]}")
+def write_results(page: Path, table: str) -> None:
+    """The generated results block of the manual's page (``docs/forecasting.md``): the table between its markers."""
+    replace_block(page, "results", table)
 
 
 def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str, Any], directory: Path) -> list[Path]:

@@ -1,4 +1,5 @@
-"""The replay's report: ``summary.json``, the plot, and the README block — all from the replay's own tables.
+"""The replay's report: ``summary.json``, the plot, and the manual's block (``docs/monitoring.md``) — all from the
+replay's own tables.
 
 Kept apart from the loop (``bitpredict.operations.replay``) so the figures can be regenerated from a finished replay
 without replaying, and so the loop does one job.
@@ -27,12 +28,13 @@ import numpy as np
 import pandas as pd
 
 from bitpredict import storage
+from bitpredict.docs_blocks import markers, replace_block
+from bitpredict.errors import InputError
 
 if TYPE_CHECKING:
     from bitpredict.operations.replay_state import Replay, ReplayState
 
-README_START = "<!-- replay:start -->"
-README_END = "<!-- replay:end -->"
+BLOCK = "replay"  # the manual's generated block (``docs/monitoring.md``)
 PLOT = "replay.png"
 ROLLING_DAYS = 30  # the plot's error lines: a month of days, long enough to read through day-to-day noise
 
@@ -184,8 +186,8 @@ def _listed(count: int, items: list[str]) -> str:
     return f"{count}: " + ", ".join(items) if items else str(count)
 
 
-def readme_block(summary: dict[str, Any], image: str, command: str) -> str:
-    """The README's replay section body, from the summary (generated, never typed)."""
+def block_text(summary: dict[str, Any], image: str, command: str) -> str:
+    """The manual's replay block, from the summary (generated, never typed)."""
     skill, coverage = summary["live_skill"], summary["coverage"]
     found = summary["drift_episodes"]["episodes"]
     reruns = summary["reruns"]["runs"]
@@ -224,16 +226,14 @@ def readme_block(summary: dict[str, Any], image: str, command: str) -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, summary: dict[str, Any], plot_file: Path, command: str) -> Path:
-    """Replace the block between the replay markers in ``readme``; the plot is copied to ``docs/replay.png``."""
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme}: no {README_START} … {README_END} block to fill")
-    image = readme.parent / "docs" / PLOT
-    image.parent.mkdir(parents=True, exist_ok=True)
+def write_block(page: Path, summary: dict[str, Any], plot_file: Path, command: str) -> Path:
+    """Replace the replay block of the manual's page (``docs/monitoring.md``); the plot is copied beside the page
+    (``docs/replay.png``), so the block links it by its name. The page is checked before the plot is copied."""
+    start, end = markers(BLOCK)
+    text = page.read_text(encoding="utf-8")
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise InputError(f"{page}: expected one {start} … {end} block to fill")
+    image = page.parent / PLOT
     shutil.copyfile(plot_file, image)
-    block = readme_block(summary, f"docs/{PLOT}", command)
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{block}\n{README_END}{tail}")
+    replace_block(page, BLOCK, block_text(summary, PLOT, command))
     return image

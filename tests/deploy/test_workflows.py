@@ -258,10 +258,11 @@ def _ci_job() -> dict[str, Any]:
 
 def test_ci_runs_the_readme_commands_in_order() -> None:
     commands = [line.strip() for run in runs(_ci_job()) for line in run.splitlines()]
-    for command in ("make setup", "make lint", "make test", "make compile"):
+    for command in ("make setup", "make lint", "make docs", "make test", "make compile"):
         assert command in commands, f"ci.yml does not run `{command}`"
-    order = [commands.index(c) for c in ("make setup", "make lint", "make test", "make compile")]
-    assert order == sorted(order), "ci.yml must run make setup, lint, test, compile in that order"
+    order = [commands.index(c) for c in ("make setup", "make lint", "make docs", "make test", "make compile")]
+    assert order == sorted(order), "ci.yml must run make setup, lint, docs, test, compile in that order"
+    assert "make docs" in (REPO / ".ci" / "run").read_text().splitlines(), "CI (.ci/run) must build the manual"
     readme = (REPO / "README.md").read_text()
     assert "`make test`" in readme and "`make setup`" in readme, "the README no longer names these commands?"
 

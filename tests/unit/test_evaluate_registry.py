@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitpredict.config import PromotionSettings
+from bitpredict.errors import InputError
 from bitpredict.evaluation.backtest import (
     POINT_BASELINES,
     Backtest,
@@ -22,7 +23,7 @@ from bitpredict.evaluation.backtest import (
     regression_forecast,
     sma_forecast,
 )
-from bitpredict.evaluation.report import markdown_table, plot_reports, update_readme
+from bitpredict.evaluation.report import markdown_table, plot_reports, write_results
 from bitpredict.evaluation.scores import PRIMARY
 from bitpredict.features.columns import TARGET
 from bitpredict.operations.registry import champion_score_on_window, promotion_decision
@@ -149,14 +150,20 @@ def test_promotion_against_the_champion() -> None:
     assert not unknown.promote and "not scored on this window" in unknown.reason
 
 
-def test_the_readme_table_goes_between_the_markers(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n")
-    update_readme(readme, "| new |\n")
-    assert readme.read_text() == "intro\n<!-- results:start -->\n| new |\n<!-- results:end -->\nrest\n"
-    readme.write_text("no markers")
-    with pytest.raises(ValueError, match="markers"):
-        update_readme(readme, "x")
+def test_the_results_table_goes_between_the_page_markers(tmp_path: Path) -> None:
+    page = tmp_path / "forecasting.md"
+    page.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n")
+    write_results(page, "| new |\n")
+    assert page.read_text() == "intro\n<!-- results:start -->\n| new |\n<!-- results:end -->\nrest\n"
+    page.write_text(
+        "intro\n<!-- results:start -->\n<!-- results:end -->\n<!-- results:start -->\n<!-- results:end -->\n"
+    )
+    with pytest.raises(InputError, match="expected one"):
+        write_results(page, "x")  # two blocks: which one is ambiguous, so neither is written
+    page.write_text("no markers")
+    with pytest.raises(InputError, match="markers"):
+        write_results(page, "x")
+    assert page.read_text() == "no markers"
 
 
 def test_the_plots_are_written_under_the_stage_tables_names(tmp_path: Path) -> None:

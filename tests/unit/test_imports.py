@@ -6,9 +6,9 @@ alone. So the graph counts every ``import`` statement: at module level, in a fun
 ``TYPE_CHECKING``. Resolving a function by name at run time (``importlib.import_module``, as the stage table does
 for the stages) is not an import.
 
-The order: the core modules (config, errors, log, runtime, storage) → ``pipeline/`` (plumbing every stage may
-use) → ``data/`` → ``features/`` → ``forecast/`` → ``evaluation/`` → ``operations/`` → ``orchestration/`` → the
-CLI. A module may import its own package and any lower one, never a higher one.
+The order: the core modules (config, errors, log, runtime, storage, docs_blocks) → ``pipeline/`` (plumbing every
+stage may use) → ``data/`` → ``features/`` → ``forecast/`` → ``evaluation/`` → ``operations/`` →
+``orchestration/`` → the CLI. A module may import its own package and any lower one, never a higher one.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _describe(circle: frozenset[str], graph: dict[str, set[str]]) -> str:
 
 # Lowest first. A top-level module of the package is its own entry; a subpackage's modules take its rank.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"bitpredict", "errors", "log", "runtime", "storage", "config"}),
+    frozenset({"bitpredict", "errors", "log", "runtime", "storage", "config", "docs_blocks"}),
     frozenset({"pipeline"}),
     frozenset({"data"}),
     frozenset({"features"}),

@@ -13,14 +13,15 @@ import pytest
 from bitpredict.config import load_settings
 from bitpredict.data.schemas import NEWS, RAW_MARKET
 from bitpredict.data.sources.files import import_file, visible_rows
+from bitpredict.docs_blocks import markers
+from bitpredict.errors import InputError
 from bitpredict.operations.replay_report import (
-    README_END,
-    README_START,
+    BLOCK,
+    block_text,
     episodes,
     pinball,
-    readme_block,
     summarise,
-    update_readme,
+    write_block,
     write_report,
 )
 from bitpredict.operations.replay_state import Replay, ReplayRecipe, ReplayState
@@ -84,7 +85,7 @@ def _replay(tmp_path: Path) -> Replay:
     return Replay(tmp_path / "exports", date(2024, 9, 1), date(2024, 9, 3), settings, ReplayRecipe())
 
 
-def test_the_summary_and_the_readme_block_come_from_the_tables(tmp_path: Path) -> None:
+def test_the_summary_and_the_docs_block_come_from_the_tables(tmp_path: Path) -> None:
     replay = _replay(tmp_path)
     forecasts = pd.DataFrame({
         "made_on": ["2024-09-01", "2024-09-02", "2024-09-03"], "as_of": ["2024-09-02", "2024-09-03", "2024-09-04"],
@@ -118,23 +119,27 @@ def test_the_summary_and_the_readme_block_come_from_the_tables(tmp_path: Path) -
     assert json.loads((replay.report_dir / "summary.json").read_text()) == json.loads(json.dumps(written))
     assert (replay.report_dir / "replay.png").read_bytes()[:4] == b"\x89PNG"
 
-    block = readme_block(written, "docs/replay.png", "make replay DATA=x FROM=2024-09-01 TO=2024-09-03")
+    block = block_text(written, "replay.png", "make replay DATA=x FROM=2024-09-01 TO=2024-09-03")
     assert "| live skill vs persistence | +0.6667 |" in block
     assert "| reruns triggered by drift | 1: 2024-09-02 (v2 garch, promoted) |" in block
     assert "| scheduled reruns (off) | 1: 2024-09-03 (v3 har, kept the champion) |" in block
     scheduled = Replay(replay.data, replay.start, replay.end, replay.settings, replay.recipe, retrain_every=30)
-    assert "| scheduled reruns (every 30 d) |" in readme_block(
-        summarise(scheduled, state, forecasts, drift), "docs/replay.png", "make replay"
+    assert "| scheduled reruns (every 30 d) |" in block_text(
+        summarise(scheduled, state, forecasts, drift), "replay.png", "make replay"
     )
     assert "| champion changes | 1: v2 garch from 2024-09-03 |" in block
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n\nrest\n")
-    image = update_readme(readme, written, replay.report_dir / "replay.png", "make replay")
-    text = readme.read_text()
-    assert "old" not in text and "rest" in text and "![Replay 2024-09-01" in text and image.exists()
-    (tmp_path / "bare.md").write_text("# no block\n")
-    with pytest.raises(ValueError, match="replay:start"):
-        update_readme(tmp_path / "bare.md", written, replay.report_dir / "replay.png", "make replay")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    page = docs / "monitoring.md"
+    start, end = markers(BLOCK)
+    page.write_text(f"# x\n\n{start}\nold\n{end}\n\nrest\n")
+    image = write_block(page, written, replay.report_dir / "replay.png", "make replay")
+    text = page.read_text()
+    assert "old" not in text and "rest" in text and "![Replay 2024-09-01" in text
+    assert image == docs / "replay.png" and image.exists() and "](replay.png)" in text  # beside the page
+    (docs / "bare.md").write_text("# no block\n")
+    with pytest.raises(InputError, match="replay:start"):
+        write_block(docs / "bare.md", written, replay.report_dir / "replay.png", "make replay")
 
 
 def test_the_replay_works_in_its_own_folder_and_registry(tmp_path: Path) -> None:
