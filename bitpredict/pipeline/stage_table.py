@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 PACKAGE = Path(__file__).resolve().parents[1]
 DVC_DATA_DIR = "data"  # dvc.yaml's paths are relative to the project root; the data dir is ./data
 # Modules every stage uses whose changes do not change a stage's result: settings are DVC params, the
-# rest is I/O, logging, tracking, locking and error plumbing, and this table (a moved path changes the outs anyway).
+# rest is I/O, logging, tracking, locking, error and docs-block plumbing, and this table (a moved path changes the
+# outs anyway).
 INFRASTRUCTURE = frozenset(
-    {"config", "storage", "log", "runtime", "errors", "pipeline.tracking", "pipeline.runlock", "pipeline.stage_table"}
+    {"config", "storage", "log", "runtime", "errors", "docs_blocks"}
+    | {"pipeline.tracking", "pipeline.runlock", "pipeline.stage_table"}
 )
 
 # --- where every stage's data lives inside a data dir (the one definition) ---

@@ -152,7 +152,7 @@ def test_the_stage_table_is_consistent_with_itself_and_the_published_layout() ->
         files = [out.path for out in stage.files]
         for output in stage.outputs.values():
             assert any(covers(output, f) or covers(f, output) for f in files), f"{name}: {output} is not tracked"
-        assert f"bitpredict/{stage.module}.py" in code_dependencies(stage)
+        assert f"bitpredict/{stage.module.replace('.', '/')}.py" in code_dependencies(stage)
         written += files
     outputs = {path for stage in STAGES.values() for path in stage.outputs.values()}
     assert set(ITEMS.values()) <= outputs
@@ -173,9 +173,15 @@ def test_code_dependencies_follow_the_imports() -> None:
 
 
 def test_code_dependencies_follow_imports_of_imports() -> None:
-    """train imports dataset, which imports feature_columns: a change there must rerun train under DVC."""
+    """train reaches online (the feature function) only through merge: a change there must rerun train under DVC.
+    A subpackage inside a layer is one dependency (its folder); the core and the pipeline plumbing are none."""
     from bitpredict.pipeline.stage_table import STAGES, _package_imports, code_dependencies
 
-    assert "feature_columns" not in _package_imports("train")  # only through another module…
-    assert "bitpredict/features/columns.py" in code_dependencies(STAGES["train"])  # …and still a dependency
-    assert "bitpredict/sources" in code_dependencies(STAGES["ingest"])
+    assert "forecast.network" in _package_imports("forecast.train")
+    assert "features.online" not in _package_imports("forecast.train")  # only through another module…
+    assert "bitpredict/features/online.py" in code_dependencies(STAGES["train"])  # …and still a dependency
+    ingest = code_dependencies(STAGES["ingest"])
+    assert "bitpredict/data/sources" in ingest and not any(p.startswith("bitpredict/data/sources/") for p in ingest)
+    assert not {"bitpredict/pipeline/stage_table.py", "bitpredict/pipeline/tracking.py"} & set(
+        code_dependencies(STAGES["train"])
+    )
