@@ -3,6 +3,15 @@
 The domain library. Every stage of the pipeline is one function here; the KFP components, the DVC
 stages, the KServe transformer and the UI only wrap these functions. This package imports no kfp and
 no kserve.
+
+Its packages read as the flow, and imports point one way (``tests/unit/test_imports.py`` holds it):
+
+* the core — ``config``, ``errors``, ``log``, ``runtime``, ``storage``, ``docs_blocks`` — and below every stage
+  ``pipeline/`` (artifact paths and ``dvc.yaml``, the run lock, MLflow wiring);
+* ``data/`` → ``features/`` → ``forecast/`` → ``evaluation/`` → ``operations/``: sources and clean bars, the
+  features table, the models and their contract, the walk-forward evaluation, then registry, publishing,
+  monitoring and replay;
+* above them ``orchestration/`` (a stage on KFP artifacts, the pipeline's parameters) and ``cli``.
 """
 
 from importlib.metadata import PackageNotFoundError, version

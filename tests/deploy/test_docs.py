@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from bitpredict.docs_blocks import markers
+
 pytestmark = pytest.mark.deploy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,10 +59,6 @@ def nav_pages(nav: Any) -> list[str]:
     if isinstance(nav, dict):
         return [page for value in nav.values() for page in nav_pages(value)]
     return []
-
-
-def markers(name: str) -> tuple[str, str]:
-    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
 def mkdocs_build(config_file: Path, site_dir: Path) -> subprocess.CompletedProcess[str]:
