@@ -149,8 +149,9 @@ def plot(forecasts: pd.DataFrame, drift: pd.DataFrame, state: ReplayState, share
         for i, change in enumerate(changes):
             axis.axvline(pd.Timestamp(change["serves_from"]), color="tab:green", lw=1.5,
                          label="new champion serves" if i == 0 and axis is top else None)  # fmt: skip
-    top.legend(loc="upper left", fontsize=8)
-    bottom.legend(loc="upper left", fontsize=8)
+    for axis in (top, bottom):
+        if axis.get_legend_handles_labels()[1]:  # the first days have nothing labelled yet: no empty legend
+            axis.legend(loc="upper left", fontsize=8)
     top.set_title("Replay: served forecasts closed day by day, drift checks and reruns")
     fig.autofmt_xdate()
     fig.tight_layout()
