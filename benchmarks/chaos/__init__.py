@@ -2,7 +2,7 @@
 
 Each scenario module in this package exposes ``run(workdir: Path, quick: bool = False) -> ScenarioResult``: it
 starts what it needs on 127.0.0.1 inside ``workdir``, injects its fault, measures, stops everything it started and
-returns one row. The same function is what the tests call (``tests/chaos/``), so the figures in the README's
+returns one row. The same function is what the tests call (``tests/chaos/``), so the figures in the manual's
 reliability table and the assertions in the suite come from one code path.
 
 Why a row has these columns: the promise is "a bad client, a dying dependency or a crashed job costs a clear error and
@@ -39,7 +39,7 @@ class ScenarioResult:
 
 
 def table(rows: list[ScenarioResult]) -> str:
-    """The markdown table ``make chaos`` prints and the README embeds."""
+    """The markdown table ``make chaos`` prints and ``docs/reliability.md`` embeds."""
     head = (
         "| scenario | requests | errors by code | max latency during fault | recovery | lost "
         "| 5xx from client input |\n"

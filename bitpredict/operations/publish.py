@@ -99,7 +99,7 @@ def read_manifest(settings: Settings) -> dict[str, Any] | None:
 def resolve(settings: Settings, *parts: str) -> str:
     """Where a consumer reads a published path: under the manifest's root on GCS, the data dir locally.
 
-    Locally the items are swapped into the data dir itself, so the paths stay the ones the README and
+    Locally the items are swapped into the data dir itself, so the paths stay the ones the manual and
     ``dvc repro`` use (``data/`` + ``stage_table.CLEAN``), with or without a manifest.
     """
     if storage.is_gcs(settings.data_dir):
