@@ -456,16 +456,22 @@ def replay_cmd(
             check_data(data), parse_day(start, "--from"), parse_day(end, "--to"), settings,
             ReplayRecipe(epochs=epochs, test_days=test_days), retrain_every,
         )  # fmt: skip
-        core = logging.getLogger("bitpredict")
-        quiet = core.getEffectiveLevel() == logging.INFO  # the stages' INFO lines every day would bury the progress
+        # The stages' INFO lines every day (and Keras's "Assets written to" at each rerun's export) would bury
+        # the progress: at the default level only their errors pass while the replay runs.
+        chatty = [logging.getLogger(name) for name in ("bitpredict", "tensorflow")]
+        quiet = chatty[0].getEffectiveLevel() == logging.INFO
+        levels = [logger.level for logger in chatty]
         if quiet:
-            core.setLevel(logging.ERROR)
-        with _warnings.catch_warnings():  # Evidently's statistics warn on constant columns; the report says it
-            _warnings.simplefilter("ignore", RuntimeWarning)
-            runner = Runner(replay, lambda line: typer.echo(line))
-            runner.report_only() if report_only else runner.run(fresh=fresh)
-        if quiet:
-            core.setLevel(logging.INFO)
+            for logger in chatty:
+                logger.setLevel(logging.ERROR)
+        try:
+            with _warnings.catch_warnings():  # Evidently's statistics warn on constant columns; the report says it
+                _warnings.simplefilter("ignore", RuntimeWarning)
+                runner = Runner(replay, lambda line: typer.echo(line))
+                runner.report_only() if report_only else runner.run(fresh=fresh)
+        finally:
+            for logger, level in zip(chatty, levels, strict=True):
+                logger.setLevel(level)
     except ReplayError as exc:
         fail(f"replay: {exc}")
         return
