@@ -1,8 +1,9 @@
 """The BitPredict pipeline: ingest → clean → indicators ┐
                                      ingest → sentiment ┴→ merge → train → evaluate → register → publish.
 
-``register`` is one task: the policy (the best of the network and its baselines on the primary score
-becomes the champion) lives in ``bitpredict.operations.registry``, so a champion exists after every successful run.
+``register`` is one task: the evaluation names the best of the network and its baselines on the primary score
+(``bitpredict.evaluation.backtest.decide``) and ``bitpredict.operations.registry`` registers it and applies the
+promotion rule, so a champion exists after every successful run.
 ``publish`` is the last task: it moves the run's outputs (clean bars, indicators, sentiment, features,
 evaluation, candidate) into the data dir every consumer reads, atomically, with a manifest that records
 the run's parameters and its champion. A run that fails before it publishes nothing.

@@ -1,7 +1,7 @@
 """What people read of an evaluation: the markdown results tables, the plots, the manual's results block
 (``docs/forecasting.md``), and the flat ``{method}_{metric}`` numbers MLflow and KFP's Metrics artifact show.
 
-Kept apart from the backtest (``bitpredict.evaluation.evaluate``) so the numbers are computed in one place and shown
+Kept apart from the backtest (``bitpredict.evaluation.backtest``) so the numbers are computed in one place and shown
 in another; everything here is a pure function of the metrics and the per-day predictions.
 """
 

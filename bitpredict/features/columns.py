@@ -1,10 +1,10 @@
-"""The features table's columns besides the indicators — the data-quality flags and the daily sentiment — and
-the one rule that turns a day's sentiment aggregates into model inputs.
+"""The features table's columns besides the indicators — the target, the data-quality flags and the daily
+sentiment — and the one rule that turns a day's sentiment aggregates into model inputs (``request_sentiment``).
 
-Why a module of its own: the merge stage (training's table), ``bitpredict.features.online`` (the model inputs of any
-row, training's and a forecast request's alike) and ``bitpredict.forecast.dataset`` (the model's column order) all need
-these definitions, and the merge stage calls the other two; kept here, below all three, the dependency points
-one way and there is one definition of every column.
+Why a module of its own: the merge stage (training's table), ``bitpredict.features.online`` (the model inputs of
+any row, training's and a forecast request's alike) and ``bitpredict.forecast.dataset`` (the model's column
+order) all need these definitions, and merge calls online; kept here, below all three, the dependency points one
+way and there is one definition of every column.
 
 Missing sentiment days: a day with no text gets the neutral value (0 for means, spreads and shares, 0 for the
 count) and ``<prefix>_missing = 1`` so the model can tell "no news" from "neutral news". The transformer uses

@@ -22,20 +22,17 @@
   window length is the check's own (its latest whole 10-day blocks, so a daily check recalibrates only when
   the window grows by a block).
 * **Report**: Evidently's ``DataDriftPreset`` (per-column test with the calibrated thresholds, FAIL =
-  drifted), saved as HTML and JSON by ``bitpredict.operations.monitor_report``. When realised prices are known for past
+  drifted), saved as HTML by ``bitpredict.operations.monitor_report``. When realised prices are known for past
   forecasts, the live MAE next to persistence's on the same days (each forecast day once: its latest
   forecast; the last ``drift.window_days`` of them).
 * **Decision**: drift when the share of drifted columns reaches ``drift.share_threshold`` or live skill
   falls below ``drift.min_live_skill`` over at least ``drift.min_rows`` closed days (fewer days of errors
   are noise, not degradation). One episode (consecutive drifting checks) triggers one rerun, and no two
   triggers come closer than ``drift.cooldown_hours``. The state lives in ``reports/drift/state.json``.
-* **Two checks at once** (a CronJob overlapping ``make drift``): the decision and its marker — the state
-  with the episode marked as triggered — are made under a lock on the drift folder, and the marker is
-  written *before* the rerun starts, so a racing check sees the episode as already triggered: one rerun per
-  episode. A rerun that fails gives the episode back (the next check tries again).
-* **Rerun**: the trigger is passed in by the caller — a callable (the KFP component, the replay) or a
-  command (``bitpredict drift --trigger-command``, which ``make drift`` sets to ``python -m pipelines.rerun``).
-  This package never imports the pipeline code, nor starts it unless the caller's command says so.
+This module measures and decides (``measure``, ``decide``, ``DriftState``); it writes nothing. The check that
+runs it — the decision made under a lock with the episode's marker written before any rerun, the trigger passed in
+by the caller, the JSON summaries — is ``bitpredict.operations.drift_check``; the HTML reports and the Prometheus
+gauges are ``bitpredict.operations.monitor_report``. Neither of them is imported here.
 
 The features table is read from the published state (``bitpredict.operations.publish.published_path``).
 """

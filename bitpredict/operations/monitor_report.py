@@ -16,7 +16,7 @@ import pandas as pd
 from bitpredict import storage
 from bitpredict.config import Settings
 
-if TYPE_CHECKING:  # types only: drift imports this module, not the other way round
+if TYPE_CHECKING:  # types only: drift_check imports both, monitor never imports this module
     from bitpredict.operations.monitor import Decision, DriftResult, DriftState
 
 

@@ -1,8 +1,8 @@
 """What a replay is and how far it got: the command's identity (``Replay``), its recipe and its saved state.
 
 Why a module of its own: the loop (``bitpredict.operations.replay``) writes the report after every day and the
-report (``bitpredict.operations.replay_report``) reads these types, so both import them from here and neither
-imports the other's caller.
+report (``bitpredict.operations.replay_report``) reads these types, so both import them from here: the loop imports
+the report, and the report never imports the loop.
 """
 
 from __future__ import annotations

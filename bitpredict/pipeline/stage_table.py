@@ -10,6 +10,10 @@ when the checked-in file is stale).
 tracks, file by file, with its flags; ``reads`` are the data DVC makes the stage depend on (by default
 its inputs). The code a stage depends on is not listed by hand: it is the stage's module and the package
 modules it imports (``code_dependencies``), so a new import cannot be forgotten.
+
+It is also the one definition of where each stage's data lives inside a data dir (``RAW``, ``CLEAN``,
+``FEATURES``, ``SERVING`` …): every consumer asks ``data_path(settings, FEATURES)`` or ``serving_store(settings)``.
+The settings know the data dir and nothing of the stages, so this table reads them and never the reverse.
 """
 
 from __future__ import annotations

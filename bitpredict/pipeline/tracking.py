@@ -7,7 +7,7 @@ when the task ends, while the registry must still find the artifacts. With a tra
 (``MLFLOW_TRACKING_URI`` = http://…), the server decides.
 
 It also answers the one question every layer asks of the registry — which version holds the ``champion`` alias —
-so that evaluate (scoring the champion's recipe), serving and the UI need not import the register stage.
+so that evaluate (scoring the champion's recipe), the CLI and ``make serve`` need not import the register stage.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def walked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         found["serve"] = serve_log.read_text()
         found["transformer"] = f"http://127.0.0.1:{port}"
         found["predictor"] = f"http://127.0.0.1:{predictor_port}"
-        # the README's request: the client builds it from the published clean bars, then one POST
+        # the documented request (docs/serving.md): the client builds it from the published clean bars, then one POST
         request = subprocess.run([sys.executable, "-m", "inference.client", "data/interim/clean_1d.parquet"],
                                  cwd=root, env=checkout.env, capture_output=True, text=True, timeout=120)  # fmt: skip
         assert request.returncode == 0, request.stderr

@@ -1,4 +1,4 @@
-"""model + dataset + train: attention shapes, scaling on training rows only, windows, export equality."""
+"""network + dataset + train: attention shapes, scaling on training rows only, windows, export equality."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The replay's pieces that need no model: the files source's clock, the report's figures, the README block."""
+"""The replay's pieces that need no model: the files source's clock, the report's figures, the docs block."""
 
 from __future__ import annotations
 
