@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bitpredict import storage
-from bitpredict.docs_blocks import markers, replace_block
-from bitpredict.errors import InputError
+from bitpredict.docs_blocks import replace_block
 
 if TYPE_CHECKING:
     from bitpredict.operations.replay_state import Replay, ReplayState
@@ -229,12 +228,8 @@ def block_text(summary: dict[str, Any], image: str, command: str) -> str:
 
 def write_block(page: Path, summary: dict[str, Any], plot_file: Path, command: str) -> Path:
     """Replace the replay block of the manual's page (``docs/monitoring.md``); the plot is copied beside the page
-    (``docs/replay.png``), so the block links it by its name. The page is checked before the plot is copied."""
-    start, end = markers(BLOCK)
-    text = page.read_text(encoding="utf-8")
-    if text.count(start) != 1 or text.count(end) != 1:
-        raise InputError(f"{page}: expected one {start} … {end} block to fill")
+    (``docs/replay.png``), so the block links it by its name. A page without the block raises before any copy."""
+    replace_block(page, BLOCK, block_text(summary, PLOT, command))
     image = page.parent / PLOT
     shutil.copyfile(plot_file, image)
-    replace_block(page, BLOCK, block_text(summary, PLOT, command))
     return image
