@@ -28,6 +28,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -84,7 +85,11 @@ class ModelSettings(_Group):
     patience: int = Field(8, ge=1, description="Early-stopping patience on the validation block.")
     validation_days: int = Field(180, ge=7)
     test_days: int = Field(365, ge=30, description="Walk-forward evaluation span (held out).")
-    quantiles: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9], min_length=1)
+    quantiles: list[float] = Field(
+        default_factory=lambda: [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95],
+        min_length=3,
+        description="Quantile levels every model forecasts; must hold 0.1, 0.5 and 0.9 (the served 80 % interval).",
+    )
     seed: int = 42
     use_sentiment: bool = Field(True, description="Feed the daily news/tweet aggregates to the model.")
     refit_every_days: int = Field(
@@ -103,6 +108,11 @@ class ModelSettings(_Group):
         default_factory=lambda: ["ewma", "empirical", "garch", "har"],
         description="Probabilistic baselines fitted, evaluated and exported beside the network.",
     )
+    combination: list[Literal["ewma", "empirical", "garch", "har"]] = Field(
+        default_factory=lambda: ["ewma", "empirical", "garch", "har"],
+        description="Members of the `combo` model (equal-weight average of their quantiles), fixed in advance; "
+        "empty: no combination. Each must also be in `baselines`.",
+    )
 
     @field_validator("baselines")
     @classmethod
@@ -111,6 +121,13 @@ class ModelSettings(_Group):
         if "ewma" not in value:
             raise ValueError("must include 'ewma', the naive probabilistic baseline the champion is measured against")
         return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _combination_members_fitted(self) -> ModelSettings:
+        missing = [m for m in self.combination if m not in self.baselines]
+        if missing:
+            raise ValueError(f"combination members {missing} are not in baselines {self.baselines}")
+        return self
 
     @field_validator("lstm_units")
     @classmethod
@@ -124,6 +141,9 @@ class ModelSettings(_Group):
     def _quantiles_in_range(cls, value: list[float]) -> list[float]:
         if any(not 0 < q < 1 for q in value) or sorted(value) != value:
             raise ValueError("quantiles must be increasing and strictly between 0 and 1")
+        missing = [q for q in (0.1, 0.5, 0.9) if q not in value]
+        if missing:
+            raise ValueError(f"quantiles must include {missing}: the median and the served 80 % interval")
         return value
 
 
@@ -178,16 +198,26 @@ class DriftSettings(_Group):
 
 
 class PromotionSettings(_Group):
-    """When evaluate/register may promote a model over the naive baselines."""
+    """The switching rule: when a challenger replaces the champion (``bitpredict.evaluation.backtest.decide``).
 
-    min_skill_vs_persistence: float = Field(
-        0.0, description="The network's median: required relative MAE improvement over persistence (0.0 = no worse)."
+    The challenger is the best method on the ``selection_days`` before the evaluation window; it replaces the
+    incumbent only when it is better on the evaluation window (``test_days``, days not used to choose it) by a
+    one-sided HAC Diebold-Mariano test at ``switch_pvalue``. Refits of the incumbent's own recipe need no test.
+    """
+
+    selection_days: int = Field(
+        365, ge=30, description="Days before the evaluation window on which the challenger is chosen."
     )
-    max_dm_pvalue: float = Field(
-        0.05, gt=0, le=1, description="HAC Diebold-Mariano p-value bound for the network beating the best baseline."
+    switch_pvalue: float = Field(
+        0.05, gt=0, lt=0.5, description="One-sided HAC-DM p-value below which a challenger replaces the incumbent."
     )
-    require_best_baseline: bool = Field(
-        True, description="The network's mean pinball loss must be below the best probabilistic baseline's."
+    min_confirmation_days: int = Field(
+        365, ge=2, description="Fewest evaluation days on which a challenger may be confirmed (fewer: no switch)."
+    )
+    default_champion: str = Field(
+        "combo",
+        description="The pre-registered first champion of an empty registry (the combination: averaging beats "
+        "picking on noise, Bates & Granger 1969; Timmermann 2006).",
     )
 
 

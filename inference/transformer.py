@@ -76,6 +76,10 @@ OUTPUTS = (
     ("upper", "FP64"),
     ("as_of", "BYTES"),
     ("model_version", "BYTES"),
+    # models with the levels 0.05 … 0.95 (every model since the champion-on-evidence change) add these:
+    ("predicted_volatility", "FP64"),  # next-day σ of the log return: (q90 − q10) / 2.563
+    ("lower_90", "FP64"),
+    ("upper_90", "FP64"),
 )
 
 
@@ -215,11 +219,12 @@ class BitPredictTransformer(Model):
             response_id=result["id"],
             model_name=self.name,
             model_version=self.spec.label,
-            infer_outputs=[_output(name, outcome[name], datatype) for name, datatype in OUTPUTS],
+            infer_outputs=[_output(name, outcome[name], datatype) for name, datatype in OUTPUTS if name in outcome],
             parameters={
                 "sentiment": source,
                 "rows": len(bars),
-                "interval": f"{self.spec.quantiles}",
+                "interval": "80 % (q10-q90); lower_90/upper_90: 90 % (q05-q95)",
+                "levels": ",".join(f"{q:g}" for q in self.spec.quantiles),
                 "model_kind": self.spec.kind,
             },
         )

@@ -63,7 +63,7 @@ def network_quantiles(
     """Walk-forward quantiles [test_days, Q] of one network recipe (same blocks as ``evaluate``)."""
     columns = model_input_columns(frame.columns, recipe.use_sentiment, recipe.exclude_features)
     parts = []
-    for number, (start, end) in enumerate(blocks_of(len(frame), recipe), 1):
+    for number, (start, end, _) in enumerate(blocks_of(len(frame), recipe), 1):
         if progress:
             progress(f"block {number}: fit on {start} rows")
         quantiles, _ = fit_recipe(frame, columns, recipe, end=start).predict(frame, np.arange(start, end))
@@ -75,7 +75,7 @@ def baseline_quantiles(frame: pd.DataFrame, config: ModelSettings) -> dict[str, 
     out = {}
     for kind in config.baselines:
         parts = []
-        for start, end in blocks_of(len(frame), config):
+        for start, end, _ in blocks_of(len(frame), config):
             fit = baselines.fit_baseline(kind, frame, start, tuple(config.quantiles), config.window)
             parts.append(baselines.predict(fit, frame, np.arange(start, end))[0])
         out[kind] = np.concatenate(parts)
@@ -95,7 +95,9 @@ def score_row(
         "vs_best_baseline": float(loss.mean() / base.mean() - 1.0),
         "dm_pvalue": p,
         "point_skill": float(1.0 - np.abs(median - actual).mean() / np.abs(actual).mean()),
-        "interval_coverage": float(np.mean((actual >= quantiles[:, 0]) & (actual <= quantiles[:, -1]))),
+        "interval_coverage": float(
+            np.mean((actual >= quantiles[:, levels.index(0.1)]) & (actual <= quantiles[:, levels.index(0.9)]))
+        ),
     }
 
 

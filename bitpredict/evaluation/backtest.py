@@ -1,23 +1,28 @@
 """Walk-forward backtest of the network and every baseline on the same days, and the verdict.
 
-The last ``model.test_days`` labelled days are cut into blocks of ``model.refit_every_days``. At the start
-of each block the network recipe and every baseline are refitted on all rows before the block (expanding
-window), then forecast each day of the block one step ahead. No day is forecast by a model that saw its
-target.
+The last ``promotion.selection_days + model.test_days`` labelled days are cut into blocks of
+``model.refit_every_days`` (the test span starts on a block boundary). At the start of each block the network
+recipe, every baseline and the combination are refitted on all rows before the block (expanding window), then
+forecast each day of the block one step ahead. No day is forecast by a model that saw its target. The first
+span (*selection*) chooses the challenger; the last ``test_days`` (*confirmation*, the evaluation window) are
+what every reported figure is measured on and where the switching rule tests the challenger
+(``bitpredict.evaluation.switching``).
 
 Two kinds of method are scored on the same days:
 
 * **probabilistic** — the network and the baselines that are models too (``bitpredict.forecast.baselines``: EWMA,
-  empirical, GARCH-t, HAR), each giving the quantiles of the next-day log return. Primary score: the mean
-  pinball loss over the quantile levels (``primary``), on log returns; beside it the pinball per level,
-  the interval (Winkler) score, CRPS from the quantiles, and coverage per level.
+  empirical, GARCH-FHS, HAR) and their equal-weight combination ``combo``, each giving the quantiles of the
+  next-day log return. Primary score: the mean pinball loss over the quantile levels (``primary``), on log
+  returns; beside it the pinball and coverage per level, the CRPS of the implied distribution, the 80 % and
+  90 % intervals' coverage with their Kupiec and Christoffersen tests per tail, and the volatility forecast
+  (QLIKE, log-variance MSE and R² against the Garman–Klass proxy).
 * **point** — persistence (tomorrow = today), drift, SMA-7, ARIMA(1,0,1), ridge and gradient boosting:
-  context for the median, scored on the close (MAE, RMSE, MAPE), the direction (zero-return days left
-  out) and skill = 1 − MAE / MAE(persistence).
+  context for the median, scored on the close (MAE, RMSE, MAPE in dollars), the direction (zero-return days
+  left out) and **point skill = 1 − MAE / MAE(persistence) of the next-day log return** (the one definition
+  used everywhere: scale-free, so an expensive month does not dominate it).
 
-Tests are Diebold–Mariano with a HAC variance on scale-free losses (``bitpredict.evaluation.scores``). The champion
-is the best probabilistic method on the primary score; the network qualifies only when it beats the best
-baseline significantly and its median is no worse than persistence (``decide``).
+Tests are one-sided Diebold–Mariano with a HAC variance on scale-free losses (``bitpredict.evaluation.scores``).
+The champion follows the switching rule (``decide``).
 
 This module measures and decides; tables and plots are ``bitpredict.evaluation.report``'s, and the stage that
 runs both and writes the files is ``bitpredict.evaluation.evaluate`` (measurement ← report ← stage).
@@ -48,21 +53,35 @@ log = logging.getLogger(__name__)
 MODEL = MODEL_KIND
 POINT_BASELINES = ("persistence", "drift", "sma_7", "arima", "ridge", "gbm")
 BASELINES = POINT_BASELINES  # kept name: the point baselines
+COMBO = "combo"  # bitpredict.forecast.combination.KIND (not imported at module level: it pulls TensorFlow lazily)
 NAIVE = "ewma"  # the naive probabilistic model: persistence with RiskMetrics volatility
 ARIMA_HISTORY = 1000  # ARIMA is fitted on the last 1000 returns before each block (older regimes add little)
 
 
 @dataclass
 class Backtest:
-    predictions: pd.DataFrame  # one row per test day t: actual and predicted next-day returns and closes
+    predictions: pd.DataFrame  # one row per forecast day t: actual and predicted next-day returns and closes
     attention: np.ndarray  # [days, W] network attention weights
     blocks: list[dict[str, Any]]
     probabilistic: tuple[str, ...]  # methods with quantiles, network first
     levels: tuple[float, ...]
 
     def daily_pinball(self, method: str) -> np.ndarray:
-        """``method``'s per-day mean pinball loss (the primary score's daily values)."""
-        return pinball_series(self.predictions, method, self.levels)
+        """``method``'s per-day mean pinball loss on the confirmation (test) days."""
+        return pinball_series(self.test, method, self.levels)
+
+    @property
+    def test(self) -> pd.DataFrame:
+        """The confirmation span: the evaluation window every reported figure is measured on."""
+        return self.predictions[self.predictions["period"] == TEST].reset_index(drop=True)
+
+    @property
+    def selection(self) -> pd.DataFrame:
+        """The span before it, on which the challenger is chosen."""
+        return self.predictions[self.predictions["period"] == SELECTION].reset_index(drop=True)
+
+
+SELECTION, TEST = "selection", "test"
 
 
 def quantile_column(method: str, level: float) -> str:
@@ -135,11 +154,19 @@ def point_forecasts(
 # --------------------------------------------------------------------------------------------
 
 
-def blocks_of(n: int, config: ModelSettings) -> list[tuple[int, int]]:
-    start = n - config.test_days
-    if start <= 0:
-        raise InputError(f"{n} labelled rows cannot hold a {config.test_days}-day test span")
-    return [(b, min(b + config.refit_every_days, n)) for b in range(start, n, config.refit_every_days)]
+def blocks_of(n: int, config: ModelSettings, selection_days: int = 0) -> list[tuple[int, int, str]]:
+    """(start, end, period) blocks: ``selection_days`` then ``test_days`` up to row ``n``, each cut every
+    ``refit_every_days``, so the test span starts on a block boundary."""
+    test_start = n - config.test_days
+    first = test_start - selection_days
+    if first <= 0:
+        raise InputError(
+            f"{n} labelled rows cannot hold a {selection_days}-day selection span and a {config.test_days}-day "
+            "test span"
+        )
+    step = config.refit_every_days
+    selection = [(b, min(b + step, test_start), SELECTION) for b in range(first, test_start, step)]
+    return selection + [(b, min(b + step, n), TEST) for b in range(test_start, n, step)]
 
 
 def median_index(levels: tuple[float, ...]) -> int:
@@ -152,32 +179,40 @@ def walk_forward(
     config: ModelSettings,
     progress: Callable[[str], None] | None = None,
     extra_networks: dict[str, ModelSettings] | None = None,
+    selection_days: int = 0,
 ) -> Backtest:
-    """Backtest the network, the probabilistic and the point baselines over the last ``test_days`` rows.
+    """Backtest the network, the probabilistic baselines, their combination and the point baselines over the
+    last ``selection_days + test_days`` rows (see the module docstring).
 
     ``extra_networks``: more network recipes to score on the same blocks (e.g. the current champion's
     recipe when it differs from this run's), by method name.
     """
+    from bitpredict.forecast import combination
+
     target = frame[TARGET].to_numpy(dtype="float64")
     close = frame["close"].to_numpy(dtype="float64")
+    next_gk = np.exp(frame["log_gk_var_1"].to_numpy(dtype="float64"))[1:] if "log_gk_var_1" in frame else None
     levels = tuple(config.quantiles)
     networks = {MODEL: config, **(extra_networks or {})}
-    probabilistic = (*networks, *config.baselines)
+    combined = (combination.KIND,) if config.combination else ()
+    probabilistic = (*networks, *config.baselines, *combined)
     parts: list[pd.DataFrame] = []
     attention: list[np.ndarray] = []
     blocks: list[dict[str, Any]] = []
-    plan = blocks_of(len(frame), config)
-    for number, (start, end) in enumerate(plan, 1):
+    plan = blocks_of(len(frame), config, selection_days)
+    for number, (start, end, period) in enumerate(plan, 1):
         if progress:
-            progress(f"block {number}/{len(plan)}: fit on {start} rows, forecast {end - start} days")
+            progress(f"block {number}/{len(plan)} ({period}): fit on {start} rows, forecast {end - start} days")
         ends = np.arange(start, end)
         columns_out: dict[str, Any] = {
             "timestamp": frame["timestamp"].iloc[start:end].to_numpy(),
             "close": close[start:end],
             "actual_return": target[start:end],
+            "next_gk_variance": np.append(next_gk, np.nan)[start:end] if next_gk is not None else np.nan,
             "block": number,
+            "period": period,
         }
-        block: dict[str, Any] = {"block": number, "train_rows": start}
+        block: dict[str, Any] = {"block": number, "period": period, "train_rows": start}
         for name, recipe in networks.items():
             inputs = model_input_columns(frame.columns, recipe.use_sentiment, recipe.exclude_features)
             trained = fit_recipe(frame, inputs, recipe, end=start)
@@ -186,10 +221,16 @@ def walk_forward(
             if name == MODEL:
                 attention.append(weights)
                 block.update(epochs_run=trained.epochs_run, best_epoch=trained.best_epoch)
+        fits: dict[str, Any] = {}
         for kind in config.baselines:
-            fit = baselines.fit_baseline(kind, frame, start, levels, config.window)
+            fits[kind] = baselines.fit_baseline(kind, frame, start, levels, config.window)
+        if combined:
+            fits[combination.KIND] = combination.combine(config.combination, frame, start, levels, config.window, fits)
+        for kind, fit in fits.items():
             quantiles, _ = baselines.predict(fit, frame, ends)
             columns_out.update({quantile_column(kind, q): quantiles[:, i] for i, q in enumerate(levels)})
+        if "garch" in fits:  # reported per refit: the fit sits on its bounds on daily BTC (α + β ≈ 1, ν ≈ 3)
+            block["garch"] = {k: round(float(fits["garch"].params[k]), 4) for k in ("alpha", "beta", "nu")}
         for name, values in point_forecasts(frame, columns, config, start, end).items():
             columns_out[f"{name}_return"] = values
         part = pd.DataFrame(columns_out)
@@ -201,13 +242,15 @@ def walk_forward(
     for block in blocks:
         block["unlabelled_days"] = int((~scored[predictions["block"].to_numpy() == block["block"]]).sum())
     predictions = predictions[scored].reset_index(drop=True)
-    attention_rows = np.concatenate(attention)[scored] if attention else np.zeros((0, config.window))
+    network_rows = np.concatenate(attention)[scored] if attention else np.zeros((0, config.window))
+    attention_rows = network_rows[(predictions["period"] == TEST).to_numpy()] if len(network_rows) else network_rows
     predictions["actual_close"] = predictions["close"] * np.exp(predictions["actual_return"])
     mid = median_index(levels)
+    low, high = levels.index(0.1), levels.index(0.9)  # the served 80 % interval
     for method in probabilistic:
         predictions[f"{method}_return"] = predictions[quantile_column(method, levels[mid])]
-        predictions[f"{method}_lower_return"] = predictions[quantile_column(method, levels[0])]
-        predictions[f"{method}_upper_return"] = predictions[quantile_column(method, levels[-1])]
+        predictions[f"{method}_lower_return"] = predictions[quantile_column(method, levels[low])]
+        predictions[f"{method}_upper_return"] = predictions[quantile_column(method, levels[high])]
         for suffix in ("lower_", "upper_"):
             predictions[f"{method}_{suffix}close"] = predictions["close"] * np.exp(
                 predictions[f"{method}_{suffix}return"]
@@ -243,19 +286,38 @@ def quantiles_of(predictions: pd.DataFrame, method: str, levels: tuple[float, ..
     return predictions[[quantile_column(method, q) for q in levels]].to_numpy(dtype="float64")
 
 
-def probabilistic_metrics(predictions: pd.DataFrame, method: str, levels: tuple[float, ...]) -> dict[str, float]:
+def probabilistic_metrics(predictions: pd.DataFrame, method: str, levels: tuple[float, ...]) -> dict[str, Any]:
+    """Pinball (mean and per level), coverage per level, CRPS, the 80 %/90 % intervals with their tests, and the
+    volatility forecast's scores, on ``predictions``' days."""
+    from bitpredict.evaluation.coverage import tail_tests
+    from bitpredict.forecast.quantiles import implied_volatility
+
     actual = predictions["actual_return"].to_numpy(dtype="float64")
     quantiles = quantiles_of(predictions, method, levels)
     loss = scores.pinball(actual, quantiles, levels)
-    alpha = 1.0 - (levels[-1] - levels[0])
-    out = {PRIMARY: float(loss.mean())}
+    out: dict[str, Any] = {PRIMARY: float(loss.mean())}
     for i, q in enumerate(levels):
         out[f"pinball_q{round(q * 100):02d}"] = float(loss[:, i].mean())
         out[f"coverage_q{round(q * 100):02d}"] = float(np.mean(actual <= quantiles[:, i]))
-    out["winkler"] = float(scores.interval_score(actual, quantiles[:, 0], quantiles[:, -1], alpha).mean())
     out["crps"] = float(scores.crps(actual, quantiles, levels).mean())
-    out["interval_coverage"] = float(np.mean((actual >= quantiles[:, 0]) & (actual <= quantiles[:, -1])))
-    out["interval_nominal"] = round(levels[-1] - levels[0], 6)
+    tests = tail_tests(actual, quantiles, levels)
+    for coverage in (0.8, 0.9):
+        test = tests.get(f"interval_{coverage:g}")
+        if test is not None:
+            tag = f"{round(coverage * 100)}"
+            out[f"interval_{tag}_coverage"] = 1.0 - test["observed_rate"]
+            out[f"interval_{tag}_kupiec_p"] = test["kupiec_p"]
+            out[f"interval_{tag}_christoffersen_p"] = test["christoffersen_p"]
+    out["interval_coverage"] = out.get("interval_80_coverage", float("nan"))  # the served interval's, for old readers
+    out["tail_tests"] = tests
+    variance = implied_volatility(levels, quantiles) ** 2
+    proxy = predictions["next_gk_variance"].to_numpy(dtype="float64") if "next_gk_variance" in predictions else None
+    if proxy is not None:
+        ok = np.isfinite(proxy) & (proxy > 0) & (variance > 0)
+        if ok.sum() >= 3:
+            out["volatility_qlike"] = float(scores.qlike(proxy[ok], variance[ok]).mean())
+            out["volatility_log_mse"] = scores.log_variance_mse(proxy[ok], variance[ok])
+            out["volatility_r2"] = scores.mincer_zarnowitz_r2(proxy[ok], variance[ok])
     return out
 
 
@@ -265,8 +327,14 @@ def pinball_series(predictions: pd.DataFrame, method: str, levels: tuple[float, 
     return scores.pinball(actual, quantiles_of(predictions, method, levels), levels).mean(axis=1)
 
 
+def single_baselines(probabilistic: tuple[str, ...] | list[str]) -> list[str]:
+    """The probabilistic baselines alone: not the network, a champion's recipe or the combination."""
+    return [m for m in probabilistic if m != MODEL and not m.startswith("champion") and m != COMBO]
+
+
 def compute_metrics(backtest: Backtest) -> dict[str, Any]:
-    predictions, levels = backtest.predictions, backtest.levels
+    """Every figure of the confirmation (test) span: what the reports and the registry show."""
+    predictions, levels = backtest.test, backtest.levels
     probabilistic = backtest.probabilistic
     results: dict[str, dict[str, Any]] = {}
     for method in (*probabilistic, *POINT_BASELINES):
@@ -275,25 +343,34 @@ def compute_metrics(backtest: Backtest) -> dict[str, Any]:
             results[method].update(probabilistic_metrics(predictions, method, levels))
     persistence_loss = absolute_log_error(predictions, "persistence")
     for method, values in results.items():
-        values["skill"] = 1.0 - values["mae"] / results["persistence"]["mae"]
+        values["skill"] = 1.0 - float(np.mean(absolute_log_error(predictions, method))) / float(
+            np.mean(persistence_loss)
+        )
         if method != "persistence":
             values["dm_stat"], values["dm_pvalue"] = scores.diebold_mariano(
                 absolute_log_error(predictions, method), persistence_loss
             )
-    baseline_kinds = [m for m in probabilistic if m not in (MODEL,) and not m.startswith("champion")]
-    best_baseline = min(baseline_kinds, key=lambda m: results[m][PRIMARY]) if baseline_kinds else None
+    singles = single_baselines(probabilistic)
+    best_baseline = min(singles, key=lambda m: results[m][PRIMARY]) if singles else None
     for method in probabilistic:
-        reference = best_baseline if method not in baseline_kinds else (NAIVE if NAIVE in results else None)
-        if reference is None or reference == method:
-            continue
-        stat, p = scores.diebold_mariano(
-            pinball_series(predictions, method, levels), pinball_series(predictions, reference, levels)
-        )
-        results[method].update(pinball_dm_vs=reference, pinball_dm_stat=stat, pinball_dm_pvalue=p)
-        results[method]["pinball_skill"] = 1.0 - results[method][PRIMARY] / results[reference][PRIMARY]
+        for label, reference in (("naive", NAIVE), ("best", best_baseline)):
+            if reference is None or reference == method or reference not in results:
+                continue
+            stat, p = scores.diebold_mariano(
+                pinball_series(predictions, method, levels), pinball_series(predictions, reference, levels)
+            )
+            results[method].update(
+                {
+                    f"pinball_dm_vs_{label}": reference,
+                    f"pinball_dm_stat_vs_{label}": stat,
+                    f"pinball_dm_pvalue_vs_{label}": p,
+                    f"pinball_skill_vs_{label}": 1.0 - results[method][PRIMARY] / results[reference][PRIMARY],
+                }
+            )
     actual = predictions["actual_return"]
     moved = actual[actual != 0]
     share_up = float((moved > 0).mean()) if len(moved) else float("nan")
+    selection = backtest.selection
     return {
         "methods": results,
         "primary": PRIMARY,
@@ -303,57 +380,91 @@ def compute_metrics(backtest: Backtest) -> dict[str, Any]:
         "days": len(predictions),
         "first_day": str(predictions["timestamp"].iloc[0].date()),
         "last_day": str(predictions["timestamp"].iloc[-1].date()),
+        "selection": {
+            "days": len(selection),
+            "first_day": str(selection["timestamp"].iloc[0].date()) if len(selection) else None,
+            "last_day": str(selection["timestamp"].iloc[-1].date()) if len(selection) else None,
+            "scores": {m: float(pinball_series(selection, m, levels).mean()) for m in probabilistic}
+            if len(selection)
+            else {},
+        },
         "zero_return_days": int((actual == 0).sum()),
         "share_up_days": share_up,
         "majority_class_accuracy": max(share_up, 1 - share_up),
-        "crps_method": "scoringrules.crps_quantile (from the forecast quantiles: 2 × mean pinball)",
+        "point_skill": "1 − MAE / MAE(persistence) of the next-day log return",
+        "crps_method": "scoringrules.crps_quantile on 99 levels of the implied quantile function",
+        "volatility_proxy": "next day's Garman–Klass range variance; forecast: (q90 − q10) / 2.563 squared",
     }
 
 
-def decide(metrics: dict[str, Any], policy: PromotionSettings) -> dict[str, Any]:
-    """Which method is the champion of this evaluation, and does the network earn it? Every check with its figures.
+def incumbent_method(champion: dict[str, Any] | None, backtest: Backtest) -> str | None:
+    """The method name the registry's champion was scored under in this backtest (None: an empty registry).
 
-    The network wins only when its primary score beats the best baseline's with a HAC-DM p-value at most
-    ``policy.max_dm_pvalue`` and its median is no worse than persistence (point skill above
-    ``policy.min_skill_vs_persistence``); otherwise the best baseline — which is never worse than the
-    naive EWMA on the primary score, since EWMA is one of them — is the champion.
+    A baseline or the combination is its kind; a network is ``lstm`` when its recipe is this run's, else the
+    ``champion_v<N>`` method evaluate added for it.
     """
-    methods = metrics["methods"]
-    network = methods[MODEL]
-    best_baseline = metrics["best_baseline"]
-    checks = {
-        "primary_vs_best_baseline": {
-            "value": network[PRIMARY],
-            "required": f"< {best_baseline} ({methods[best_baseline][PRIMARY]:.6f})",
-            "passed": network[PRIMARY] < methods[best_baseline][PRIMARY] or not policy.require_best_baseline,
-        },
-        "dm_pvalue_vs_best_baseline": {
-            "value": network.get("pinball_dm_pvalue", 1.0),
-            "required": f"<= {policy.max_dm_pvalue}",
-            "passed": network.get("pinball_dm_pvalue", 1.0) <= policy.max_dm_pvalue,
-        },
-        "point_skill_vs_persistence": {
-            "value": network["skill"],
-            "required": f">= {policy.min_skill_vs_persistence}",
-            "passed": network["skill"] >= policy.min_skill_vs_persistence,
-        },
-    }
-    failed = [name for name, check in checks.items() if not check["passed"]]
-    best = MODEL if not failed else best_baseline
-    score = methods[best][PRIMARY]
-    why = (
-        f"{MODEL} beats the best baseline {best_baseline} on {PRIMARY} ({score:.6f} vs "
-        f"{methods[best_baseline][PRIMARY]:.6f}, HAC-DM p {network['pinball_dm_pvalue']:.3f})"
-        if best == MODEL
-        else f"{best} has the lowest {PRIMARY} of the baselines ({score:.6f}); {MODEL} does not earn it "
-        f"({', '.join(failed)})"
+    if champion is None:
+        return None
+    kind = champion.get("kind", MODEL)
+    if kind != MODEL:
+        return kind
+    extra = [m for m in backtest.probabilistic if m.startswith("champion_v")]
+    return extra[0] if extra else MODEL
+
+
+def decide(
+    backtest: Backtest, metrics: dict[str, Any], incumbent: str | None, policy: PromotionSettings
+) -> dict[str, Any]:
+    """The champion after this evaluation, by the switching rule (``bitpredict.evaluation.switching``), with its
+    test; and whether the network beats every single baseline (its own one-sided test, for the report)."""
+    from bitpredict.evaluation.switching import switching_rule
+
+    levels = backtest.levels
+    candidates = [m for m in backtest.probabilistic if not m.startswith("champion_v")]
+    selection, test = backtest.selection, backtest.test
+    rule = (
+        switching_rule(
+            {m: pinball_series(selection, m, levels) for m in candidates} if len(selection) else {},
+            {m: pinball_series(test, m, levels) for m in backtest.probabilistic},
+            incumbent,
+            policy.default_champion,
+            policy.switch_pvalue,
+            policy.min_confirmation_days,
+        )
+        if len(selection)
+        else _no_selection(backtest, metrics, incumbent, policy)
+    )
+    network = metrics["methods"][MODEL]
+    best = metrics["best_baseline"]
+    p_network = network.get("pinball_dm_pvalue_vs_best", 1.0)
+    beats = (
+        best is not None and network[PRIMARY] < metrics["methods"][best][PRIMARY] and p_network < policy.switch_pvalue
     )
     return {
-        "beats_baselines": not failed,
-        "checks": checks,
-        "reason": "beats every baseline" if not failed else "fails: " + ", ".join(failed),
-        "best": best,
-        "why": why,
+        **rule,
+        "best": rule["champion"],
+        "beats_baselines": bool(beats),
+        "network_vs_best_baseline": {"against": best, "p_value": p_network},
+        "reason": rule["why"],
+        "confirmation_window": f"{metrics['first_day']}/{metrics['last_day']}",
+        "selection_window": f"{metrics['selection']['first_day']}/{metrics['selection']['last_day']}",
+    }
+
+
+def _no_selection(
+    backtest: Backtest, metrics: dict[str, Any], incumbent: str | None, policy: PromotionSettings
+) -> dict[str, Any]:
+    """No selection span (``selection_days`` 0): nothing can be confirmed, the incumbent (or default) stays."""
+    holder = incumbent or (policy.default_champion if policy.default_champion in metrics["methods"] else NAIVE)
+    return {
+        "champion": holder,
+        "challenger": None,
+        "incumbent": holder,
+        "first_champion": incumbent is None,
+        "selection_scores": {},
+        "switched": False,
+        "test": None,
+        "why": f"{holder} kept: no selection span to choose a challenger on",
     }
 
 

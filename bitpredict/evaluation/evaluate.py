@@ -18,7 +18,7 @@ import numpy as np
 
 from bitpredict import storage
 from bitpredict.config import ModelSettings, Settings
-from bitpredict.evaluation.backtest import MODEL, compute_metrics, decide, walk_forward
+from bitpredict.evaluation.backtest import MODEL, compute_metrics, decide, incumbent_method, walk_forward
 from bitpredict.evaluation.report import flat_metrics, markdown_table, plot_reports
 from bitpredict.features.merge import labelled
 from bitpredict.forecast.dataset import model_input_columns
@@ -42,21 +42,28 @@ def candidate_run_id(settings: Settings) -> str:
         raise FileNotFoundError(f"{run_file} not found: run `bitpredict train` first") from None
 
 
-def champion_recipe(settings: Settings) -> dict[str, ModelSettings]:
-    """The current champion's network recipe, when it differs from this run's: scored on the same window.
-
-    Baseline champions need nothing extra (every baseline recipe is scored anyway); a network champion
-    trained with other hyperparameters is re-run block by block so the challenger never meets a score
-    from another window.
-    """
+def current_champion(settings: Settings) -> dict[str, Any] | None:
+    """The registry's champion (version, kind, tags) or None for an empty or unreachable registry."""
     from bitpredict.pipeline.tracking import champion_info
 
     try:
         champion = champion_info(settings)
     except Exception as exc:  # no registry reachable: nothing to compare with
         log.warning("champion not read", extra={"error": repr(exc)})
-        return {}
-    if champion is None or champion["tags"].get("kind", MODEL) != MODEL:
+        return None
+    if champion is None:
+        return None
+    return {"version": champion["version"], "kind": champion["tags"].get("kind", MODEL), "tags": champion["tags"]}
+
+
+def champion_recipe(settings: Settings, champion: dict[str, Any] | None) -> dict[str, ModelSettings]:
+    """The current champion's network recipe, when it differs from this run's: scored on the same window.
+
+    Baseline and combination champions need nothing extra (every baseline recipe is scored anyway); a network
+    champion trained with other hyperparameters is re-run block by block so the challenger never meets a
+    score from another window.
+    """
+    if champion is None or champion["kind"] != MODEL:
         return {}
     recipe = json.loads(champion["tags"].get("recipe", "{}") or "{}")
     current = settings.model.model_dump(mode="json")
@@ -72,9 +79,13 @@ def run_evaluate(settings: Settings, progress: Callable[[str], None] | None = No
     run_id = candidate_run_id(settings)
     frame = labelled(load_features(settings))
     columns = model_input_columns(frame.columns, config.use_sentiment, config.exclude_features)
-    backtest = walk_forward(frame, columns, config, progress, champion_recipe(settings))
+    champion = current_champion(settings)
+    backtest = walk_forward(
+        frame, columns, config, progress, champion_recipe(settings, champion), settings.promotion.selection_days
+    )
     metrics = compute_metrics(backtest)
-    decision = decide(metrics, settings.promotion)
+    decision = decide(backtest, metrics, incumbent_method(champion, backtest), settings.promotion)
+    decision["incumbent_version"] = str(champion["version"]) if champion else None
     result = {
         **metrics,
         "decision": decision,

@@ -34,26 +34,80 @@ def _p(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _cover(m: dict[str, Any], tag: str) -> str:
+    if f"interval_{tag}_coverage" not in m:
+        return "— | — | —"
+    return (
+        f"{m[f'interval_{tag}_coverage']:.1%} | {_p(m.get(f'interval_{tag}_kupiec_p'))} | "
+        f"{_p(m.get(f'interval_{tag}_christoffersen_p'))}"
+    )
+
+
+def _versus(m: dict[str, Any], label: str) -> str:
+    if f"pinball_dm_vs_{label}" not in m:
+        return "—"
+    return f"{m[f'pinball_skill_vs_{label}']:+.2%}, p {_p(m[f'pinball_dm_pvalue_vs_{label}'])}"
+
+
 def probabilistic_table(metrics: dict[str, Any]) -> list[str]:
-    levels = metrics["levels"]
-    tags = [f"q{round(q * 100):02d}" for q in levels]
-    nominal = round((levels[-1] - levels[0]) * 100)
+    """One row per method: pinball, CRPS, both intervals with their tests, the volatility scores, the DM tests."""
+    best = metrics.get("best_baseline") or "best"
     lines = [
-        "| method | mean pinball (%) | " + " | ".join(f"pinball {t}" for t in tags) + f" | Winkler {nominal}% | CRPS "
-        "| " + " | ".join(f"cover {t}" for t in tags) + f" | {nominal}% coverage | HAC-DM p (better than) |",
-        "|---" * (6 + 2 * len(tags)) + "|",
+        "| method | mean pinball (%) | CRPS (%) | 80 % cover | Kupiec p | Christoffersen p | 90 % cover | Kupiec p "
+        f"| Christoffersen p | vol. R² | QLIKE | vs EWMA (skill, p) | vs {best} (skill, p) |",
+        "|---" * 13 + "|",
     ]
     ranked = sorted(metrics["probabilistic"], key=lambda m: metrics["methods"][m][PRIMARY])
     for method in ranked:
         m = metrics["methods"][method]
-        test = f"{_p(m.get('pinball_dm_pvalue'))} ({m['pinball_dm_vs']})" if "pinball_dm_vs" in m else "—"
+        vol = f"{m['volatility_r2']:.2f} | {m['volatility_qlike']:.3f}" if "volatility_r2" in m else "— | —"
         lines.append(
-            f"| {method} | {_pct(m[PRIMARY])} | "
-            + " | ".join(_pct(m[f"pinball_{t}"]) for t in tags)
-            + f" | {_pct(m['winkler'])} | {_pct(m['crps'])} | "
-            + " | ".join(f"{m[f'coverage_{t}']:.1%}" for t in tags)
-            + f" | {m['interval_coverage']:.1%} | {test} |"
+            f"| {method} | {_pct(m[PRIMARY])} | {_pct(m['crps'])} | {_cover(m, '80')} | {_cover(m, '90')} | {vol} "
+            f"| {_versus(m, 'naive')} | {_versus(m, 'best')} |"
         )
+    return lines
+
+
+def tail_table(metrics: dict[str, Any], method: str) -> list[str]:
+    """Every tail and interval of one method: hits, observed vs expected rate, Kupiec and Christoffersen p."""
+    tests = metrics["methods"][method].get("tail_tests") or {}
+    lines = [
+        "| tail | days | exceedances | observed | expected | Kupiec p | Christoffersen p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, t in tests.items():
+        lines.append(
+            f"| {name.replace('_', ' ')} | {t['n']} | {t['hits']} | {t['observed_rate']:.1%} | "
+            f"{t['expected_rate']:.0%} | {_p(t['kupiec_p'])} | {_p(t['christoffersen_p'])} |"
+        )
+    return lines
+
+
+def decision_lines(metrics: dict[str, Any], decision: dict[str, Any]) -> list[str]:
+    """The switching rule at work: the challenger, the test, its p-value and its days, in words."""
+    selection = metrics.get("selection") or {}
+    lines = [
+        f"**Champion: {decision['best']}** — {decision['why']}.",
+        "",
+        "Switching rule: the challenger is the best method on the selection days "
+        f"({selection.get('first_day')} → {selection.get('last_day')}, {selection.get('days', 0)} days); it replaces "
+        "the champion only if its mean pinball is lower on the evaluation window above — days not used to choose "
+        "it — by a one-sided HAC Diebold–Mariano test at the stated size. A p-value is the probability of a gap at "
+        "least this large if the two were equally good, not the probability that one is better.",
+    ]
+    test = decision.get("test")
+    if test:
+        lines += [
+            "",
+            f"Test: {test['challenger']} vs {test['against']} on {test['days']} days: mean pinball "
+            f"{_pct(test['challenger_score'])} vs {_pct(test['incumbent_score'])} %, DM statistic "
+            f"{test['statistic']:+.2f}, one-sided p = {test['p_value']:.3f} (size {test['size']}, "
+            f"{'switched' if decision['switched'] else 'not switched'}).",
+        ]
+    scores = selection.get("scores") or {}
+    if scores:
+        ranked = sorted(scores, key=scores.get)
+        lines += ["", "Selection days, mean pinball (%): " + ", ".join(f"{m} {_pct(scores[m])}" for m in ranked) + "."]
     return lines
 
 
@@ -77,28 +131,42 @@ def point_table(metrics: dict[str, Any]) -> list[str]:
 
 
 def markdown_table(metrics: dict[str, Any], decision: dict[str, Any]) -> str:
-    """The results: probabilistic table (the primary score first), point table, the verdict and the champion."""
+    """The results: probabilistic table (the primary score first), the champion's tails, the point table, the
+    switching decision and the network's verdict."""
+    network = decision.get("network_vs_best_baseline") or {}
     lines = [
         f"Walk-forward over {metrics['days']} days ({metrics['first_day']} → {metrics['last_day']}), one step "
         "ahead; each block refitted on all earlier days. Losses on the next-day log return, in percent.",
         "",
-        f"**Probabilistic** (primary score: mean pinball loss over the quantiles; lower is better; CRPS from the "
-        f"quantiles with {metrics['crps_method'].split(' ')[0]}; HAC-DM = Diebold–Mariano with a Newey–West "
-        "variance and the HLN correction, on the daily mean pinball loss):",
+        "**Probabilistic** (primary score: mean pinball loss over the levels "
+        f"{', '.join(f'{q:g}' for q in metrics['levels'])}; lower is better. CRPS: {metrics['crps_method']}. "
+        "Coverage of the 80 % (q10–q90) and 90 % (q05–q95) intervals with the Kupiec (rate) and Christoffersen "
+        "(independence) tests' p-values. Volatility: each model's σ = (q90 − q10) / 2.563 against "
+        "the next day's Garman–Klass variance (R² of log on log; QLIKE, lower is better). vs: relative pinball "
+        "skill and the one-sided HAC-DM p-value that the method's loss is lower):",
         "",
         *probabilistic_table(metrics),
         "",
-        "**Point** (the median as the forecast of the close; the probabilistic baselines' median is persistence; "
-        "HAC-DM on the absolute log-return error vs persistence):",
+        f"**Tails of the champion ({decision['best']})** — exceedances of each quantile (below a lower one, above an "
+        "upper one) and of each interval:",
+        "",
+        *tail_table(
+            metrics, decision["best"] if decision["best"] in metrics["methods"] else metrics["probabilistic"][0]
+        ),
+        "",
+        "**Point** (the median as the forecast of the close; the probabilistic baselines' median is persistence. "
+        f"Point skill = {metrics['point_skill']}; HAC-DM on that absolute error vs persistence):",
         "",
         *point_table(metrics),
         "",
         f"Direction: zero-return days left out ({metrics['zero_return_days']}); baselines 50 % (coin) and "
         f"{metrics['majority_class_accuracy']:.1%} (always the majority class; {metrics['share_up_days']:.1%} of "
         "the days with a move were up).",
-        f"**Verdict: the network {'beats' if decision['beats_baselines'] else 'does NOT beat'} the baselines**"
-        f" ({decision['reason']}).",
-        f"**Champion of this evaluation: {decision['best']}** — {decision['why']}.",
+        "",
+        *decision_lines(metrics, decision),
+        "",
+        f"**The network {'beats' if decision['beats_baselines'] else 'does NOT beat'} the best single baseline** "
+        f"({network.get('against')}; one-sided HAC-DM p = {_p(network.get('p_value'))}).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -109,10 +177,14 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
         f"{m}_{k}": float(v)
         for m, values in result["methods"].items()
         for k, v in values.items()
-        if isinstance(v, int | float) and v is not None and math.isfinite(float(v))
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
     }
     flat["beats_baselines"] = float(result["decision"]["beats_baselines"])
     flat["days"] = float(result["days"])
+    flat["switched"] = float(bool(result["decision"].get("switched")))
+    test = result["decision"].get("test") or {}
+    if test.get("p_value") is not None:
+        flat["switch_pvalue"] = float(test["p_value"])
     return flat
 
 
@@ -128,8 +200,8 @@ def plot_reports(backtest: Backtest, metrics: dict[str, Any], decision: dict[str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    p = backtest.predictions
-    best = decision["best"]
+    p = backtest.test
+    best = decision["best"] if decision["best"] in backtest.probabilistic else "lstm"
     shown = list(dict.fromkeys(["lstm", best]))
     paths = []
 

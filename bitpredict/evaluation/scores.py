@@ -5,9 +5,14 @@ both the average and the test; on log returns a 2 % miss costs the same in 2023 
 
 * ``pinball``: the quantile (pinball) loss per quantile level — proper for quantiles, the primary score
   (its mean over the levels) for choosing the champion.
-* ``interval_score``: the Winkler / interval score of a central interval (width + 2/α per unit of miss).
-* ``crps``: CRPS approximated from the quantiles — ``scoringrules.crps_quantile``, i.e. twice the mean
-  pinball over the levels; with three levels it is a coarse CRPS, stated as such in the reports.
+* ``crps``: the CRPS of the forecast distribution — its quantile function (``bitpredict.forecast.quantiles.
+  quantile_at``: the served levels joined in the normal-score scale, normal tails) on a grid of 99 levels,
+  scored by ``scoringrules.crps_quantile``. From the served levels alone it would be exactly twice the mean
+  pinball, which restates the primary score; on the dense grid it scores the tails between and beyond them.
+* ``qlike``, ``log_variance_mse``, ``mincer_zarnowitz_r2``: the volatility forecast (each model's
+  ``predicted_volatility``) against the next day's Garman–Klass range variance — QLIKE is robust to the
+  proxy's noise (Patton 2011); R² is of log variance on log forecast (Mincer–Zarnowitz), so a constant
+  scale between a return σ and a range variance does not count against a model.
 * ``hac_variance`` + ``diebold_mariano``: the DM test of equal predictive accuracy with a Newey–West
   (Bartlett) long-run variance — loss differentials are autocorrelated (volatility clusters), and the plain
   variance overstates |DM| then — plus the Harvey–Leybourne–Newbold small-sample correction and a t(n−1)
@@ -38,33 +43,42 @@ def pinball(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float]) 
     return np.maximum(taus * error, (taus - 1.0) * error)
 
 
-def interval_score(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, alpha: float) -> np.ndarray:
-    """Per-day Winkler score of the central (1 − α) interval (``scoringrules.interval_score``)."""
-    import scoringrules
-
-    return np.asarray(
-        scoringrules.interval_score(
-            np.asarray(actual, dtype="float64"),
-            np.asarray(lower, dtype="float64"),
-            np.asarray(upper, dtype="float64"),
-            alpha,
-        ),
-        dtype="float64",
-    )
+CRPS_GRID = np.linspace(0.01, 0.99, 99)
 
 
 def crps(actual: np.ndarray, quantiles: np.ndarray, levels: Sequence[float]) -> np.ndarray:
-    """Per-day CRPS from the forecast quantiles (``scoringrules.crps_quantile``)."""
+    """Per-day CRPS of the distribution the quantiles describe: its quantile function on ``CRPS_GRID``,
+    scored by ``scoringrules.crps_quantile`` (see the module docstring)."""
     import scoringrules
 
+    from bitpredict.forecast.quantiles import quantile_at
+
+    dense = quantile_at(levels, np.asarray(quantiles, dtype="float64"), CRPS_GRID)
     return np.asarray(
-        scoringrules.crps_quantile(
-            np.asarray(actual, dtype="float64"),
-            np.asarray(quantiles, dtype="float64"),
-            np.asarray(levels, dtype="float64"),
-        ),
-        dtype="float64",
+        scoringrules.crps_quantile(np.asarray(actual, dtype="float64"), dense, CRPS_GRID), dtype="float64"
     )
+
+
+def qlike(variance_proxy: np.ndarray, variance_forecast: np.ndarray) -> np.ndarray:
+    """Per-day QLIKE loss ``proxy/forecast − log(proxy/forecast) − 1`` (0 for a perfect forecast)."""
+    ratio = np.asarray(variance_proxy, dtype="float64") / np.asarray(variance_forecast, dtype="float64")
+    return ratio - np.log(ratio) - 1.0
+
+
+def log_variance_mse(variance_proxy: np.ndarray, variance_forecast: np.ndarray) -> float:
+    """Mean squared error of log variance."""
+    diff = np.log(np.asarray(variance_proxy, dtype="float64")) - np.log(np.asarray(variance_forecast, "float64"))
+    return float(np.mean(diff**2))
+
+
+def mincer_zarnowitz_r2(variance_proxy: np.ndarray, variance_forecast: np.ndarray) -> float:
+    """R² of the regression of log proxy on log forecast (the share of the proxy's variation the forecast
+    explains, out of sample; invariant to a constant scale)."""
+    x = np.log(np.asarray(variance_forecast, dtype="float64"))
+    y = np.log(np.asarray(variance_proxy, dtype="float64"))
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1] ** 2)
 
 
 def newey_west_lags(n: int) -> int:

@@ -36,6 +36,7 @@ from bitpredict.features.columns import FLAG_COLUMNS, SENTIMENT_PREFIXES, sentim
 from bitpredict.features.indicators import MODEL_FEATURES, WARMUP
 from bitpredict.features.online import DailyBars, model_frame, model_inputs
 from bitpredict.forecast.dataset import Scaler
+from bitpredict.forecast.quantiles import implied_volatility
 from bitpredict.forecast.dataset import sentiment_inputs as dataset_sentiment_inputs
 
 MARKET_INPUTS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -282,18 +283,33 @@ def forecast(quantiles: np.ndarray, bars: Bars, spec: ModelSpec) -> dict[str, An
     q = np.asarray(quantiles, dtype="float64").reshape(-1)
     if len(q) != len(spec.quantiles) or not np.isfinite(q).all():
         raise RuntimeError(f"predictor returned {q.tolist()} for {len(spec.quantiles)} quantiles")
-    median_index = spec.quantiles.index(0.5) if 0.5 in spec.quantiles else len(q) // 2
+    levels = spec.quantiles
+    median_index = levels.index(0.5) if 0.5 in levels else len(q) // 2
+    low, high = _served_interval(levels)
     if isinstance(bars, DailyBars):
         close, last_day = float(bars.close[-1]), pd.Timestamp(int(bars.timestamp[-1]), unit="s", tz="UTC")
     else:
         close, last_day = float(bars["close"].iloc[-1]), bars["timestamp"].iloc[-1]
     median = float(q[median_index])
-    return {
+    out = {
         "predicted_log_return": median,
         "predicted_close": close * math.exp(median),
         "direction": int(np.sign(median)),  # 1 up, -1 down, 0 no call (a median of exactly 0: persistence)
-        "lower": close * math.exp(float(q[0])),
-        "upper": close * math.exp(float(q[-1])),
+        "lower": close * math.exp(float(q[low])),  # the 80 % interval (q10–q90) when the model has those levels
+        "upper": close * math.exp(float(q[high])),
         "as_of": (last_day + DAY).date().isoformat(),
         "model_version": spec.label,
     }
+    if 0.1 in levels and 0.9 in levels:
+        out["predicted_volatility"] = float(implied_volatility(levels, q[None, :])[0])
+    if 0.05 in levels and 0.95 in levels:
+        out["lower_90"] = close * math.exp(float(q[levels.index(0.05)]))
+        out["upper_90"] = close * math.exp(float(q[levels.index(0.95)]))
+    return out
+
+
+def _served_interval(levels: tuple[float, ...]) -> tuple[int, int]:
+    """Positions of the served interval's ends: q10 and q90 (80 %), else the outermost levels (old models)."""
+    if 0.1 in levels and 0.9 in levels:
+        return levels.index(0.1), levels.index(0.9)
+    return 0, len(levels) - 1

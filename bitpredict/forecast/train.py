@@ -297,17 +297,23 @@ def baseline_metadata(fit: Any, config: ModelSettings, extra: dict[str, Any] | N
 def export_baselines(
     frame: pd.DataFrame, config: ModelSettings, directory: Path, reference: pd.DataFrame, extra: dict[str, Any]
 ) -> list[str]:
-    """Fit every configured baseline on all labelled rows and export it to ``<directory>/baselines/<kind>/``."""
-    from bitpredict.forecast import baselines
+    """Fit every configured baseline on all labelled rows and export it to ``<directory>/baselines/<kind>/``; then
+    the combination of ``config.combination`` (from the same fits) to ``<directory>/baselines/combo/``."""
+    from bitpredict.forecast import baselines, combination
 
-    exported = []
-    for kind in config.baselines:
-        fit = baselines.fit_baseline(kind, frame, len(frame), tuple(config.quantiles), config.window)
+    fits: dict[str, Any] = {
+        kind: baselines.fit_baseline(kind, frame, len(frame), tuple(config.quantiles), config.window)
+        for kind in config.baselines
+    }
+    if config.combination:
+        fits[combination.KIND] = combination.combine(
+            config.combination, frame, len(frame), tuple(config.quantiles), config.window, fits
+        )
+    for kind, fit in fits.items():
         target = baselines.export(fit, directory / BASELINES_DIR / kind)
         write_metadata(target, baseline_metadata(fit, config, extra))
         storage.write_parquet(reference, target / REFERENCE_FILE)
-        exported.append(kind)
-    return exported
+    return list(fits)
 
 
 def export(trained: TrainedModel, directory: Path, meta: dict[str, Any]) -> Path:

@@ -1,12 +1,14 @@
 """The register stage: the champion of each evaluation becomes a version in the MLflow registry, and may serve.
 
-Every evaluation names its best method (``bitpredict.evaluation.backtest.decide``): the network when it earns it,
-else the best probabilistic baseline — each exported with the same model contract, so whichever wins can
-be served. That method's export becomes a new version (tagged with its kind, recipe, scores and why it
-won), and it replaces the current ``champion`` only when it is at least as good **on this evaluation's
-window**: the champion's recipe was scored on the same days (every baseline recipe always is; a network
-champion with other hyperparameters is re-run by evaluate), never a score from another window. An
-evaluation is attached only to the training run it evaluated. The champion is exported to the model store
+Every evaluation names the champion after the switching rule (``bitpredict.evaluation.switching``, applied by
+``bitpredict.evaluation.backtest.decide``): the incumbent stays — refitted on the new data — unless a challenger
+chosen on the selection days beats it on at least a year of later days by a one-sided HAC-DM test; an empty
+registry starts from the pre-registered default (the combination). Every kind (network, baseline,
+combination) is exported with the same model contract, so whichever it names can be served. That method's
+export becomes a new version tagged with its kind, recipe, scores, the test, its p-value and the days it
+used; the alias moves to it. An evaluation is attached only to the training run it evaluated, and a
+decision made against one champion is not applied when the champion changed since (a racing run).
+The champion is exported to the model store
 in the layout TF Serving and KServe expect: ``<store>/<model name>/<version>/saved_model.pb`` +
 ``variables/``, with ``bitpredict_model.json`` beside them. ``rollback`` moves the alias back.
 """
@@ -44,45 +46,29 @@ class Decision:
     reason: str
 
 
-def champion_score_on_window(evaluation: dict[str, Any], champion_tags: dict[str, str]) -> float | None:
-    """The current champion's primary score on *this* evaluation's days, or None when its recipe was not scored.
-
-    A baseline champion's recipe is scored in every evaluation; a network champion's is the run's network
-    when the recipes match, or the extra ``champion_v<N>`` method evaluate added for it.
-    """
-    methods = evaluation["methods"]
-    kind = champion_tags.get("kind", MODEL)
-    if kind != MODEL:
-        return methods[kind][PRIMARY] if kind in methods and PRIMARY in methods[kind] else None
-    recipe = json.loads(champion_tags.get("recipe") or "{}")
-    if recipe and recipe == evaluation.get("model", {}).get("recipe"):
-        return methods[MODEL][PRIMARY]
-    extra = [m for m in methods if m.startswith("champion_v") and PRIMARY in methods[m]]
-    return methods[extra[0]][PRIMARY] if extra else None
-
-
-def promotion_decision(challenger: dict[str, Any], champion_score: float | None, has_champion: bool) -> Decision:
-    """``challenger``: {"kind", "score"} — its primary score on this window; ``champion_score`` the champion's."""
-    if not has_champion:
-        return Decision(True, f"{challenger['kind']} is the best of this evaluation; no champion yet")
-    if champion_score is None:
+def promotion_decision(evaluation: dict[str, Any], current_version: str | None) -> Decision:
+    """Apply the evaluation's switching-rule decision, unless the registry's champion is no longer the one it
+    was made against (another run promoted in between: rerun evaluate)."""
+    decision = evaluation["decision"]
+    seen = decision.get("incumbent_version")
+    if (str(seen) if seen is not None else None) != current_version:
         return Decision(
-            False, "the champion's recipe was not scored on this window (rerun `bitpredict evaluate`): kept"
+            False,
+            f"the evaluation decided against champion version {seen}, the champion is now {current_version}: "
+            "rerun `bitpredict evaluate`",
         )
-    if challenger["score"] <= champion_score:
-        return Decision(
-            True,
-            f"{PRIMARY} {challenger['score']:.6f} ≤ the champion's {champion_score:.6f} on the same window",
-        )
-    return Decision(
-        False, f"{PRIMARY} {challenger['score']:.6f} > the champion's {champion_score:.6f} on the same window"
-    )
+    if decision.get("first_champion"):
+        return Decision(True, f"first champion: {decision['why']}")
+    if decision.get("switched"):
+        return Decision(True, f"switch: {decision['why']}")
+    return Decision(True, f"refit of the champion's recipe: {decision['why']}")
 
 
 def _summary_tags(evaluation: dict[str, Any], kind: str) -> dict[str, str]:
     method = evaluation["methods"][kind]
     decision = evaluation["decision"]
     recipe = evaluation["model"]["recipe"] if kind == MODEL else {"kind": kind, "window": evaluation["model"]["window"]}
+    test = decision.get("test") or {}
     tags = {
         "kind": kind,
         "recipe": json.dumps(recipe, sort_keys=True),
@@ -90,9 +76,25 @@ def _summary_tags(evaluation: dict[str, Any], kind: str) -> dict[str, str]:
         "verdict": decision["reason"],
         "why": decision["why"],
         "eval_window": f"{evaluation['first_day']}/{evaluation['last_day']}",
+        "selection_window": decision.get("selection_window", ""),
+        "challenger": str(decision.get("challenger")),
+        "switched": str(bool(decision.get("switched"))).lower(),
+        "switch_test": test.get("name", "none (no change of recipe)"),
+        "switch_pvalue": repr(test["p_value"]) if test else "",
+        "switch_days": str(test.get("days", "")),
         "primary": PRIMARY,
     }
-    for key in (PRIMARY, "crps", "winkler", "interval_coverage", "mae", "skill", "dm_pvalue", "directional_accuracy"):
+    for key in (
+        PRIMARY,
+        "crps",
+        "interval_80_coverage",
+        "interval_80_kupiec_p",
+        "interval_90_coverage",
+        "mae",
+        "skill",
+        "volatility_r2",
+        "directional_accuracy",
+    ):
         if key in method:
             tags[key] = repr(method[key])
     return tags
@@ -120,6 +122,8 @@ def register(settings: Settings, allow_promotion: bool = True) -> dict[str, Any]
             f"{run['run_id']}: rerun `bitpredict evaluate`"
         )
     kind = evaluation.get("best")
+    if isinstance(kind, str) and kind.startswith("champion_v"):
+        return _kept_old_recipe(settings, evaluation, kind)
     if kind not in evaluation["methods"] or PRIMARY not in evaluation["methods"][kind]:
         raise RegistryError(f"the evaluation names no scored champion ({kind!r}): rerun `bitpredict evaluate`")
     client = tracking.client(settings)
@@ -156,15 +160,11 @@ def register(settings: Settings, allow_promotion: bool = True) -> dict[str, Any]
         source = f"{client.get_run(run['run_id']).info.artifact_uri}/{artifact}"
         version = client.create_model_version(name, source, run_id=run["run_id"], tags=_summary_tags(evaluation, kind))
     already = current is not None and current.version == version.version  # the killed run had moved the alias
-    score = evaluation["methods"][kind][PRIMARY]
-    champion_score = champion_score_on_window(evaluation, dict(current.tags)) if current and not already else None
-    decision = promotion_decision({"kind": kind, "score": score}, champion_score, current is not None and not already)
-    if decision.promote and not allow_promotion and not already:
-        decision = Decision(False, f"promotion not allowed in this run (policy said: {decision.reason})")
+    decision = promotion_decision(evaluation, str(current.version) if current and not already else None)
     if already:
         decision = Decision(True, "champion already: a run stopped after moving the alias; its decision completed")
-    if champion_score is not None:
-        client.set_model_version_tag(name, version.version, "champion_score_same_window", repr(champion_score))
+    elif decision.promote and not allow_promotion:
+        decision = Decision(False, f"promotion not allowed in this run (policy said: {decision.reason})")
     exported = None
     if decision.promote:
         if current is not None and not already:
@@ -186,6 +186,23 @@ def register(settings: Settings, allow_promotion: bool = True) -> dict[str, Any]
         "why": evaluation["decision"]["why"],
         "champion": int(version.version) if decision.promote else (int(current.version) if current else None),
         "exported_to": exported,
+    }
+
+
+def _kept_old_recipe(settings: Settings, evaluation: dict[str, Any], method: str) -> dict[str, Any]:
+    """The champion is a network whose recipe differs from this run's and no challenger beat it: this run has no
+    refit of that recipe to register, so the champion version stays as it is."""
+    client = tracking.client(settings)
+    current = champion_version(client, settings.registered_model_name)
+    return {
+        "model": settings.registered_model_name,
+        "version": None,
+        "kind": MODEL,
+        "promoted": False,
+        "reason": f"{method} kept ({evaluation['decision']['why']}); this run trained another recipe: nothing new",
+        "why": evaluation["decision"]["why"],
+        "champion": int(current.version) if current else None,
+        "exported_to": None,
     }
 
 

@@ -50,13 +50,15 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("epochs", int, _MODEL.epochs, "model.epochs", "most epochs per fit (early stopping)"),
     Parameter("test_days", int, _MODEL.test_days, "model.test_days", "walk-forward evaluation span"),
     Parameter(
-        "min_skill",
-        float,
-        _PROMOTION.min_skill_vs_persistence,
-        "promotion.min_skill_vs_persistence",
-        "required relative MAE improvement over persistence",
+        "selection_days",
+        int,
+        _PROMOTION.selection_days,
+        "promotion.selection_days",
+        "days before the evaluation window the challenger is chosen on",
     ),
-    Parameter("max_dm_pvalue", float, _PROMOTION.max_dm_pvalue, "promotion.max_dm_pvalue", "Diebold-Mariano bound"),
+    Parameter(
+        "switch_pvalue", float, _PROMOTION.switch_pvalue, "promotion.switch_pvalue", "one-sided HAC-DM switching bound"
+    ),
     Parameter(
         "mlflow_tracking_uri",
         str,

@@ -155,8 +155,8 @@ def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path,
     drifted = pd.concat([before, _shifted(after, before)], ignore_index=True)
     storage.write_parquet(drifted, tmp_path / "features" / "bitcoin_features.parquet")
     recorded = {"data_root": "gs://b/data", "files_dir": "", "sources": "binance", "since": "2020-01-01",
-                "interval": "1d", "window": 30, "epochs": 9, "test_days": 365, "min_skill": 0.0,
-                "max_dm_pvalue": 0.1, "mlflow_tracking_uri": "http://mlflow:5000", "model_store": "gs://b/serving",
+                "interval": "1d", "window": 30, "epochs": 9, "test_days": 365, "selection_days": 365,
+                "switch_pvalue": 0.1, "mlflow_tracking_uri": "http://mlflow:5000", "model_store": "gs://b/serving",
                 "cache_dir": "", "extra_settings": "{}"}  # fmt: skip
     publish(settings, {"features": str(tmp_path / "features")}, run_id="last-good", parameters=recorded)
     server = FakeKfp().start()

@@ -37,7 +37,7 @@ def test_the_compiled_pipeline_has_the_stages_parameters_and_resources_and_publi
         assert "pip install" not in " ".join(executor["container"]["command"])  # the image has everything
 
     parameters = spec["root"]["inputDefinitions"]["parameters"]
-    for name in ("sources", "since", "interval", "window", "epochs", "min_skill", "max_dm_pvalue", "data_root"):
+    for name in ("sources", "since", "interval", "window", "epochs", "selection_days", "switch_pvalue", "data_root"):
         assert name in parameters, name
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks["ingest"]["cachingOptions"] == {}  # caching off for ingest
@@ -85,14 +85,14 @@ def kfp_server() -> Iterator[FakeKfp]:
 
 
 def test_submit_uploads_then_adds_versions_and_starts_runs(kfp_server: FakeKfp) -> None:
-    params = parse_params(["epochs=30", "min_skill=0.01", "sources=binance"], COMPILED)
-    assert params == {"epochs": 30, "min_skill": 0.01, "sources": "binance"}
+    params = parse_params(["epochs=30", "selection_days=200", "sources=binance"], COMPILED)
+    assert params == {"epochs": 30, "selection_days": 200, "sources": "binance"}
     first = submit(kfp_server.url, COMPILED, params)
     state = kfp_server.state
     assert len(state.pipelines) == 1 and len(state.versions) == 2  # the upload's default version + ours
     run = state.runs[0]
     assert run["run_id"] == first["run_id"]
-    assert run["runtime_config"]["parameters"] == {"epochs": 30, "min_skill": 0.01, "sources": "binance"}
+    assert run["runtime_config"]["parameters"] == {"epochs": 30, "selection_days": 200, "sources": "binance"}
     assert run["pipeline_version_reference"]["pipeline_version_id"] == first["version_id"]
     uploaded = state.versions[first["version_id"]]["spec"]
     assert uploaded == yaml.safe_load(COMPILED.read_text())

@@ -72,11 +72,45 @@ def test_ewma_and_garch_follow_their_formulas(frame: pd.DataFrame) -> None:
     variance = frame["ewma_vol"].iloc[start - WINDOW + 1] ** 2
     for r in returns[1:]:
         variance = p["omega"] + p["alpha"] * r**2 + p["beta"] * variance
-    from scipy import stats
+    # filtered historical simulation: the fit's standardised residuals r_t / σ_t (σ_t by the GARCH recursion
+    # from the fitted parameters, in arch's percent units), their empirical quantiles centred on the median
+    from arch import arch_model
 
-    t = stats.t.ppf(LEVELS, p["nu"]) * np.sqrt((p["nu"] - 2) / p["nu"])
+    history = frame["log_return_1"].to_numpy()[max(0, start - baselines.GARCH_HISTORY) : start]
+    history = history[np.isfinite(history)] * 100
+    fitted = arch_model(history, mean="Zero", vol="GARCH", p=1, q=1, dist="t").fit(disp="off")
+    sigma2 = np.empty(len(history))
+    sigma2[0] = fitted.conditional_volatility[0] ** 2  # arch's backcast start
+    omega, alpha, beta = fitted.params["omega"], fitted.params["alpha[1]"], fitted.params["beta[1]"]
+    for i in range(1, len(history)):
+        sigma2[i] = omega + alpha * history[i - 1] ** 2 + beta * sigma2[i - 1]
+    z = history / np.sqrt(sigma2)
+    spread = np.quantile(z, LEVELS) - np.quantile(z, 0.5)
+    np.testing.assert_allclose(p["z_quantiles"], spread, rtol=1e-4, atol=1e-6)
+    assert p["persistence"] == pytest.approx(p["alpha"] + p["beta"])
     quantiles, _ = baselines.predict(garch, frame, np.array([start]))
-    np.testing.assert_allclose(quantiles[0], np.sqrt(variance) * t, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(quantiles[0], np.sqrt(variance) * spread, rtol=1e-4, atol=1e-9)
+
+
+def test_garch_fhs_covers_fat_tails_where_the_fit_sits_on_its_bounds() -> None:
+    """Returns with t(3) shocks and GARCH dynamics: the FHS 80 % band covers close to 80 % out of sample."""
+    rng = np.random.default_rng(4)
+    n = 2600
+    shocks = rng.standard_t(3, n) / np.sqrt(3.0)
+    returns, variance = np.empty(n), 0.03**2
+    for i in range(n):
+        returns[i] = np.sqrt(variance) * shocks[i]
+        variance = 2e-5 + 0.1 * returns[i] ** 2 + 0.88 * variance
+    ewma = np.sqrt(pd.Series(returns**2).ewm(alpha=0.06).mean().to_numpy())
+    frame = pd.DataFrame(
+        {"timestamp": pd.date_range("2015-01-01", periods=n, tz="UTC"), "log_return_1": returns, "ewma_vol": ewma}
+    )
+    levels = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+    fit = baselines.fit_baseline("garch", frame, 2000, levels, WINDOW)
+    quantiles, _ = baselines.predict(fit, frame, np.arange(2000, n - 1))
+    actual = returns[2001:n]
+    inside = (actual >= quantiles[:, 1]) & (actual <= quantiles[:, 5])
+    assert 0.76 <= inside.mean() <= 0.84
 
 
 def test_unknown_baseline_is_refused(frame: pd.DataFrame) -> None:

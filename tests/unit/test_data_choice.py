@@ -56,11 +56,11 @@ def test_the_run_parameters_come_from_the_settings_and_the_command_line(tmp_path
     from bitpredict.orchestration.parameters import NAMES
 
     settings = load_settings(data_dir=str(tmp_path / "data"), model_store=str(tmp_path / "store"),
-                             model={"window": 12}, promotion={"min_skill_vs_persistence": 0.02})  # fmt: skip
+                             model={"window": 12}, promotion={"selection_days": 200})  # fmt: skip
     parameters = pipeline_arguments(_args(epochs=3, no_cache=True), settings)
     assert list(parameters) == list(NAMES)
     assert parameters["model_store"] == str(tmp_path / "store") and parameters["cache_dir"] == ""
-    assert (parameters["window"], parameters["epochs"], parameters["min_skill"]) == (12, 3, 0.02)
+    assert (parameters["window"], parameters["epochs"], parameters["selection_days"]) == (12, 3, 200)
     default = pipeline_arguments(_args(), load_settings(data_dir=str(tmp_path / "data")))
     assert default["model_store"] == str((tmp_path / "data").resolve() / "models" / "serving")
 

@@ -1,4 +1,4 @@
-"""evaluate + registry: point baselines use only the past, metrics and the verdict, the same-window promotion rule."""
+"""evaluate + registry: point baselines use only the past, metrics, the switching decision and how register applies it."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from bitpredict.evaluation.backtest import (
 from bitpredict.evaluation.report import markdown_table, plot_reports, write_results
 from bitpredict.evaluation.scores import PRIMARY
 from bitpredict.features.columns import TARGET
-from bitpredict.operations.registry import champion_score_on_window, promotion_decision
+from bitpredict.operations.registry import promotion_decision
 
 
 def _frame(n: int = 400, seed: int = 3) -> pd.DataFrame:
@@ -73,6 +73,7 @@ def _backtest(lstm_skill: float, n: int = 300) -> Backtest:
     frame = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=n, tz="UTC"), "close": close})
     frame["actual_return"] = actual
     frame["actual_close"] = close * np.exp(actual)
+    frame["period"] = np.where(np.arange(n) < n // 3, "selection", "test")
     spread = {"lstm": 0.015, "ewma": 0.03, "garch": 0.028}
     for method in PROBABILISTIC:
         centre = signal * lstm_skill if method == "lstm" else np.zeros(n)
@@ -89,65 +90,58 @@ def _backtest(lstm_skill: float, n: int = 300) -> Backtest:
     return Backtest(frame, np.zeros((n, 5)), [], PROBABILISTIC, LEVELS)
 
 
-def test_metrics_and_the_verdict_follow_the_errors() -> None:
-    good = compute_metrics(_backtest(lstm_skill=1.0))
+POLICY = PromotionSettings(default_champion="ewma", min_confirmation_days=100)
+
+
+def test_metrics_and_the_decision_follow_the_errors() -> None:
+    import scoringrules
+
+    backtest = _backtest(lstm_skill=1.0)
+    good = compute_metrics(backtest)
     m = good["methods"]
+    assert good["days"] == 200 and good["selection"]["days"] == 100  # figures are the test span's only
     assert good["best_baseline"] == "garch" and m["garch"][PRIMARY] < m["ewma"][PRIMARY]
-    assert m["lstm"][PRIMARY] < m["garch"][PRIMARY] and m["lstm"]["pinball_dm_pvalue"] < 1e-6
-    assert m["lstm"]["pinball_dm_vs"] == "garch" and m["garch"]["pinball_dm_vs"] == "ewma"
+    assert m["lstm"][PRIMARY] < m["garch"][PRIMARY] and m["lstm"]["pinball_dm_pvalue_vs_best"] < 1e-6
+    assert m["lstm"]["pinball_dm_vs_best"] == "garch" and m["garch"]["pinball_dm_vs_naive"] == "ewma"
     assert m["persistence"]["skill"] == 0.0 and m["lstm"]["skill"] > 0.3 and m["lstm"]["dm_pvalue"] < 1e-6
-    assert m["lstm"]["crps"] == pytest.approx(2 * m["lstm"][PRIMARY])
-    actual = _backtest(1.0).predictions["actual_return"]
-    assert 0.5 < m["ewma"]["interval_coverage"] < 1 and good["days"] == 300
+    # CRPS of the implied distribution, not 2 x the pinball of three levels: for EWMA's normal quantiles it is
+    # the closed-form normal CRPS
+    actual = backtest.test["actual_return"].to_numpy()
+    normal = scoringrules.crps_normal(actual, 0.0, 0.03).mean()
+    assert m["ewma"]["crps"] == pytest.approx(normal, rel=0.02)
+    assert m["ewma"]["crps"] != pytest.approx(2 * m["ewma"][PRIMARY], rel=0.02)
+    assert 0.5 < m["ewma"]["interval_coverage"] < 1 and 0 <= m["ewma"]["interval_80_kupiec_p"] <= 1
     assert m["ewma"]["coverage_q50"] == pytest.approx(float((actual <= 0).mean()))
-    verdict = decide(good, PromotionSettings())
-    assert verdict["beats_baselines"] and verdict["best"] == "lstm"
+    verdict = decide(backtest, good, None, POLICY)  # empty registry: the default starts, the test is reported
+    assert verdict["first_champion"] and verdict["challenger"] == "lstm" and verdict["beats_baselines"]
+    assert verdict["switched"] and verdict["best"] == "lstm" and verdict["test"]["p_value"] < 1e-6
+    assert decide(backtest, good, "ewma", POLICY)["best"] == "lstm"  # a real edge switches from a champion
 
-    bad = compute_metrics(_backtest(lstm_skill=-1.0))  # the network's centre points the wrong way
-    verdict = decide(bad, PromotionSettings())
-    assert not verdict["beats_baselines"] and verdict["best"] == "garch"  # the best baseline serves
-    assert "primary_vs_best_baseline" in verdict["reason"] and "garch" in verdict["why"]
+    bad_backtest = _backtest(lstm_skill=-1.0)  # the network's centre points the wrong way
+    bad = compute_metrics(bad_backtest)
+    verdict = decide(bad_backtest, bad, "ewma", POLICY)
+    assert not verdict["beats_baselines"] and verdict["challenger"] == "garch"
     table = markdown_table(bad, verdict)
-    assert "Champion of this evaluation: garch" in table and "| lstm |" in table and "HAC-DM" in table
+    assert "**Champion: " in table and "| lstm |" in table and "Kupiec" in table and "HAC-DM" in table
 
 
-def test_an_insignificant_edge_does_not_make_the_network_champion() -> None:
-    metrics = compute_metrics(_backtest(lstm_skill=1.0))
-    metrics["methods"]["lstm"]["pinball_dm_pvalue"] = 0.2
-    verdict = decide(metrics, PromotionSettings(max_dm_pvalue=0.05))
-    assert verdict["best"] == "garch" and "dm_pvalue_vs_best_baseline" in verdict["reason"]
-    metrics["methods"]["lstm"]["pinball_dm_pvalue"] = 0.01
-    metrics["methods"]["lstm"]["skill"] = -0.01  # its median is worse than persistence
-    assert decide(metrics, PromotionSettings(max_dm_pvalue=0.05))["best"] == "garch"
+def test_too_few_confirmation_days_never_switch() -> None:
+    backtest = _backtest(lstm_skill=1.0)
+    metrics = compute_metrics(backtest)
+    verdict = decide(backtest, metrics, "ewma", PromotionSettings(min_confirmation_days=365))
+    assert verdict["best"] == "ewma" and not verdict["switched"] and "needs 365" in verdict["why"]
 
 
-def _evaluation(scores: dict[str, float], recipe: dict | None = None) -> dict:
-    methods = {name: {PRIMARY: value} for name, value in scores.items()}
-    return {"methods": methods, "model": {"recipe": recipe or {"window": 30}}}
+def test_register_applies_the_decision_only_against_the_champion_it_was_made_for() -> None:
+    def evaluation(**decision: object) -> dict:
+        return {"decision": {"why": "w", "incumbent_version": "3", **decision}}
 
-
-def test_the_champion_is_scored_on_the_challengers_window() -> None:
-    evaluation = _evaluation({"lstm": 0.0070, "ewma": 0.0068, "har": 0.0067})
-    # a baseline champion: its recipe was re-run on this window
-    assert champion_score_on_window(evaluation, {"kind": "ewma"}) == 0.0068
-    # a network champion with this run's recipe: the network's score here
-    assert champion_score_on_window(evaluation, {"kind": "lstm", "recipe": '{"window": 30}'}) == 0.0070
-    # another recipe: only the extra method evaluate ran for it counts, never the tag from its own window
-    other = {"kind": "lstm", "recipe": '{"window": 60}', PRIMARY: "0.0001"}
-    assert champion_score_on_window(evaluation, other) is None
-    evaluation["methods"]["champion_v3"] = {PRIMARY: 0.0069}
-    assert champion_score_on_window(evaluation, other) == 0.0069
-
-
-def test_promotion_against_the_champion() -> None:
-    assert promotion_decision({"kind": "har", "score": 0.0067}, None, has_champion=False).promote
-    assert promotion_decision({"kind": "har", "score": 0.0067}, 0.0068, has_champion=True).promote
-    # equal on the same window: the same recipe refitted on newer data takes over
-    assert promotion_decision({"kind": "ewma", "score": 0.0068}, 0.0068, has_champion=True).promote
-    worse = promotion_decision({"kind": "lstm", "score": 0.0069}, 0.0068, has_champion=True)
-    assert not worse.promote and "same window" in worse.reason
-    unknown = promotion_decision({"kind": "lstm", "score": 0.0001}, None, has_champion=True)
-    assert not unknown.promote and "not scored on this window" in unknown.reason
+    assert promotion_decision(evaluation(switched=True), "3").reason.startswith("switch")
+    assert promotion_decision(evaluation(switched=False), "3").reason.startswith("refit")
+    first = promotion_decision({"decision": {"why": "w", "incumbent_version": None, "first_champion": True}}, None)
+    assert first.promote and first.reason.startswith("first champion")
+    raced = promotion_decision(evaluation(switched=True), "4")  # another run promoted since evaluate read the registry
+    assert not raced.promote and "rerun `bitpredict evaluate`" in raced.reason
 
 
 def test_the_results_table_goes_between_the_page_markers(tmp_path: Path) -> None:
@@ -172,7 +166,7 @@ def test_the_plots_are_written_under_the_stage_tables_names(tmp_path: Path) -> N
 
     backtest = _backtest(lstm_skill=1.0)
     metrics = compute_metrics(backtest)
-    paths = plot_reports(backtest, metrics, decide(metrics, PromotionSettings()), tmp_path)
+    paths = plot_reports(backtest, metrics, decide(backtest, metrics, None, POLICY), tmp_path)
     assert sorted(p.name for p in paths) == sorted(Path(plot).name for plot in PLOTS)
     assert all(p.stat().st_size > 0 for p in paths)
 
@@ -219,8 +213,10 @@ def test_a_network_champion_with_another_recipe_is_rescored_on_this_window(tmp_p
     from bitpredict.pipeline import tracking
     from bitpredict.pipeline.tracking import CHAMPION
 
+    from bitpredict.evaluation.evaluate import current_champion
+
     settings = load_settings(data_dir=str(tmp_path / "data"))
-    assert champion_recipe(settings) == {}  # no registry content yet
+    assert current_champion(settings) is None  # no registry content yet
     client = tracking.client(settings)
     name = settings.registered_model_name
     client.create_registered_model(name)
@@ -231,10 +227,10 @@ def test_a_network_champion_with_another_recipe_is_rescored_on_this_window(tmp_p
         client.set_registered_model_alias(name, CHAMPION, version.version)
 
     champion({"kind": "har", "recipe": json.dumps({"kind": "har", "window": 30})})
-    assert champion_recipe(settings) == {}
+    assert champion_recipe(settings, current_champion(settings)) == {}
     champion({"kind": "lstm", "recipe": json.dumps(current)})
-    assert champion_recipe(settings) == {}
+    assert champion_recipe(settings, current_champion(settings)) == {}
     champion({"kind": "lstm", "recipe": json.dumps({**current, "window": 14, "lstm_units": [16]})})
-    extra = champion_recipe(settings)
+    extra = champion_recipe(settings, current_champion(settings))
     assert list(extra) == ["champion_v3"] and extra["champion_v3"].window == 14
     assert extra["champion_v3"].lstm_units == [16] and extra["champion_v3"].epochs == settings.model.epochs

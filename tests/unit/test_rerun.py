@@ -20,7 +20,7 @@ from tests.fakes.kfp_api import FakeKfp
 REPO = Path(__file__).resolve().parents[2]
 RECORDED = {
     "data_root": "gs://bucket/data", "files_dir": "", "sources": "binance,rss", "since": "2020-01-01",
-    "interval": "1d", "window": 20, "epochs": 7, "test_days": 90, "min_skill": 0.01, "max_dm_pvalue": 0.2,
+    "interval": "1d", "window": 20, "epochs": 7, "test_days": 90, "selection_days": 200, "switch_pvalue": 0.2,
     "mlflow_tracking_uri": "http://mlflow:5000", "model_store": "gs://bucket/serving",
     "cache_dir": "/tmp/cache", "extra_settings": '{"sentiment": {"finbert": "off"}}',
 }  # fmt: skip

@@ -18,19 +18,30 @@ def test_pinball_matches_the_hand_computed_losses() -> None:
         scores.pinball(np.array([0.1, 0.2]), np.array([[-1.0, 0.0, 1.0]]), LEVELS)
 
 
-def test_interval_score_is_width_plus_the_penalty_for_a_miss() -> None:
-    actual = np.array([0.0, -2.0, 3.0])
-    lower, upper = np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 1.0])
-    # inside: width 2; below by 1: 2 + (2/0.2)·1; above by 2: 2 + (2/0.2)·2
-    np.testing.assert_allclose(scores.interval_score(actual, lower, upper, 0.2), [2.0, 12.0, 22.0])
+def test_crps_is_the_implied_distributions_not_twice_the_pinball_of_the_levels() -> None:
+    import scoringrules
+    from scipy import stats
 
-
-def test_crps_from_quantiles_is_twice_the_mean_pinball() -> None:
     rng = np.random.default_rng(0)
-    actual = rng.normal(0, 1, 50)
-    quantiles = np.sort(rng.normal(0, 1, (50, 3)), axis=1)
-    expected = 2 * scores.pinball(actual, quantiles, LEVELS).mean(axis=1)
-    np.testing.assert_allclose(scores.crps(actual, quantiles, LEVELS), expected, rtol=1e-9)
+    actual = rng.normal(0, 1, 400)
+    levels = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+    sigma = rng.uniform(0.5, 2.0, 400)
+    quantiles = stats.norm.ppf(levels)[None, :] * sigma[:, None]
+    exact = scoringrules.crps_normal(actual, 0.0, sigma)
+    np.testing.assert_allclose(scores.crps(actual, quantiles, levels).mean(), exact.mean(), rtol=0.01)
+    coarse = 2 * scores.pinball(actual, quantiles, levels).mean(axis=1)
+    assert abs(coarse.mean() / exact.mean() - 1) > 0.05  # what the dense grid fixes: the levels alone are biased
+
+
+def test_volatility_scores_by_hand() -> None:
+    proxy, forecast = np.array([1.0, 4.0]), np.array([2.0, 2.0])
+    # QLIKE: r − ln r − 1 with r = 0.5 and 2
+    np.testing.assert_allclose(scores.qlike(proxy, forecast), [0.5 - np.log(0.5) - 1, 2 - np.log(2) - 1])
+    assert scores.log_variance_mse(proxy, forecast) == pytest.approx(np.log(2) ** 2)
+    rng = np.random.default_rng(1)
+    truth = np.exp(rng.normal(0, 1, 500))
+    assert scores.mincer_zarnowitz_r2(truth * 3.0, truth) == pytest.approx(1.0)  # a constant scale is free
+    assert scores.mincer_zarnowitz_r2(truth, np.exp(rng.normal(0, 1, 500))) < 0.05
 
 
 def test_hac_variance_by_hand_and_against_statsmodels() -> None:

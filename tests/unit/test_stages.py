@@ -72,21 +72,21 @@ def test_pipeline_parameters_are_validated_once_with_the_setting_named() -> None
         "epochs": 5,
         "test_days": 100,
     }
-    assert good["promotion"] == {"min_skill_vs_persistence": 0.0, "max_dm_pvalue": 0.1} and "model_store" not in good
+    assert good["promotion"] == {"selection_days": 365, "switch_pvalue": 0.1} and "model_store" not in good
     with pytest.raises(Exception, match="window"):
         pipeline_settings({**_args(), "window": 1})
     with pytest.raises(Exception, match="ingest_sources"):
         pipeline_settings({**_args(), "sources": "bloomberg"})
-    with pytest.raises(ParameterError, match="unknown pipeline parameter\\(s\\) \\['min_skill_vs_persistence'\\]"):
-        pipeline_settings({**_args(), "min_skill_vs_persistence": 0.1})
+    with pytest.raises(ParameterError, match="unknown pipeline parameter\\(s\\) \\['selection_day'\\]"):
+        pipeline_settings({**_args(), "selection_day": 10})
     with pytest.raises(ParameterError, match="epochs='many' is not a int"):
         pipeline_settings({**_args(), "epochs": "many"})
 
 
 def test_parameters_arrive_typed_and_only_the_ingest_task_gets_the_exports_folder() -> None:
     """KFP may hand numbers over as text ("3.0"); the files folder is ingest's alone (the others work on artifacts)."""
-    values = typed({**_args(), "epochs": "3.0", "min_skill": "0.01", "files_dir": "/exports"})
-    assert values["epochs"] == 3 and values["min_skill"] == 0.01 and list(values) == list(NAMES)
+    values = typed({**_args(), "epochs": "3.0", "switch_pvalue": "0.01", "files_dir": "/exports"})
+    assert values["epochs"] == 3 and values["switch_pvalue"] == 0.01 and list(values) == list(NAMES)
     assert "files_dir" not in pipeline_settings(values)
     assert pipeline_settings(values, ingest=True)["files_dir"] == "/exports"
     assert pipeline_settings({**values, "files_dir": ""}, ingest=True)["files_dir"] is None
@@ -100,8 +100,8 @@ def _args() -> dict:
         "window": 20,
         "epochs": 5,
         "test_days": 100,
-        "min_skill": 0.0,
-        "max_dm_pvalue": 0.1,
+        "selection_days": 365,
+        "switch_pvalue": 0.1,
         "mlflow_tracking_uri": "",
         "model_store": "",
     }
