@@ -36,8 +36,8 @@ from bitpredict.features.columns import FLAG_COLUMNS, SENTIMENT_PREFIXES, sentim
 from bitpredict.features.indicators import MODEL_FEATURES, WARMUP
 from bitpredict.features.online import DailyBars, model_frame, model_inputs
 from bitpredict.forecast.dataset import Scaler
-from bitpredict.forecast.quantiles import implied_volatility
 from bitpredict.forecast.dataset import sentiment_inputs as dataset_sentiment_inputs
+from bitpredict.forecast.quantiles import implied_volatility
 
 MARKET_INPUTS = ("timestamp", "open", "high", "low", "close", "volume")
 IMPUTED_INPUT = "is_imputed"  # optional: 1 where the bar is a filled gap (rows from the clean table), else 0

@@ -1,4 +1,4 @@
-"""evaluate + registry: point baselines use only the past, metrics, the switching decision and how register applies it."""
+"""evaluate + registry: point baselines use only the past, metrics, the switching decision, how register applies it."""
 
 from __future__ import annotations
 
@@ -209,11 +209,9 @@ def test_a_network_champion_with_another_recipe_is_rescored_on_this_window(tmp_p
     import json
 
     from bitpredict.config import load_settings
-    from bitpredict.evaluation.evaluate import champion_recipe
+    from bitpredict.evaluation.evaluate import champion_recipe, current_champion
     from bitpredict.pipeline import tracking
     from bitpredict.pipeline.tracking import CHAMPION
-
-    from bitpredict.evaluation.evaluate import current_champion
 
     settings = load_settings(data_dir=str(tmp_path / "data"))
     assert current_champion(settings) is None  # no registry content yet
