@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+from scipy.special import ndtri
 
 # The served levels (issue 27): the 80 % interval is q10–q90, the 90 % interval q05–q95, and seven levels make a
 # CRPS from the quantiles a fair approximation instead of twice the mean pinball of three.
@@ -76,8 +76,8 @@ def quantile_at(levels: Sequence[float], quantiles: np.ndarray, new_levels: floa
         new_2d = new
     else:
         new_2d = np.broadcast_to(new.reshape(1, -1), (q.shape[0], max(new.size, 1)))
-    z_known = stats.norm.ppf(taus)
-    z_new = stats.norm.ppf(np.clip(new_2d, *LEVEL_BOUNDS))
+    z_known = ndtri(taus)
+    z_new = ndtri(np.clip(new_2d, *LEVEL_BOUNDS))
     # The segment each new level falls in; below the first knot and above the last, the outermost segment.
     segment = np.clip(np.searchsorted(z_known, z_new, side="right") - 1, 0, len(taus) - 2)
     rows = np.arange(q.shape[0])[:, None]
@@ -91,7 +91,7 @@ def quantile_at(levels: Sequence[float], quantiles: np.ndarray, new_levels: floa
     return out
 
 
-Z_80 = 2.0 * float(stats.norm.ppf(0.9))  # width of the central 80 % interval of a standard normal (2.563)
+Z_80 = 2.0 * float(ndtri(0.9))  # width of the central 80 % interval of a standard normal (2.563)
 
 
 def implied_volatility(levels: Sequence[float], quantiles: np.ndarray) -> np.ndarray:
