@@ -18,8 +18,15 @@ every KServe flag works as documented, and adds ours:
   worker serves requests one at a time anyway, so a queue only adds waiting: with the bound, an accepted request
   waits for at most ``max_in_flight - 1`` others, and a client or the autoscaler sees the overload immediately.
 
-Also in front of every worker: ``V2RequestGuard`` (malformed bodies are 400s) and, for a transformer,
-``PredictorReadiness`` (not ready while its predictor is not).
+* ``--max_body_bytes`` / ``--body_timeout_s``: every POST body is read whole before the request takes an
+  in-flight slot, within the deadline (else 408) and the size (else 413, at once from ``Content-Length``):
+  ``inference.body``. A slow client holds a connection, never a slot.
+
+In front of every worker, outermost first: ``ClosedRoutes`` (the repository API and v1 closed,
+``inference.surface``), readiness (``ModelsLoaded``, and for a transformer ``PredictorReadiness``), ``BodyLimit``,
+``ShedLoad``, then ``V2Infer`` (the one parse of the body, off the event loop, into KServe's data plane;
+``inference.v2_rest``). The gRPC server refuses the repository methods (``inference.surface.grpc_closer``) and
+sheds ``ModelInfer`` past the bound.
 """
 
 from __future__ import annotations
@@ -49,6 +56,11 @@ DEFAULT_RETRY_AFTER_S = 1.0
 INFER_SUFFIXES = ("/infer", ":predict")  # v2 and v1 inference routes; health, metadata and metrics always pass
 SHED_GRPC_METHODS = ("/inference.GRPCInferenceService/ModelInfer",)
 BACKLOG = 2048
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_BODY_TIMEOUT_S = 5.0
+# A transformer row is at most 21 numbers (OHLCV, the timestamp, is_imputed, 14 sentiment aggregates) of at most
+# ~25 JSON characters each: 1 KiB a row is twice that, so --max_rows 1000 allows a body of 1 MiB.
+BYTES_PER_ROW = 1024
 
 
 def parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -68,8 +80,28 @@ def parser(description: str | None = None) -> argparse.ArgumentParser:
     result.add_argument(
         "--retry_after_s", type=float, default=DEFAULT_RETRY_AFTER_S, help="Retry-After of a shed request."
     )
+    result.add_argument(
+        "--max_body_bytes",
+        type=int,
+        default=None,
+        help=f"Largest POST body (413 past it); default {DEFAULT_MAX_BODY_BYTES}, or --max_rows x {BYTES_PER_ROW}.",
+    )
+    result.add_argument(
+        "--body_timeout_s",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT_S,
+        help="A POST body not received within this many seconds is answered 408.",
+    )
     result.set_defaults(model_name="bitpredict", enable_latency_logging=False)
     return result
+
+
+def body_cap(args: argparse.Namespace) -> int:
+    """``--max_body_bytes``, else derived from ``--max_rows`` (a transformer), else the default."""
+    if args.max_body_bytes is not None:
+        return int(args.max_body_bytes)
+    rows = getattr(args, "max_rows", None)
+    return int(rows) * BYTES_PER_ROW if rows else DEFAULT_MAX_BODY_BYTES
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -80,6 +112,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit(f"--max_in_flight must be >= 1, got {args.max_in_flight}")
     if not args.retry_after_s > 0:
         raise SystemExit(f"--retry_after_s must be > 0, got {args.retry_after_s}")
+    if args.max_body_bytes is not None and args.max_body_bytes < 1024:
+        raise SystemExit(f"--max_body_bytes must be >= 1024, got {args.max_body_bytes}")
+    if not args.body_timeout_s > 0:
+        raise SystemExit(f"--body_timeout_s must be > 0, got {args.body_timeout_s}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,10 +221,11 @@ def grpc_shedder(admission: Admission, on_shed: Callable[[], None] | None = None
 class HostGRPCServer(GRPCServer):
     """KServe's gRPC server listening on ``host`` (KServe's own listens on [::]) with the shedding interceptor."""
 
-    def __init__(self, host: str, interceptors: tuple[Any, ...], *args: Any, **kwargs: Any) -> None:
+    def __init__(self, host: str, interceptors: tuple[Any, ...], max_receive: int, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._host = "[::]" if host == DEFAULT_HOST else host
         self._extra_interceptors = interceptors
+        self._max_receive = max_receive  # the REST body cap holds for a gRPC message too
 
     async def start(self, max_workers: int) -> None:
         from grpc import aio
@@ -201,7 +238,7 @@ class HostGRPCServer(GRPCServer):
             interceptors=(*self._extra_interceptors, LoggingInterceptor(), ExceptionToStatusInterceptor()),
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
-                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+                ("grpc.max_receive_message_length", self._max_receive),
             ],
         )
         servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
@@ -214,12 +251,20 @@ class HostGRPCServer(GRPCServer):
 class WorkerModelServer(ModelServer):
     """One worker: KServe's ``ModelServer`` serving REST on an already-bound socket and gRPC on ``host``."""
 
-    def __init__(self, rest_socket: socket.socket, host: str, grpc_interceptors: tuple[Any, ...], **kwargs: Any):
+    def __init__(
+        self,
+        rest_socket: socket.socket,
+        host: str,
+        grpc_interceptors: tuple[Any, ...],
+        max_message_bytes: int,
+        **kwargs: Any,
+    ):
         self._serve_grpc = kwargs.pop("enable_grpc", True)
         super().__init__(enable_grpc=False, workers=1, **kwargs)  # gRPC: our HostGRPCServer, started below
         self.rest_socket = rest_socket
         self.host = host
         self.grpc_interceptors = grpc_interceptors
+        self.max_message_bytes = max_message_bytes
 
     async def _serve(self) -> None:
         if self._rest_server is not None:
@@ -228,6 +273,7 @@ class WorkerModelServer(ModelServer):
             self._grpc_server = HostGRPCServer(
                 self.host,
                 self.grpc_interceptors,
+                self.max_message_bytes,
                 self.grpc_port,
                 self.dataplane,
                 self.model_repository_extension,
@@ -238,18 +284,34 @@ class WorkerModelServer(ModelServer):
         await super()._serve()
 
 
-def _install_middlewares(models: list[Model], admission: Admission, on_reject: Callable[[str], None] | None) -> None:
-    """Guard, readiness gate and shedding in front of KServe's app (the last added runs first: shedding)."""
-    from inference.guard import V2RequestGuard
+def _install_middlewares(
+    server: ModelServer,
+    models: list[Model],
+    admission: Admission,
+    args: argparse.Namespace,
+    on_reject: Callable[[str], None] | None,
+) -> None:
+    """KServe's app behind, outermost first: closed routes, readiness, the body limit, shedding, the v2 route.
+    (Starlette runs the middleware added last first.)"""
+    from inference.body import BodyLimit
     from inference.readiness import PredictorReadiness, upstreams_of
+    from inference.surface import ClosedRoutes, ModelsLoaded
+    from inference.v2_rest import V2Infer
 
     app = kserve_model_server.app
-    app.add_middleware(V2RequestGuard, on_reject=on_reject)
+    cap = body_cap(args)
+    app.add_middleware(
+        V2Infer, dataplane=server.dataplane, max_elements=cap // 2, retry_after_s=args.retry_after_s,
+        on_reject=on_reject,
+    )  # fmt: skip  # a JSON element takes at least 2 bytes: a larger shape cannot be the body's data
+    on_shed = (lambda: on_reject("overloaded")) if on_reject else None
+    app.add_middleware(ShedLoad, admission=admission, on_shed=on_shed)
+    app.add_middleware(BodyLimit, max_bytes=cap, deadline_s=args.body_timeout_s, on_reject=on_reject)
     upstreams = upstreams_of(models)
     if upstreams:
         app.add_middleware(PredictorReadiness, upstreams=upstreams, ttl_s=2.0)
-    on_shed = (lambda: on_reject("overloaded")) if on_reject else None
-    app.add_middleware(ShedLoad, admission=admission, on_shed=on_shed)
+    app.add_middleware(ModelsLoaded, repository=server.registered_models, names=[m.name for m in models])
+    app.add_middleware(ClosedRoutes, on_reject=on_reject)
 
 
 def _run_worker(
@@ -258,24 +320,28 @@ def _run_worker(
     rest_socket: socket.socket,
     on_reject: Callable[[str], None] | None,
 ) -> None:
+    from inference.surface import grpc_closer
+
     models = build()
     admission = Admission(args.max_in_flight, args.retry_after_s)
-    _install_middlewares(models, admission, on_reject)
     on_shed = (lambda: on_reject("overloaded")) if on_reject else None
+    server = WorkerModelServer(
+        rest_socket,
+        args.host,
+        (grpc_closer(), grpc_shedder(admission, on_shed)),
+        body_cap(args),
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        enable_grpc=args.enable_grpc,
+        max_threads=args.max_threads,
+        max_asyncio_workers=args.max_asyncio_workers,
+        enable_latency_logging=args.enable_latency_logging,
+        event_loop=args.event_loop,
+        timeout_keep_alive=args.timeout_keep_alive,
+    )
+    _install_middlewares(server, models, admission, args, on_reject)
     try:
-        WorkerModelServer(
-            rest_socket,
-            args.host,
-            (grpc_shedder(admission, on_shed),),
-            http_port=args.http_port,
-            grpc_port=args.grpc_port,
-            enable_grpc=args.enable_grpc,
-            max_threads=args.max_threads,
-            max_asyncio_workers=args.max_asyncio_workers,
-            enable_latency_logging=args.enable_latency_logging,
-            event_loop=args.event_loop,
-            timeout_keep_alive=args.timeout_keep_alive,
-        ).start(models)
+        server.start(models)
     finally:
         for model in models:  # KServe's teardown hook, also when the server ended without unloading them
             model.stop()

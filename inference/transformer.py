@@ -11,7 +11,8 @@ The predictor is reached over one pooled, kept-alive connection per worker (``in
 ``--predictor_protocol v2`` (REST) or ``grpc-v2`` (gRPC) to a v2 server (the local predictor, Triton), or
 ``--predictor_runtime tfserving`` for TF Serving's gRPC ``PredictionService.Predict`` (KServe's TensorFlow
 runtime). A predictor that is down, slow past ``--predictor_request_timeout_seconds`` or failing costs that
-request a 503, never the transformer.
+request a 503, never the transformer; the predictor refusing the window as invalid is the client's 400, and a
+reply that is not a forecast a 502. A client sees a generic message and a request id, the log the detail.
 
     python -m inference.transformer --model_uri data/models/serving/bitpredict-lstm \\
         --predictor_host 127.0.0.1:8086 --predictor_protocol grpc-v2 --http_port 8080 --grpc_port 8081
@@ -47,9 +48,10 @@ from bitpredict.forecast.serving import (
     parse_bars,
     sentiment_source,
 )
+from bitpredict.operations.request_log import DEFAULT_MAX_BYTES as DEFAULT_LOG_BYTES
 from bitpredict.operations.request_log import RequestLog
 from inference.server import parser, serve
-from inference.upstream import PredictorClient, PredictorUnavailable, client_for
+from inference.upstream import PredictorBadReply, PredictorClient, PredictorRefused, PredictorUnavailable, client_for
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,9 @@ REJECTED = Counter("bitpredict_rejected_requests_total", "Requests refused with 
 MODEL_INFO = Gauge("bitpredict_model_info", "The model version being served (value 1)", ["model", "version"])
 PREDICTED_CLOSE = Gauge("bitpredict_predicted_close", "The latest forecast of the next-day close (USD)")
 LAST_CLOSE = Gauge("bitpredict_last_close", "The latest close a client sent (USD)")
+LOG_DROPPED = Counter(
+    "bitpredict_request_log_dropped_total", "Request-log records dropped (queue full or write failed)"
+)
 PREDICTOR_ERRORS = Counter("bitpredict_predictor_errors_total", "Predictor calls that failed (answered 503)")
 REQUEST_SECONDS = Histogram(
     "bitpredict_request_seconds",
@@ -81,6 +86,12 @@ OUTPUTS = (
     ("lower_90", "FP64"),
     ("upper_90", "FP64"),
 )
+
+
+class BadGateway(ServerNotReady):
+    """The predictor answered something that is not a forecast: 502 over REST (UNAVAILABLE over gRPC)."""
+
+    http_status = 502
 
 
 def _decode(payload: InferRequest) -> dict[str, tuple[str, np.ndarray]]:
@@ -180,10 +191,16 @@ class BitPredictTransformer(Model):
     ) -> dict:
         try:
             quantiles = await self.client.quantiles(payload["window"], payload["id"])
-        except PredictorUnavailable as exc:  # down, timed out or failing: a 503 for the client, the cause in the log
+        except PredictorRefused as exc:  # the window (the client's rows) refused: a 400 that names nothing of ours
+            REJECTED.labels(reason="predictor_refused").inc()
+            log.warning("predictor refused the input", extra={"request_id": payload["id"], "error": str(exc)})
+            raise InvalidInput(f"the model refused this request's input (request id {payload['id']})") from exc
+        except PredictorUnavailable as exc:  # down, timed out, failing or a bad reply: the cause in the log only
             PREDICTOR_ERRORS.inc()
-            log.error("predictor call failed", extra={"predictor": self.predictor_host, "error": str(exc)})
-            raise ServerNotReady(f"the predictor at {self.predictor_host} is unavailable: {exc}") from exc
+            log.error("predictor call failed", extra={"request_id": payload["id"], "predictor": self.predictor_host,
+                                                      "error": str(exc)})  # fmt: skip
+            error = BadGateway if isinstance(exc, PredictorBadReply) else ServerNotReady
+            raise error(f"the model is not available (request id {payload['id']})") from exc
         return {**payload, "quantiles": quantiles}
 
     # -- quantiles → forecast -----------------------------------------------------------------------
@@ -192,7 +209,12 @@ class BitPredictTransformer(Model):
     ) -> InferResponse:
         bars: DailyBars = result["bars"]
         started = result["started"]
-        outcome = forecast(result["quantiles"], bars, self.spec)
+        try:
+            outcome = forecast(result["quantiles"], bars, self.spec)
+        except RuntimeError as exc:  # quantiles of the wrong count or not finite: the predictor's reply is bad
+            PREDICTOR_ERRORS.inc()
+            log.error("predictor reply unusable", extra={"request_id": result["id"], "error": str(exc)})
+            raise BadGateway(f"the model is not available (request id {result['id']})") from exc
         PREDICTIONS.labels(direction=DIRECTIONS[outcome["direction"]]).inc()
         PREDICTED_CLOSE.set(outcome["predicted_close"])
         last_close = float(bars.close[-1])
@@ -234,7 +256,12 @@ def build(args: argparse.Namespace) -> BitPredictTransformer:
     """Load and check the model's metadata (a mismatch stops the start-up), then the transformer."""
     located = locate(args.model_uri)
     spec = ModelSpec.from_metadata(located.metadata, located.version, max_rows=args.max_rows)
-    request_log = RequestLog(args.request_log, flush_s=args.request_log_flush_s) if args.request_log else None
+    request_log = (
+        RequestLog(args.request_log, flush_s=args.request_log_flush_s, max_bytes=args.request_log_max_bytes,
+                   on_drop=LOG_DROPPED.inc)
+        if args.request_log
+        else None
+    )  # fmt: skip
     protocol = "tfserving" if args.predictor_runtime == "tfserving" else args.predictor_protocol
     return BitPredictTransformer(
         args.model_name,
@@ -261,6 +288,12 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     cli.add_argument("--max_rows", type=int, default=1000, help="Most rows one request may send (>= 365).")
     cli.add_argument("--request_log", default=None, help="Folder (or gs://) for the request log; off if unset.")
     cli.add_argument("--request_log_flush_s", type=float, default=5.0, help="Longest wait before a batch is written.")
+    cli.add_argument(
+        "--request_log_max_bytes",
+        type=int,
+        default=DEFAULT_LOG_BYTES,
+        help="Most bytes of records waiting to be written per worker; past it records are dropped and counted.",
+    )
     cli.set_defaults(predictor_protocol="v2", predictor_request_timeout_seconds=5)
     args, _ = cli.parse_known_args(argv)
     if not args.predictor_host:

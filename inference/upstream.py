@@ -8,8 +8,11 @@ runtime speaks only that on gRPC). The gRPC channels send keepalive pings and re
 most ``MAX_RECONNECT_BACKOFF_MS``, so a predictor that comes back is used again within a second instead of after
 gRPC's default two-minute backoff; the connection stays open between requests (HTTP/2, one per worker).
 
-Every failure — refused, reset, timed out, a 5xx or a non-OK status — raises ``PredictorUnavailable``: the
-transformer answers 503 and stays up. Channels are opened on first use, inside the worker's event loop.
+Failures are told apart by whose fault they are: refused, reset, timed out, a 5xx or another non-OK status raise
+``PredictorUnavailable`` (the client gets 503); the predictor's own ``400`` / ``INVALID_ARGUMENT`` raises
+``PredictorRefused`` (the request's input, so a 400 for the client); a reply that is not a forecast (not JSON, no
+quantiles, a shape that does not fit) raises ``PredictorBadReply`` (502). Each carries ``http_status``; the
+transformer stays up. Channels are opened on first use, inside the worker's event loop.
 """
 
 from __future__ import annotations
@@ -40,6 +43,28 @@ GRPC_OPTIONS = [
 class PredictorUnavailable(BitPredictError, RuntimeError):
     """The predictor did not answer with a forecast; the message says why (the client gets a 503)."""
 
+    http_status = 503
+
+
+class PredictorRefused(PredictorUnavailable):
+    """The predictor refused the window as invalid (its 400 / INVALID_ARGUMENT): the client's input, a 400."""
+
+    http_status = 400
+
+
+class PredictorBadReply(PredictorUnavailable):
+    """The predictor answered, but not with the quantiles a forecast needs: a bad gateway, 502."""
+
+    http_status = 502
+
+
+def _shaped(values: Any, shape: Any) -> np.ndarray:
+    """The reply's quantiles as float64 in their declared shape, or ``PredictorBadReply``."""
+    try:
+        return np.asarray(values, dtype="float64").reshape([int(d) for d in shape])
+    except (TypeError, ValueError) as exc:
+        raise PredictorBadReply(f"the reply's '{QUANTILES_OUTPUT}' does not fit its shape ({exc})") from None
+
 
 class PredictorClient(Protocol):
     host: str
@@ -69,12 +94,18 @@ class RestV2Client:
             )
         except httpx.HTTPError as exc:
             raise PredictorUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if reply.status_code == 400:
+            raise PredictorRefused(f"answered 400: {reply.text[:200]}")
         if reply.status_code != 200:
             raise PredictorUnavailable(f"answered {reply.status_code}: {reply.text[:200]}")
-        for output in reply.json().get("outputs", []):
-            if output.get("name") == QUANTILES_OUTPUT:
-                return np.asarray(output["data"], dtype="float64").reshape(output["shape"])
-        raise PredictorUnavailable(f"the reply has no '{QUANTILES_OUTPUT}' output")
+        try:
+            outputs = reply.json().get("outputs", [])
+            found = [o for o in outputs if o.get("name") == QUANTILES_OUTPUT]
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise PredictorBadReply(f"the reply is not a v2 response ({type(exc).__name__})") from None
+        if not found:
+            raise PredictorBadReply(f"the reply has no '{QUANTILES_OUTPUT}' output")
+        return _shaped(found[0].get("data"), found[0].get("shape"))
 
     async def close(self) -> None:
         if self._client is not None:
@@ -106,16 +137,19 @@ class GrpcV2Client:
         try:
             reply = await self._stub.ModelInfer(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
-            raise PredictorUnavailable(f"gRPC {exc.code().name}: {exc.details()}") from exc
+            raise _grpc_error(exc) from exc
         for index, output in enumerate(reply.outputs):
             if output.name != QUANTILES_OUTPUT:
                 continue
-            if reply.raw_output_contents:
-                values = np.frombuffer(reply.raw_output_contents[index], dtype=_RAW[output.datatype])
-            else:
-                values = np.asarray(output.contents.fp32_contents or output.contents.fp64_contents)
-            return values.astype("float64").reshape(list(output.shape))
-        raise PredictorUnavailable(f"the reply has no '{QUANTILES_OUTPUT}' output")
+            try:
+                if reply.raw_output_contents:
+                    values = np.frombuffer(reply.raw_output_contents[index], dtype=_RAW[output.datatype])
+                else:
+                    values = np.asarray(output.contents.fp32_contents or output.contents.fp64_contents)
+            except (IndexError, KeyError, ValueError) as exc:
+                raise PredictorBadReply(f"the reply's '{QUANTILES_OUTPUT}' cannot be read ({exc!r})") from None
+            return _shaped(values, output.shape)
+        raise PredictorBadReply(f"the reply has no '{QUANTILES_OUTPUT}' output")
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -123,6 +157,14 @@ class GrpcV2Client:
 
 
 _RAW = {"FP32": "<f4", "FP64": "<f8"}
+
+
+def _grpc_error(exc: Any) -> PredictorUnavailable:
+    """INVALID_ARGUMENT is the predictor refusing the input (400); every other status: unavailable (503)."""
+    import grpc
+
+    kind = PredictorRefused if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else PredictorUnavailable
+    return kind(f"gRPC {exc.code().name}: {exc.details()}")
 
 
 class TFServingClient:
@@ -155,16 +197,20 @@ class TFServingClient:
         try:
             reply = await self._stub.Predict(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
-            raise PredictorUnavailable(f"gRPC {exc.code().name}: {exc.details()}") from exc
+            raise _grpc_error(exc) from exc
         if QUANTILES_OUTPUT not in reply.outputs:
-            raise PredictorUnavailable(f"the reply has no '{QUANTILES_OUTPUT}' output")
+            raise PredictorBadReply(f"the reply has no '{QUANTILES_OUTPUT}' output")
         proto = reply.outputs[QUANTILES_OUTPUT]
         dims = [d.size for d in proto.tensor_shape.dim]
-        if proto.tensor_content:
-            values = np.frombuffer(proto.tensor_content, dtype="<f4" if proto.dtype == types_pb2.DT_FLOAT else "<f8")
-        else:
-            values = np.asarray(proto.float_val or proto.double_val)
-        return values.astype("float64").reshape(dims)
+        try:
+            if proto.tensor_content:
+                kind = "<f4" if proto.dtype == types_pb2.DT_FLOAT else "<f8"
+                values = np.frombuffer(proto.tensor_content, dtype=kind)
+            else:
+                values = np.asarray(proto.float_val or proto.double_val)
+        except ValueError as exc:
+            raise PredictorBadReply(f"the reply's '{QUANTILES_OUTPUT}' cannot be read ({exc})") from None
+        return _shaped(values, dims)
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -122,6 +122,7 @@ class Stack:
     grpc: str
     predictor_rest: str
     processes: list[subprocess.Popen] = field(default_factory=list)
+    predictor_grpc: str = ""
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.processes)
@@ -175,7 +176,7 @@ def serving_stack(model: Path, logs: Path) -> Iterator[Stack]:
         wait_ready(f"http://127.0.0.1:{p_http}", predictor, logs / "predictor.log")
         wait_ready(f"http://127.0.0.1:{t_http}", transformer, logs / "transformer.log")
         yield Stack(f"http://127.0.0.1:{t_http}", f"127.0.0.1:{t_grpc}", f"http://127.0.0.1:{p_http}",
-                    [predictor, transformer])  # fmt: skip
+                    [predictor, transformer], f"127.0.0.1:{p_grpc}")  # fmt: skip
     finally:
         stop(transformer)
         stop(predictor)

@@ -45,6 +45,19 @@ PRICE_INPUTS = ("open", "high", "low", "close")
 FLOAT_TYPES = ("FP64", "FP32")
 FLAG_TYPES = ("FP64", "FP32", "INT64", "INT32", "BOOL")
 TIMESTAMP_TYPES = ("INT64", "BYTES")
+# Per-column bounds of a served request, wide enough for any real market and strict enough that a value without
+# meaning (a sentiment of 1e30, a volume of 1e300) is the client's 400, never the model's input.
+MAX_PRICE = 1e9  # USD per BTC: three orders of magnitude above any price seen
+MAX_VOLUME = 1e15  # a day's traded volume, in base or quote units
+SENTIMENT_BOUNDS = {  # per daily statistic: VADER compound and FinBERT (positive - negative) scores are in [-1, 1]
+    "vader_mean": (-1.0, 1.0),
+    "vader_std": (0.0, 1.0),
+    "finbert_mean": (-1.0, 1.0),
+    "finbert_std": (0.0, 1.0),
+    "count": (0.0, 1e7),  # texts scored in one day
+    "share_positive": (0.0, 1.0),
+    "share_negative": (0.0, 1.0),
+}
 MIN_CAP = 365  # the row cap may never be set below a year of history
 ALWAYS_ENOUGH = 200  # a model whose window + warm-up exceeds this is refused at start-up
 DAY = pd.Timedelta(days=1)
@@ -192,12 +205,14 @@ def parse_bars(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec) ->
     if imputed is not None and not np.isin(imputed, (0.0, 1.0)).all():
         raise RequestError(f"input '{IMPUTED_INPUT}': values must be 0 or 1", "bad_flag")
     for name in PRICE_INPUTS:
-        if (columns[name] <= 0).any():
+        outside = (columns[name] <= 0) | (columns[name] > MAX_PRICE)
+        if outside.any():
             raise RequestError(
-                f"input '{name}': prices must be > 0 (row {int(np.argmax(columns[name] <= 0))})", "price"
+                f"input '{name}': prices must be in (0, {MAX_PRICE:g}] (row {int(np.argmax(outside))})", "price"
             )
-    if (columns["volume"] < 0).any():
-        raise RequestError("input 'volume': must be >= 0", "volume")
+    if ((columns["volume"] < 0) | (columns["volume"] > MAX_VOLUME)).any():
+        raise RequestError(f"input 'volume': must be in [0, {MAX_VOLUME:g}]", "volume")
+    _check_sentiment_bounds(sentiment)
     high, low = columns["high"], columns["low"]
     if (high < low).any():
         raise RequestError(f"inputs 'high'/'low': high < low at row {int(np.argmax(high < low))}", "high_below_low")
@@ -223,6 +238,18 @@ def parse_bars(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec) ->
 def parse_request(inputs: Mapping[str, tuple[str, np.ndarray]], spec: ModelSpec) -> pd.DataFrame:
     """``parse_bars`` as a frame: timestamp (UTC), OHLCV, the sentiment columns, ``is_imputed`` when sent."""
     return parse_bars(inputs, spec).to_frame()
+
+
+def _check_sentiment_bounds(sentiment: Mapping[str, np.ndarray]) -> None:
+    """Each sentiment statistic within its scale (``SENTIMENT_BOUNDS``), the input and row named."""
+    for column, values in sentiment.items():
+        low, high = SENTIMENT_BOUNDS.get(column.split("_", 1)[-1], (-math.inf, math.inf))
+        outside = (values < low) | (values > high)
+        if outside.any():
+            raise RequestError(
+                f"input 'sentiment_{column}': values must be in [{low:g}, {high:g}] (row {int(np.argmax(outside))})",
+                "sentiment_range",
+            )
 
 
 def _check_sentiment(given: set[str]) -> None:

@@ -288,10 +288,9 @@ def served_features(settings: Settings, since: pd.Timestamp) -> pd.DataFrame:
     from bitpredict.forecast.serving import request_features
     from bitpredict.operations.request_log import read_log
 
-    logged = read_log(settings.path("requests"))
+    logged = read_log(settings.path("requests"), since=since)  # only the day folders of the window are read
     if logged.empty:
         return pd.DataFrame()
-    logged = logged[pd.to_datetime(logged["logged_at"], utc=True, format="ISO8601") >= since]
     rows = []
     for record in latest_per_day(logged, "last_day").itertuples(index=False):
         bars = pd.DataFrame(json.loads(record.bars))

@@ -45,7 +45,7 @@ def test_the_guard_refuses_or_passes_every_generated_body_but_never_crashes(kind
 
 @pytest.mark.parametrize("name", list(fuzz.PATHOLOGICAL))
 def test_the_guard_refuses_every_catalogued_body_with_a_message(name: str) -> None:
-    if name in ("5,000 inputs", "shape that disagrees with data", "shape of 2**62", "a 1 MB string in a BYTES input"):
+    if name in ("5,000 inputs", "shape that disagrees with data", "a 1 MB string in a BYTES input"):
         check_v2_body(fuzz.PATHOLOGICAL[name])  # well-formed v2 documents: the transformer refuses them (400)
         return
     with pytest.raises(MalformedRequest, match=r"\w"):

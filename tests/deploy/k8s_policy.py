@@ -265,11 +265,87 @@ def container_problems(w: Workload) -> list[str]:
     return problems
 
 
+SECCOMP_OK = ("RuntimeDefault", "Localhost")
+
+
+def seccomp_problems(w: Workload) -> list[str]:
+    """The restricted Pod Security Standard: a seccomp profile on the container or its pod. A KServe model
+    container also runs the storage-initializer (an init container KServe adds), which only the pod level covers."""
+    pod_type = ((w.pod.get("securityContext") or {}).get("seccompProfile") or {}).get("type")
+    own_type = (((w.container.get("securityContext") or {}).get("seccompProfile")) or {}).get("type")
+    if not w.full_policy and "storageUri" in w.container and pod_type not in SECCOMP_OK:
+        return [f"{w.where}: no pod-level seccompProfile RuntimeDefault (the storage-initializer would have none)"]
+    if own_type not in SECCOMP_OK and pod_type not in SECCOMP_OK:
+        return [f"{w.where}: no seccompProfile RuntimeDefault (the namespace enforces restricted)"]
+    return []
+
+
+def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    wanted = ((policy.get("spec") or {}).get("podSelector") or {}).get("matchLabels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+PREDICTOR = {"serving.kserve.io/inferenceservice": "bitpredict", "component": "predictor"}
+TRANSFORMER = {"serving.kserve.io/inferenceservice": "bitpredict", "component": "transformer"}
+KNATIVE = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "knative-serving"}}}
+PREDICTOR_CALLERS = ({"podSelector": {"matchLabels": TRANSFORMER}}, KNATIVE)
+
+
+def cluster_problems(objects: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> list[str]:
+    """Who may reach what: a default-deny NetworkPolicy, the predictor only from the transformer, the
+    InferenceService cluster-local, the UI's Ingress with TLS (its certificate defined) and auth in front."""
+    problems: list[str] = []
+    policies = [o for o in objects if o.get("kind") == "NetworkPolicy"]
+    both = {"Ingress", "Egress"}
+    deny = [
+        p for p in policies
+        if (p["spec"].get("podSelector") or {}) == {} and set(p["spec"].get("policyTypes") or []) == both
+        and not p["spec"].get("ingress") and not p["spec"].get("egress")
+    ]  # fmt: skip
+    if not deny:
+        problems.append("no default-deny NetworkPolicy (podSelector {}, Ingress and Egress, no rules)")
+    for policy in policies:
+        if not _selects(policy, PREDICTOR) or not (policy["spec"].get("podSelector") or {}):
+            continue
+        for rule in policy["spec"].get("ingress") or []:
+            for peer in rule.get("from") or [{}]:
+                if peer not in PREDICTOR_CALLERS:
+                    problems.append(f"{label(policy)}: the predictor admits {peer} (only the transformer may call it)")
+    if any(o.get("kind") == "InferenceService" for o in objects) and not any(
+        _selects(p, PREDICTOR) and (p["spec"].get("podSelector") or {}) and "Ingress" in p["spec"]["policyTypes"]
+        for p in policies
+    ):
+        problems.append("no NetworkPolicy restricts who reaches the predictor")
+    certificates = {o["metadata"]["name"] for o in objects if o.get("kind") == "ManagedCertificate"}
+    for obj in objects:
+        if obj.get("kind") == "InferenceService":
+            visibility = ((obj.get("metadata") or {}).get("labels") or {}).get("networking.kserve.io/visibility")
+            if visibility != "cluster-local":
+                problems.append(f"{label(obj)}: not cluster-local (networking.kserve.io/visibility)")
+        if obj.get("kind") == "Ingress":
+            managed = ((obj.get("metadata") or {}).get("annotations") or {}).get(
+                "networking.gke.io/managed-certificates"
+            )
+            if managed:
+                missing = [n.strip() for n in managed.split(",") if n.strip() not in certificates]
+                if missing:
+                    problems.append(f"{label(obj)}: ManagedCertificate {missing} is not defined")
+            elif not (obj.get("spec") or {}).get("tls"):
+                problems.append(f"{label(obj)}: no TLS (spec.tls or a GKE ManagedCertificate)")
+            for rule in (obj.get("spec") or {}).get("rules") or []:
+                for path in (rule.get("http") or {}).get("paths") or []:
+                    service = ((path.get("backend") or {}).get("service") or {}).get("name", "")
+                    if "oauth2-proxy" not in service:
+                        problems.append(f"{label(obj)}: routes to {service!r} without authentication in front")
+    return problems
+
+
 def policy_problems(objects: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> list[str]:
     problems: list[str] = []
     for obj in objects:
         for w in workloads(obj):
             problems += container_problems(w)
+            problems += seccomp_problems(w)
         if obj.get("kind") == "Deployment":
             pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
             for c in pod.get("containers") or []:

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.k8s_policy import policy_problems, repo_yaml_files, secret_documents, validation_problems, workloads
+from tests.deploy.k8s_policy import (
+    cluster_problems,
+    policy_problems,
+    repo_yaml_files,
+    secret_documents,
+    validation_problems,
+    workloads,
+)
 from tests.deploy.tools import KUBECTL, OVERLAYS, REPO, kustomize
 
 EXPECTED_OVERLAYS = ("local", "gcp")
@@ -46,6 +53,64 @@ def test_every_rendered_workload_follows_the_policy(rendered: tuple[str, tuple[d
     assert any(True for obj in objects for _ in workloads(obj)), f"overlay {overlay} renders no containers"
     problems = policy_problems(objects)
     assert not problems, f"overlay {overlay}:\n" + "\n".join(problems)
+
+
+def test_every_rendered_overlay_lets_in_only_who_belongs(rendered: tuple[str, tuple[dict, ...]]) -> None:
+    """Issue 29: default deny, the predictor only from the transformer, the InferenceService cluster-local, the UI
+    behind oauth2-proxy with TLS (and its ManagedCertificate defined), seccomp on every pod (policy_problems)."""
+    overlay, objects = rendered
+    problems = cluster_problems(objects)
+    assert not problems, f"overlay {overlay}:\n" + "\n".join(problems)
+    assert {o["metadata"]["name"] for o in objects if o["kind"] == "NetworkPolicy"} >= {"default-deny", "drift-egress"}
+
+
+CLUSTER_MUTATIONS = {
+    "no default deny": (lambda objs: [o for o in objs if o["metadata"]["name"] != "default-deny"], "default-deny"),
+    "predictor open": (
+        lambda objs: [
+            o
+            if o["metadata"]["name"] != "predictor-from-transformer"
+            else {**o, "spec": {**o["spec"], "ingress": [{"from": [{"namespaceSelector": {}}]}]}}
+            for o in objs
+        ],
+        "the predictor admits",
+    ),
+    "public isvc": (
+        lambda objs: [
+            {**o, "metadata": {**o["metadata"], "labels": {}}} if o["kind"] == "InferenceService" else o for o in objs
+        ],
+        "not cluster-local",
+    ),
+    "no auth": (
+        lambda objs: [_reroute(o) if o["kind"] == "Ingress" else o for o in objs],
+        "without authentication",
+    ),
+    "no certificate": (lambda objs: [o for o in objs if o["kind"] != "ManagedCertificate"], "is not defined"),
+}
+
+
+def _reroute(ingress: dict[str, Any]) -> dict[str, Any]:
+    changed = copy.deepcopy(ingress)
+    changed["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] = "bitpredict-ui"
+    return changed
+
+
+@pytest.mark.parametrize("mutation", sorted(CLUSTER_MUTATIONS))
+def test_cluster_checks_catch_a_broken_copy(mutation: str) -> None:
+    if KUBECTL is None or not (OVERLAYS / "gcp" / "kustomization.yaml").exists():
+        pytest.skip("kubectl or the gcp overlay is missing")
+    objects = list(copy.deepcopy(render_overlay("gcp")))
+    assert not cluster_problems(objects)
+    mutate, expected = CLUSTER_MUTATIONS[mutation]
+    problems = cluster_problems(mutate(objects))
+    assert any(expected in p for p in problems), f"{mutation}: expected {expected!r}, got {problems}"
+
+
+def test_seccomp_is_required_on_the_predictor_pod_for_the_storage_initializer() -> None:
+    isvc = _find(_first_rendered(), "InferenceService")
+    assert not policy_problems([isvc])
+    isvc["spec"]["predictor"].pop("securityContext")
+    assert any("storage-initializer" in p for p in policy_problems([isvc]))
 
 
 def test_no_secret_with_data_anywhere_in_the_repo() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,35 @@ def test_sentiment_inputs_are_used_and_partial_ones_refused(clean_daily: pd.Data
     assert all(name.startswith("sentiment_") for name in sentiment_inputs())
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("sentiment_news_vader_mean", 1e30, "sentiment_range"),  # the review's 1e30 reached the model
+        ("sentiment_news_share_positive", 1.5, "sentiment_range"),
+        ("sentiment_news_count", -1.0, "sentiment_range"),
+        ("sentiment_news_finbert_std", -0.1, "sentiment_range"),
+        ("volume", 1e300, "volume"),
+        ("high", 2e9, "price"),  # a high above the bound (open and close stay inside [low, high])
+    ],
+)
+def test_values_outside_their_columns_bounds_are_refused(
+    clean_daily: pd.DataFrame, column: str, value: float, reason: str
+) -> None:
+    spec = ModelSpec.from_metadata(_meta(COLUMNS), "7")
+    bars = clean_daily.tail(200).reset_index(drop=True)
+    news = {f"sentiment_{c}": np.full(200, 0.4) for c in sentiment_columns("news")}
+    news["sentiment_news_count"] = np.full(200, 12.0)
+    parse_request(_inputs(bars, **news), spec)  # in bounds: accepted
+    inputs = _inputs(bars, **news)
+    datatype, values = inputs[column]
+    values = values.astype("float64").copy()
+    values[-1] = value
+    inputs[column] = (datatype, values)
+    with pytest.raises(RequestError) as refused:
+        parse_request(inputs, spec)
+    assert refused.value.reason == reason and column.removeprefix("sentiment_") in str(refused.value)
+
+
 def test_the_request_log_survives_a_restart(tmp_path: Path) -> None:
     directory = str(tmp_path / "requests")
     first = RequestLog(directory, batch_size=2, flush_s=0.1)
@@ -93,7 +123,47 @@ def test_the_request_log_survives_a_restart(tmp_path: Path) -> None:
     second.close()
     logged = read_log(directory)
     assert sorted(logged["request_id"]) == ["a0", "a1", "a2", "b0"] and first.dropped == second.dropped == 0
-    assert len(list((tmp_path / "requests").glob("part-*.parquet"))) == 3  # 2 + 1 batches, then 1
+    assert len(list((tmp_path / "requests").glob("date=*/part-*.parquet"))) == 3  # 2 + 1 batches, then 1
+
+
+def _bars_record(rows: int, request_id: str = "r") -> dict:
+    return {"request_id": request_id, "rows": rows, "bars": {c: [1.0] * rows for c in ("open", "close", "volume")}}
+
+
+def test_the_request_log_is_bounded_by_bytes_and_drops_with_a_count_instead_of_blocking(tmp_path: Path) -> None:
+    """A queue bounded by count held 10,000 records whatever their size (GBs of bars); it is bounded by bytes now."""
+    from bitpredict.operations.request_log import record_bytes
+
+    dropped: list[int] = []
+    big = _bars_record(1_000)
+    cap = 3 * record_bytes(big) + 10
+    log = RequestLog(str(tmp_path / "requests"), batch_size=1_000, flush_s=30, max_bytes=cap, on_drop=dropped.append)
+    try:
+        started = time.monotonic()
+        accepted = [log.append(_bars_record(1_000, f"r{i}")) for i in range(50)]
+        assert time.monotonic() - started < 0.5  # never blocks the response it belongs to
+        assert accepted.count(True) == 3 and log.dropped == 47 and sum(dropped) == 47
+        assert log.queued_bytes <= cap
+    finally:
+        log.close()
+    assert log.queued_bytes == 0 and log.written == 3  # written at close, the bytes freed
+
+
+def test_the_request_log_is_partitioned_by_day_and_read_by_window(tmp_path: Path) -> None:
+    directory = tmp_path / "requests"
+    for day, ids in (("2026-01-01", ["a", "b"]), ("2026-01-02", ["c"]), ("2026-01-03", ["d"])):
+        (directory / f"date={day}").mkdir(parents=True)
+        frame = pd.DataFrame({"request_id": ids, "logged_at": [f"{day}T12:00:00+00:00"] * len(ids)})
+        frame.to_parquet(directory / f"date={day}" / "part-x.parquet")
+    flat = pd.DataFrame({"request_id": ["old"], "logged_at": ["2025-12-31T08:00:00+00:00"]})
+    flat.to_parquet(directory / "part-old.parquet")  # what the flat layout wrote: still read
+    assert sorted(read_log(str(directory))["request_id"]) == ["a", "b", "c", "d", "old"]
+    window = read_log(str(directory), since="2026-01-02", until=pd.Timestamp("2026-01-03", tz="UTC"))
+    assert list(window["request_id"]) == ["c"]
+    assert sorted(read_log(str(directory), since="2025-12-31")["request_id"]) == ["a", "b", "c", "d", "old"]
+    assert read_log(str(directory), until="2025-12-31").empty
+    (directory / "date=2026-01-01" / "part-x.parquet").write_bytes(b"not parquet")  # outside the window: not read
+    assert list(read_log(str(directory), since="2026-01-03")["request_id"]) == ["d"]
 
 
 def _body_inputs(body: dict) -> dict:
@@ -145,7 +215,7 @@ def test_the_hot_path_is_arrays_and_gives_the_frames_window(clean_daily: pd.Data
     DataFrame path the transformer used before (parse_request)."""
     spec = ModelSpec.from_metadata(_meta(COLUMNS, window=30), "7")
     bars = clean_daily.tail(250).reset_index(drop=True)
-    news = {f"sentiment_{c}": np.linspace(0.0, 3.0, 250) for c in sentiment_columns("news")}
+    news = {f"sentiment_{c}": np.linspace(0.0, 1.0, 250) for c in sentiment_columns("news")}  # within every scale
     inputs = _inputs(bars, is_imputed=np.zeros(250), **news)
     arrays, frame = parse_bars(inputs, spec), parse_request(inputs, spec)
     assert isinstance(arrays, DailyBars) and isinstance(arrays.is_imputed, np.ndarray)
