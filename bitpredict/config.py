@@ -177,7 +177,26 @@ class DriftSettings(_Group):
     """When live inputs have drifted enough from the training reference to retrain (``operations.monitor``)."""
 
     share_threshold: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that counts as drift.")
-    min_live_skill: float = Field(0.0, description="Live skill vs persistence below this counts as degradation.")
+    monitor_size: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="Test size of each forecast-monitor check (per-tail exceedances, the pinball CUSUM): its "
+        "false-alarm probability per check on a calibrated model (bitpredict.operations.forecast_monitor).",
+    )
+    calibration_days: int = Field(
+        250, ge=30, description="Closed forecasts before the monitored window that calibrate the pinball CUSUM."
+    )
+    aci_gamma: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="Adaptive conformal step per tail (Gibbs & Candès 2021); 0.01 was chosen on 2020-01 → 2024-11 "
+        "before any replay window that reports it (issue 28's measurement), not on the evaluation window.",
+    )
+    reference_days: int = Field(
+        365, ge=60, description="Input drift: the window is compared with the features table's days just before it."
+    )
     cooldown_hours: float = Field(24.0, ge=0, description="At most one retraining trigger per cooldown.")
     window_days: int = Field(60, ge=7, description="Recent days (and served requests) compared with the reference.")
     min_rows: int = Field(20, ge=5, description="Fewer current rows than this: no verdict.")

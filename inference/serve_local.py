@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                 [python, "-m", "inference.transformer", "--model_uri", chosen.directory, *serving,
                  "--predictor_host", f"127.0.0.1:{upstream}", "--predictor_protocol", args.predictor_protocol,
                  "--http_port", str(args.port), "--grpc_port", str(args.port + 1),
-                 "--request_log", settings.path("requests")], **start,
+                 "--request_log", settings.path("requests"),
+                 "--calibration", settings.path("reports", "drift", "aci.json")], **start,
             ))  # fmt: skip
         transformer, predictor = f"http://127.0.0.1:{args.port}", f"http://127.0.0.1:{args.predictor_port}"
         wait_ready(predictor, processes[0], log)

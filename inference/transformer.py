@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -36,7 +37,9 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput, ServerNotReady
 from prometheus_client import Counter, Gauge, Histogram
 
+from bitpredict import storage
 from bitpredict.config import load_settings
+from bitpredict.evaluation.calibration import AciState, apply_levels
 from bitpredict.features.online import DailyBars
 from bitpredict.forecast.artifact import locate
 from bitpredict.forecast.serving import (
@@ -126,9 +129,11 @@ class BitPredictTransformer(Model):
         request_log: RequestLog | None = None,
         tfserving_model: str | None = None,
         timeout_s: float = 5.0,
+        calibration: AciState | None = None,
     ) -> None:
         super().__init__(name)
         self.spec = spec
+        self.calibration = calibration  # live ACI levels for this model version (the monitor's), or None
         self.protocol = protocol  # the wire protocol to the predictor: v2, grpc-v2 or tfserving
         self.predictor_host = predictor_host
         self.request_log = request_log
@@ -210,7 +215,10 @@ class BitPredictTransformer(Model):
         bars: DailyBars = result["bars"]
         started = result["started"]
         try:
-            outcome = forecast(result["quantiles"], bars, self.spec)
+            quantiles = np.asarray(result["quantiles"], dtype="float64").reshape(1, -1)
+        if self.calibration is not None:
+            quantiles = apply_levels(quantiles, self.spec.quantiles, self.calibration)
+        outcome = forecast(quantiles[0], bars, self.spec)
         except RuntimeError as exc:  # quantiles of the wrong count or not finite: the predictor's reply is bad
             PREDICTOR_ERRORS.inc()
             log.error("predictor reply unusable", extra={"request_id": result["id"], "error": str(exc)})
@@ -248,8 +256,31 @@ class BitPredictTransformer(Model):
                 "interval": "80 % (q10-q90); lower_90/upper_90: 90 % (q05-q95)",
                 "levels": ",".join(f"{q:g}" for q in self.spec.quantiles),
                 "model_kind": self.spec.kind,
+                "levels_applied": _applied(self.calibration),
             },
         )
+
+
+def _applied(calibration: AciState | None) -> str:
+    """What the response says of the calibration: the nominal tail levels and the levels actually served."""
+    if calibration is None:
+        return "nominal (no live calibration)"
+    pairs = zip(calibration.targets, calibration.levels, strict=True)
+    return "ACI: " + ", ".join(f"{t:g}→{level:.4f}" for t, level in pairs)
+
+
+def load_calibration(uri: str | None, spec: ModelSpec) -> AciState | None:
+    """The monitor's ACI state (``aci.json``) when it belongs to this model version; else None (nominal levels)."""
+    if not uri or not storage.exists(uri):
+        return None
+    record = json.loads(storage.read_text(uri))
+    if str(record.get("model_version")) != spec.version:
+        log.warning("calibration is for another model version: serving nominal levels",
+                    extra={"calibration_version": record.get("model_version"), "model_version": spec.version})  # fmt: skip
+        return None
+    state = AciState.from_json(json.dumps(record["aci"]))
+    apply_levels(np.zeros((1, len(spec.quantiles))), spec.quantiles, state)  # refuses a state for other levels
+    return state
 
 
 def build(args: argparse.Namespace) -> BitPredictTransformer:
@@ -271,6 +302,7 @@ def build(args: argparse.Namespace) -> BitPredictTransformer:
         request_log,
         args.tfserving_model,
         timeout_s=float(args.predictor_request_timeout_seconds),
+        calibration=load_calibration(args.calibration, spec),
     )
 
 
@@ -293,6 +325,11 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=DEFAULT_LOG_BYTES,
         help="Most bytes of records waiting to be written per worker; past it records are dropped and counted.",
+    )
+    cli.add_argument(
+        "--calibration",
+        default=None,
+        help="The forecast monitor's aci.json (reports/drift/aci.json): serve the quantiles at its live levels.",
     )
     cli.set_defaults(predictor_protocol="v2", predictor_request_timeout_seconds=5)
     args, _ = cli.parse_known_args(argv)

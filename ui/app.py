@@ -223,13 +223,39 @@ def monitoring_page() -> None:
         st.caption(f"Published state: run `{state['run_id']}` at {state['published_at']}"
                    + (f", champion v{champion['version']} ({champion['kind']})" if champion else ""))  # fmt: skip
     replay_section()
-    st.subheader("Drift")
+    st.subheader("Checks")
     result = data.drift(settings())
     if isinstance(result, data.Missing):
         missing(result)
         return
+    monitor = result.get("forecast_monitor") or {}
+    calibration = result.get("live_calibration") or {}
+    st.subheader("Forecast monitor")
+    cols = st.columns(4)
+    cols[0].metric("Calibration", "BROKEN" if monitor.get("calibration_broken") else "holds",
+                   help="Per-tail Kupiec test of the 80 % interval's misses over the monitored window")  # fmt: skip
+    cols[1].metric("Pinball vs persistence + EWMA", "WORSE" if monitor.get("pinball_worse_than_naive") else "no alarm",
+                   help="One-sided CUSUM of the daily pinball difference")  # fmt: skip
+    if "coverage_80" in calibration:
+        cols[2].metric("80 % coverage (monitored days)", f"{calibration['coverage_80']:.1%}",
+                       delta=f"with ACI {calibration['coverage_80_aci']:.1%}", delta_color="off")  # fmt: skip
+    levels = calibration.get("levels") or {}
+    if levels:
+        cols[3].metric("Served levels (ACI)", " / ".join(f"{float(v):.3f}" for v in levels.values()),
+                       help="Adaptive conformal levels the transformer serves the nominal tails at: "
+                       + ", ".join(f"{k} → {float(v):.3f}" for k, v in levels.items()))  # fmt: skip
+    for tail, figures in (monitor.get("tails") or {}).items():
+        st.caption(f"{tail}: {figures['observed']:.1%} misses vs {figures['expected']:.0%} expected, lowest Kupiec p "
+                   f"{figures['min_kupiec_p']:.3g} (cut {figures['cut']:.3g}), Christoffersen p "
+                   f"{figures['christoffersen_p']:.3g}")  # fmt: skip
+    coverage = result.get("coverage")
+    if coverage is not None and len(coverage) >= 2:
+        st.caption("Coverage of the champion's 80 % interval over time (its forecasts on the ingested days)")
+        st.line_chart(coverage.set_index("day"), y_label="coverage")
+    st.subheader("Input drift")
     share = "n/a" if result.get("share") is None else f"{result['share']:.0%}"
-    st.metric("Columns drifted (latest check)", share)
+    st.metric("Columns drifted (latest check)", share, help=f"Against the days just before the window "
+              f"({result.get('input_reference')})")  # fmt: skip
     version = f"model v{result['model_version']}" if result.get("model_version") else "the served model"
     checked = pd.Timestamp(result["checked_at"]).strftime("%Y-%m-%d %H:%M UTC")
     st.write(f"Checked {version} at {checked} on {result.get('current_rows', '?')} current rows: "

@@ -209,7 +209,25 @@ def drift(settings: Settings) -> dict[str, Any] | Missing:
     html = summary.get("report_html")
     summary["html"] = storage.read_text(html) if html and storage.exists(html) else None
     summary["history"] = pd.DataFrame(history)
+    summary["coverage"] = forecast_coverage(storage.join(directory, "ledger.parquet"))
     return summary
+
+
+def forecast_coverage(ledger_uri: str, window: int = 60) -> pd.DataFrame | None:
+    """Rolling coverage of the champion's 80 % interval on its closed forecasts (the monitor's ledger: the model
+    on the ingested table, never a client's bars), by day."""
+    if not storage.exists(ledger_uri):
+        return None
+    book = storage.read_parquet(ledger_uri)
+    if not {"q10", "q90", "actual"} <= set(book.columns):
+        return None
+    closed = book[book["actual"].notna()]
+    if closed.empty:
+        return None
+    inside = ((closed["actual"] >= closed["q10"]) & (closed["actual"] <= closed["q90"])).astype(float)
+    rolling = inside.rolling(window, min_periods=min(window, 20)).mean()
+    return pd.DataFrame({"day": pd.to_datetime(closed["timestamp"]), "coverage (rolling 60 days)": rolling,
+                         "nominal": 0.8}).dropna()  # fmt: skip
 
 
 def replay(settings: Settings) -> dict[str, Any] | Missing:

@@ -29,11 +29,8 @@ from bitpredict.operations.monitor import (
     current_inputs,
     decide,
     features_uri,
-    live_quality,
-    load_reference,
+    input_reference,
     measure,
-    realised_forecasts,
-    regression_report,
 )
 from bitpredict.operations.monitor_report import drift_dir, export_metrics, save_html
 
@@ -115,6 +112,23 @@ def _give_back(state_uri: str, out_dir: str, marked: DriftState, previous: Drift
         return undone
 
 
+ACI_FILE = "aci.json"  # the live calibration the transformer serves with (beside the drift reports)
+LEDGER_FILE = "ledger.parquet"  # the champion's closed forecasts on the ingested table
+
+
+def _served_log(settings: Settings) -> pd.DataFrame:
+    from bitpredict.operations.request_log import read_log
+
+    return read_log(settings.path("requests"))
+
+
+def _span(frame: pd.DataFrame) -> str | None:
+    if frame.empty or "timestamp" not in frame:
+        return None
+    stamps = pd.to_datetime(frame["timestamp"], utc=True)
+    return f"{stamps.min().date()}/{stamps.max().date()}"
+
+
 def run_drift(
     settings: Settings,
     model_dir: str,
@@ -130,32 +144,49 @@ def run_drift(
     served forecasts (``as_of``, ``predicted_close``, ``last_close``; default: the request log) for live
     quality; ``html=False`` skips the HTML reports (the replay checks every day and keeps only the figures).
     """
+    from bitpredict.operations.forecast_monitor import ledger, live_calibration, served_closed, verdict
+
     now = now or datetime.now(UTC)
-    reference = load_reference(settings, model_dir)
-    reference_end = str(pd.Timestamp(reference["timestamp"].max()).date())
-    current = current_inputs(settings, reference_end) if current is None else current
+    features = storage.read_parquet(features_uri(settings)) if storage.exists(features_uri(settings)) else None
+    current = current_inputs(settings, features) if current is None else current
+    reference = input_reference(settings, model_dir, features, current)
     out_dir = drift_dir(settings)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     result = None
     report_html = None
-    if len(current) >= settings.drift.min_rows:
+    if len(current) >= settings.drift.min_rows and len(reference) >= settings.drift.min_rows:
         result = measure(
             reference, current, settings.drift.share_threshold, settings.drift.method, settings.drift.threshold,
             report=html,
         )  # fmt: skip
         if html:
             report_html = save_html(result.snapshot, storage.join(out_dir, f"drift-{stamp}.html"))
-    joined = realised_forecasts(settings, forecasts)
-    if not joined.empty:  # the recent closed days only: live skill is about now, not the model's whole life
-        joined = joined.sort_values("as_of", kind="mergesort").tail(settings.drift.window_days)
-    quality = live_quality(joined)
+    # the forecast monitor, on the ingested table only (trusted evidence)
+    levels = tuple(float(q) for q in locate(model_dir).metadata["quantiles"])
+    monitored: dict[str, Any] = {"reasons": ["no features table"], "calibration_broken": False,
+                                 "pinball_worse_than_naive": False}  # fmt: skip
+    calibration: dict[str, Any] = {}
+    if features is not None and 0.1 in levels and 0.9 in levels:
+        book = ledger(features, model_dir, settings.drift.window_days + settings.drift.calibration_days + 1)
+        monitored = verdict(book, levels, settings.drift)
+        aci, calibration = live_calibration(book, levels, settings.drift.aci_gamma, settings.drift.window_days)
+        record = {
+            "model_version": locate(model_dir).version,
+            "aci": json.loads(aci.to_json()),
+            "checked_at": now.isoformat(),
+        }
+        storage.write_text(storage.join(out_dir, ACI_FILE), json.dumps(record, indent=2))
+        storage.write_parquet(book, storage.join(out_dir, LEDGER_FILE))
+    quality = None
+    if features is not None:
+        closes = features[["timestamp", "close"]].assign(day=features["timestamp"].dt.date.astype(str))
+        served = forecasts if forecasts is not None else _served_log(settings)
+        quality = served_closed(served, closes[["day", "close"]])
     regression_html = None
-    if html and len(joined) >= 2:
-        regression_html = save_html(regression_report(joined), storage.join(out_dir, f"regression-{stamp}.html"))
-    counted_skill = quality["skill"] if quality and quality["days"] >= settings.drift.min_rows else None
+    forecast_reasons = [r for r in monitored["reasons"] if not r.startswith(("only ", "no features"))]
     state_uri = storage.join(out_dir, "state.json")
     decision, state, previous = _decide_and_mark(
-        state_uri, out_dir, lambda before: decide(result, counted_skill, before, settings.drift, now)
+        state_uri, out_dir, lambda before: decide(result, forecast_reasons, before, settings.drift, now)
     )
     rerun: dict[str, Any] | None = None
     if decision.trigger and trigger is not None:
@@ -171,7 +202,10 @@ def run_drift(
         "share": result.share if result else None,
         "drifted_columns": result.drifted if result else [],
         "columns": result.columns if result else {},
-        "live_quality": quality,
+        "served_closed": quality,
+        "forecast_monitor": monitored,
+        "live_calibration": calibration,
+        "input_reference": _span(reference),
         "drifting": decision.drifting,
         "triggered": decision.trigger,
         "triggered_run": rerun.get("run_id") if rerun else None,
@@ -182,10 +216,8 @@ def run_drift(
     }
     storage.write_text(storage.join(out_dir, f"drift-{stamp}.json"), json.dumps(summary, indent=2, default=str))
     storage.write_text(storage.join(out_dir, "latest.json"), json.dumps(summary, indent=2, default=str))
-    last_day = None
-    if storage.exists(features_uri(settings)):
-        last_day = pd.Timestamp(storage.read_parquet(features_uri(settings))["timestamp"].max())
-    summary["metrics_file"] = export_metrics(result, decision, state, settings, quality, last_day)
+    last_day = pd.Timestamp(features["timestamp"].max()) if features is not None else None
+    summary["metrics_file"] = export_metrics(result, decision, state, settings, monitored, calibration, last_day)
     log.info(
         "drift check",
         extra={"share": summary["share"], "drifting": decision.drifting, "triggered": decision.trigger,

@@ -229,17 +229,19 @@ def _ks_only(
 
 def decide(
     result: DriftResult | None,
-    live_skill: float | None,
+    forecast_reasons: list[str] | None,
     state: DriftState,
     config: DriftSettings,
     now: datetime,
 ) -> tuple[Decision, DriftState]:
-    """The trigger decision and the new state; pure, so the episode and cooldown rules are testable."""
-    reasons = []
+    """The trigger decision and the new state; pure, so the episode and cooldown rules are testable.
+
+    ``forecast_reasons``: the forecast monitor's alarms (``bitpredict.operations.forecast_monitor.verdict``) —
+    the primary signal; input drift is the second.
+    """
+    reasons = list(forecast_reasons or [])
     if result is not None and result.share >= config.share_threshold:
-        reasons.append(f"{result.share:.0%} of columns drifted (threshold {config.share_threshold:.0%})")
-    if live_skill is not None and live_skill < config.min_live_skill:
-        reasons.append(f"live skill {live_skill:+.4f} below {config.min_live_skill:+.4f}")
+        reasons.append(f"input drift: {result.share:.0%} of columns (threshold {config.share_threshold:.0%})")
     drifting = bool(reasons)
     new = DriftState(**asdict(state))
     new.last_check_at = now.isoformat()
@@ -273,85 +275,23 @@ def load_reference(settings: Settings, model_dir: str) -> pd.DataFrame:
     return features[(days >= start) & (days <= end)].reset_index(drop=True)
 
 
-def latest_per_day(logged: pd.DataFrame, day_column: str) -> pd.DataFrame:
-    """One logged request per day — the latest: a day looked at ten times is still one day of live inputs."""
-    if logged.empty:
-        return logged
-    order = pd.to_datetime(logged["logged_at"], utc=True, format="ISO8601")
-    ranked = logged.assign(_at=order).sort_values("_at", kind="mergesort")
-    return ranked.drop_duplicates(day_column, keep="last").drop(columns="_at").reset_index(drop=True)
-
-
-def served_features(settings: Settings, since: pd.Timestamp) -> pd.DataFrame:
-    """One feature row per day a request forecast from (its latest request), rebuilt from the request's bars —
-    with the ``is_imputed`` flags and sentiment it carried — by the transformer's own feature code."""
-    from bitpredict.forecast.serving import request_features
-    from bitpredict.operations.request_log import read_log
-
-    logged = read_log(settings.path("requests"), since=since)  # only the day folders of the window are read
-    if logged.empty:
+def current_inputs(settings: Settings, features: pd.DataFrame | None) -> pd.DataFrame:
+    """The last ``drift.window_days`` of the ingested features table: the inputs the check compares. Never a
+    client's bars — a request is not evidence about the market (anyone could send invented bars)."""
+    if features is None or features.empty:
         return pd.DataFrame()
-    rows = []
-    for record in latest_per_day(logged, "last_day").itertuples(index=False):
-        bars = pd.DataFrame(json.loads(record.bars))
-        bars["timestamp"] = pd.to_datetime(bars["timestamp"], unit="s", utc=True)
-        rows.append(request_features(bars, clean=settings.clean).iloc[-1])
-    return pd.DataFrame(rows).reset_index(drop=True)
+    return features.tail(settings.drift.window_days).reset_index(drop=True)
 
 
-def realised_forecasts(settings: Settings, predictions: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Served forecasts whose day has closed, with the realised close of that day: the latest forecast per day."""
-    from bitpredict.operations.request_log import read_log
-
-    logged = read_log(settings.path("requests")) if predictions is None else predictions
-    if logged.empty or not storage.exists(features_uri(settings)):
-        return pd.DataFrame()
-    closes = storage.read_parquet(features_uri(settings))[["timestamp", "close"]]
-    closes["day"] = closes["timestamp"].dt.date.astype(str)
-    if "logged_at" in logged.columns:
-        logged = latest_per_day(logged, "as_of")
-    return logged.merge(closes[["day", "close"]], left_on="as_of", right_on="day", how="inner")
-
-
-def live_quality(joined: pd.DataFrame) -> dict[str, float] | None:
-    """Live MAE of served forecasts whose day has closed, next to persistence's on the same days."""
-    if joined.empty:
-        return None
-    model = float(np.mean(np.abs(joined["predicted_close"] - joined["close"])))
-    persistence = float(np.mean(np.abs(joined["last_close"] - joined["close"])))
-    return {"days": len(joined), "mae": model, "persistence_mae": persistence, "skill": 1 - model / persistence}
-
-
-def regression_report(joined: pd.DataFrame) -> Any:
-    """Evidently's regression quality of the served forecasts (current) next to persistence (reference),
-    on the same closed days: the live version of the evaluation's comparison."""
-    from evidently import DataDefinition, Dataset, Regression, Report
-    from evidently.presets import RegressionPreset
-
-    definition = DataDefinition(
-        regression=[Regression(target="realised_close", prediction="forecast_close")],
-        numerical_columns=["realised_close", "forecast_close"],
-    )
-    model = pd.DataFrame({"realised_close": joined["close"], "forecast_close": joined["predicted_close"]})
-    naive = pd.DataFrame({"realised_close": joined["close"], "forecast_close": joined["last_close"]})
-    return Report([RegressionPreset()]).run(
-        Dataset.from_pandas(model, data_definition=definition), Dataset.from_pandas(naive, data_definition=definition)
-    )
-
-
-def current_inputs(settings: Settings, reference_end: str) -> pd.DataFrame:
-    """New feature-table days after the reference, plus served requests, within the window: one row per day
-    (a day both in the table and served counts once, as it was served)."""
-    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=settings.drift.window_days)
-    parts = []
-    if storage.exists(features_uri(settings)):
-        features = storage.read_parquet(features_uri(settings))
-        new = features[features["timestamp"].dt.date.astype(str) > reference_end]
-        parts.append(new.tail(settings.drift.window_days))
-    served = served_features(settings, since)
-    if not served.empty:
-        parts.append(served)
-    if not parts:
-        return pd.DataFrame()
-    current = pd.concat(parts, ignore_index=True)
-    return current.drop_duplicates("timestamp", keep="last").reset_index(drop=True)
+def input_reference(
+    settings: Settings, model_dir: str, features: pd.DataFrame | None, current: pd.DataFrame
+) -> pd.DataFrame:
+    """What the window is compared with: the ``drift.reference_days`` of the features table just before it (the
+    question is "has the market changed lately", and a decade-long reference makes every window look ordinary
+    to a calibrated test); the model's training reference when the table holds less than that."""
+    if features is not None and not current.empty and "timestamp" in current:
+        first = pd.Timestamp(current["timestamp"].min())
+        before = features[features["timestamp"] < first].tail(settings.drift.reference_days)
+        if len(before) >= settings.drift.reference_days // 2:
+            return before.reset_index(drop=True)
+    return load_reference(settings, model_dir)

@@ -39,22 +39,43 @@ def export_metrics(
     decision: Decision,
     state: DriftState,
     settings: Settings,
-    quality: dict[str, float] | None = None,
+    monitored: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
     last_day: pd.Timestamp | None = None,
 ) -> str:
-    """Prometheus gauges as a text file beside the reports, and pushed to a Pushgateway when configured."""
+    """Prometheus gauges as a text file beside the reports, and pushed to a Pushgateway when configured.
+
+    The alert rules (``monitoring/prometheus/rules.yaml``) read ``bitpredict_monitor_calibration_broken``,
+    ``bitpredict_monitor_pinball_worse_than_naive``, ``bitpredict_monitor_input_drift``,
+    ``bitpredict_monitor_last_check_timestamp_seconds`` and ``bitpredict_data_last_day_timestamp_seconds``.
+    """
     from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
     registry = CollectorRegistry()
     share = Gauge("bitpredict_drift_share", "Share of input columns drifted", registry=registry)
     column = Gauge("bitpredict_drift_column_score", "Drift score per column", ["column", "method"], registry=registry)
-    drifted = Gauge("bitpredict_drift_detected", "1 when the last check found drift", registry=registry)
+    drifted = Gauge("bitpredict_drift_detected", "1 when the last check found a reason to retrain", registry=registry)
     checked = Gauge("bitpredict_drift_last_check_timestamp_seconds", "Last drift check", registry=registry)
     triggered = Gauge("bitpredict_drift_last_trigger_timestamp_seconds", "Last retraining trigger", registry=registry)
-    skill = Gauge("bitpredict_live_skill", "Live skill of served forecasts vs persistence", registry=registry)
     fresh = Gauge("bitpredict_data_last_day_timestamp_seconds", "Newest day in the features table", registry=registry)
-    if quality is not None:
-        skill.set(quality["skill"])
+    broken = Gauge("bitpredict_monitor_calibration_broken", "1: a tail's exceedance test rejects", registry=registry)
+    worse = Gauge("bitpredict_monitor_pinball_worse_than_naive", "1: the pinball CUSUM alarmed", registry=registry)
+    input_drift = Gauge("bitpredict_monitor_input_drift", "1: input drift at or over its share", registry=registry)
+    monitor_checked = Gauge("bitpredict_monitor_last_check_timestamp_seconds", "Last monitor check", registry=registry)
+    coverage = Gauge("bitpredict_monitor_coverage_80", "80 % interval coverage, monitored window", ["aci"],
+                     registry=registry)  # fmt: skip
+    aci_level = Gauge(
+        "bitpredict_monitor_aci_level", "Served level per nominal tail (ACI)", ["tail"], registry=registry
+    )
+    monitored = monitored or {}
+    broken.set(float(bool(monitored.get("calibration_broken"))))
+    worse.set(float(bool(monitored.get("pinball_worse_than_naive"))))
+    input_drift.set(float(result is not None and result.share >= settings.drift.share_threshold))
+    for key, label in (("coverage_80", "off"), ("coverage_80_aci", "on")):
+        if calibration and key in calibration:
+            coverage.labels(aci=label).set(calibration[key])
+    for tail, level in ((calibration or {}).get("levels") or {}).items():
+        aci_level.labels(tail=tail).set(level)
     if last_day is not None:
         fresh.set(last_day.timestamp())
     if result is not None:
@@ -62,7 +83,9 @@ def export_metrics(
         for name, values in result.columns.items():
             column.labels(column=name, method=str(values.get("method"))).set(values["score"])
     drifted.set(float(decision.drifting))
-    checked.set(datetime.fromisoformat(state.last_check_at).timestamp() if state.last_check_at else 0)
+    checked_at = datetime.fromisoformat(state.last_check_at).timestamp() if state.last_check_at else 0
+    checked.set(checked_at)
+    monitor_checked.set(checked_at)
     triggered.set(datetime.fromisoformat(state.last_trigger_at).timestamp() if state.last_trigger_at else 0)
     path = storage.join(drift_dir(settings), "metrics.prom")
     if not storage.is_gcs(path):

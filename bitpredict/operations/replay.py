@@ -408,32 +408,27 @@ class Runner:
         """The drift check of ``day`` on the served inputs after the champion's training span; reruns on a
         trigger (the replay's own rerun, passed in) and switches the champion for the next day."""
         from bitpredict.operations.drift_check import run_drift
-        from bitpredict.operations.monitor import load_reference
-
-        reference = load_reference(self.settings, state.champion_dir or "")
-        reference_end = pd.Timestamp(reference["timestamp"].max())
-        current = served[pd.to_datetime(served["timestamp"], utc=True) > reference_end].reset_index(drop=True)
-        closed = forecasts.dropna(subset=["actual_close"])
-        closed = closed[pd.to_datetime(closed["made_on"], utc=True) > reference_end]
 
         def rerun(reasons: list[str]) -> dict[str, Any]:
             record = self.rerun(day, state, "drift", reasons)
             return {"mode": "replay", "run_id": f"replay-{day}", "ok": True, "new_champion": record["promoted"]}
 
+        # trusted evidence only: the check reads the ingested table visible on ``day``, never the served bars
         summary = run_drift(
-            self.settings,
-            state.champion_dir or "",
-            rerun,
-            now=_end_of(day),
-            current=current,
-            forecasts=closed[["as_of", "predicted_close", "last_close"]] if not closed.empty else None,
-            html=False,
+            self.settings, state.champion_dir or "", rerun, now=_end_of(day), forecasts=pd.DataFrame(), html=False
         )
-        quality = summary.get("live_quality") or {}
-        share, skill = summary["share"], quality.get("skill")  # NaN, not None: typed columns day after day
+        monitor = summary.get("forecast_monitor") or {}
+        calibration = summary.get("live_calibration") or {}
+        share = summary["share"]  # NaN, not None: typed columns day after day
+        levels = calibration.get("levels") or {}
         return {"day": str(day), "share": np.nan if share is None else float(share),
                 "drifting": bool(summary["drifting"]), "triggered": bool(summary["triggered"]),
-                "current_rows": int(summary["current_rows"]), "live_skill": np.nan if skill is None else float(skill),
+                "current_rows": int(summary["current_rows"]),
+                "calibration_broken": bool(monitor.get("calibration_broken")),
+                "pinball_worse": bool(monitor.get("pinball_worse_than_naive")),
+                "coverage_80": float(calibration.get("coverage_80", np.nan)),
+                "coverage_80_aci": float(calibration.get("coverage_80_aci", np.nan)),
+                "aci_lower": float(levels.get("0.1", np.nan)), "aci_upper": float(levels.get("0.9", np.nan)),
                 "reasons": "; ".join(summary["reasons"]),
                 "model_version": state.champion_version}  # fmt: skip
 

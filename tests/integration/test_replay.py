@@ -36,7 +36,7 @@ def _settings(data_dir: Path) -> Settings:
         data_dir=str(data_dir),
         model={**TINY, "epochs": 1},
         sentiment={"finbert": "off"},
-        drift={"min_live_skill": 1.0, "min_rows": 5, "cooldown_hours": 24},
+        drift={"min_rows": 5, "cooldown_hours": 24},
     )
 
 

@@ -36,6 +36,8 @@ SHORT_MODEL = {
     "test_days": 60,
     "refit_every_days": 30,
 }
+# test-sized switching rule: choose on 60 days, confirm on the next 60 (the product's default is a year each)
+SHORT_PROMOTION = {"selection_days": 60, "min_confirmation_days": 60}
 
 
 def _free_port() -> int:
@@ -88,7 +90,7 @@ def test_the_registry_ends_in_the_state_the_policy_says(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     data_dir = copy_data_dir(sample_raw_dir, tmp_path / "data")
     base = {"data_dir": str(data_dir), "model": SHORT_MODEL, "model_store": str(tmp_path / "store")}
-    settings = load_settings(**base, sentiment=SentimentSettings(finbert="off"))
+    settings = load_settings(**base, promotion=SHORT_PROMOTION, sentiment=SentimentSettings(finbert="off"))
     run_clean(settings, "1d")
     run_indicators(settings)
     run_sentiment(settings)
@@ -104,26 +106,34 @@ def test_the_registry_ends_in_the_state_the_policy_says(
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == trained["epochs_run"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert {"model/saved_model", f"model/{METADATA_FILE}", "model/baselines"} <= artifacts
-    assert trained["baselines"] == ["ewma", "empirical", "garch", "har"]
+    assert trained["baselines"] == ["ewma", "empirical", "garch", "har", "combo"]
 
     evaluation = run_evaluate(settings)
-    assert evaluation["days"] == 60 and len(evaluation["blocks"]) == 2
-    assert evaluation["blocks"][0]["train_rows"] + 60 == trained["rows"]
+    assert evaluation["days"] == 60 and len(evaluation["blocks"]) == 4  # 2 selection + 2 confirmation blocks
+    assert evaluation["blocks"][2]["train_rows"] + 60 == trained["rows"]
+    assert [b["period"] for b in evaluation["blocks"]] == ["selection", "selection", "test", "test"]
     assert evaluation["mlflow_run_id"] == trained["run_id"]
-    assert evaluation["best"] in ("lstm", "ewma", "empirical", "garch", "har")
-    best_score = evaluation["methods"][evaluation["best"]]["pinball_mean"]
-    assert best_score <= evaluation["methods"]["ewma"]["pinball_mean"]  # never worse than the naive model
+    decision = evaluation["decision"]
+    assert decision["first_champion"] and decision["challenger"] in evaluation["methods"]
+    # an empty registry starts from the pre-registered default unless a challenger is confirmed against it
+    if decision["switched"]:
+        assert decision["test"]["p_value"] < 0.05 and evaluation["best"] == decision["challenger"]
+    else:
+        assert evaluation["best"] == "combo"
+    assert all(0 <= b["garch"]["alpha"] <= 1 for b in evaluation["blocks"])  # reported per refit
     for name in ("metrics.json", "evaluation.md", "actual_vs_predicted.png", "reliability.png", "attention.png"):
         assert storage.exists(storage.join(evaluation_dir(settings), name)), name
     logged = client.get_run(trained["run_id"]).data.metrics
     assert logged["lstm_mae"] == pytest.approx(evaluation["methods"]["lstm"]["mae"])
     assert logged["har_pinball_mean"] == pytest.approx(evaluation["methods"]["har"]["pinball_mean"])
 
-    # 1. the first evaluation always gives a champion: the best method, network or baseline
+    # 1. the first evaluation always gives a champion: the default, or a challenger confirmed against it
     first = register(settings)
     assert first["version"] == 1 and first["promoted"] and first["kind"] == evaluation["best"]
+    assert first["reason"].startswith("first champion")
     version = client.get_model_version("bitpredict-lstm", "1")
     assert version.tags["kind"] == first["kind"] and version.tags["promotion_reason"] == first["reason"]
+    assert version.tags["challenger"] == decision["challenger"] and "switch_test" in version.tags
     exported = Path(first["exported_to"])
     assert exported == tmp_path / "store" / "bitpredict-lstm" / "1"
     assert (exported / "saved_model.pb").exists() and (exported / "variables").is_dir()
@@ -136,34 +146,30 @@ def test_the_registry_ends_in_the_state_the_policy_says(
     assert again["version"] == 1 and again["reason"].startswith("already registered")
     assert len(client.search_model_versions("name = 'bitpredict-lstm'")) == 1
 
-    # 2. a new candidate on the same data: compared with the champion's recipe scored on the same window
+    # 2. a new candidate on the same data: the champion is refitted unless a challenger is confirmed against it
     run_train(settings)
     second_eval = run_evaluate(settings)
+    assert second_eval["decision"]["incumbent"] == first["kind"] and not second_eval["decision"]["first_champion"]
     second = register(settings)
-    champion_then = second_eval["methods"][first["kind"]]["pinball_mean"] if first["kind"] != "lstm" else None
-    assert second["version"] == 2
-    if champion_then is not None:
-        challenger = second_eval["methods"][second["kind"]]["pinball_mean"]
-        assert second["promoted"] is (challenger <= champion_then)
+    assert second["version"] == 2 and second["promoted"] and second["kind"] == second_eval["best"]
+    if second_eval["decision"]["switched"]:
+        assert second["reason"].startswith("switch") and second_eval["decision"]["test"]["p_value"] < 0.05
+    else:
+        assert second["reason"].startswith("refit") and second["kind"] == first["kind"]
+    tags = client.get_model_version("bitpredict-lstm", "2").tags
+    assert tags["switched"] == str(second_eval["decision"]["switched"]).lower()
 
-    # 3. a challenger worse than the champion on this very window is registered but does not serve
+    # 3. a decision made against another champion (a run promoted in between) is registered but does not serve
     run_train(settings)
     run_evaluate(settings)
     metrics_uri = storage.join(evaluation_dir(settings), "metrics.json")
     metrics = json.loads(storage.read_text(metrics_uri))
     champion = client.get_model_version_by_alias("bitpredict-lstm", CHAMPION)
-    baselines = ["ewma", "empirical", "garch", "har"]
-    worst = max(
-        (b for b in baselines if b != champion.tags["kind"]), key=lambda b: metrics["methods"][b]["pinball_mean"]
-    )
-    if metrics["methods"][worst]["pinball_mean"] > metrics["methods"].get(champion.tags["kind"], {}).get(
-        "pinball_mean", -1
-    ):
-        metrics["best"] = worst
-        storage.write_text(metrics_uri, json.dumps(metrics))
-        third = register(settings)
-        assert not third["promoted"] and "same window" in third["reason"] and third["kind"] == worst
-        assert client.get_model_version_by_alias("bitpredict-lstm", CHAMPION).version == champion.version
+    metrics["decision"]["incumbent_version"] = "1"
+    storage.write_text(metrics_uri, json.dumps(metrics))
+    third = register(settings)
+    assert not third["promoted"] and "rerun `bitpredict evaluate`" in third["reason"]
+    assert client.get_model_version_by_alias("bitpredict-lstm", CHAMPION).version == champion.version
 
     # 4. an evaluation that names no training run is never attached to a candidate
     metrics.pop("mlflow_run_id")

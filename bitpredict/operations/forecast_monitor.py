@@ -1,0 +1,198 @@
+"""The forecast monitor: does the champion's forecast still hold, on trusted data? The primary signal.
+
+**Evidence is trusted data only.** The ledger holds the champion's forecast for every day of the *ingested*
+features table (the published state), closed against the table's own next-day return — the model run on the
+bars the pipeline ingested, never on bars a client sent. Served forecasts are closed against the ingested close
+too, but only reported: a client can ask anything, so what it was answered is not evidence about the market.
+
+Checks, each a test of a stated size (``drift.monitor_size``, default 1 %: its false-alarm probability per check
+on a calibrated model, measured in ``tests/unit/test_sequential.py`` on simulated calibrated forecasts):
+
+* **calibration broken**: per tail of the served 80 % interval (below q10, above q90; expected 10 % each), the
+  rolling Kupiec test over the monitored window with the multiple-window cut of
+  ``bitpredict.evaluation.sequential.rolling_exceedance_alarm``; Christoffersen's independence p-value is reported.
+* **pinball worse than naive**: a one-sided CUSUM of the daily pinball differential against persistence + EWMA
+  volatility (the ``ewma`` baseline's forecast), calibrated on the ``drift.calibration_days`` closed days before
+  the window (``bitpredict.evaluation.sequential.cusum_alarm``).
+
+**Calibration kept live**: adaptive conformal inference per tail (``bitpredict.evaluation.calibration``) over the
+ledger; its state is saved beside the drift reports (``aci.json``) and the transformer serves the champion's
+quantiles at those levels. Coverage with and without it is reported.
+
+Pure functions over frames (``ledger``, ``verdict``); ``bitpredict.operations.drift_check`` runs them and writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bitpredict.config import DriftSettings
+from bitpredict.evaluation.calibration import AciState, run_aci
+from bitpredict.evaluation.coverage import christoffersen
+from bitpredict.evaluation.sequential import cusum_alarm, loss_differential, rolling_exceedance_alarm
+from bitpredict.features.columns import TARGET
+from bitpredict.forecast.artifact import SIGNATURE, locate
+from bitpredict.forecast.dataset import Scaler, windows
+
+log = logging.getLogger(__name__)
+
+TAILS = (("lower", 0.1), ("upper", 0.9))  # the served 80 % interval's two tails
+EXCEEDANCE_WINDOW = 60  # days per Kupiec window (at 10 % expected, 6 misses: fewer days say nothing)
+
+
+def quantile_columns(levels: tuple[float, ...], prefix: str = "q") -> list[str]:
+    return [f"{prefix}{round(q * 100):02d}" for q in levels]
+
+
+def ledger(features: pd.DataFrame, model_dir: str, days: int) -> pd.DataFrame:
+    """The champion's forecasts for the last ``days`` rows of the ingested features table, each closed with the
+    table's next-day log return (NaN while the day is open), beside the naive forecast (persistence + EWMA σ).
+
+    Columns: ``timestamp`` (the day the forecast was made; it forecasts the next day), ``actual``, ``q05`` …
+    (the model), ``ref_q05`` … (the naive), ``model_version``, ``source`` = "published".
+    """
+    import tensorflow as tf
+    from scipy.special import ndtri
+
+    located = locate(model_dir, require_saved_model=True)
+    meta = located.metadata
+    levels = tuple(float(q) for q in meta["quantiles"])
+    scaler = Scaler.from_dict(meta["scaler"])
+    window = int(meta["window"])
+    frame = features.reset_index(drop=True)
+    first = max(window - 1, len(frame) - days)
+    ends = np.arange(first, len(frame))
+    if len(ends) == 0:
+        return pd.DataFrame()
+    x = windows(scaler.transform(frame), window, ends).astype("float32")
+    serve = tf.saved_model.load(located.saved_model_dir).signatures[SIGNATURE]
+    quantiles = serve(**{meta["input"]["name"]: tf.constant(x)})["quantiles"].numpy().astype("float64")
+    out = pd.DataFrame({"timestamp": frame["timestamp"].iloc[ends].to_numpy()})
+    out["actual"] = frame[TARGET].iloc[ends].to_numpy(dtype="float64") if TARGET in frame else np.nan
+    for name, column in zip(quantile_columns(levels), quantiles.T, strict=True):
+        out[name] = column
+    naive = frame["ewma_vol"].iloc[ends].to_numpy(dtype="float64")[:, None] * ndtri(np.asarray(levels))[None, :]
+    for name, column in zip(quantile_columns(levels, "ref_q"), naive.T, strict=True):
+        out[name] = column
+    out["model_version"] = located.version
+    out["source"] = "published"
+    return out
+
+
+def verdict(book: pd.DataFrame, levels: tuple[float, ...], config: DriftSettings) -> dict[str, Any]:
+    """The monitor's checks on the closed days of the ledger: the last ``window_days`` are monitored, the
+    ``calibration_days`` before them calibrate the CUSUM. Returns the figures and the two alarms."""
+    closed = book[np.isfinite(book["actual"].to_numpy(dtype="float64"))].reset_index(drop=True)
+    monitored = closed.tail(config.window_days)
+    calibration = closed.iloc[
+        max(0, len(closed) - len(monitored) - config.calibration_days) : len(closed) - len(monitored)
+    ]
+    out: dict[str, Any] = {
+        "days": len(monitored),
+        "calibration_days": len(calibration),
+        "size": config.monitor_size,
+        "first_day": str(pd.Timestamp(monitored["timestamp"].iloc[0]).date()) if len(monitored) else None,
+        "last_day": str(pd.Timestamp(monitored["timestamp"].iloc[-1]).date()) if len(monitored) else None,
+        "tails": {},
+        "calibration_broken": False,
+        "pinball_worse_than_naive": False,
+        "reasons": [],
+    }
+    if len(monitored) < max(config.min_rows, EXCEEDANCE_WINDOW // 2):
+        out["reasons"].append(f"only {len(monitored)} closed forecasts: no verdict")
+        return out
+    q = monitored[quantile_columns(levels)].to_numpy(dtype="float64")
+    actual = monitored["actual"].to_numpy(dtype="float64")
+    window = min(EXCEEDANCE_WINDOW, len(monitored))
+    for side, level in TAILS:
+        column = levels.index(level)
+        hits = actual < q[:, column] if side == "lower" else actual > q[:, column]
+        expected = level if side == "lower" else 1.0 - level
+        alarm = rolling_exceedance_alarm(hits, expected, window=window, size=config.monitor_size)
+        independence = christoffersen(hits)
+        out["tails"][f"{side}_{level:g}"] = {
+            "observed": float(np.mean(hits)),
+            "expected": expected,
+            "min_kupiec_p": float(np.min(alarm.p_values)),
+            "cut": float(alarm.cut),
+            "christoffersen_p": float(independence.p_value),
+            "alarm": bool(alarm.alarm),
+        }
+        if alarm.alarm:
+            out["calibration_broken"] = True
+            out["reasons"].append(
+                f"calibration broken: {side} tail {np.mean(hits):.0%} misses vs {expected:.0%} expected "
+                f"(Kupiec p {np.min(alarm.p_values):.2g} < cut {alarm.cut:.2g}, size {config.monitor_size})"
+            )
+    if len(calibration) >= 30:
+        reference = monitored[quantile_columns(levels, "ref_q")].to_numpy(dtype="float64")
+        d, scale = loss_differential(actual, q, reference, levels)
+        cal_q = calibration[quantile_columns(levels)].to_numpy(dtype="float64")
+        cal_ref = calibration[quantile_columns(levels, "ref_q")].to_numpy(dtype="float64")
+        d_cal, scale_cal = loss_differential(calibration["actual"].to_numpy(dtype="float64"), cal_q, cal_ref, levels)
+        try:
+            cusum = cusum_alarm(d, d_cal, size=config.monitor_size, scale=scale, calib_scale=scale_cal)
+        except ValueError as exc:  # a champion identical to the naive forecast: nothing to compare
+            out["cusum"] = {"skipped": str(exc)}
+        else:
+            out["cusum"] = {
+                "statistic": float(cusum.statistic[-1]),
+                "max": float(np.max(cusum.statistic)),
+                "threshold": float(cusum.threshold),
+                "alarm": bool(cusum.alarm),
+                "mean_differential": float(np.mean(d)),
+            }
+            if cusum.alarm:
+                out["pinball_worse_than_naive"] = True
+                out["reasons"].append(
+                    f"pinball worse than persistence + EWMA: CUSUM {np.max(cusum.statistic):.2f} > "
+                    f"{cusum.threshold:.2f} (size {config.monitor_size})"
+                )
+    else:
+        out["cusum"] = {"skipped": f"{len(calibration)} calibration days (needs 30)"}
+    return out
+
+
+def live_calibration(
+    book: pd.DataFrame, levels: tuple[float, ...], gamma: float, window: int
+) -> tuple[AciState, dict[str, Any]]:
+    """ACI over the ledger's closed days: the state to serve with, and the monitored window's coverage of the
+    80 % interval with and without it."""
+    closed = book[np.isfinite(book["actual"].to_numpy(dtype="float64"))].reset_index(drop=True)
+    start = AciState.start(levels, gamma)
+    if closed.empty:
+        return start, {"days": 0}
+    q = closed[quantile_columns(levels)].to_numpy(dtype="float64")
+    actual = closed["actual"].to_numpy(dtype="float64")
+    _, adjusted, state = run_aci(actual, q, levels, gamma)
+    lo, hi = levels.index(0.1), levels.index(0.9)
+    recent = slice(max(0, len(closed) - window), len(closed))
+
+    def covered(values: np.ndarray) -> float:
+        inside = (actual[recent] >= values[recent, lo]) & (actual[recent] <= values[recent, hi])
+        return float(np.mean(inside))
+
+    return state, {
+        "days": len(closed) - recent.start,
+        "coverage_80": covered(q),
+        "coverage_80_aci": covered(adjusted),
+        "levels": dict(zip([f"{t:g}" for t in state.targets], [float(v) for v in state.levels], strict=True)),
+        "gamma": gamma,
+    }
+
+
+def served_closed(logged: pd.DataFrame, closes: pd.DataFrame) -> dict[str, Any] | None:
+    """Served forecasts closed against the *ingested* close of their day (reported, never a verdict's evidence):
+    the share whose interval held the ingested close. ``closes``: ``day`` (ISO date) and ``close``."""
+    if logged.empty or not {"as_of", "lower", "upper"} <= set(logged.columns):
+        return None
+    latest = logged.drop_duplicates("as_of", keep="last")
+    joined = latest.merge(closes, left_on="as_of", right_on="day", how="inner")
+    if joined.empty:
+        return None
+    inside = (joined["close"] >= joined["lower"]) & (joined["close"] <= joined["upper"])
+    return {"days": len(joined), "interval_held": float(inside.mean())}
