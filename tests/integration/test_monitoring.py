@@ -79,3 +79,31 @@ def test_dashboard_and_rules_query_only_metrics_that_exist(tmp_path: Path) -> No
     titles = [p["title"] for p in json.loads(DASHBOARD.read_text())["panels"]]
     for needed in ("requests per second", "latency", "by reason", "realised close", "Drift"):
         assert any(needed.lower() in t.lower() for t in titles), needed
+
+
+AMTOOL = shutil.which("amtool")
+ALERTMANAGER_YML = REPO / "monitoring" / "alertmanager" / "alertmanager.yml"
+
+
+@pytest.mark.skipif(AMTOOL is None, reason="amtool not installed (Debian package `prometheus-alertmanager`)")
+def test_amtool_checks_the_alertmanager_config_and_its_routes() -> None:
+    """The route: every rule labelled action=rerun goes to the rerun receiver, every other rule to people."""
+    import yaml
+
+    check = subprocess.run([AMTOOL, "check-config", str(ALERTMANAGER_YML)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
+    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    routed = {}
+    for rule in rules:
+        labels = [f"alertname={rule['alert']}", *(f"{k}={v}" for k, v in rule["labels"].items())]
+        out = subprocess.run([AMTOOL, "config", "routes", "test", f"--config.file={ALERTMANAGER_YML}", *labels],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        routed[rule["alert"]] = out.stdout.strip()
+    rerun = {"BitPredictCalibrationBroken", "BitPredictPinballWorseThanNaive", "BitPredictInputDrift"}
+    assert {name for name, receiver in routed.items() if receiver == "bitpredict-rerun"} == rerun, routed
+    assert {receiver for name, receiver in routed.items() if name not in rerun} == {"default"}, routed
+    assert {r["labels"].get("action") for r in rules if r["alert"] in rerun} == {"rerun"}
+    assert {
+        r["labels"].get("action") for r in rules if r["alert"] in ("BitPredictNoNewData", "BitPredictMonitorStale")
+    } == {"page"}
