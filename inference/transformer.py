@@ -216,10 +216,10 @@ class BitPredictTransformer(Model):
         started = result["started"]
         try:
             quantiles = np.asarray(result["quantiles"], dtype="float64").reshape(1, -1)
-        if self.calibration is not None:
-            quantiles = apply_levels(quantiles, self.spec.quantiles, self.calibration)
-        outcome = forecast(quantiles[0], bars, self.spec)
-        except RuntimeError as exc:  # quantiles of the wrong count or not finite: the predictor's reply is bad
+            if self.calibration is not None and quantiles.shape[1] == len(self.spec.quantiles):
+                quantiles = apply_levels(quantiles, self.spec.quantiles, self.calibration)
+            outcome = forecast(quantiles[0], bars, self.spec)
+        except (RuntimeError, ValueError) as exc:  # a reply that is not a forecast
             PREDICTOR_ERRORS.inc()
             log.error("predictor reply unusable", extra={"request_id": result["id"], "error": str(exc)})
             raise BadGateway(f"the model is not available (request id {result['id']})") from exc
@@ -275,8 +275,10 @@ def load_calibration(uri: str | None, spec: ModelSpec) -> AciState | None:
         return None
     record = json.loads(storage.read_text(uri))
     if str(record.get("model_version")) != spec.version:
-        log.warning("calibration is for another model version: serving nominal levels",
-                    extra={"calibration_version": record.get("model_version"), "model_version": spec.version})  # fmt: skip
+        log.warning(
+            "calibration is for another model version: serving nominal levels",
+            extra={"calibration_version": record.get("model_version"), "model_version": spec.version},
+        )
         return None
     state = AciState.from_json(json.dumps(record["aci"]))
     apply_levels(np.zeros((1, len(spec.quantiles))), spec.quantiles, state)  # refuses a state for other levels
