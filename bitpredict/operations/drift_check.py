@@ -162,11 +162,14 @@ def run_drift(
         if html:
             report_html = save_html(result.snapshot, storage.join(out_dir, f"drift-{stamp}.html"))
     # the forecast monitor, on the ingested table only (trusted evidence)
-    levels = tuple(float(q) for q in locate(model_dir).metadata["quantiles"])
+    located = locate(model_dir)
+    levels = tuple(float(q) for q in located.metadata.get("quantiles", ()))
     monitored: dict[str, Any] = {"reasons": ["no features table"], "calibration_broken": False,
                                  "pinball_worse_than_naive": False}  # fmt: skip
     calibration: dict[str, Any] = {}
-    if features is not None and 0.1 in levels and 0.9 in levels:
+    if located.saved_model_dir and not storage.exists(storage.join(located.saved_model_dir, "saved_model.pb")):
+        monitored["reasons"] = ["no SavedModel to forecast with: the forecast monitor is off"]
+    elif features is not None and 0.1 in levels and 0.9 in levels:
         book = ledger(features, model_dir, settings.drift.window_days + settings.drift.calibration_days + 1)
         monitored = verdict(book, levels, settings.drift)
         aci, calibration = live_calibration(book, levels, settings.drift.aci_gamma, settings.drift.window_days)
@@ -183,7 +186,7 @@ def run_drift(
         served = forecasts if forecasts is not None else _served_log(settings)
         quality = served_closed(served, closes[["day", "close"]])
     regression_html = None
-    forecast_reasons = [r for r in monitored["reasons"] if not r.startswith(("only ", "no features"))]
+    forecast_reasons = list(monitored.get("alarms", []))
     state_uri = storage.join(out_dir, "state.json")
     decision, state, previous = _decide_and_mark(
         state_uri, out_dir, lambda before: decide(result, forecast_reasons, before, settings.drift, now)

@@ -100,7 +100,8 @@ def verdict(book: pd.DataFrame, levels: tuple[float, ...], config: DriftSettings
         "tails": {},
         "calibration_broken": False,
         "pinball_worse_than_naive": False,
-        "reasons": [],
+        "alarms": [],  # what calls for a rerun
+        "reasons": [],  # the alarms and every note (why a check did not run)
     }
     if len(monitored) < max(config.min_rows, EXCEEDANCE_WINDOW // 2):
         out["reasons"].append(f"only {len(monitored)} closed forecasts: no verdict")
@@ -124,7 +125,7 @@ def verdict(book: pd.DataFrame, levels: tuple[float, ...], config: DriftSettings
         }
         if alarm.alarm:
             out["calibration_broken"] = True
-            out["reasons"].append(
+            out["alarms"].append(
                 f"calibration broken: {side} tail {np.mean(hits):.0%} misses vs {expected:.0%} expected "
                 f"(Kupiec p {np.min(alarm.p_values):.2g} < cut {alarm.cut:.2g}, size {config.monitor_size})"
             )
@@ -148,12 +149,13 @@ def verdict(book: pd.DataFrame, levels: tuple[float, ...], config: DriftSettings
             }
             if cusum.alarm:
                 out["pinball_worse_than_naive"] = True
-                out["reasons"].append(
+                out["alarms"].append(
                     f"pinball worse than persistence + EWMA: CUSUM {np.max(cusum.statistic):.2f} > "
                     f"{cusum.threshold:.2f} (size {config.monitor_size})"
                 )
     else:
         out["cusum"] = {"skipped": f"{len(calibration)} calibration days (needs 30)"}
+    out["reasons"] = [*out["alarms"], *out["reasons"]]
     return out
 
 

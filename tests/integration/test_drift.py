@@ -103,8 +103,8 @@ def test_one_trigger_per_episode_and_the_cooldown_holds() -> None:
     calm, state = decide(_drift(0.0), None, state, config, t0 + timedelta(hours=30))
     late, state = decide(_drift(0.7), None, state, config, t0 + timedelta(hours=31))
     assert late.trigger
-    skill, _ = decide(_drift(0.0), -0.05, DriftState(), config, t0)
-    assert skill.trigger and "live skill" in skill.reasons[0]
+    alarm, _ = decide(_drift(0.0), ["calibration broken: upper tail"], DriftState(), config, t0)
+    assert alarm.trigger and alarm.reasons == ["calibration broken: upper tail"]  # the forecast monitor comes first
 
 
 def _shifted(current: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
@@ -151,8 +151,8 @@ def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path,
     repo = Path(__file__).resolve().parents[2]
     data = tmp_path / "data"
     settings = load_settings(data_dir=str(data))
-    before, after = features[features["timestamp"] <= "2022-12-31"], features[features["timestamp"] > "2022-12-31"]
-    drifted = pd.concat([before, _shifted(after, before)], ignore_index=True)
+    before, window = features.iloc[:-60], features.iloc[-60:]  # the check's window moved off the year before it
+    drifted = pd.concat([before, _shifted(window, before)], ignore_index=True)
     storage.write_parquet(drifted, tmp_path / "features" / "bitcoin_features.parquet")
     recorded = {"data_root": "gs://b/data", "files_dir": "", "sources": "binance", "since": "2020-01-01",
                 "interval": "1d", "window": 30, "epochs": 9, "test_days": 365, "selection_days": 365,
@@ -179,78 +179,91 @@ def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path,
         server.stop()
 
 
-def test_live_quality_and_the_regression_report_use_closed_forecasts(
-    features: pd.DataFrame, model_dir: Path, tmp_path: Path
+@pytest.fixture(scope="module")
+def served_model(features: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real exported champion (the EWMA baseline, 7 levels) trained on the days up to 2020-12-31, with its
+    reference: what the forecast monitor loads and runs on the ingested table."""
+    from bitpredict.config import ModelSettings
+    from bitpredict.features.merge import labelled
+    from bitpredict.forecast import baselines
+    from bitpredict.forecast.artifact import write_metadata
+    from bitpredict.forecast.train import baseline_metadata
+
+    config = ModelSettings()
+    table = labelled(features[features["timestamp"] <= "2020-12-31"].reset_index(drop=True))
+    fit = baselines.fit_baseline("ewma", table, len(table), tuple(config.quantiles), config.window)
+    directory = tmp_path_factory.mktemp("store") / "bitpredict-lstm" / "3"
+    exported = baselines.export(fit, directory)
+    (exported / "saved_model").rename(directory / "_sm")
+    for item in (directory / "_sm").iterdir():  # the version layout TF Serving loads: graph beside the metadata
+        item.rename(directory / item.name)
+    (directory / "_sm").rmdir()
+    write_metadata(directory, baseline_metadata(fit, config))
+    storage.write_parquet(table, directory / REFERENCE_FILE)
+    return directory
+
+
+def _monitor_settings(tmp_path: Path, table: pd.DataFrame) -> object:
+    """A data dir whose published table ends with ``table``'s last day — still open, as ingested (no target yet)."""
+    table = table.copy()
+    table.loc[table.index[-1], "target_log_return"] = np.nan
+    settings = load_settings(data_dir=str(tmp_path / "data"))
+    storage.write_parquet(table, data_path(settings, FEATURES))
+    return settings
+
+
+def test_the_forecast_monitor_closes_the_champion_on_the_ingested_table(
+    features: pd.DataFrame, served_model: Path, tmp_path: Path
 ) -> None:
-    """Forecasts served in the past whose day has closed: live MAE next to persistence, and Evidently's report."""
+    """The champion's own forecasts on the ingested days, closed with the table's next-day return: the ledger,
+    the per-tail tests, the CUSUM, ACI's state for this version and the gauges the alert rules read."""
+    table = features[features["timestamp"] <= "2021-06-30"].reset_index(drop=True)
+    settings = _monitor_settings(tmp_path, table)
+    summary = run_drift(settings, str(served_model), None, datetime(2021, 7, 1, tzinfo=UTC), html=False)
+    monitor = summary["forecast_monitor"]
+    assert monitor["days"] == settings.drift.window_days and monitor["last_day"] == "2021-06-29"
+    assert set(monitor["tails"]) == {"lower_0.1", "upper_0.9"} and "threshold" in monitor["cusum"]
+    for figures in monitor["tails"].values():
+        assert 0 <= figures["observed"] <= 1 and 0 < figures["cut"] < settings.drift.monitor_size
+    ledger = storage.read_parquet(storage.join(settings.path("reports", "drift"), "ledger.parquet"))
+    closed = ledger.dropna(subset=["actual"])
+    by_day = table.set_index("timestamp")
+    # every forecast is closed with the ingested table's own next-day return, never another number
+    np.testing.assert_allclose(closed["actual"], by_day.loc[closed["timestamp"], "target_log_return"].to_numpy())
+    np.testing.assert_allclose(closed["q90"], closed["ref_q90"], rtol=1e-5)  # the EWMA champion is the naive forecast
+    record = json.loads((Path(settings.path("reports", "drift")) / "aci.json").read_text())
+    assert record["model_version"] == "3" and len(record["aci"]["levels"]) == 6
+    gauges = Path(summary["metrics_file"]).read_text()
+    for name in ("bitpredict_monitor_calibration_broken", "bitpredict_monitor_pinball_worse_than_naive",
+                 "bitpredict_monitor_input_drift", "bitpredict_monitor_last_check_timestamp_seconds"):  # fmt: skip
+        assert f"\n{name} " in gauges, name
+    assert summary["input_reference"].endswith(str((pd.Timestamp("2021-06-30") - pd.Timedelta(days=60)).date()))
+
+
+def test_invented_client_bars_change_no_verdict(features: pd.DataFrame, served_model: Path, tmp_path: Path) -> None:
+    """Sixty requests with invented bars and forecasts are logged; the check's evidence — inputs, the forecast
+    monitor, its decision — is exactly what it was without them (served bars never enter it)."""
     from bitpredict.operations.request_log import RequestLog
 
-    settings = load_settings(data_dir=str(tmp_path / "data"))
-    storage.write_parquet(features, data_path(settings, FEATURES))
-    days = features[features["timestamp"] >= "2024-10-01"].reset_index(drop=True)
+    table = features[features["timestamp"] <= "2021-06-30"].reset_index(drop=True)
+    now = datetime(2021, 7, 1, tzinfo=UTC)
+    clean = run_drift(_monitor_settings(tmp_path / "a", table), str(served_model), None, now, html=False)
+    settings = _monitor_settings(tmp_path / "b", table)
     log = RequestLog(settings.path("requests"), batch_size=100, flush_s=0.1)
-    for i in range(len(days) - 1):  # a forecast made on day i for day i+1: always 1% too high
-        realised = float(days["close"].iloc[i + 1])
-        log.append({"as_of": str(days["timestamp"].iloc[i + 1].date()), "predicted_close": realised * 1.01,
-                    "last_close": float(days["close"].iloc[i]), "bars": {}})  # fmt: skip
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        day = pd.Timestamp("2021-05-01", tz="UTC") + pd.Timedelta(days=i)
+        stamps = pd.date_range(end=day, periods=200, freq="D")
+        close = 1e6 * np.exp(np.cumsum(rng.normal(0, 0.5, 200)))  # a market that never was
+        bars = pd.DataFrame({"timestamp": stamps.astype("int64") // 10**9, "open": close, "high": close * 2,
+                             "low": close / 2, "close": close, "volume": close})  # fmt: skip
+        log.append({"last_day": str(day.date()), "as_of": str((day + pd.Timedelta(days=1)).date()),
+                    "predicted_close": 1.0, "lower": 0.5, "upper": 2.0, "last_close": float(close[-1]),
+                    "bars": bars.to_dict("list")})  # fmt: skip
     log.close()
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    summary = run_drift(settings, str(model_dir), None, now, features[features["timestamp"] >= "2024-09-01"])
-    quality = summary["live_quality"]
-    assert quality["days"] == len(days) - 1
-    assert quality["mae"] == pytest.approx(float(np.mean(days["close"].iloc[1:] * 0.01)), rel=1e-9)
-    assert quality["skill"] == pytest.approx(1 - quality["mae"] / quality["persistence_mae"])
-    assert Path(summary["regression_html"]).exists()
-
-
-def _request_record(bars: pd.DataFrame, predicted_close: float, news_mean: float) -> dict:
-    """What the transformer logs for one request: its outcome and the rows it was made from (sentiment included)."""
-    from bitpredict.features.columns import sentiment_columns
-
-    sent = {c: [0.0] * len(bars) for c in sentiment_columns("news")}
-    sent["news_vader_mean"] = [news_mean] * len(bars)
-    sent["news_count"] = [3.0] * len(bars)
-    logged = bars[["timestamp", "open", "high", "low", "close", "volume"]].assign(
-        timestamp=bars["timestamp"].astype("int64") // 10**9, **sent
-    )
-    last = bars["timestamp"].iloc[-1]
-    return {
-        "last_day": str(last.date()),
-        "as_of": str((last + pd.Timedelta(days=1)).date()),
-        "predicted_close": predicted_close,
-        "last_close": float(bars["close"].iloc[-1]),
-        "bars": logged.to_dict("list"),
-    }
-
-
-def test_each_day_counts_once_with_its_latest_request_and_its_sentiment(
-    clean_daily: pd.DataFrame, features: pd.DataFrame, tmp_path: Path
-) -> None:
-    """A day asked for five times is one current row (the latest request, sentiment kept) and one live-quality day."""
-    from bitpredict.operations.monitor import current_inputs, realised_forecasts, served_features
-    from bitpredict.operations.request_log import RequestLog
-
-    settings = load_settings(data_dir=str(tmp_path / "data"))
-    storage.write_parquet(features, data_path(settings, FEATURES))
-    log = RequestLog(settings.path("requests"), batch_size=100, flush_s=0.1)
-    busy, quiet = clean_daily.iloc[-202:-2], clean_daily.iloc[-201:-1]  # requests ending on two consecutive days
-    for i in range(5):
-        log.append(_request_record(busy, float(quiet["close"].iloc[-1]) * (1.10 - 0.02 * i), news_mean=0.1 * i))
-    log.append(_request_record(quiet, float(clean_daily["close"].iloc[-1]), news_mean=-0.3))
-    log.close()
-
-    served = served_features(settings, pd.Timestamp("2000-01-01", tz="UTC"))
-    assert len(served) == 2 and served["timestamp"].is_unique
-    by_day = served.set_index("timestamp")
-    assert by_day.loc[busy["timestamp"].iloc[-1], "news_vader_mean"] == pytest.approx(0.4)  # the latest request's
-    assert by_day.loc[quiet["timestamp"].iloc[-1], "news_vader_mean"] == pytest.approx(-0.3)
-    assert (by_day["news_missing"] == 0).all()
-
-    current = current_inputs(settings, reference_end=str(busy["timestamp"].iloc[-2].date()))
-    assert current["timestamp"].is_unique  # the table's new days and the served ones: each day once
-    assert current.set_index("timestamp").loc[busy["timestamp"].iloc[-1], "news_vader_mean"] == pytest.approx(0.4)
-
-    joined = realised_forecasts(settings)
-    assert len(joined) == 2  # not six: live quality weighs each day once
-    busy_forecast = joined.set_index("as_of").loc[str(quiet["timestamp"].iloc[-1].date()), "predicted_close"]
-    assert busy_forecast == pytest.approx(float(quiet["close"].iloc[-1]) * 1.02)  # the latest of the five
+    forged = run_drift(settings, str(served_model), None, now, html=False)
+    for key in ("share", "drifted_columns", "forecast_monitor", "live_calibration", "drifting", "triggered",
+                "current_rows", "input_reference"):  # fmt: skip
+        assert forged[key] == clean[key], key
+    # what the clients were answered is closed against the ingested close, reported and never a verdict
+    assert forged["served_closed"]["days"] > 0 and forged["served_closed"]["interval_held"] == 0.0
