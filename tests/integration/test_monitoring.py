@@ -42,22 +42,13 @@ def exported_metrics(tmp_path: Path) -> set[str]:
     settings = load_settings(data_dir=str(tmp_path))
     result = DriftResult(0.5, ["a"], {"a": {"score": 0.01, "method": "ks"}}, 10, 10)
     path = export_metrics(result, Decision(True, False, []), DriftState(last_check_at="2026-01-01T00:00:00+00:00"),
-                          settings, {"skill": 0.1}, None)  # fmt: skip
+                          settings, {"calibration_broken": True}, {"coverage_80": 0.8, "coverage_80_aci": 0.8,
+                          "levels": {"0.1": 0.1}}, None)  # fmt: skip
     names |= set(re.findall(r"^# TYPE (\S+) ", Path(path).read_text(), flags=re.M))
     expanded = set(names)
     for name in names:
         expanded |= {f"{name}_bucket", f"{name}_count", f"{name}_sum", f"{name}_total", f"{name}_created"}
-    return expanded | {"up"} | MONITOR_GAUGES
-
-
-# The forecast monitor's verdicts (issue 28, items 2-4), which the alert rules are written against and the
-# monitor's rewrite publishes; drop this set once ``export_metrics`` above emits them and the test still passes.
-MONITOR_GAUGES = {
-    "bitpredict_monitor_calibration_broken",
-    "bitpredict_monitor_pinball_worse_than_naive",
-    "bitpredict_monitor_input_drift",
-    "bitpredict_monitor_last_check_timestamp_seconds",
-}
+    return expanded | {"up"}
 
 
 def _queries() -> list[str]:

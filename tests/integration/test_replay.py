@@ -31,12 +31,16 @@ TINY = {"window": 10, "lstm_units": [8], "dense_units": 4, "validation_days": 60
 RECIPE = ReplayRecipe(epochs=1, patience=1, test_days=30, extra=TINY)
 
 
-def _settings(data_dir: Path) -> Settings:
+FORCED_DRIFT = {"threshold": 0.999, "share_threshold": 0.01}  # any K-S p below 0.999, 1 % of columns: always
+NO_DRIFT = {"share_threshold": 1.0, "monitor_size": 1e-9}  # every column, and checks that never reject: never
+
+
+def _settings(data_dir: Path, drift: dict | None = None) -> Settings:
     return load_settings(
         data_dir=str(data_dir),
         model={**TINY, "epochs": 1},
         sentiment={"finbert": "off"},
-        drift={"min_rows": 5, "cooldown_hours": 24},
+        drift={"min_rows": 5, "cooldown_hours": 24, **(drift if drift is not None else FORCED_DRIFT)},
     )
 
 
@@ -81,22 +85,22 @@ def test_a_short_window_replays_end_to_end(replayed: dict) -> None:
     assert summary["days"] == summary["forecasts"] == summary["drift_checks"] == len(days)
     live = float(np.mean(np.abs(closed["predicted_close"] - closed["actual_close"])))
     assert summary["live_mae"] == pytest.approx(live)
-    # The forced degradation: one episode from the fifth closed forecast on, one rerun (the episode's), no more.
+    # The forced drift: one episode from the first check on, one rerun (the episode's), no more.
     assert summary["drift_episodes"]["count"] == 1 and summary["reruns"]["count"] == 1
     rerun = summary["reruns"]["runs"][0]
-    assert rerun["day"] == str(START + timedelta(days=5)) and "live skill" in rerun["reasons"][0]
+    assert rerun["day"] == str(START) and "input drift" in rerun["reasons"][0]
     changes = [c for c in summary["champion_changes"] if not c["initial"]]
     if rerun["promoted"]:  # a new champion serves from the next day on, not before
-        assert changes[0]["serves_from"] == str(START + timedelta(days=6))
+        assert changes[0]["serves_from"] == str(START + timedelta(days=1))
         by_day = forecasts.set_index("made_on")["model_version"]
-        assert by_day[str(START + timedelta(days=5))] != by_day[str(START + timedelta(days=6))]
+        assert by_day[str(START)] != by_day[str(START + timedelta(days=1))]
     else:
         assert not changes and forecasts["model_version"].nunique() == 1
     assert (replay.report_dir / "replay.png").read_bytes()[:4] == b"\x89PNG"
     # Progress: one line per day with the day, the forecasts so far and the reruns so far.
     day_lines = [line for line in replayed["lines"] if line.startswith("replay 20") and "forecasts" in line]
     assert len(day_lines) == len(days) and day_lines[0].startswith(f"replay {START}")
-    assert "forecasts 1, reruns 0" in day_lines[0] and "forecasts 8, reruns 1" in day_lines[-1]
+    assert "forecasts 1, reruns 1" in day_lines[0] and "forecasts 8, reruns 1" in day_lines[-1]
     # The schedule is off by default: the one rerun is drift's, nothing was scheduled.
     assert rerun["trigger"] == "drift" and summary["reruns"]["by_trigger"] == {"drift": 1, "schedule": 0}
     assert summary["retrain_every_days"] == 0 and not any("scheduled" in line for line in replayed["lines"])
@@ -207,7 +211,9 @@ EVERY = 3  # the initial champion is trained on START − 1, so the calendar rer
 @pytest.fixture(scope="module")
 def scheduled(exports: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     data_dir = tmp_path_factory.mktemp("scheduled") / "data"
-    replay = Replay(exports, START, START + timedelta(days=3), _settings(data_dir), RECIPE, retrain_every=EVERY)
+    replay = Replay(
+        exports, START, START + timedelta(days=3), _settings(data_dir, NO_DRIFT), RECIPE, retrain_every=EVERY
+    )
     lines: list[str] = []
     state = Runner(replay, lines.append).run()
     return {"replay": replay, "state": state, "lines": lines}
@@ -216,7 +222,7 @@ def scheduled(exports: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_the_schedule_reruns_and_a_promoted_model_serves_the_next_day(scheduled: dict) -> None:
     replay: Replay = scheduled["replay"]
     summary = json.loads((replay.report_dir / "summary.json").read_text())
-    assert summary["drift_episodes"]["count"] == 0  # four days: no drift verdict, the calendar alone reruns
+    assert summary["drift_episodes"]["count"] == 0  # checks that cannot fire: the calendar alone reruns
     assert summary["reruns"]["count"] == 1 and summary["reruns"]["by_trigger"] == {"drift": 0, "schedule": 1}
     rerun = summary["reruns"]["runs"][0]
     day = START + timedelta(days=EVERY - 1)  # EVERY days after START − 1, the initial champion's last day

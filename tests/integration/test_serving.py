@@ -416,13 +416,13 @@ def test_a_real_prometheus_scrapes_the_transformer_and_the_drift_gauges(served: 
         )
         result = DriftResult(0.75, ["log_return_1"], {"log_return_1": {"score": 0.001, "method": "ks"}}, 100, 60)
         state = DriftState(last_check_at="2026-01-01T00:00:00+00:00")
-        export_metrics(result, Decision(True, True, ["x"]), state, settings, {"skill": -0.02}, None)
+        export_metrics(result, Decision(True, True, ["x"]), state, settings, {"calibration_broken": True})
         predict_rest(served.rest, served.bars)
         _wait_http(f"http://127.0.0.1:{prom_port}/-/ready", prometheus)
         wanted = {
             'up{job="bitpredict-transformer"}': 1.0,
             "bitpredict_drift_share": 0.75,
-            "bitpredict_live_skill": -0.02,
+            "bitpredict_monitor_calibration_broken": 1.0,
             "sum(bitpredict_predictions_total)": None,
         }
         found: dict[str, float] = {}
