@@ -325,6 +325,34 @@ def ablation_cmd(
         typer.echo(f"ablation: tables written into {doc}")
 
 
+@app.command("backtest")
+def backtest_cmd(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option("--since", help="First forecast day (e.g. 2020-05-01).")],
+    seeds: Annotated[int, typer.Option("--seeds", min=1, max=10, help="Network seeds (their spread is reported).")] = 3,
+    network: Annotated[bool, typer.Option("--network/--no-network", help="Include the network (slow).")] = True,
+    doc: Annotated[
+        Path | None, typer.Option("--doc", help="Also write the tables into this page (docs/forecasting.md).")
+    ] = None,
+) -> None:
+    """Rolling-origin evaluation from --since to the last day, per year and overall (opt-in; minutes to an hour)."""
+    from bitpredict.evaluation.rolling import markdown, run_rolling, write_block
+
+    result = _run_stage(
+        "backtest",
+        lambda: run_rolling(ctx.obj, since, seeds, network, progress=lambda m: typer.echo(f"backtest: {m}")),
+    )
+    text = markdown(result)
+    typer.echo(text)
+    out = ctx.obj.path("reports", "backtest")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "rolling.json").write_text(json.dumps(result, indent=2, default=str))
+    (Path(out) / "rolling.md").write_text(text)
+    if doc is not None:
+        write_block(str(doc), text)
+        typer.echo(f"backtest: tables written into {doc}")
+
+
 @app.command("register")
 def register_cmd(
     ctx: typer.Context,

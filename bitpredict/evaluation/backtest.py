@@ -180,12 +180,14 @@ def walk_forward(
     progress: Callable[[str], None] | None = None,
     extra_networks: dict[str, ModelSettings] | None = None,
     selection_days: int = 0,
+    with_network: bool = True,
 ) -> Backtest:
     """Backtest the network, the probabilistic baselines, their combination and the point baselines over the
     last ``selection_days + test_days`` rows (see the module docstring).
 
     ``extra_networks``: more network recipes to score on the same blocks (e.g. the current champion's
-    recipe when it differs from this run's), by method name.
+    recipe when it differs from this run's), by method name. ``with_network=False``: the baselines and the
+    combination only (the rolling-origin backtest's fast mode).
     """
     from bitpredict.forecast import combination
 
@@ -193,7 +195,7 @@ def walk_forward(
     close = frame["close"].to_numpy(dtype="float64")
     next_gk = np.exp(frame["log_gk_var_1"].to_numpy(dtype="float64"))[1:] if "log_gk_var_1" in frame else None
     levels = tuple(config.quantiles)
-    networks = {MODEL: config, **(extra_networks or {})}
+    networks = {MODEL: config, **(extra_networks or {})} if with_network else {}
     combined = (combination.KIND,) if config.combination else ()
     probabilistic = (*networks, *config.baselines, *combined)
     parts: list[pd.DataFrame] = []
