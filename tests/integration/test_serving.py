@@ -497,6 +497,62 @@ def test_a_baseline_export_is_served_by_the_real_servers_as_evaluated(
             assert served["upper"] == pytest.approx(close * np.exp(quantiles[0, -1]), rel=1e-5)
 
 
+def test_the_combination_is_served_as_evaluated_with_volatility_and_live_calibration(
+    clean_daily: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The combination (one SavedModel calling its four members) behind the real servers: the served quantiles
+    are the walk-forward's, with ``predicted_volatility`` and the 90 % interval; given the monitor's ACI state
+    for this version, the transformer serves the quantiles at the live levels and says which."""
+    import json
+    import shutil
+
+    from bitpredict.evaluation.calibration import AciState, apply_levels
+    from bitpredict.features.columns import TARGET
+    from bitpredict.forecast import baselines, combination
+    from bitpredict.forecast.artifact import METADATA_FILE, SAVED_MODEL_DIR
+    from bitpredict.forecast.train import baseline_metadata
+
+    config = ModelSettings(window=30)
+    levels = tuple(config.quantiles)
+    frame = build_features(compute_indicators(clean_daily), None, WARMUP)
+    frame = frame[frame[TARGET].notna()].reset_index(drop=True)
+    fit = combination.combine(config.combination, frame, len(frame) - 40, levels, 30)
+    exported = baselines.export(fit, tmp_path / "export")
+    version = tmp_path / "store" / "bitpredict-lstm" / "4"
+    shutil.copytree(exported / SAVED_MODEL_DIR, version)
+    (version / METADATA_FILE).write_text(json.dumps(baseline_metadata(fit, config)))
+    t = len(frame) - 13
+    day = frame["timestamp"].iloc[t]
+    bars = clean_daily[clean_daily["timestamp"] <= day].tail(200).reset_index(drop=True)
+    quantiles, _ = baselines.predict(fit, frame, np.array([t]))
+    close = float(bars["close"].iloc[-1])
+    members = np.mean([np.sort(baselines.predict(m, frame, np.array([t]))[0], axis=1) for m in fit.members], axis=0)
+    np.testing.assert_allclose(quantiles, members, rtol=1e-5)  # the graph is the members' average
+
+    (tmp_path / "nominal").mkdir()
+    (tmp_path / "aci").mkdir()
+    with _servers(version.parent, tmp_path / "nominal") as (rest, _, _, _):
+        served = predict_rest(rest, bars)
+    assert served["model_version"] == "combo-v4"
+    assert served["lower"] == pytest.approx(close * np.exp(quantiles[0, levels.index(0.1)]), rel=1e-5)
+    assert served["upper_90"] == pytest.approx(close * np.exp(quantiles[0, levels.index(0.95)]), rel=1e-5)
+    sigma = (quantiles[0, levels.index(0.9)] - quantiles[0, levels.index(0.1)]) / 2.5631031310892007
+    assert served["predicted_volatility"] == pytest.approx(sigma, rel=1e-5)
+
+    state = AciState.start(levels, 0.01)
+    state = AciState(
+        state.targets, tuple(t * 0.6 if t < 0.5 else 1 - (1 - t) * 0.6 for t in state.targets), state.gamma, 40
+    )  # fmt: skip  (a monitor that saw too many misses: wider bands)
+    calibration = tmp_path / "aci.json"
+    calibration.write_text(json.dumps({"model_version": "4", "aci": json.loads(state.to_json())}))
+    with _servers(version.parent, tmp_path / "aci", ["--calibration", str(calibration)]) as (rest, _, _, _):
+        adjusted = predict_rest(rest, bars)
+    expected = apply_levels(quantiles, levels, state)
+    assert adjusted["lower"] == pytest.approx(close * np.exp(expected[0, levels.index(0.1)]), rel=1e-5)
+    assert adjusted["lower"] < served["lower"] and adjusted["upper"] > served["upper"]
+    assert adjusted["predicted_close"] == pytest.approx(served["predicted_close"])  # the median stays
+
+
 def _children(process: subprocess.Popen) -> list[int]:
     import psutil
 
