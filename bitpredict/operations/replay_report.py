@@ -8,8 +8,11 @@ Figures (on the days whose forecast has closed):
 
 * ``live_mae`` / ``persistence_mae``: mean absolute error of the served median and of "tomorrow = today" in USD;
   ``live_skill`` = 1 − live / persistence (positive: better than persistence).
-* ``pinball``: the mean pinball loss (USD) over the served quantiles (lower, median, upper at the model's levels);
-  ``coverage``: the share of realised closes inside [lower, upper] (the nominal share is the levels' distance).
+* ``pinball``: the mean pinball loss over the served quantiles (q10, median, q90) **on the next-day log return, in
+  percent** — the evaluation's units, so the two are comparable; ``coverage``: the share of realised closes inside
+  [lower, upper] (the served 80 % interval, at the live ACI levels when the monitor set them).
+* ``monitor``: the forecast monitor's daily verdicts (days with calibration broken, with the pinball CUSUM alarmed),
+  its last rolling coverage of the 80 % interval with and without ACI, and the ACI levels it ended on.
 * ``drift_episodes``: runs of consecutive drifting checks; ``reruns``: every rerun with its ``trigger`` —
   ``drift`` (at most one per episode, the cooldown apart) or ``schedule`` (``--retrain-every``) — and the counts
   by trigger; ``champion_changes``: when a rerun's model was promoted, and the day it served from.
@@ -39,7 +42,7 @@ ROLLING_DAYS = 30  # the plot's error lines: a month of days, long enough to rea
 
 
 def pinball(actual: np.ndarray, quantiles: dict[float, np.ndarray]) -> float:
-    """Mean pinball loss over the levels and days (same units as the prices)."""
+    """Mean pinball loss over the levels and days (in the units of ``actual``)."""
     losses = []
     for level, predicted in quantiles.items():
         diff = actual - predicted
@@ -54,7 +57,8 @@ def episodes(drift: pd.DataFrame) -> list[dict[str, Any]]:
     for row in drift.sort_values("day").itertuples(index=False):
         if row.drifting:
             if current is None:
-                current = {"start": row.day, "end": row.day, "days": 0, "triggered": False}
+                reasons = str(getattr(row, "reasons", "") or "")
+                current = {"start": row.day, "end": row.day, "days": 0, "triggered": False, "reasons": reasons}
                 out.append(current)
             current["end"], current["days"] = row.day, current["days"] + 1
             current["triggered"] = current["triggered"] or bool(row.triggered)
@@ -66,13 +70,30 @@ def episodes(drift: pd.DataFrame) -> list[dict[str, Any]]:
 TRIGGERS = ("drift", "schedule")
 
 
+def monitor_figures(drift: pd.DataFrame) -> dict[str, Any]:
+    """The forecast monitor's daily verdicts over the replay (columns the daily check records)."""
+    if drift.empty or "calibration_broken" not in drift.columns:
+        return {}
+    last = drift.sort_values("day").iloc[-1]
+
+    def number(value: Any) -> float | None:
+        return None if value is None or pd.isna(value) else float(value)
+
+    return {
+        "calibration_broken_days": int(drift["calibration_broken"].astype(bool).sum()),
+        "pinball_worse_days": int(drift["pinball_worse"].astype(bool).sum()),
+        "coverage_80": number(last.get("coverage_80")),
+        "coverage_80_aci": number(last.get("coverage_80_aci")),
+        "aci_levels": {"0.1": number(last.get("aci_lower")), "0.9": number(last.get("aci_upper"))},
+    }
+
+
 def trigger_of(run: dict[str, Any]) -> str:
     """Why a rerun happened; records saved before scheduled reruns existed were all drift's."""
     return str(run.get("trigger") or "drift")
 
 
 def summarise(replay: Replay, state: ReplayState, forecasts: pd.DataFrame, drift: pd.DataFrame) -> dict[str, Any]:
-    levels = replay.work_settings().model.quantiles
     closed = forecasts.dropna(subset=["actual_close"]) if not forecasts.empty else forecasts
     figures: dict[str, Any] = {"live_mae": None, "persistence_mae": None, "live_skill": None, "pinball": None,
                                "coverage": None}  # fmt: skip
@@ -80,12 +101,14 @@ def summarise(replay: Replay, state: ReplayState, forecasts: pd.DataFrame, drift
         actual = closed["actual_close"].to_numpy(dtype="float64")
         live = float(np.mean(np.abs(closed["predicted_close"].to_numpy(dtype="float64") - actual)))
         naive = float(np.mean(np.abs(closed["last_close"].to_numpy(dtype="float64") - actual)))
-        quantiles = {levels[0]: closed["lower"].to_numpy(dtype="float64"),
-                     0.5: closed["predicted_close"].to_numpy(dtype="float64"),
-                     levels[-1]: closed["upper"].to_numpy(dtype="float64")}  # fmt: skip
+        last = closed["last_close"].to_numpy(dtype="float64")
+        quantiles = {0.1: np.log(closed["lower"].to_numpy(dtype="float64") / last),
+                     0.5: np.log(closed["predicted_close"].to_numpy(dtype="float64") / last),
+                     0.9: np.log(closed["upper"].to_numpy(dtype="float64") / last)}  # fmt: skip
         inside = (closed["lower"] <= closed["actual_close"]) & (closed["actual_close"] <= closed["upper"])
         figures = {"live_mae": live, "persistence_mae": naive, "live_skill": 1 - live / naive if naive else None,
-                   "pinball": pinball(actual, quantiles), "coverage": float(inside.mean())}  # fmt: skip
+                   "pinball": 100 * pinball(np.log(actual / last), quantiles),
+                   "coverage": float(inside.mean())}  # fmt: skip
     found = episodes(drift) if not drift.empty else []
     return {
         "from": str(replay.start),
@@ -96,7 +119,8 @@ def summarise(replay: Replay, state: ReplayState, forecasts: pd.DataFrame, drift
         "forecasts": len(forecasts),
         "closed_forecasts": len(closed),
         **figures,
-        "nominal_coverage": round(levels[-1] - levels[0], 4),
+        "nominal_coverage": 0.8,
+        "monitor": monitor_figures(drift),
         "drift_checks": len(drift),
         "drift_verdicts": int(drift["share"].notna().sum()) if not drift.empty else 0,
         "drift_episodes": {"count": len(found), "episodes": found},
@@ -134,8 +158,15 @@ def plot(forecasts: pd.DataFrame, drift: pd.DataFrame, state: ReplayState, share
         bottom.plot(pd.to_datetime(drift["day"]), drift["share"].astype("float64"), color="tab:purple",
                     label="share of inputs drifted")  # fmt: skip
         bottom.axhline(share_threshold, color="tab:red", lw=0.8, ls=":", label="drift threshold")
+        if "coverage_80" in drift.columns:
+            stamps = pd.to_datetime(drift["day"])
+            bottom.plot(stamps, drift["coverage_80"].astype("float64"), color="tab:blue", lw=1,
+                        label="80 % coverage, last 60 d")  # fmt: skip
+            bottom.plot(stamps, drift["coverage_80_aci"].astype("float64"), color="tab:green", lw=1,
+                        label="… with ACI")  # fmt: skip
+            bottom.axhline(0.8, color="tab:blue", lw=0.6, ls=":")
         bottom.set_ylim(0, 1)
-        bottom.set_ylabel("drift share")
+        bottom.set_ylabel("share")
     styles = {"drift": ("tab:orange", "--", "drift rerun"), "schedule": ("tab:brown", ":", "scheduled rerun")}
     for axis in (top, bottom):
         labelled: set[str] = set()
@@ -173,6 +204,14 @@ def _usd(value: Any) -> str:
     return "n/a" if value is None else f"{value:,.0f} USD"
 
 
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f} %"
+
+
+def _share(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
 def _every_text(days: int | None) -> str:
     return "off" if not days else f"every {days} d"
 
@@ -197,7 +236,8 @@ def block_text(summary: dict[str, Any], image: str, command: str) -> str:
     initial = summary.get("initial_champion") or {}
     skill_text = "n/a" if skill is None else f"{skill:+.4f}"
     coverage_text = "n/a" if coverage is None else f"{coverage:.1%}"
-    episode_items = [f"{e['start']} → {e['end']} ({e['days']} d)" for e in found]
+    episode_items = [f"{e['start']} → {e['end']} ({e['days']} d: {e.get('reasons') or 'n/a'})" for e in found]
+    monitor = summary.get("monitor") or {}
     change_items = [f"v{c['version']} {c['kind']} from {c['serves_from']}" for c in changes]
     done = summary.get("last_day") == summary["to"]
     span = f"{summary['from']} → {summary.get('last_day')}" + ("" if done else f" (of {summary['to']}: stopped early)")
@@ -212,10 +252,14 @@ def block_text(summary: dict[str, Any], image: str, command: str) -> str:
         f"| live MAE (served median) | {_usd(summary['live_mae'])} |",
         f"| persistence MAE, same days | {_usd(summary['persistence_mae'])} |",
         f"| live skill vs persistence | {skill_text} |",
-        f"| pinball loss (lower, median, upper) | {_usd(summary['pinball'])} |",
+        f"| pinball loss (q10, median, q90; log return) | {_pct(summary['pinball'])} |",
         f"| coverage of [lower, upper] | {coverage_text} (nominal {summary['nominal_coverage']:.0%}) |",
         f"| drift checks / with a verdict | {summary['drift_checks']} / {summary['drift_verdicts']} |",
-        f"| drift episodes | {_listed(len(found), episode_items)} |",
+        f"| monitor: days with calibration broken / pinball worse than naive | "
+        f"{monitor.get('calibration_broken_days', 'n/a')} / {monitor.get('pinball_worse_days', 'n/a')} |",
+        f"| monitor: 80 % coverage, last 60 days, without / with ACI | {_share(monitor.get('coverage_80'))} / "
+        f"{_share(monitor.get('coverage_80_aci'))} (ACI levels {monitor.get('aci_levels')}) |",
+        f"| episodes (reasons) | {_listed(len(found), episode_items)} |",
         f"| reruns triggered by drift | {_listed(len(by_drift), [_rerun_text(r) for r in by_drift])} |",
         f"| scheduled reruns ({_every_text(summary.get('retrain_every_days'))}) | "
         f"{_listed(len(by_schedule), [_rerun_text(r) for r in by_schedule])} |",
