@@ -176,7 +176,13 @@ class SentimentSettings(_Group):
 class DriftSettings(_Group):
     """When live inputs have drifted enough from the training reference to retrain (``operations.monitor``)."""
 
-    share_threshold: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that counts as drift.")
+    share_threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of drifted columns that counts as drift when the share cannot be calibrated (another "
+        "method, or a reference too short); K-S calibrates it on the reference's own windows.",
+    )
     monitor_size: float = Field(
         0.01,
         gt=0,
@@ -196,6 +202,12 @@ class DriftSettings(_Group):
     )
     reference_days: int = Field(
         365, ge=60, description="Input drift: the window is compared with the features table's days just before it."
+    )
+    input_window_days: int = Field(
+        10,
+        ge=5,
+        description="Input drift: the last days compared (the calibration's block). A longer window dilutes a "
+        "crash: a 60-day window ending 2020-03-31 showed no drifted column against 2019.",
     )
     cooldown_hours: float = Field(24.0, ge=0, description="At most one retraining trigger per cooldown.")
     window_days: int = Field(60, ge=7, description="Recent days (and served requests) compared with the reference.")

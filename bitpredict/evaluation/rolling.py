@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -190,4 +191,4 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def write_block(page: str, text: str) -> None:
-    replace_block(page, BLOCK, text)
+    replace_block(Path(page), BLOCK, text)

@@ -154,7 +154,8 @@ def run_drift(
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     result = None
     report_html = None
-    if len(current) >= settings.drift.min_rows and len(reference) >= settings.drift.min_rows:
+    enough = min(settings.drift.min_rows, settings.drift.input_window_days)  # a full input window is enough
+    if len(current) >= enough and len(reference) >= settings.drift.min_rows:
         result = measure(
             reference, current, settings.drift.share_threshold, settings.drift.method, settings.drift.threshold,
             report=html,
@@ -203,6 +204,7 @@ def run_drift(
         "reference_rows": len(reference),
         "current_rows": len(current),
         "share": result.share if result else None,
+        "share_cut": result.share_cut if result else None,
         "drifted_columns": result.drifted if result else [],
         "columns": result.columns if result else {},
         "served_closed": quality,

@@ -81,6 +81,13 @@ class DriftResult:
     reference_rows: int
     current_rows: int
     snapshot: Any = field(default=None, repr=False)
+    share_cut: float | None = None  # the share above which the window drifted (calibrated), else share_threshold
+
+    def drifted_as_a_whole(self, share_threshold: float) -> bool:
+        """More columns drifted than the reference's own windows show (calibrated), or the configured share."""
+        if self.share_cut is None:
+            return self.share >= share_threshold
+        return self.share > self.share_cut
 
 
 @dataclass
@@ -118,12 +125,23 @@ _CALIBRATION_CACHE: dict[tuple[Any, ...], dict[str, float]] = {}
 
 
 def calibrated_thresholds(reference: pd.DataFrame, columns: Sequence[str], rows: int, alpha: float) -> dict[str, float]:
-    """Per column, the K-S p-value below which a window of ``rows`` days counts as drifted.
+    """Per column, the K-S p-value below which a window of ``rows`` days counts as drifted (``calibrated_cuts``)."""
+    return calibrated_cuts(reference, columns, rows, alpha)[0]
 
-    The ``alpha`` quantile of the p-values of every ``rows``-day window of the reference tested against the rest
-    of the reference: a window is drifted when it is more unusual than ``1 - alpha`` of the training history's own
-    windows of that length. Never looser than ``alpha`` itself (the plain test). A reference too short to hold
-    two windows keeps the plain test. Cached per reference, columns, length and level (a replay checks daily).
+
+def calibrated_cuts(
+    reference: pd.DataFrame, columns: Sequence[str], rows: int, alpha: float
+) -> tuple[dict[str, float], float | None]:
+    """Per column, the K-S p-value below which a window of ``rows`` days counts as drifted; and the share of
+    drifted columns above which the window as a whole has drifted.
+
+    Column cuts: the ``alpha`` quantile of the p-values of every ``rows``-day window of the reference tested against
+    the rest of the reference — a window is drifted when it is more unusual than ``1 - alpha`` of the reference's own
+    windows of that length. Never looser than ``alpha`` itself (the plain test). Share cut: the ``1 - alpha``
+    quantile of the same windows' drifted shares under those cuts — the columns move together (9 of them measure
+    volatility), so a share means something only against the shares the reference's own windows show. None when the
+    reference is too short to hold two windows (the plain test, and the configured share, apply). Cached per
+    reference, columns, length and level (a replay checks daily).
     """
     from scipy.stats import ks_2samp
 
@@ -133,24 +151,26 @@ def calibrated_thresholds(reference: pd.DataFrame, columns: Sequence[str], rows:
         return _CALIBRATION_CACHE[key]
     n = len(reference)
     cuts = {c: alpha for c in columns}
-    if rows >= 2 and n >= 2 * rows:
+    share_cut = None
+    if rows >= 2 and n >= 2 * rows and columns:
         stride = max(1, rows // WINDOWS_PER_LENGTH, -(-(n - rows + 1) // MAX_WINDOWS))
-        starts = range(0, n - rows + 1, stride)
-        for column in columns:
+        starts = list(range(0, n - rows + 1, stride))
+        pvalues = np.ones((len(columns), len(starts)))
+        for i, column in enumerate(columns):
             values = reference[column].to_numpy(dtype="float64")
-            pvalues = []
-            for start in starts:
+            for j, start in enumerate(starts):
                 window = values[start : start + rows]
                 rest = np.concatenate([values[:start], values[start + rows :]])
                 window, rest = window[np.isfinite(window)], rest[np.isfinite(rest)]
                 if len(window) >= 2 and len(rest) >= 2:
-                    pvalues.append(float(ks_2samp(rest, window).pvalue))
-            if pvalues:
-                cuts[column] = min(alpha, float(np.quantile(pvalues, alpha)))
+                    pvalues[i, j] = float(ks_2samp(rest, window).pvalue)
+            cuts[column] = min(alpha, float(np.quantile(pvalues[i], alpha)))
+        limits = np.array([cuts[c] for c in columns])[:, None]
+        share_cut = float(np.quantile((pvalues <= limits).mean(axis=0), 1.0 - alpha))
     if len(_CALIBRATION_CACHE) > 64:
         _CALIBRATION_CACHE.clear()
-    _CALIBRATION_CACHE[key] = cuts
-    return cuts
+    _CALIBRATION_CACHE[key] = (cuts, share_cut)
+    return cuts, share_cut
 
 
 def measure(
@@ -176,12 +196,16 @@ def measure(
     # A column constant in both samples carries no information and makes some tests undefined.
     columns = [c for c in columns if reference[c].nunique() > 1 or current[c].nunique() > 1]
     per_threshold = None
+    share_cut = share_threshold
     if calibrate and method == "ks":
         if len(current) >= CALIBRATION_STEP_DAYS:
             current = current.tail(len(current) // CALIBRATION_STEP_DAYS * CALIBRATION_STEP_DAYS)
-        per_threshold = calibrated_thresholds(reference, columns, len(current), threshold)
+        per_threshold, calibrated_share = calibrated_cuts(reference, columns, len(current), threshold)
+        share_cut = share_threshold if calibrated_share is None else calibrated_share
     if not report and method == "ks":
-        return _ks_only(reference, current, columns, per_threshold or {c: threshold for c in columns})
+        result = _ks_only(reference, current, columns, per_threshold or {c: threshold for c in columns})
+        result.share_cut = share_cut
+        return result
     preset = DataDriftPreset(
         columns=columns, drift_share=share_threshold, num_method=method, num_threshold=threshold,
         per_column_threshold=per_threshold,
@@ -207,7 +231,7 @@ def measure(
             per_column[params["column"]]["drifted"] = test["status"] == "FAIL"
     drifted = sorted(c for c, v in per_column.items() if v.get("drifted"))
     share = len(drifted) / len(per_column) if per_column else 0.0
-    return DriftResult(share, drifted, per_column, len(reference), len(current), snapshot)
+    return DriftResult(share, drifted, per_column, len(reference), len(current), snapshot, share_cut)
 
 
 def _ks_only(
@@ -240,8 +264,13 @@ def decide(
     the primary signal; input drift is the second.
     """
     reasons = list(forecast_reasons or [])
-    if result is not None and result.share >= config.share_threshold:
-        reasons.append(f"input drift: {result.share:.0%} of columns (threshold {config.share_threshold:.0%})")
+    if result is not None and result.drifted_as_a_whole(config.share_threshold):
+        cut = config.share_threshold if result.share_cut is None else result.share_cut
+        moved = ", ".join(result.drifted[:6]) + (", …" if len(result.drifted) > 6 else "")
+        reasons.append(
+            f"input drift: {result.share:.0%} of columns over the last {result.current_rows} days ({moved}); "
+            f"the reference's own windows: at most {cut:.0%} in 95 %"
+        )
     drifting = bool(reasons)
     new = DriftState(**asdict(state))
     new.last_check_at = now.isoformat()
@@ -276,11 +305,11 @@ def load_reference(settings: Settings, model_dir: str) -> pd.DataFrame:
 
 
 def current_inputs(settings: Settings, features: pd.DataFrame | None) -> pd.DataFrame:
-    """The last ``drift.window_days`` of the ingested features table: the inputs the check compares. Never a
+    """The last ``drift.input_window_days`` of the ingested features table: the inputs the check compares. Never a
     client's bars — a request is not evidence about the market (anyone could send invented bars)."""
     if features is None or features.empty:
         return pd.DataFrame()
-    return features.tail(settings.drift.window_days).reset_index(drop=True)
+    return features.tail(settings.drift.input_window_days).reset_index(drop=True)
 
 
 def input_reference(

@@ -70,7 +70,7 @@ def export_metrics(
     monitored = monitored or {}
     broken.set(float(bool(monitored.get("calibration_broken"))))
     worse.set(float(bool(monitored.get("pinball_worse_than_naive"))))
-    input_drift.set(float(result is not None and result.share >= settings.drift.share_threshold))
+    input_drift.set(float(result is not None and result.drifted_as_a_whole(settings.drift.share_threshold)))
     for key, label in (("coverage_80", "off"), ("coverage_80_aci", "on")):
         if calibration and key in calibration:
             coverage.labels(aci=label).set(calibration[key])

@@ -421,7 +421,9 @@ class Runner:
         calibration = summary.get("live_calibration") or {}
         share = summary["share"]  # NaN, not None: typed columns day after day
         levels = calibration.get("levels") or {}
+        cut = summary.get("share_cut")
         return {"day": str(day), "share": np.nan if share is None else float(share),
+                "share_cut": np.nan if cut is None else float(cut),
                 "drifting": bool(summary["drifting"]), "triggered": bool(summary["triggered"]),
                 "current_rows": int(summary["current_rows"]),
                 "calibration_broken": bool(monitor.get("calibration_broken")),

@@ -157,7 +157,11 @@ def plot(forecasts: pd.DataFrame, drift: pd.DataFrame, state: ReplayState, share
     if not drift.empty:
         bottom.plot(pd.to_datetime(drift["day"]), drift["share"].astype("float64"), color="tab:purple",
                     label="share of inputs drifted")  # fmt: skip
-        bottom.axhline(share_threshold, color="tab:red", lw=0.8, ls=":", label="drift threshold")
+        if "share_cut" in drift.columns and drift["share_cut"].notna().any():
+            bottom.plot(pd.to_datetime(drift["day"]), drift["share_cut"].astype("float64"), color="tab:red", lw=0.8,
+                        ls=":", label="drift cut (calibrated)")  # fmt: skip
+        else:
+            bottom.axhline(share_threshold, color="tab:red", lw=0.8, ls=":", label="drift threshold")
         if "coverage_80" in drift.columns:
             stamps = pd.to_datetime(drift["day"])
             bottom.plot(stamps, drift["coverage_80"].astype("float64"), color="tab:blue", lw=1,

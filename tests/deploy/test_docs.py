@@ -35,6 +35,7 @@ README_MAX_LINES = 250
 BLOCKS = {
     "results": "forecasting.md",
     "ablation": "forecasting.md",
+    "rolling": "forecasting.md",
     "replay": "monitoring.md",
     "chaos": "reliability.md",
     "serving-bench": "serving.md",

@@ -151,7 +151,7 @@ def test_a_drift_trigger_submits_to_kfp(features: pd.DataFrame, model_dir: Path,
     repo = Path(__file__).resolve().parents[2]
     data = tmp_path / "data"
     settings = load_settings(data_dir=str(data))
-    before, window = features.iloc[:-60], features.iloc[-60:]  # the check's window moved off the year before it
+    before, window = features.iloc[:-10], features.iloc[-10:]  # the input window moved off the year before it
     drifted = pd.concat([before, _shifted(window, before)], ignore_index=True)
     storage.write_parquet(drifted, tmp_path / "features" / "bitcoin_features.parquet")
     recorded = {"data_root": "gs://b/data", "files_dir": "", "sources": "binance", "since": "2020-01-01",
@@ -237,7 +237,7 @@ def test_the_forecast_monitor_closes_the_champion_on_the_ingested_table(
     for name in ("bitpredict_monitor_calibration_broken", "bitpredict_monitor_pinball_worse_than_naive",
                  "bitpredict_monitor_input_drift", "bitpredict_monitor_last_check_timestamp_seconds"):  # fmt: skip
         assert f"\n{name} " in gauges, name
-    assert summary["input_reference"].endswith(str((pd.Timestamp("2021-06-30") - pd.Timedelta(days=60)).date()))
+    assert summary["input_reference"] == "2020-06-21/2021-06-20"  # the 365 days before the 10-day input window
 
 
 def test_invented_client_bars_change_no_verdict(features: pd.DataFrame, served_model: Path, tmp_path: Path) -> None:
@@ -267,3 +267,26 @@ def test_invented_client_bars_change_no_verdict(features: pd.DataFrame, served_m
         assert forged[key] == clean[key], key
     # what the clients were answered is closed against the ingested close, reported and never a verdict
     assert forged["served_closed"]["days"] > 0 and forged["served_closed"]["interval_held"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("end", "moved"),
+    [("2021-05-25", True),  # the May 2021 crash (-30 % in a week)
+     ("2022-06-20", True),  # LUNA / Celsius
+     ("2023-08-01", False),  # the quiet summer of 2023
+     ("2024-06-30", False)],  # an ordinary month
+)  # fmt: skip
+def test_input_drift_fires_on_a_crash_and_not_on_an_ordinary_window(
+    features: pd.DataFrame, end: str, moved: bool
+) -> None:
+    """The last 10 days against the 365 before them; the share of drifted columns against the shares the
+    reference's own 10-day windows show (their 95 % quantile): a crash is more unusual than that, a calm month not."""
+    from bitpredict.config import DriftSettings
+    from bitpredict.operations.monitor import measure
+
+    config = DriftSettings()
+    current = features[features["timestamp"] <= end].tail(config.input_window_days)
+    reference = features[features["timestamp"] < current["timestamp"].min()].tail(config.reference_days)
+    result = measure(reference, current, config.share_threshold, report=False)
+    assert result.share_cut is not None and 0 < result.share_cut < 1
+    assert result.drifted_as_a_whole(config.share_threshold) is moved, (result.share, result.share_cut, result.drifted)
