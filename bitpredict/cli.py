@@ -560,7 +560,8 @@ def replay_cmd(
         f"replay: {summary['days']} days, {summary['forecasts']} forecasts, live skill {skill}, "
         f"{summary['drift_episodes']['count']} drift episodes, {summary['reruns']['count']} reruns "
         f"({by_trigger.get('drift', summary['reruns']['count'])} on drift, {by_trigger.get('schedule', 0)} scheduled), "
-        f"{len([c for c in summary['champion_changes'] if not c.get('initial')])} champion changes → "
+        f"{len([c for c in summary['champion_changes'] if not c.get('initial') and c.get('switched', True)])} champion "
+        f"changes → "
         f"{replay.report_dir}"
     )
     if doc is not None:

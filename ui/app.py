@@ -201,7 +201,7 @@ def replay_section() -> None:
         return
     skill = summary.get("live_skill")
     reruns, episodes = summary["reruns"]["count"], summary["drift_episodes"]["count"]
-    changes = [c for c in summary["champion_changes"] if not c.get("initial")]
+    changes = [c for c in summary["champion_changes"] if not c.get("initial") and c.get("switched", True)]
     cols = st.columns(4)
     cols[0].metric("Days replayed", f"{summary['days']}", help=f"{summary['from']} → {summary.get('last_day')}")
     cols[1].metric("Live skill vs persistence", "n/a" if skill is None else f"{skill:+.4f}")

@@ -372,15 +372,17 @@ class Runner:
         what = "drift" if trigger == "drift" else "scheduled rerun"
         self.progress(f"replay {day}: {what} — {'; '.join(reasons)}: retraining on the data visible at {day}")
         outcome = retrain(self.settings)
+        switched = str(outcome.get("reason") or "").startswith("switch")  # a change of recipe, with its test
         record = {"day": str(day), "trigger": trigger, "reasons": reasons, "version": outcome.get("version"),
-                  "kind": outcome.get("kind"), "promoted": bool(outcome.get("promoted")),
+                  "kind": outcome.get("kind"), "promoted": bool(outcome.get("promoted")), "switched": switched,
                   "seconds": outcome.get("seconds"), "reason": outcome.get("reason")}  # fmt: skip
         state.reruns.append(record)
         if outcome.get("promoted") and outcome.get("exported_to"):
             state.champion_dir, state.champion_version = outcome["exported_to"], int(outcome["version"])
             state.champion_changes.append({"day": str(day), "serves_from": str(day + timedelta(days=1)),
                                            "version": state.champion_version, "kind": outcome.get("kind"),
-                                           "initial": False, "trigger": trigger})  # fmt: skip
+                                           "initial": False, "trigger": trigger, "switched": switched,
+                                           "reason": outcome.get("reason")})  # fmt: skip
         verdict = "promoted" if outcome.get("promoted") else "not promoted"
         label = "rerun" if trigger == "drift" else "scheduled rerun"
         self.progress(f"replay {day}: {label} v{outcome.get('version')} ({outcome.get('kind')}) {verdict}, "

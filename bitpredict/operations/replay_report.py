@@ -15,7 +15,8 @@ Figures (on the days whose forecast has closed):
   its last rolling coverage of the 80 % interval with and without ACI, and the ACI levels it ended on.
 * ``drift_episodes``: runs of consecutive drifting checks; ``reruns``: every rerun with its ``trigger`` —
   ``drift`` (at most one per episode, the cooldown apart) or ``schedule`` (``--retrain-every``) — and the counts
-  by trigger; ``champion_changes``: when a rerun's model was promoted, and the day it served from.
+  by trigger; ``champion_changes``: when a rerun's model was promoted, and the day it served from — a *switch*
+  (a change of recipe, which the switching rule allowed: its test is in ``reason``) or a *refit* of the same recipe.
 
 A rerun record without a ``trigger`` (a replay saved before the schedule existed) was a drift rerun.
 """
@@ -236,13 +237,17 @@ def block_text(summary: dict[str, Any], image: str, command: str) -> str:
     reruns = summary["reruns"]["runs"]
     by_drift = [r for r in reruns if trigger_of(r) == "drift"]
     by_schedule = [r for r in reruns if trigger_of(r) == "schedule"]
-    changes = [c for c in summary["champion_changes"] if not c.get("initial")]
+    promoted = [c for c in summary["champion_changes"] if not c.get("initial")]
+    changes = [c for c in promoted if c.get("switched", True)]  # older replays: every promotion was a change
+    refits = [c for c in promoted if not c.get("switched", True)]
     initial = summary.get("initial_champion") or {}
     skill_text = "n/a" if skill is None else f"{skill:+.4f}"
     coverage_text = "n/a" if coverage is None else f"{coverage:.1%}"
     episode_items = [f"{e['start']} → {e['end']} ({e['days']} d: {e.get('reasons') or 'n/a'})" for e in found]
     monitor = summary.get("monitor") or {}
-    change_items = [f"v{c['version']} {c['kind']} from {c['serves_from']}" for c in changes]
+    change_items = [
+        f"v{c['version']} {c['kind']} from {c['serves_from']} ({c.get('reason') or 'n/a'})" for c in changes
+    ]
     done = summary.get("last_day") == summary["to"]
     span = f"{summary['from']} → {summary.get('last_day')}" + ("" if done else f" (of {summary['to']}: stopped early)")
     lines = [
@@ -267,7 +272,8 @@ def block_text(summary: dict[str, Any], image: str, command: str) -> str:
         f"| reruns triggered by drift | {_listed(len(by_drift), [_rerun_text(r) for r in by_drift])} |",
         f"| scheduled reruns ({_every_text(summary.get('retrain_every_days'))}) | "
         f"{_listed(len(by_schedule), [_rerun_text(r) for r in by_schedule])} |",
-        f"| champion changes | {_listed(len(changes), change_items)} |",
+        f"| champion changes (a new recipe, by the switching rule) | {_listed(len(changes), change_items)} |",
+        f"| refits of the champion's recipe promoted | {len(refits)} |",
         f"| initial champion | v{initial.get('version')} {initial.get('kind')}, trained on the data visible at "
         f"{initial.get('visible_until')} |",
     ]

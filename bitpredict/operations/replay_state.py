@@ -35,8 +35,8 @@ class ReplayRecipe:
 
     epochs: int = 5
     patience: int = 3
-    test_days: int = 60
-    refit_every_days: int = 92  # longer than the walk-forward: one block, one refit
+    test_days: int = 365  # a year: the switching rule confirms a challenger on no fewer days (promotion.*)
+    refit_every_days: int = 92
     extra: dict[str, Any] = field(default_factory=dict)  # any other model setting (tests: a tiny network)
 
     def model(self) -> dict[str, Any]:

@@ -102,7 +102,8 @@ def test_the_summary_and_the_docs_block_come_from_the_tables(tmp_path: Path) -> 
                         champion_changes=[{"day": "2024-08-31", "serves_from": "2024-09-01", "version": 1,
                                            "kind": "har", "initial": True},
                                           {"day": "2024-09-02", "serves_from": "2024-09-03", "version": 2,
-                                           "kind": "garch", "initial": False}],
+                                           "kind": "garch", "initial": False, "switched": True,
+                                           "reason": "switch: p = 0.01"}],
                         initial={"visible_until": "2024-08-31", "version": 1, "kind": "har"}, seconds=90.0)  # fmt: skip
     summary = summarise(replay, state, forecasts, drift)
     assert summary["days"] == 3 and summary["forecasts"] == 3 and summary["closed_forecasts"] == 2
@@ -127,7 +128,11 @@ def test_the_summary_and_the_docs_block_come_from_the_tables(tmp_path: Path) -> 
     assert "| scheduled reruns (every 30 d) |" in block_text(
         summarise(scheduled, state, forecasts, drift), "replay.png", "make replay"
     )
-    assert "| champion changes | 1: v2 garch from 2024-09-03 |" in block
+    assert (
+        "| champion changes (a new recipe, by the switching rule) | 1: v2 garch from 2024-09-03 (switch: p = 0.01) |"
+        in block
+    )
+    assert "| refits of the champion's recipe promoted | 0 |" in block
     docs = tmp_path / "docs"
     docs.mkdir()
     page = docs / "monitoring.md"
@@ -149,7 +154,7 @@ def test_the_replay_works_in_its_own_folder_and_registry(tmp_path: Path) -> None
     assert work.tracking_uri.startswith("sqlite:///") and str(tmp_path / "data" / "replay") in work.tracking_uri
     assert str(tmp_path / "data" / "replay") in serving_store(work)
     assert work.ingest_sources == ["files"] and work.files_dir == str(tmp_path / "exports")
-    assert work.model.epochs == 5 and work.model.test_days == 60  # the documented lighter recipe
+    assert work.model.epochs == 5 and work.model.test_days == 365  # a lighter network, a full confirmation year
     assert replay.report_dir == tmp_path / "data" / "reports" / "replay"
     other = Replay(replay.data, date(2024, 9, 2), replay.end, replay.settings, replay.recipe)
     longer = Replay(replay.data, replay.start, date(2024, 10, 1), replay.settings, replay.recipe)
