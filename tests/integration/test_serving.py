@@ -222,7 +222,8 @@ def test_too_many_rows_unknown_model_and_metadata(served: Served, clean_daily: p
     meta = httpx.get(f"{served.rest}/v2/models/bitpredict", timeout=5).json()
     assert {i["name"] for i in meta["inputs"]} >= {"timestamp", "open", "high", "low", "close", "volume"}
     assert {o["name"] for o in meta["outputs"]} == {
-        "predicted_log_return", "predicted_close", "direction", "lower", "upper", "as_of", "model_version"
+        "predicted_log_return", "predicted_close", "direction", "lower", "upper", "as_of", "model_version",
+        "predicted_volatility", "lower_90", "upper_90",  # optional: only models with the levels 0.05 … 0.95 give them
     }  # fmt: skip
 
 
@@ -358,7 +359,10 @@ def test_the_transformer_is_not_ready_while_its_predictor_is_down(served: Served
             reply = httpx.get(url + route, timeout=5)
             assert reply.status_code == 503 and "predictor" in reply.json()["error"], route
         response = httpx.post(f"{url}/v2/models/bitpredict/infer", json=v2_request(served.bars), timeout=10)
-        assert response.status_code == 503 and "predictor" in response.json()["error"]
+        body = response.json()  # generic to the client (issue 29): no predictor host, no gRPC detail, a request id
+        assert response.status_code == 503 and body["error"] == "the model is not available right now; retry later"
+        assert body["request_id"] == response.headers["x-request-id"] and response.headers["retry-after"]
+        assert str(predictor_port) not in response.text and "127.0.0.1" not in response.text
         predictor = _start(["-m", "inference.predictor", "--model_dir", str(served.model_dir), "--host", "127.0.0.1",
                             "--http_port", str(predictor_port), "--grpc_port", str(_port())],
                            tmp_path / "late-predictor.log")  # fmt: skip
@@ -375,8 +379,10 @@ def test_the_predictor_metadata_names_the_model_tensors(served: Served) -> None:
     meta = httpx.get(f"{served.predictor_rest}/v2/models/bitpredict", timeout=5).json()
     window, features = TINY["window"], len(locate(str(served.model_dir)).metadata["feature_columns"])
     assert meta["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, window, features]}]
+    levels = len(locate(str(served.model_dir)).metadata["quantiles"])  # 7 since the champion-on-evidence change
+    assert levels == 7
     assert meta["outputs"] == [
-        {"name": "quantiles", "datatype": "FP32", "shape": [-1, 3]},
+        {"name": "quantiles", "datatype": "FP32", "shape": [-1, levels]},
         {"name": "attention", "datatype": "FP32", "shape": [-1, window]},
     ]
 
