@@ -427,11 +427,8 @@ def drift_cmd(
     except ModelMismatch as exc:
         fail(f"drift: {exc}")
         return
-    share = "n/a" if result["share"] is None else f"{result['share']:.0%}"
-    typer.echo(
-        f"drift: model v{result['model_version']}, {share} of columns drifted ({len(result['drifted_columns'])}), "
-        f"{result['current_rows']} current rows: " + "; ".join(result["reasons"])
-    )
+    for line in drift_lines(result):
+        typer.echo(line)
     rerun = result.get("rerun")
     if rerun is not None:
         if rerun.get("ok"):
@@ -441,6 +438,37 @@ def drift_cmd(
         else:
             typer.echo(f"drift: TRIGGERED a rerun, which failed: {rerun.get('error')}", err=True)
             raise typer.Exit(code=1)
+
+
+def drift_lines(result: dict[str, Any]) -> list[str]:
+    """What ``bitpredict drift`` prints: the forecast monitor, the live calibration, the input drift, the decision."""
+    monitor = result.get("forecast_monitor") or {}
+    calibration = result.get("live_calibration") or {}
+    lines = []
+    if monitor.get("days"):
+        tails = ", ".join(f"{name} {t['observed']:.0%} (lowest Kupiec p {t['min_kupiec_p']:.2g}, cut {t['cut']:.2g})"
+                          for name, t in (monitor.get("tails") or {}).items())  # fmt: skip
+        cusum = monitor.get("cusum") or {}
+        cusum_text = (f"CUSUM {cusum['max']:.2f} / {cusum['threshold']:.2f}" if "max" in cusum
+                      else cusum.get("skipped", "no CUSUM"))  # fmt: skip
+        lines.append(
+            f"monitor: {monitor['days']} closed forecasts {monitor['first_day']} → {monitor['last_day']}: "
+            f"misses {tails}; pinball vs persistence + EWMA {cusum_text} (size {monitor['size']})"
+        )
+    if "coverage_80" in calibration:
+        levels = ", ".join(f"{k}→{float(v):.3f}" for k, v in (calibration.get("levels") or {}).items())
+        lines.append(
+            f"calibration: 80 % coverage {calibration['coverage_80']:.1%} "
+            f"(with ACI {calibration['coverage_80_aci']:.1%}) over the last {calibration['days']} days; "
+            f"served levels {levels}"
+        )
+    share = "n/a" if result["share"] is None else f"{result['share']:.0%}"
+    cut = "" if result.get("share_cut") is None else f" (cut {result['share_cut']:.0%})"
+    lines.append(
+        f"drift: model v{result['model_version']}, input drift {share}{cut} of columns over {result['current_rows']} "
+        f"days against {result.get('input_reference')}: " + "; ".join(result["reasons"])
+    )
+    return lines
 
 
 @app.command("alert-receiver")
