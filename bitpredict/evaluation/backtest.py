@@ -65,6 +65,7 @@ class Backtest:
     blocks: list[dict[str, Any]]
     probabilistic: tuple[str, ...]  # methods with quantiles, network first
     levels: tuple[float, ...]
+    combination: tuple[str, ...] = ()  # the combination's members (empty: no combination)
 
     def daily_pinball(self, method: str) -> np.ndarray:
         """``method``'s per-day mean pinball loss on the confirmation (test) days."""
@@ -259,7 +260,7 @@ def walk_forward(
             )
     for method in (*probabilistic, *POINT_BASELINES):
         predictions[f"{method}_close"] = predictions["close"] * np.exp(predictions[f"{method}_return"])
-    return Backtest(predictions, attention_rows, blocks, probabilistic, levels)
+    return Backtest(predictions, attention_rows, blocks, probabilistic, levels, tuple(config.combination))
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,6 +439,7 @@ def decide(
     )
     network = metrics["methods"][MODEL]
     best = metrics["best_baseline"]
+    membership = network_membership(backtest, policy.switch_pvalue)
     p_network = network.get("pinball_dm_pvalue_vs_best", 1.0)
     beats = (
         best is not None and network[PRIMARY] < metrics["methods"][best][PRIMARY] and p_network < policy.switch_pvalue
@@ -447,9 +449,32 @@ def decide(
         "best": rule["champion"],
         "beats_baselines": bool(beats),
         "network_vs_best_baseline": {"against": best, "p_value": p_network},
+        "network_membership": membership,
         "reason": rule["why"],
         "confirmation_window": f"{metrics['first_day']}/{metrics['last_day']}",
         "selection_window": f"{metrics['selection']['first_day']}/{metrics['selection']['last_day']}",
+    }
+
+
+def network_membership(backtest: Backtest, pvalue: float) -> dict[str, Any] | None:
+    """Would the network improve the combination? The combination with the network as one more equal member
+    against the combination, one-sided HAC-DM on the confirmation days. The served combination holds the baselines
+    only; this says whether adding the network is worth building (it joins only on this evidence)."""
+    k = len(backtest.combination)
+    if not k or MODEL not in backtest.probabilistic or COMBO not in backtest.probabilistic:
+        return None
+    test, levels = backtest.test, backtest.levels
+    actual = test["actual_return"].to_numpy(dtype="float64")
+    joined = (k * quantiles_of(test, COMBO, levels) + quantiles_of(test, MODEL, levels)) / (k + 1)
+    with_network = scores.pinball(actual, joined, levels).mean(axis=1)
+    statistic, p = scores.diebold_mariano(with_network, pinball_series(test, COMBO, levels))
+    return {
+        "members": [*backtest.combination, MODEL],
+        "score_with_network": float(with_network.mean()),
+        "score_without": float(pinball_series(test, COMBO, levels).mean()),
+        "statistic": statistic,
+        "p_value": p,
+        "improves": bool(p < pvalue),
     }
 
 

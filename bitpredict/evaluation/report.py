@@ -167,8 +167,24 @@ def markdown_table(metrics: dict[str, Any], decision: dict[str, Any]) -> str:
         "",
         f"**The network {'beats' if decision['beats_baselines'] else 'does NOT beat'} the best single baseline** "
         f"({network.get('against')}; one-sided HAC-DM p = {_p(network.get('p_value'))}).",
+        *_membership_lines(decision.get("network_membership")),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _membership_lines(membership: dict[str, Any] | None) -> list[str]:
+    if not membership:
+        return []
+    verdict = "improves" if membership["improves"] else "does not improve"
+    return [
+        "",
+        f"The network as one more member {verdict} the combination: mean pinball "
+        f"{_pct(membership['score_with_network'])} vs {_pct(membership['score_without'])} %, one-sided HAC-DM "
+        f"p = {membership['p_value']:.3f}"
+        + (
+            "." if not membership["improves"] else " — the served combination does not include it yet (baselines only)."
+        ),
+    ]
 
 
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:

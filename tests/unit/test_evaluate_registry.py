@@ -125,6 +125,24 @@ def test_metrics_and_the_decision_follow_the_errors() -> None:
     assert "**Champion: " in table and "| lstm |" in table and "Kupiec" in table and "HAC-DM" in table
 
 
+def test_the_network_joins_the_combination_only_when_it_improves_it() -> None:
+    from dataclasses import replace
+
+    from bitpredict.evaluation.backtest import network_membership
+
+    for skill, joins in ((1.0, True), (-1.0, False)):
+        backtest = _backtest(lstm_skill=skill)
+        frame = backtest.predictions
+        for q in LEVELS:  # a combination of two members: the average of EWMA's and GARCH's quantiles
+            frame[quantile_column("combo", q)] = (
+                frame[quantile_column("ewma", q)] + frame[quantile_column("garch", q)]
+            ) / 2
+        membership = network_membership(replace(backtest, combination=("ewma", "garch"),
+                                                probabilistic=(*PROBABILISTIC, "combo")), 0.05)  # fmt: skip
+        assert membership["improves"] is joins and membership["members"] == ["ewma", "garch", "lstm"]
+    assert network_membership(_backtest(1.0), 0.05) is None  # no combination: nothing to join
+
+
 def test_too_few_confirmation_days_never_switch() -> None:
     backtest = _backtest(lstm_skill=1.0)
     metrics = compute_metrics(backtest)
