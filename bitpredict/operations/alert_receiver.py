@@ -31,6 +31,7 @@ from typing import Any, Literal
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from bitpredict import storage
+from bitpredict.errors import BitPredictError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ Rerun = Callable[[list[str]], dict[str, Any]]  # command_trigger's shape: reason
 SkipReason = Literal["resolved", "no_rerun_alert", "duplicate_group", "busy", "cooldown"]
 
 
-class PayloadError(ValueError):
+class PayloadError(BitPredictError, ValueError):
     """The body is not an Alertmanager webhook notification (version 4); the message says what is wrong."""
 
 

@@ -152,7 +152,8 @@ def test_days_without_a_label_are_history_never_labels_or_actuals() -> None:
 
     frame = _frame()
     frame.loc[[200, 201, 240], TARGET] = np.nan
-    config = ModelSettings(**TINY, test_days=50, refit_every_days=25, baselines=["ewma"], use_sentiment=False)
+    config = ModelSettings(**TINY, test_days=50, refit_every_days=25, baselines=["ewma"], combination=["ewma"],
+                           use_sentiment=False)  # fmt: skip
     columns = model_input_columns(frame.columns, use_sentiment=False)
     trained = fit_recipe(frame, columns, config, end=230)  # row 200/201 inside training: skipped, no NaN loss
     assert np.isfinite(trained.history["loss"]).all() and np.isfinite(trained.history["val_loss"]).all()
@@ -162,11 +163,11 @@ def test_days_without_a_label_are_history_never_labels_or_actuals() -> None:
     )
     assert len(backtest.predictions) == 49 and backtest.predictions["actual_return"].notna().all()
     assert sum(b["unlabelled_days"] for b in backtest.blocks) == 1 and len(backtest.attention) == 49
-    assert backtest.probabilistic == ("lstm", "champion_v3", "ewma")
+    assert backtest.probabilistic == ("lstm", "champion_v3", "ewma", "combo")  # a one-member combination
     assert backtest.predictions[["champion_v3_q10", "champion_v3_q50", "champion_v3_q90"]].notna().all().all()
 
     from bitpredict.evaluation.backtest import compute_metrics
 
     metrics = compute_metrics(backtest)
     assert metrics["best_baseline"] == "ewma"  # the champion's recipe is scored, never taken for a baseline
-    assert metrics["methods"]["champion_v3"]["pinball_dm_vs"] == "ewma"
+    assert metrics["methods"]["champion_v3"]["pinball_dm_vs_best"] == "ewma"
