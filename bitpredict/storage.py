@@ -205,15 +205,21 @@ def list_objects(prefix_uri: str) -> list[StoredObject]:
     ]
 
 
-def delete_tree(uri: str | os.PathLike[str]) -> int:
-    """Delete a local folder or every object under a ``gs://`` prefix; how many files/objects went."""
+def delete_tree(uri: str | os.PathLike[str], *, first: Sequence[str] = ()) -> int:
+    """Delete a local folder or every object under a ``gs://`` prefix; how many files/objects went.
+
+    On GCS the objects go one by one, so ``first`` (paths relative to ``uri``) are deleted before the rest, in
+    that order: the mirror of ``copy_tree``'s ``last`` — a SavedModel stops being loadable (no graph) before any
+    of its variables disappear, so no reader ever loads a graph whose weights are half gone.
+    """
     uri = str(uri)
     if is_gcs(uri):
         from google.api_core.exceptions import NotFound
 
         count = 0
         bucket = gcs_client().bucket(uri.removeprefix(GCS_SCHEME).partition("/")[0])
-        for item in list_objects(uri):
+        order = {join(uri, *name.split("/")): i for i, name in enumerate(first)}
+        for item in sorted(list_objects(uri), key=lambda o: (order.get(o.uri, len(order)), o.uri)):
             try:
                 bucket.blob(item.uri.removeprefix(GCS_SCHEME).partition("/")[2]).delete()
                 count += 1

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from benchmarks.chaos import ScenarioResult, table
 
-SCENARIOS = ("fuzz", "predictor_kill", "run_kill", "two_runs", "drift_race", "racing_publish")
+SCENARIOS = ("fuzz", "predictor_kill", "run_kill", "two_runs", "drift_race", "racing_publish", "rollback")
 REPO = Path(__file__).resolve().parents[2]
 GRACE_S = 20.0
 

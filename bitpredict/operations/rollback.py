@@ -29,6 +29,7 @@ from typing import Any
 
 from bitpredict import storage
 from bitpredict.config import Settings
+from bitpredict.forecast.artifact import METADATA_FILE, SAVED_MODEL_PB
 from bitpredict.operations import publish
 from bitpredict.operations.registry import RegistryError, export_for_serving
 from bitpredict.pipeline import tracking
@@ -112,6 +113,6 @@ def version_folders(settings: Settings, name: str) -> list[int]:
 def withdraw_above(settings: Settings, name: str, version: int) -> list[int]:
     """Delete every version folder above ``version`` from the store, so the highest one left is ``version``."""
     doomed = [v for v in version_folders(settings, name) if v > version]
-    for v in doomed:
-        storage.delete_tree(storage.join(serving_store(settings), name, str(v)))
+    for v in doomed:  # the graph first: from then on the folder is no loadable model, never a half-deleted one
+        storage.delete_tree(storage.join(serving_store(settings), name, str(v)), first=(SAVED_MODEL_PB, METADATA_FILE))
     return doomed
