@@ -201,6 +201,15 @@ class HttpSettings(_Group):
     max_retries: int = Field(5, ge=0, le=20, description="Retries on 5xx/429/connection errors.")
     backoff_base_s: float = Field(0.5, ge=0, description="First backoff; doubles per retry, with jitter.")
     backoff_max_s: float = Field(60.0, gt=0, description="Cap on one backoff and on Retry-After.")
+    deadline_s: float = Field(
+        60.0, gt=0, description="Overall limit on one request, body included (a server that trickles bytes ends)."
+    )
+    max_response_bytes: int = Field(
+        32 * 1024 * 1024, gt=0, description="Largest response body read; a larger one stops the source."
+    )
+    max_pages: int = Field(
+        1000, gt=0, description="Most pages one source fetches for one range in a run (a pager that never ends)."
+    )
     rate_limit_per_s: dict[str, float] = Field(
         default_factory=lambda: {
             "coingecko": 0.2,  # public API: about 10-30 calls/min
