@@ -382,12 +382,13 @@ def source_url(value: str) -> str:
 
 
 SECRETS_DIR_ENV = "BITPREDICT_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = "/var/run/secrets/bitpredict"  # where the manifests and the KFP ingest task mount the keys
 SECRET_FIELDS = ("coingecko_api_key", "cryptocompare_api_key", "twitter_bearer_token")
 
 
 class _SecretFilesSource(PydanticBaseSettingsSource):
-    """API keys from files in ``BITPREDICT_SECRETS_DIR`` (a mounted Kubernetes Secret: one file per key, named as
-    the setting, e.g. ``twitter_bearer_token``).
+    """API keys from files in ``BITPREDICT_SECRETS_DIR`` (default ``DEFAULT_SECRETS_DIR`` when it exists): a mounted
+    Kubernetes Secret, one file per key, named as the setting (``twitter_bearer_token``).
 
     Why files, not environment variables: a process's environment is inherited by every child (the drift job's
     rerun subprocess), shows in ``/proc/<pid>/environ`` and in crash dumps; a mounted file is read once, here.
@@ -398,6 +399,8 @@ class _SecretFilesSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         folder = os.environ.get(SECRETS_DIR_ENV)
+        if not folder:  # the default mount point, when a pod has it (a KFP task, the drift job)
+            folder = DEFAULT_SECRETS_DIR if Path(DEFAULT_SECRETS_DIR).is_dir() else None
         if not folder:
             return {}
         root = Path(folder)
