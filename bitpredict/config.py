@@ -148,6 +148,13 @@ class SentimentSettings(_Group):
     """Text scoring (see bitpredict.features.sentiment)."""
 
     finbert_model: str = Field("ProsusAI/finbert", min_length=1, description="Hub id or local directory.")
+    # The commit of huggingface.co/ProsusAI/finbert the hub id is loaded at (a local directory ignores it). Taken
+    # from public projects that pin it (2020-12-24, pytorch_model.bin); not checked against the Hub from this sandbox.
+    finbert_revision: str | None = Field(
+        "4556d13015211d73dccd3fdd39d39232506f3e43",
+        pattern=r"^[0-9a-f]{40}$",
+        description="Model repository commit for a hub id (a 40-hex sha; null follows main).",
+    )
     finbert: Literal["required", "optional", "off"] = Field(
         "required", description="optional: fall back to VADER alone (recorded) when the model cannot load."
     )
