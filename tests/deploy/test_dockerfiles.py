@@ -47,6 +47,7 @@ def test_dockerignore_keeps_secrets_and_bulk_out_of_the_build_context() -> None:
 
 
 # Each mutation of the real inference Dockerfile must trip exactly the rule it breaks.
+BASE_DIGEST = "081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5"
 _FINAL_FROM = "\nFROM ${BASE_IMAGE}\n"
 DOCKERFILE_MUTATIONS = {
     "unpinned patch": (("BASE_IMAGE=python:3.11.11-slim-bookworm", "BASE_IMAGE=python:3.11-slim"), "patch release"),
@@ -54,7 +55,7 @@ DOCKERFILE_MUTATIONS = {
     "base arg without default": (("ARG BASE_IMAGE=python:3.11.11-slim-bookworm", "ARG BASE_IMAGE"), "no default"),
     "pinned final, unpinned build": (("FROM ${BASE_IMAGE} AS build", "FROM python:3.11 AS build"), "patch release"),
     "no hashes": (("--require-hashes", ""), "without --require-hashes"),
-    "no digest": (("@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5", ""), "not pinned by digest"),
+    "no digest": ((f"@sha256:{BASE_DIGEST}", ""), "not pinned by digest"),
     "root user": (("USER 10001:10001", "USER root"), "not a numeric uid"),
     "uid 0": (("USER 10001:10001", "USER 0:0"), "USER 0 is root"),
     "no user": (("USER 10001:10001", ""), "no USER"),
