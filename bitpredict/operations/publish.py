@@ -148,7 +148,7 @@ def publish(
     """Publish ``artifacts`` ({item name: local path}, names from ``ITEMS``) to the settings' data dir.
 
     Returns the manifest it wrote. Raises ``PublishError`` (previous state intact) when an artifact is
-    missing or a copy/rename fails.
+    missing or a copy/rename fails, and ``PublishRaceLost`` on GCS when another run committed meanwhile.
     """
     unknown = sorted(set(artifacts) - set(ITEMS))
     if unknown:
@@ -168,16 +168,15 @@ def publish(
     }
     if storage.is_gcs(settings.data_dir):
         return _publish_gcs(settings, artifacts, manifest)
-    else:
-        manifest["root"] = str(Path(settings.data_dir).resolve())
-        _publish_local(
-            Path(settings.data_dir),
-            artifacts,
-            run_id,
-            commit=lambda: storage.write_text(manifest_uri(settings), json.dumps(manifest, indent=2, default=str)),
-        )
-        log.info("published", extra={"run_id": run_id, "items": len(artifacts), "root": manifest["root"]})
-        return manifest
+    manifest["root"] = str(Path(settings.data_dir).resolve())
+    _publish_local(
+        Path(settings.data_dir),
+        artifacts,
+        run_id,
+        commit=lambda: storage.write_text(manifest_uri(settings), json.dumps(manifest, indent=2, default=str)),
+    )
+    log.info("published", extra={"run_id": run_id, "items": len(artifacts), "root": manifest["root"]})
+    return manifest
 
 
 def champion_record(settings: Settings, registered: Mapping[str, Any]) -> dict[str, Any] | None:
