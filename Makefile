@@ -30,17 +30,28 @@ IMAGES ?=
 
 OVERLAY ?= local
 
-.PHONY: deploy render ui help setup tools test test-e2e test-all lint format lock clean run compile submit images images-daemonless image-name serve drift alerts chaos replay docs
+.PHONY: deploy render ui help setup tools lock-hashes test test-e2e test-all lint format lock clean run compile submit images images-daemonless image-name serve drift alerts chaos replay docs
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv and install the pinned stack (fast when nothing changed)
 
-$(STAMP): pyproject.toml $(LOCK)
+# The hashed locks (scripts/lock_hashes.sh, from $(LOCK)): every wheel checked against its sha256. torch's CPU build
+# comes from PyTorch's index or a local wheel folder; where only PyPI answers, its CUDA build (hashed as well).
+HASHED := requirements/lock.txt
+TORCH_CPU := requirements/torch-cpu.txt
+TORCH_PYPI := requirements/torch-pypi.txt
+PIPHASHED := $(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
+
+$(STAMP): pyproject.toml $(HASHED) $(TORCH_CPU) $(TORCH_PYPI)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "installing the pinned stack into $(VENV) (first time: a few minutes)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[all,dev]' 2>&1 | $(PIPQUIET)
+	@echo "installing the hashed lock into $(VENV) (first time: a few minutes)"
+	@$(PIPHASHED) -r $(HASHED) -r $(TORCH_CPU) 2>&1 | $(PIPQUIET) || { \
+		echo "torch's CPU wheel is not reachable (add --extra-index-url https://download.pytorch.org/whl/cpu):"; \
+		echo "installing PyPI's torch (the CUDA build, ~3 GB), hashed too"; \
+		$(PIPHASHED) -r $(HASHED) -r $(TORCH_PYPI) 2>&1 | $(PIPQUIET); }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | $(PIPQUIET)
 	$(BIN)/python -m pip check 2>&1 | $(PIPQUIET)
 	@touch $@
 
@@ -82,6 +93,9 @@ lint: $(STAMP) ## ruff
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+lock-hashes: ## regenerate the hashed locks (requirements/lock*.txt, torch-*.txt) from $(LOCK) with uv
+	scripts/lock_hashes.sh
 
 lock: ## re-resolve the stack from pyproject.toml into $(LOCK) (in a scratch venv)
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

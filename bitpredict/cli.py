@@ -356,19 +356,39 @@ def backtest_cmd(
 @app.command("register")
 def register_cmd(
     ctx: typer.Context,
-    rollback: Annotated[bool, typer.Option("--rollback", help="Move 'champion' back to the previous one.")] = False,
+    rollback: Annotated[
+        bool,
+        typer.Option(
+            "--rollback",
+            help="Serve and publish the champion's predecessor again (the store, the alias, the manifest).",
+        ),
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (required with --rollback; recorded).")] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who rolls back (default: BITPREDICT_ACTOR, else the login name).")
+    ] = None,
 ) -> None:
     """Register the evaluated candidate in the MLflow registry; promote it to champion if it earns it."""
     from bitpredict.operations.registry import RegistryError, register
-    from bitpredict.operations.registry import rollback as do_rollback
+    from bitpredict.operations.rollback import rollback as do_rollback
 
+    if rollback and not (reason or "").strip():
+        fail("register --rollback: say why with --reason '…' (the registry records who rolled back and why)")
+        return
     try:
-        result = _run_stage("register", lambda: do_rollback(ctx.obj) if rollback else register(ctx.obj))
+        result = _run_stage(
+            "register", lambda: do_rollback(ctx.obj, reason=reason or "", by=by) if rollback else register(ctx.obj)
+        )
     except RegistryError as exc:
         fail(f"register: {exc}")
         return
     if rollback:
-        typer.echo(f"register: champion of {result['model']} rolled back v{result['from']} → v{result['champion']}")
+        typer.echo(
+            f"register: champion of {result['model']} rolled back v{result['from']} → v{result['champion']} "
+            f"by {result['by']}: {result['reason']}"
+        )
+        if result["withdrawn"]:
+            typer.echo(f"register: withdrawn from the model store: versions {result['withdrawn']}")
     else:
         state = "promoted to champion" if result["promoted"] else "not promoted"
         kind = result.get("kind", "lstm")

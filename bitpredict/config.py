@@ -18,6 +18,7 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -40,6 +41,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from bitpredict import __version__, storage
 from bitpredict.errors import BitPredictError
+from bitpredict.log import register_secret
 
 ENV_PREFIX = "BITPREDICT_"
 PARAMS_ENV = "BITPREDICT_PARAMS"
@@ -166,6 +168,13 @@ class SentimentSettings(_Group):
     """Text scoring (see bitpredict.features.sentiment)."""
 
     finbert_model: str = Field("ProsusAI/finbert", min_length=1, description="Hub id or local directory.")
+    # The commit of huggingface.co/ProsusAI/finbert the hub id is loaded at (a local directory ignores it). Taken
+    # from public projects that pin it (2020-12-24, pytorch_model.bin); not checked against the Hub from this sandbox.
+    finbert_revision: str | None = Field(
+        "4556d13015211d73dccd3fdd39d39232506f3e43",
+        pattern=r"^[0-9a-f]{40}$",
+        description="Model repository commit for a hub id (a 40-hex sha; null follows main).",
+    )
     finbert: Literal["required", "optional", "off"] = Field(
         "required", description="optional: fall back to VADER alone (recorded) when the model cannot load."
     )
@@ -262,6 +271,15 @@ class HttpSettings(_Group):
     max_retries: int = Field(5, ge=0, le=20, description="Retries on 5xx/429/connection errors.")
     backoff_base_s: float = Field(0.5, ge=0, description="First backoff; doubles per retry, with jitter.")
     backoff_max_s: float = Field(60.0, gt=0, description="Cap on one backoff and on Retry-After.")
+    deadline_s: float = Field(
+        60.0, gt=0, description="Overall limit on one request, body included (a server that trickles bytes ends)."
+    )
+    max_response_bytes: int = Field(
+        32 * 1024 * 1024, gt=0, description="Largest response body read; a larger one stops the source."
+    )
+    max_pages: int = Field(
+        1000, gt=0, description="Most pages one source fetches for one range in a run (a pager that never ends)."
+    )
     rate_limit_per_s: dict[str, float] = Field(
         default_factory=lambda: {
             "coingecko": 0.2,  # public API: about 10-30 calls/min
@@ -349,9 +367,7 @@ class Settings(BaseSettings):
     @field_validator("coingecko_url", "cryptocompare_url", "binance_url", "twitter_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return source_url(value).rstrip("/")
 
     @field_validator("rss_feeds", mode="before")
     @classmethod
@@ -370,10 +386,9 @@ class Settings(BaseSettings):
     @field_validator("rss_feeds")
     @classmethod
     def _feed_urls(cls, value: list[str]) -> list[str]:
-        bad = [v for v in value if not v.startswith(("http://", "https://", "file://"))]
-        if bad:
-            raise ValueError(f"feed URLs must be http(s):// or file://, got {bad}")
-        return value
+        # checked here, not per feed at fetch time: a malformed URL (file://, no host) used to raise outside the
+        # per-feed error handling and silently skip every feed after it
+        return [source_url(v) for v in value]
 
     @classmethod
     def settings_customise_sources(
@@ -384,8 +399,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # First wins: explicit arguments, then env vars, then params.yaml, then the defaults.
-        return (init_settings, env_settings, _ParamsYamlSource(settings_cls))
+        # First wins: explicit arguments, then env vars, then mounted secret files, then params.yaml, the defaults.
+        return (init_settings, env_settings, _SecretFilesSource(settings_cls), _ParamsYamlSource(settings_cls))
 
     def path(self, *parts: str) -> str:
         """A path (or gs:// URI) under the data dir; which path each stage's data has is the stage table's
@@ -404,9 +419,69 @@ class Settings(BaseSettings):
             )
         return f"sqlite:///{Path(self.data_dir).resolve() / 'mlflow.db'}"
 
+    def model_post_init(self, context: Any, /) -> None:
+        """Every key this process holds is blanked from its log lines (``bitpredict.log.redact``)."""
+        for name in SECRET_FIELDS:
+            secret = getattr(self, name)
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+
     def public_dict(self) -> dict[str, Any]:
         """All settings with secrets masked: safe to print or log."""
         return self.model_dump(mode="json")
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def source_url(value: str) -> str:
+    """A data source's URL, refused unless ``https://`` with a host — or ``http://`` to this machine (local servers
+    in tests, a local proxy). Why: the sources send API keys and bearer tokens; over plain HTTP any hop reads them.
+    ``file://``, a URL without a host, or one carrying ``user:password@`` are refused when the settings load, so a
+    typo fails the run at once instead of failing one feed at fetch time."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{value!r}: expected https://host/…")
+    if parts.username or parts.password:
+        raise ValueError(f"{value!r}: credentials in a URL end up in logs; use the key settings")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError(f"{value!r}: plain http:// only to 127.0.0.1/localhost; use https://")
+    return value.strip()
+
+
+SECRETS_DIR_ENV = "BITPREDICT_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = "/var/run/secrets/bitpredict"  # where the manifests and the KFP ingest task mount the keys
+SECRET_FIELDS = ("coingecko_api_key", "cryptocompare_api_key", "twitter_bearer_token")
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """API keys from files in ``BITPREDICT_SECRETS_DIR`` (default ``DEFAULT_SECRETS_DIR`` when it exists): a mounted
+    Kubernetes Secret, one file per key, named as the setting (``twitter_bearer_token``).
+
+    Why files, not environment variables: a process's environment is inherited by every child (the drift job's
+    rerun subprocess), shows in ``/proc/<pid>/environ`` and in crash dumps; a mounted file is read once, here.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        raise NotImplementedError  # __call__ is overridden
+
+    def __call__(self) -> dict[str, Any]:
+        folder = os.environ.get(SECRETS_DIR_ENV)
+        if not folder:  # the default mount point, when a pod has it (a KFP task, the drift job)
+            folder = DEFAULT_SECRETS_DIR if Path(DEFAULT_SECRETS_DIR).is_dir() else None
+        if not folder:
+            return {}
+        root = Path(folder)
+        if not root.is_dir():
+            raise ConfigError(f"{SECRETS_DIR_ENV}={folder}: not a folder (mount the API-key Secret there)")
+        found = {}
+        for name in SECRET_FIELDS:
+            path = root / name
+            if path.is_file():
+                text = path.read_text().strip()
+                if text:
+                    found[name] = text
+        return found
 
 
 class _ParamsYamlSource(PydanticBaseSettingsSource):

@@ -170,8 +170,68 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dir_fd)
 
 
-def write_text(uri: str | os.PathLike[str], text: str) -> None:
-    write_bytes(uri, text.encode("utf-8"))
+def write_text(uri: str | os.PathLike[str], text: str, *, if_generation_match: int | None = None) -> None:
+    write_bytes(uri, text.encode("utf-8"), if_generation_match=if_generation_match)
+
+
+def read_generation(uri: str | os.PathLike[str]) -> tuple[bytes | None, int]:
+    """A GCS object's bytes and generation, ``(None, 0)`` when it does not exist.
+
+    Why 0: it is the generation ``if_generation_match`` takes for "must not exist yet", so a caller can pass
+    what it read straight into a conditional write (a compare-and-swap on the object).
+    """
+    try:
+        data, generation = read_bytes(uri)
+    except FileNotFoundError:
+        return None, 0
+    return data, int(generation or 0)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object under a ``gs://`` prefix: its URI and when it was created (seconds since the epoch)."""
+
+    uri: str
+    created: float
+
+
+def list_objects(prefix_uri: str) -> list[StoredObject]:
+    """Every object under a ``gs://`` prefix (a folder: the prefix ends at a ``/``)."""
+    bucket, _, prefix = prefix_uri.removeprefix(GCS_SCHEME).partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    return [
+        StoredObject(f"{GCS_SCHEME}{bucket}/{blob.name}", blob.time_created.timestamp() if blob.time_created else 0.0)
+        for blob in gcs_client().list_blobs(bucket, prefix=prefix)
+    ]
+
+
+def delete_tree(uri: str | os.PathLike[str], *, first: Sequence[str] = ()) -> int:
+    """Delete a local folder or every object under a ``gs://`` prefix; how many files/objects went.
+
+    On GCS the objects go one by one, so ``first`` (paths relative to ``uri``) are deleted before the rest, in
+    that order: the mirror of ``copy_tree``'s ``last`` — a SavedModel stops being loadable (no graph) before any
+    of its variables disappear, so no reader ever loads a graph whose weights are half gone.
+    """
+    uri = str(uri)
+    if is_gcs(uri):
+        from google.api_core.exceptions import NotFound
+
+        count = 0
+        bucket = gcs_client().bucket(uri.removeprefix(GCS_SCHEME).partition("/")[0])
+        order = {join(uri, *name.split("/")): i for i, name in enumerate(first)}
+        for item in sorted(list_objects(uri), key=lambda o: (order.get(o.uri, len(order)), o.uri)):
+            try:
+                bucket.blob(item.uri.removeprefix(GCS_SCHEME).partition("/")[2]).delete()
+                count += 1
+            except NotFound:  # another process pruned it first
+                pass
+        return count
+    import shutil
+
+    path = Path(uri)
+    count = sum(1 for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+    shutil.rmtree(path, ignore_errors=True)
+    return count
 
 
 def read_text(uri: str | os.PathLike[str]) -> str:
@@ -317,14 +377,21 @@ def _count_identical(stored: pd.DataFrame, incoming: pd.DataFrame, key: list[str
     return int(same.sum())
 
 
-def copy_tree(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> list[str]:
+def copy_tree(source: str | os.PathLike[str], target: str | os.PathLike[str], *, last: Sequence[str] = ()) -> list[str]:
     """Copy a local directory to a local path or ``gs://`` prefix, replacing files of the same name.
 
     Locally the copy is assembled beside the target and renamed into place, so a reader never sees a
-    half-written model directory.
+    half-written model directory. GCS has no rename: there the files named in ``last`` (paths relative to
+    ``source``) are uploaded after every other file, in that order — a SavedModel's ``saved_model.pb`` and its
+    metadata last, so a reader that waits for them (``locate``, TF Serving's loader, which retries a failed
+    load) never takes a folder whose ``variables/`` are still arriving.
     """
     source = Path(source)
-    files = sorted(p for p in source.rglob("*") if p.is_file())
+    order = {name: i for i, name in enumerate(last)}
+    files = sorted(
+        (p for p in source.rglob("*") if p.is_file()),
+        key=lambda p: (order.get(p.relative_to(source).as_posix(), -1), p.as_posix()),
+    )
     target = str(target)
     if is_gcs(target):
         for path in files:

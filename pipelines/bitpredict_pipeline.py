@@ -19,8 +19,9 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from kfp import compiler, dsl
+from kfp import compiler, dsl, kubernetes
 
+from bitpredict.config import DEFAULT_SECRETS_DIR
 from bitpredict.orchestration.parameters import PARAMETERS
 from components.clean import clean
 from components.evaluate import evaluate
@@ -49,11 +50,32 @@ RESOURCES = {
 }
 
 
+# Wall-clock limit per task (the pod's activeDeadlineSeconds, through kfp-kubernetes): a task that hangs — a source
+# that never answers, a stuck upload — fails the run instead of holding it, and its resources, forever. Sized at
+# several times what each takes on the full history; publish's bound is what makes a gs:// prefix no manifest
+# names, older than ``bitpredict.operations.publish.ORPHAN_AFTER_S`` (3 h), safe to prune.
+TIMEOUTS_S = {
+    "ingest": 3600,
+    "clean": 1800,
+    "indicators": 1800,
+    "sentiment": 3 * 3600,
+    "merge": 1800,
+    "train": 4 * 3600,
+    "evaluate": 4 * 3600,
+    "register": 1800,
+    "publish": 1800,
+}
+# The API keys reach the ingest task as files of a mounted Secret (optional: the keyless sources still run), read
+# from there by the settings (``bitpredict.config.DEFAULT_SECRETS_DIR``) — never as environment variables.
+API_KEYS_SECRET = "bitpredict-api-keys"
+
+
 def _sized(task: dsl.PipelineTask, stage: str, cache: bool = True) -> dsl.PipelineTask:
     cpu_request, cpu_limit, memory_request, memory_limit = RESOURCES[stage]
     task.set_cpu_request(cpu_request).set_cpu_limit(cpu_limit)
     task.set_memory_request(memory_request).set_memory_limit(memory_limit)
     task.set_caching_options(cache)
+    kubernetes.set_timeout(task, TIMEOUTS_S[stage])
     return task
 
 
@@ -82,6 +104,7 @@ def _pipeline(*args: Any, **kwargs: Any) -> None:
         "ingest",
         cache=False,  # the sources move on: never reuse an old fetch
     )
+    kubernetes.use_secret_as_volume(fetched, secret_name=API_KEYS_SECRET, mount_path=DEFAULT_SECRETS_DIR, optional=True)
     settings = fetched.outputs["settings"]
     cleaned = _sized(clean(raw=fetched.outputs["raw"], settings_json=settings, cache_dir=cache_dir), "clean")
     tech = _sized(indicators(bars=cleaned.outputs["bars"], settings_json=settings, cache_dir=cache_dir), "indicators")

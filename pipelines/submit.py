@@ -29,7 +29,7 @@ EXPERIMENT = "bitpredict"
 
 def parse_params(pairs: list[str], compiled: Path) -> dict[str, Any]:
     """``name=value`` pairs, typed by the compiled pipeline's parameter declarations; unknown names fail."""
-    spec = yaml.safe_load(compiled.read_text())
+    spec = next(yaml.safe_load_all(compiled.read_text()))  # the pipeline spec; a platform spec may follow
     declared = spec["root"]["inputDefinitions"]["parameters"]
     casts = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "STRING": str, "BOOLEAN": lambda v: v.lower() == "true"}
     params: dict[str, Any] = {}

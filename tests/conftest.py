@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from benchmarks.chaos.racing_publish import drain_stderr
 from bitpredict import storage
 from bitpredict.config import get_settings
 
@@ -80,6 +81,7 @@ def gcs_server() -> Iterator[str]:
 
     server = FakeGCSServer(host="127.0.0.1")
     server.start()  # sets STORAGE_EMULATOR_HOST; the per-test fixture below sets it again
+    drain_stderr(server)  # else the emulator blocks once its unread log pipe is full
     os.environ.pop("STORAGE_EMULATOR_HOST", None)
     try:
         yield server.url

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from benchmarks.chaos import ScenarioResult, table
 
-SCENARIOS = ("fuzz", "predictor_kill", "run_kill", "two_runs", "drift_race", "repository_api", "slow_bodies",
-             "oversized_body", "v1_routes")  # fmt: skip
+SCENARIOS = ("fuzz", "predictor_kill", "run_kill", "two_runs", "drift_race", "racing_publish", "rollback",
+             "repository_api", "slow_bodies", "oversized_body", "v1_routes")  # fmt: skip
 REPO = Path(__file__).resolve().parents[2]
 GRACE_S = 20.0
 

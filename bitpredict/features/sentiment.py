@@ -181,7 +181,7 @@ class FinBertScorer:
     (in any case and order) works, so a fine-tuned successor or a tiny test model is a drop-in.
     """
 
-    def __init__(self, model: str, batch_size: int = 32, device: str = "auto") -> None:
+    def __init__(self, model: str, batch_size: int = 32, device: str = "auto", revision: str | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_id = model
@@ -196,7 +196,9 @@ class FinBertScorer:
         if _looks_local(source) and not Path(source).is_dir():
             raise _model_error(model, f"no such directory {source!r}")
         try:
-            self.tokenizer, self.model = _from_pretrained(source, AutoTokenizer, AutoModelForSequenceClassification)
+            self.tokenizer, self.model = _from_pretrained(
+                source, AutoTokenizer, AutoModelForSequenceClassification, revision=revision
+            )
         except Exception as exc:  # OSError, ValueError, HF hub errors…: all mean "cannot load", say which
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise _model_error(model, f"{type(exc).__name__}: {first_line}") from exc
@@ -245,17 +247,22 @@ class FinBertScorer:
         return out
 
 
-def _from_pretrained(source: str, tokenizer_cls: Any, model_cls: Any) -> tuple[Any, Any]:
+def _from_pretrained(source: str, tokenizer_cls: Any, model_cls: Any, revision: str | None = None) -> tuple[Any, Any]:
     """Load from a directory or the local Hugging Face cache; go to the hub only when it answers.
 
-    Without the probe, an unreachable hub costs about 50 s of retries before the helpful error.
+    Without the probe, an unreachable hub costs about 50 s of retries before the helpful error. A hub id is loaded
+    at ``revision`` (a commit of the model's repository, ``sentiment.finbert_revision``): the weights that score
+    the news do not change under a run because someone pushed to the model's ``main``.
     """
-    if _looks_local(source) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+    if _looks_local(source):
         return tokenizer_cls.from_pretrained(source), model_cls.from_pretrained(source)
+    pinned = {"revision": revision} if revision else {}
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return tokenizer_cls.from_pretrained(source, **pinned), model_cls.from_pretrained(source, **pinned)
     try:
         return (
-            tokenizer_cls.from_pretrained(source, local_files_only=True),
-            model_cls.from_pretrained(source, local_files_only=True),
+            tokenizer_cls.from_pretrained(source, local_files_only=True, **pinned),
+            model_cls.from_pretrained(source, local_files_only=True, **pinned),
         )
     except OSError:
         pass  # not cached yet: download it
@@ -264,7 +271,7 @@ def _from_pretrained(source: str, tokenizer_cls: Any, model_cls: Any) -> tuple[A
         socket.create_connection((endpoint.hostname or "", endpoint.port or 443), timeout=5).close()
     except OSError as exc:
         raise OSError(f"not in the local cache and {endpoint.hostname} is unreachable ({exc})") from exc
-    return tokenizer_cls.from_pretrained(source), model_cls.from_pretrained(source)
+    return tokenizer_cls.from_pretrained(source, **pinned), model_cls.from_pretrained(source, **pinned)
 
 
 def _looks_local(model: str) -> bool:
@@ -273,9 +280,9 @@ def _looks_local(model: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _load_scorer(model: str, batch_size: int, device: str) -> FinBertScorer:
+def _load_scorer(model: str, batch_size: int, device: str, revision: str | None = None) -> FinBertScorer:
     # One load per process even when several stages (or tests) score; a failed load is not cached.
-    return FinBertScorer(model, batch_size=batch_size, device=device)
+    return FinBertScorer(model, batch_size=batch_size, device=device, revision=revision)
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +337,7 @@ def score_texts(texts: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, 
         parts = [have] if len(have) else []
         if misses and model != VADER_MODEL:
             try:
-                scorer = _load_scorer(model, cfg.batch_size, cfg.device)
+                scorer = _load_scorer(model, cfg.batch_size, cfg.device, cfg.finbert_revision)
             except SentimentModelError as exc:
                 if cfg.finbert == "required":
                     raise

@@ -14,8 +14,14 @@ the outputs of a run that failed (the pipeline publishes as its last task, after
   was written, puts every replaced item back.
 * **On GCS** (``gs://`` data dir) objects cannot be renamed atomically, so each run is written under its own
   prefix ``<data_dir>/published/<run_id>/`` and then the small manifest ``<data_dir>/published.json`` is
-  written last, pointing at it. Readers go through ``resolve``, which follows the manifest. The previous
-  prefix is kept (a reader may still be on it); older ones are deleted.
+  written last, pointing at it. Readers go through ``resolve``, which follows the manifest. No flock exists
+  on a bucket and two runs may overlap (a drift rerun and the schedule), so the manifest is a compare-and-swap:
+  it is written only if its generation is still the one read before the run's prefix was written
+  (``if_generation_match``). The run that loses publishes nothing, deletes its own prefix and says which run
+  won (``PublishRaceLost``). Pruning, after a commit, deletes only prefixes the committed manifest's history
+  names as older (the previous one stays: a reader may still be on it) and prefixes no manifest ever named
+  that began longer ago than a publish may live (``ORPHAN_AFTER_S``, above the KFP publish task's timeout) —
+  never a concurrent run's half-written prefix.
 
 The manifest also records the run's id, its pipeline parameters (so a drift-triggered rerun can replay
 them), the champion register chose, and the evaluation's headline.
@@ -62,6 +68,10 @@ STAGING = ".publishing"
 JOURNAL = "journal.json"
 OWNER = "owner.pid"
 STALE_S = 60.0  # a staging folder that names no owner and is older than this belongs to a dead publish
+# A gs:// prefix no manifest names, begun longer ago than this, belongs to a dead publish: the KFP publish task's
+# timeout (pipelines/bitpredict_pipeline.py, PUBLISH_TIMEOUT_S) is shorter, so no live publish is that old.
+ORPHAN_AFTER_S = 3 * 3600.0
+HISTORY = 10  # committed run ids a manifest remembers (newest first): what pruning may delete
 
 # Artifact name -> where it lives under the data dir (a file or a folder), at the stage table's paths.
 # Every consumer reads these paths.
@@ -80,6 +90,10 @@ ITEMS: dict[str, str] = {
 
 class PublishError(BitPredictError, RuntimeError):
     """The run's outputs could not be published; the previous published state is unchanged."""
+
+
+class PublishRaceLost(PublishError):
+    """Another run committed the manifest between this run's read and its write: this run published nothing."""
 
 
 def manifest_uri(settings: Settings) -> str:
@@ -134,7 +148,7 @@ def publish(
     """Publish ``artifacts`` ({item name: local path}, names from ``ITEMS``) to the settings' data dir.
 
     Returns the manifest it wrote. Raises ``PublishError`` (previous state intact) when an artifact is
-    missing or a copy/rename fails.
+    missing or a copy/rename fails, and ``PublishRaceLost`` on GCS when another run committed meanwhile.
     """
     unknown = sorted(set(artifacts) - set(ITEMS))
     if unknown:
@@ -153,18 +167,14 @@ def publish(
         "evaluation": dict(evaluation or {}) or None,
     }
     if storage.is_gcs(settings.data_dir):
-        manifest["root"] = _publish_gcs(settings, artifacts, run_id)
-    else:
-        manifest["root"] = str(Path(settings.data_dir).resolve())
-        _publish_local(
-            Path(settings.data_dir),
-            artifacts,
-            run_id,
-            commit=lambda: storage.write_text(manifest_uri(settings), json.dumps(manifest, indent=2, default=str)),
-        )
-        log.info("published", extra={"run_id": run_id, "items": len(artifacts), "root": manifest["root"]})
-        return manifest
-    storage.write_text(manifest_uri(settings), json.dumps(manifest, indent=2, default=str))
+        return _publish_gcs(settings, artifacts, manifest)
+    manifest["root"] = str(Path(settings.data_dir).resolve())
+    _publish_local(
+        Path(settings.data_dir),
+        artifacts,
+        run_id,
+        commit=lambda: storage.write_text(manifest_uri(settings), json.dumps(manifest, indent=2, default=str)),
+    )
     log.info("published", extra={"run_id": run_id, "items": len(artifacts), "root": manifest["root"]})
     return manifest
 
@@ -194,6 +204,29 @@ def champion_record(settings: Settings, registered: Mapping[str, Any]) -> dict[s
         "registered_version": registered.get("version"),
         "promoted": registered.get("promoted"),
     }
+
+
+def replace_champion(settings: Settings, champion: Mapping[str, Any], attempts: int = 5) -> dict[str, Any] | None:
+    """Rewrite the published manifest's champion record (a rollback); None when nothing was published yet.
+
+    On GCS it is a compare-and-swap on the manifest's generation, retried from a fresh read: a publish that
+    commits meanwhile is never overwritten with an older state (its items stay, the champion record changes).
+    Locally the caller holds the run lock, so a plain atomic write suffices.
+    """
+    uri = manifest_uri(settings)
+    for _ in range(attempts):
+        data, generation = storage.read_generation(uri) if storage.is_gcs(uri) else (None, None)
+        manifest = _parse(data) if storage.is_gcs(uri) else (read_manifest(settings) or {})
+        if not manifest:
+            return None
+        manifest["champion"] = dict(champion)
+        try:
+            storage.write_text(uri, json.dumps(manifest, indent=2, default=str), if_generation_match=generation)
+        except storage.ConcurrentWriteError:
+            continue
+        log.info("published champion replaced", extra={"version": champion.get("version")})
+        return manifest
+    raise PublishError(f"{uri} kept changing under {attempts} attempts to replace its champion; try again")
 
 
 def evaluation_headline(evaluation_dir: str | Path) -> dict[str, Any] | None:
@@ -340,8 +373,14 @@ def _roll_back(done: list[tuple[Path, Path | None]]) -> None:
             os.replace(previous, target)
 
 
-def _publish_gcs(settings: Settings, artifacts: Mapping[str, str], run_id: str) -> str:
-    """Write the run under its own prefix; the manifest (written by the caller, last) makes it current."""
+def _publish_gcs(settings: Settings, artifacts: Mapping[str, str], manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the run under its own prefix, then commit the manifest if nobody else did meanwhile; then prune."""
+    uri, run_id = manifest_uri(settings), manifest["run_id"]
+    data, generation = storage.read_generation(uri)  # what this publish replaces: the swap's expected value
+    current = _parse(data)
+    if current.get("run_id") == run_id:  # a retried publish task whose first try committed: done already
+        log.info("already published", extra={"run_id": run_id})
+        return current
     root = settings.path(GCS_PREFIX, run_id)
     try:
         for name, path in artifacts.items():
@@ -352,16 +391,52 @@ def _publish_gcs(settings: Settings, artifacts: Mapping[str, str], run_id: str) 
             else:
                 storage.write_bytes(target, source.read_bytes())
     except (OSError, storage.StorageError) as exc:
+        storage.delete_tree(root)
         raise PublishError(f"nothing published: writing {root} failed ({exc})") from exc
-    _prune_gcs(settings, keep={run_id, ((read_manifest(settings) or {}).get("run_id") or "")})
-    return root
+    manifest["root"] = root
+    history = [current.get("run_id"), *current.get("history", [])]
+    manifest["history"] = [r for r in history if r and r != run_id][:HISTORY]
+    try:
+        storage.write_text(uri, json.dumps(manifest, indent=2, default=str), if_generation_match=generation)
+    except storage.ConcurrentWriteError:
+        storage.delete_tree(root)
+        winner = (read_manifest(settings) or {}).get("run_id", "?")
+        raise PublishRaceLost(
+            f"nothing published: run {winner} published {uri} while run {run_id} was writing its outputs "
+            f"(generation {generation} changed); its state stands and {root} was removed"
+        ) from None
+    log.info("published", extra={"run_id": run_id, "items": len(artifacts), "root": root})
+    pruned = prune_gcs(settings, manifest)
+    if pruned:
+        log.info("pruned published prefixes", extra={"runs": pruned})
+    return manifest
 
 
-def _prune_gcs(settings: Settings, keep: set[str]) -> None:
-    """Delete published prefixes other than the new and the current one (a reader may still be on it)."""
-    bucket, _, prefix = settings.path(GCS_PREFIX).removeprefix(storage.GCS_SCHEME).partition("/")
-    client = storage.gcs_client()
-    for blob in client.list_blobs(bucket, prefix=prefix.rstrip("/") + "/"):
-        run = blob.name[len(prefix.rstrip("/")) + 1 :].split("/", 1)[0]
-        if run not in keep:
-            blob.delete()
+def _parse(data: bytes | None) -> dict[str, Any]:
+    try:
+        return json.loads(data) if data else {}
+    except ValueError:
+        return {}
+
+
+def prune_gcs(settings: Settings, committed: Mapping[str, Any], orphan_after_s: float = ORPHAN_AFTER_S) -> list[str]:
+    """Delete the published prefixes older than the ``committed`` manifest; returns the run ids deleted.
+
+    Kept: the committed run and the one before it (a reader may still be on it), and every prefix no manifest
+    named that began within ``orphan_after_s`` — another publish may be writing it right now. Deleted: runs
+    the manifest's history names (committed earlier, since replaced) and orphans older than that (a publish
+    that died, or lost a race and was killed before it cleaned up).
+    """
+    history = list(committed.get("history") or [])
+    keep = {committed.get("run_id"), *history[:1]}
+    older = set(history[1:])
+    base = settings.path(GCS_PREFIX)
+    runs: dict[str, float] = {}
+    for item in storage.list_objects(base):
+        run = item.uri[len(base.rstrip("/")) + 1 :].split("/", 1)[0]
+        runs[run] = min(runs.get(run, item.created), item.created)  # when that run began writing
+    now = time.time()
+    doomed = sorted(r for r, began in runs.items() if r not in keep and (r in older or now - began > orphan_after_s))
+    for run in doomed:
+        storage.delete_tree(storage.join(base, run))
+    return doomed

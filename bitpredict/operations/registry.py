@@ -10,7 +10,8 @@ used; the alias moves to it. An evaluation is attached only to the training run 
 decision made against one champion is not applied when the champion changed since (a racing run).
 The champion is exported to the model store
 in the layout TF Serving and KServe expect: ``<store>/<model name>/<version>/saved_model.pb`` +
-``variables/``, with ``bitpredict_model.json`` beside them. ``rollback`` moves the alias back.
+``variables/``, with ``bitpredict_model.json`` beside them. ``rollback`` (``bitpredict.operations.rollback``)
+undoes the last promotion everywhere it is served.
 """
 
 from __future__ import annotations
@@ -169,8 +170,8 @@ def register(settings: Settings, allow_promotion: bool = True) -> dict[str, Any]
     if decision.promote:
         if current is not None and not already:
             client.set_model_version_tag(name, version.version, "previous_champion", str(current.version))
+        exported = export_for_serving(settings, version.version)  # complete in the store before the alias names it
         client.set_registered_model_alias(name, CHAMPION, version.version)
-        exported = export_for_serving(settings, version.version)
     # The decision's tags last: a version without ``promoted`` is one whose run died mid-register (see above).
     client.set_model_version_tag(name, version.version, "promotion_reason", decision.reason)
     client.set_model_version_tag(name, version.version, "promoted", str(decision.promote).lower())
@@ -206,23 +207,6 @@ def _kept_old_recipe(settings: Settings, evaluation: dict[str, Any], method: str
     }
 
 
-def rollback(settings: Settings) -> dict[str, Any]:
-    """Point ``champion`` back at the version it replaced, and export that one for serving."""
-    client = tracking.client(settings)
-    name = settings.registered_model_name
-    current = champion_version(client, name)
-    if current is None:
-        raise RegistryError(f"{name} has no champion to roll back")
-    previous = current.tags.get("previous_champion")
-    if not previous:
-        raise RegistryError(f"{name} version {current.version} replaced no earlier champion: nothing to roll back to")
-    client.set_registered_model_alias(name, CHAMPION, previous)
-    client.set_model_version_tag(name, current.version, "rolled_back", "true")
-    exported = export_for_serving(settings, previous)
-    log.info("rolled back", extra={"model": name, "from": current.version, "to": previous})
-    return {"model": name, "from": int(current.version), "champion": int(previous), "exported_to": exported}
-
-
 def export_for_serving(settings: Settings, version: str | int) -> str:
     """Copy a version's SavedModel + metadata to ``<store>/<name>/<version>/`` (local dir or gs://)."""
     from mlflow.artifacts import download_artifacts
@@ -240,5 +224,7 @@ def export_for_serving(settings: Settings, version: str | int) -> str:
         if (local / REFERENCE_FILE).exists():
             (local / REFERENCE_FILE).rename(layout / REFERENCE_FILE)
         target = storage.join(serving_store(settings), name, str(version))
-        storage.copy_tree(layout, target)
+        # The graph and the metadata last: on GCS a reader (TF Serving, ``locate``) sees a version folder as a
+        # model only once they are there, so a pod starting mid-export never loads half of ``variables/``.
+        storage.copy_tree(layout, target, last=(SAVED_MODEL_PB, METADATA_FILE))
     return target

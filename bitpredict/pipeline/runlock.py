@@ -4,8 +4,9 @@ Two runs on one data dir (a `make run` while `make drift` replays, two terminals
 stage caches, registry versions and publish swaps. The runner holds ``<data dir>/.run.lock`` for the whole
 run: a second run waits for it up to a timeout, printing once who it waits for, then stops with a message
 naming the holder. ``flock`` is released by the kernel when the holder dies — even by SIGKILL — so a crashed
-run never leaves a stale lock behind. (A ``gs://`` data dir is published through a manifest written last,
-so concurrent cluster runs cannot leave it half-written; this lock is for one machine's folder.)
+run never leaves a stale lock behind. (A bucket has no flock: on a ``gs://`` data dir concurrent cluster runs are
+kept apart where it matters, at publish — the manifest is a compare-and-swap on its generation, the run that loses
+publishes nothing, and pruning never touches another run's prefix; see ``bitpredict.operations.publish``.)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def run_lock(
     poll_s: float = 0.2,
 ) -> Iterator[None]:
     """Hold the data dir's run lock for the ``with`` block; wait at most ``timeout_s`` for it."""
-    if str(data_dir).startswith("gs://"):  # a bucket has no flock; its publish manifest is the guard there
+    if str(data_dir).startswith("gs://"):  # a bucket has no flock; publish's compare-and-swap is the guard there
         yield
         return
     folder = Path(data_dir)

@@ -23,7 +23,10 @@ DOCKERFILES = {
 # KFP starts every task with its own command and the task lives minutes: a HEALTHCHECK has nothing to watch.
 HEALTHCHECK_NONE_ALLOWED = {"components"}
 BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim(?:-[a-z]+)?(?:@sha256:[0-9a-f]{64})?$")
-CONSTRAINED = re.compile(r"(?:^|\s)(?:-c|--constraint)(?:\s+|=)\S*requirements/constraints\.txt\b")
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+# a pip install takes the hashed lock (scripts/lock_hashes.sh), or installs the project itself without its deps
+HASHED = re.compile(r"--require-hashes\b.*\s-r\s+requirements/lock-[a-z]+\.txt\b", re.S)
+PROJECT_ONLY = re.compile(r"--no-deps\b.*\s\.(?:\s|$)", re.S)
 PIP_INSTALL = re.compile(r"\bpip3?\s+install\b")
 COMPILERS = re.compile(
     r"\b(?:gcc|g\+\+|clang|cc|build-essential|make|cmake|gfortran|cargo|rustc|python3?-dev|libc6?-dev)\b"
@@ -147,12 +150,19 @@ def dockerfile_problems(text: str, *, healthcheck_none_allowed: bool = False) ->
                 f"line {stage[0].line}: base image {image!r} is not a slim python 3.11 pinned to a patch release "
                 "(e.g. python:3.11.11-slim-bookworm)"
             )
+        elif image not in aliases and not DIGEST.search(image):
+            problems.append(f"line {stage[0].line}: base image {image!r} is not pinned by digest (@sha256:…)")
         if alias:
             aliases.append(alias)
 
     for ins in (ins for stage in stages for ins in stage):
-        if ins.keyword == "RUN" and PIP_INSTALL.search(ins.args) and not CONSTRAINED.search(ins.args):
-            problems.append(f"line {ins.line}: pip install without -c requirements/constraints.txt (the lock)")
+        if ins.keyword == "RUN" and PIP_INSTALL.search(ins.args):
+            for command in re.split(r"&&|;", ins.args):
+                if PIP_INSTALL.search(command) and not (HASHED.search(command) or PROJECT_ONLY.search(command)):
+                    problems.append(
+                        f"line {ins.line}: pip install without --require-hashes -r requirements/lock-*.txt "
+                        "(the hashed lock), and not the project alone (--no-deps .)"
+                    )
         if ins.keyword == "ADD" and re.search(r"(?:https?|ftp)://|git@", ins.args):
             problems.append(f"line {ins.line}: ADD of a remote URL (download in a RUN with a checksum, or COPY)")
         if ins.keyword in ("ENV", "ARG"):

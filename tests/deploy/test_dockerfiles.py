@@ -47,13 +47,15 @@ def test_dockerignore_keeps_secrets_and_bulk_out_of_the_build_context() -> None:
 
 
 # Each mutation of the real inference Dockerfile must trip exactly the rule it breaks.
+BASE_DIGEST = "081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5"
 _FINAL_FROM = "\nFROM ${BASE_IMAGE}\n"
 DOCKERFILE_MUTATIONS = {
     "unpinned patch": (("BASE_IMAGE=python:3.11.11-slim-bookworm", "BASE_IMAGE=python:3.11-slim"), "patch release"),
     "not slim": (("BASE_IMAGE=python:3.11.11-slim-bookworm", "BASE_IMAGE=python:3.11.11-bookworm"), "slim python"),
     "base arg without default": (("ARG BASE_IMAGE=python:3.11.11-slim-bookworm", "ARG BASE_IMAGE"), "no default"),
     "pinned final, unpinned build": (("FROM ${BASE_IMAGE} AS build", "FROM python:3.11 AS build"), "patch release"),
-    "no lock": (("-c requirements/constraints.txt", ""), "without -c requirements/constraints.txt"),
+    "no hashes": (("--require-hashes", ""), "without --require-hashes"),
+    "no digest": ((f"@sha256:{BASE_DIGEST}", ""), "not pinned by digest"),
     "root user": (("USER 10001:10001", "USER root"), "not a numeric uid"),
     "uid 0": (("USER 10001:10001", "USER 0:0"), "USER 0 is root"),
     "no user": (("USER 10001:10001", ""), "no USER"),
@@ -63,7 +65,7 @@ DOCKERFILE_MUTATIONS = {
     "secret arg": (("WORKDIR /app\n", "WORKDIR /app\nARG GCP_KEY=xyz\n"), "GCP_KEY"),
     "compiler": (("WORKDIR /app\n", "WORKDIR /app\nRUN apt-get update && apt-get install -y gcc\n"), "compiler"),
     "pip cache": (
-        ("WORKDIR /app\n", "WORKDIR /app\nRUN pip install -c requirements/constraints.txt rich\n"),
+        ("WORKDIR /app\n", "WORKDIR /app\nRUN pip install --require-hashes -r requirements/lock-serve.txt\n"),
         "keeps pip's cache",
     ),
     "shell entrypoint": (

@@ -209,5 +209,8 @@ def test_the_check_catches_an_undeclared_import() -> None:
 def test_every_dockerfile_installs_the_core_and_its_images_extra() -> None:
     for image, (extra, _, _) in IMAGES.items():
         text = (REPO / image / "Dockerfile").read_text()
-        assert "p['dependencies'] + p['optional-dependencies']" in text, f"{image}/Dockerfile: not the core + extra"
-        assert f"['optional-dependencies']['{extra}']" in text, f"{image}/Dockerfile installs another extra"
+        # the core + the extra, through the extra's hashed lock (scripts/lock_hashes.sh compiles pyproject.toml's
+        # core dependencies with that one extra into it)
+        locks = set(re.findall(r"-r requirements/(lock-[a-z]+)\.txt", text))
+        assert locks == {f"lock-{extra}"}, f"{image}/Dockerfile installs {locks}, not the {extra} extra's lock"
+        assert f'compile "$out/lock-{extra}.txt" {extra}\n' in (REPO / "scripts" / "lock_hashes.sh").read_text()

@@ -55,9 +55,16 @@ def test_the_config_map_is_wired_and_secrets_are_references_only(overlay: str) -
     job = objects[("CronJob", "bitpredict-drift")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     config = job["envFrom"][0]["configMapRef"]["name"]
     assert config.startswith("bitpredict-settings-") and ("ConfigMap", config) in objects  # hashed name, resolved
-    refs = [e["valueFrom"]["secretKeyRef"] for e in job["env"] if "valueFrom" in e]
-    assert {r["key"] for r in refs} == {"twitter_bearer_token", "coingecko_api_key", "cryptocompare_api_key"}
-    assert all(r["name"] == "bitpredict-api-keys" and r["optional"] for r in refs)
+    # keys reach the pod as files of a mounted Secret, never as env vars (a child process would inherit those)
+    assert not [e for e in job["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    env = {e["name"]: e.get("value") for e in job["env"]}
+    mount = next(m for m in job["volumeMounts"] if m["name"] == "api-keys")
+    assert env["BITPREDICT_SECRETS_DIR"] == mount["mountPath"] and mount["readOnly"]
+    pod = objects[("CronJob", "bitpredict-drift")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "api-keys")["secret"]
+    assert volume["secretName"] == "bitpredict-api-keys" and volume["optional"]
+    for objects_kind in objects.values():  # no workload anywhere takes a key from the environment
+        assert "secretKeyRef" not in str(objects_kind)
     assert (
         objects[("Namespace", "bitpredict")]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     )

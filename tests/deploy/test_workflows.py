@@ -41,7 +41,6 @@ DOCKERFILES = {
     "bitpredict-inference": "inference/Dockerfile",
     "bitpredict-ui": "ui/Dockerfile",
 }
-FULL_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
 SHA = re.compile(r"^[0-9a-f]{40}$")
 EXPRESSION = re.compile(r"^\$\{\{\s*(?:secrets\.[A-Za-z_][A-Za-z0-9_]*|github\.token)\s*\}\}$")
 SECRET_KEYS = re.compile(r"password|token|secret|credentials|private[_-]?key|api[_-]?key", re.IGNORECASE)
@@ -92,9 +91,10 @@ def unpinned(ref: str) -> str | None:
     _, sep, version = ref.partition("@")
     if not sep:
         return "no @version"
-    if FULL_VERSION.match(version) or SHA.match(version):
+    if SHA.match(version):
         return None
-    return f"@{version} is a branch or a moving major tag: pin a full version tag (vX.Y.Z) or a commit sha"
+    # a full version tag can be moved too (tags are mutable): only a commit sha names one action's code
+    return f"@{version} is a tag or a branch: pin the commit sha (the tag in a comment)"
 
 
 def with_values(doc: dict[str, Any]) -> list[tuple[str, str, Any]]:
@@ -309,9 +309,14 @@ def test_release_builds_the_three_images_the_manifests_name() -> None:
     assert built == DOCKERFILES
     assert all((REPO / f).exists() for f in built.values())
     build = next(s for s in steps(job) if str(s.get("uses", "")).startswith("docker/build-push-action@"))
-    tags = build["with"]["tags"]
-    assert "ghcr.io/bitpredict/${{ matrix.image }}:${{ steps.version.outputs.version }}" in tags
-    assert "ghcr.io/bitpredict/${{ matrix.image }}:${{ github.sha }}" in tags
+    tags = build["with"]["tags"].splitlines()
+    assert "ghcr.io/bitpredict/${{ matrix.image }}:${{ github.sha }}" in tags  # every push: the commit
+    version_tags = [t for t in tags if "steps.version.outputs.version" in t]  # the version: only on its git tag
+    assert version_tags and all(t.startswith("${{ startsWith(github.ref, 'refs/tags/v') && ") for t in version_tags)
+    # the digest goes to the deploy job
+    record = next(s for s in steps(job) if s.get("name") == "Record the digest")
+    assert record["env"]["DIGEST"] == "${{ steps.build.outputs.digest }}" and build["id"] == "build"
+    assert any(str(s.get("uses", "")).startswith("actions/upload-artifact@") for s in steps(job))
     assert build["with"]["push"] is True and build["with"]["file"] == "${{ matrix.dockerfile }}"
     login = next(s for s in steps(job) if str(s.get("uses", "")).startswith("docker/login-action@"))
     assert login["with"]["registry"] == "ghcr.io" and login["with"]["password"] == "${{ secrets.GITHUB_TOKEN }}"
@@ -339,13 +344,19 @@ def test_release_deploys_only_from_a_tag_with_workload_identity() -> None:
     assert submit["env"]["KFP_HOST"] == "${{ secrets.KFP_HOST }}"
     order = [i for i, s in enumerate(steps(job)) if s is auth or "kubectl apply" in s.get("run", "") or s is submit]
     assert order == sorted(order) and len(order) == 3, "auth, then apply, then the pipeline upload"
+    # everything that runs third-party code comes before any credential: setup, digest pinning, compiling
+    index = {id(s): i for i, s in enumerate(steps(job))}
+    setup = next(s for s in steps(job) if s.get("run", "").strip() == "make setup")
+    pinning = next(s for s in steps(job) if "scripts/pin_images.py" in s.get("run", ""))
+    assert index[id(setup)] < index[id(pinning)] < index[id(auth)], "build first, then authenticate"
+    assert "pipelines.bitpredict_pipeline" in pinning["run"] and "bitpredict-components@" in pinning["run"]
 
 
 # ---- the checks themselves ----------------------------------------------------------------------------------
 
 
 def test_the_pin_check_catches_moving_references() -> None:
-    assert unpinned("actions/checkout@v4.2.2") is None
+    assert unpinned("actions/checkout@v4.2.2")  # a full version tag can be moved as well
     assert unpinned("actions/checkout@" + "a" * 40) is None
     assert unpinned("./.github/actions/local") is None
     for ref in ("actions/checkout@main", "actions/checkout@master", "actions/checkout@v4", "actions/checkout"):

@@ -66,8 +66,10 @@ class FakeKfp:
             return 400, {"error": "no uploadfile in the multipart body", "code": 3}
         text = files["uploadfile"].decode()
         try:
-            spec = yaml.safe_load(text)
+            # the pipeline spec, then (as KFP accepts it) a platform spec: kfp-kubernetes' timeouts and volumes
+            spec, *platform = list(yaml.safe_load_all(text))
             assert "pipelineInfo" in spec and "root" in spec
+            assert all("platforms" in doc for doc in platform)
         except Exception:
             return 400, {"error": "invalid pipeline spec", "code": 3}
         name = (query.get("name") or query.get("display_name") or [spec["pipelineInfo"]["name"]])[0]

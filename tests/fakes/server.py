@@ -33,6 +33,7 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    trickle_s: float = 0.0  # > 0: the body goes out one byte at a time, this long apart (a server that trickles)
 
     @classmethod
     def json(cls, document: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -53,6 +54,11 @@ class Fault:
     @staticmethod
     def slow(seconds: float) -> Callable[[Response], Response]:
         return lambda real: Response(real.status, real.body, real.headers, delay_s=seconds)
+
+    @staticmethod
+    def trickle(seconds_per_byte: float) -> Callable[[Response], Response]:
+        """The real response, its body sent one byte every ``seconds_per_byte`` (each read within any timeout)."""
+        return lambda real: Response(real.status, real.body, real.headers, trickle_s=seconds_per_byte)
 
     @staticmethod
     def truncated() -> Callable[[Response], Response]:
@@ -126,7 +132,13 @@ class FakeServer:
                         self.send_header(key, value)
                     self.send_header("Content-Length", str(len(response.body)))
                     self.end_headers()
-                    self.wfile.write(response.body)
+                    if response.trickle_s:
+                        for i in range(len(response.body)):
+                            self.wfile.write(response.body[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(response.trickle_s)
+                    else:
+                        self.wfile.write(response.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test): nothing to do
 

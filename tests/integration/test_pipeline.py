@@ -17,7 +17,7 @@ STAGES = ("ingest", "clean", "indicators", "sentiment", "merge", "train", "evalu
 
 def test_the_checked_in_pipeline_yaml_is_up_to_date(tmp_path: Path) -> None:
     fresh = compile_pipeline(tmp_path / "pipeline.yaml")
-    assert yaml.safe_load(fresh.read_text()) == yaml.safe_load(COMPILED.read_text()), (
+    assert list(yaml.safe_load_all(fresh.read_text())) == list(yaml.safe_load_all(COMPILED.read_text())), (
         "pipelines/bitpredict_pipeline.yaml is stale: run `make compile` and commit it"
     )
 
@@ -25,7 +25,7 @@ def test_the_checked_in_pipeline_yaml_is_up_to_date(tmp_path: Path) -> None:
 def test_the_compiled_pipeline_has_the_stages_parameters_and_resources_and_publishes_last() -> None:
     from bitpredict.config import load_settings
 
-    spec = yaml.safe_load(COMPILED.read_text())
+    spec = next(yaml.safe_load_all(COMPILED.read_text()))
     components = spec["components"]
     assert {f"comp-{s}" for s in STAGES} <= set(components)
     executors = spec["deploymentSpec"]["executors"]
@@ -65,7 +65,7 @@ def test_the_pipeline_and_its_ingest_task_take_the_parameters_of_the_one_table()
     from components.ingest import ingest
 
     kfp_types = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE"}
-    declared = yaml.safe_load(COMPILED.read_text())["root"]["inputDefinitions"]["parameters"]
+    declared = next(yaml.safe_load_all(COMPILED.read_text()))["root"]["inputDefinitions"]["parameters"]
     assert {name: (d["parameterType"], d["defaultValue"]) for name, d in declared.items()} == {
         p.name: (kfp_types[p.type], p.default) for p in PARAMETERS
     }
@@ -95,7 +95,7 @@ def test_submit_uploads_then_adds_versions_and_starts_runs(kfp_server: FakeKfp) 
     assert run["runtime_config"]["parameters"] == {"epochs": 30, "selection_days": 200, "sources": "binance"}
     assert run["pipeline_version_reference"]["pipeline_version_id"] == first["version_id"]
     uploaded = state.versions[first["version_id"]]["spec"]
-    assert uploaded == yaml.safe_load(COMPILED.read_text())
+    assert uploaded == next(yaml.safe_load_all(COMPILED.read_text()))
 
     second = submit(kfp_server.url, COMPILED, {}, recurring="0 6 * * *")
     assert second["pipeline_id"] == first["pipeline_id"] and len(state.pipelines) == 1  # a version, not a copy

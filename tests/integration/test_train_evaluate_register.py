@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +16,8 @@ from bitpredict.features.merge import run_merge
 from bitpredict.features.sentiment import run_sentiment
 from bitpredict.forecast.artifact import METADATA_FILE
 from bitpredict.forecast.train import run_train
-from bitpredict.operations.registry import RegistryError, register, rollback
+from bitpredict.operations.registry import RegistryError, register
+from bitpredict.operations.rollback import rollback
 from bitpredict.pipeline.tracking import CHAMPION
 from tests.conftest import copy_data_dir
 
@@ -38,50 +32,6 @@ SHORT_MODEL = {
 }
 # test-sized switching rule: choose on 60 days, confirm on the next 60 (the product's default is a year each)
 SHORT_PROMOTION = {"selection_days": 60, "min_confirmation_days": 60}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real MLflow tracking + registry server (sqlite backend, local artifact store) on 127.0.0.1."""
-    root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def test_the_registry_ends_in_the_state_the_policy_says(
@@ -140,7 +90,7 @@ def test_the_registry_ends_in_the_state_the_policy_says(
     meta = json.loads((exported / METADATA_FILE).read_text())
     assert meta["kind"] == first["kind"] and meta["window"] == 10
     with pytest.raises(RegistryError, match="no earlier champion"):
-        rollback(settings)
+        rollback(settings, reason="test")
 
     again = register(settings)  # the same candidate twice: no second version
     assert again["version"] == 1 and again["reason"].startswith("already registered")
@@ -179,7 +129,7 @@ def test_the_registry_ends_in_the_state_the_policy_says(
 
     # 5. one command puts the previous champion back
     if second["promoted"]:
-        back = rollback(settings)
+        back = rollback(settings, reason="test")
         assert back["from"] == 2 and back["champion"] == 1
         assert client.get_model_version_by_alias("bitpredict-lstm", CHAMPION).version == "1"
         assert (Path(back["exported_to"]) / "saved_model.pb").exists()

@@ -428,3 +428,30 @@ def test_run_sentiment_required_model_missing_raises(tmp_path: Path) -> None:
     assert not storage.exists(settings.path("interim", "sentiment_daily.parquet"))
     meta = run_sentiment(_settings(tmp_path, tmp_path / "missing-model", "optional"))
     assert meta["finbert"].startswith("unavailable:") and meta["news"] == 3
+
+
+def test_a_hub_id_is_loaded_at_the_pinned_revision_not_at_main(
+    scorer: FinBertScorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two commits of one hub repository in the local Hugging Face cache; ``main`` moved to the newer one. The
+    scorer loads the pinned commit (its labels differ), and follows ``main`` only when no revision is given."""
+    import huggingface_hub
+    from transformers import AutoModelForSequenceClassification
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--bitpredict--finbert-test"
+    pinned, moved = "1" * 40, "2" * 40
+    for revision, labels in ((pinned, {0: "positive", 1: "negative", 2: "neutral"}),
+                             (moved, {0: "positive", 1: "negative", 2: "bearish"})):  # fmt: skip
+        model = AutoModelForSequenceClassification.from_pretrained(scorer.model_id)
+        model.config.id2label, model.config.label2id = labels, {v: k for k, v in labels.items()}
+        model.save_pretrained(repo / "snapshots" / revision)
+        scorer.tokenizer.save_pretrained(repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(moved)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    loaded = FinBertScorer("bitpredict/finbert-test", device="cpu", revision=pinned)
+    assert loaded.score(SENTENCES).shape == (len(SENTENCES), 4)
+    with pytest.raises(SentimentModelError, match="neutral"):  # main's labels lack 'neutral'
+        FinBertScorer("bitpredict/finbert-test", device="cpu")

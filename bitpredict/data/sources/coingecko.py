@@ -103,7 +103,10 @@ class _CoinGeckoBase:
     ) -> None:
         self.base_url = base_url
         headers = {"x-cg-demo-api-key": api_key.get_secret_value()} if api_key else {}
-        self.http = client or HttpClient(self.name, http, headers=headers, key_setting=KEY_SETTING)
+        # the key rides in a custom header that requests keeps on a redirect to another host: never follow one
+        self.http = client or HttpClient(
+            self.name, http, headers=headers, key_setting=KEY_SETTING, follow_redirects=False
+        )
 
 
 class CoinGeckoChartSource(_CoinGeckoBase):

@@ -3,7 +3,8 @@
 Response: ``{"Response": "Success", "Data": {"TimeFrom": s, "TimeTo": s, "Data": [{"time", "open",
 "high", "low", "close", "volumefrom", "volumeto", …}]}}``. Errors come back as HTTP 200 with
 ``{"Response": "Error", "Message": …}`` — a rate-limit message is retried, anything else stops the
-source. Before BTC traded, the API pads with all-zero bars: a page of only zeros ends the backfill.
+source. Before BTC traded, the API pads with all-zero bars: a page of only zeros ends the backfill. A ``TimeFrom``
+that does not move back, or more pages than ``max_pages``, stops the source (``PageGuard``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from pydantic import SecretStr
 from bitpredict.config import HttpSettings
 from bitpredict.data.schemas import INTERVAL_SECONDS, RAW_MARKET
 from bitpredict.data.sources.base import Page, seconds
-from bitpredict.data.sources.http import FatalSourceError, HttpClient, MalformedResponse, RetryableResponse
+from bitpredict.data.sources.http import (
+    FatalSourceError,
+    HttpClient,
+    MalformedResponse,
+    PageGuard,
+    RetryableResponse,
+)
 
 PAGE_LIMIT = 2000  # the API's maximum ``limit`` (it returns limit + 1 bars)
 ENDPOINTS = {"1d": "histoday", "1h": "histohour"}
@@ -71,7 +78,11 @@ class CryptoCompareSource:
     ) -> None:
         self.base_url = base_url
         headers = {"authorization": f"Apikey {api_key.get_secret_value()}"} if api_key else {}
-        self.http = client or HttpClient(self.name, http, headers=headers, key_setting=KEY_SETTING)
+        self.max_pages = http.max_pages
+        # the key rides in a header requests would carry to a redirect's host: redirects stop the source instead
+        self.http = client or HttpClient(
+            self.name, http, headers=headers, key_setting=KEY_SETTING, follow_redirects=False
+        )
 
     def intervals(self) -> tuple[str, ...]:
         return ("1d", "1h")
@@ -82,7 +93,9 @@ class CryptoCompareSource:
     def pages(self, interval: str, start: pd.Timestamp, end: pd.Timestamp) -> Iterator[Page]:
         step = pd.Timedelta(seconds=INTERVAL_SECONDS[interval])
         cursor = end
+        guard = PageGuard(self.name, f"{ENDPOINTS[interval]} back to {start}", self.max_pages, "backward")
         while cursor >= start:
+            guard.advance(cursor)  # ``TimeFrom`` that does not go back would page the same bars forever
             span = int((cursor - start) / step)
             params = {"fsym": "BTC", "tsym": "USD", "limit": max(1, min(PAGE_LIMIT, span)), "toTs": seconds(cursor)}
             data = self.http.get_json(

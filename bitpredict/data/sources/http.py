@@ -115,8 +115,86 @@ def _body_excerpt(response: requests.Response) -> str:
     return f": {text}" if text else ""
 
 
+class DeadlineExceeded(requests.Timeout):
+    """The whole request (headers and body) took longer than ``deadline_s``: a server trickling bytes, each
+    within the per-read timeout, would otherwise hold the run forever. Retried like any timeout."""
+
+
+def read_capped(
+    response: requests.Response, *, started: float, deadline_s: float, max_bytes: int, source: str
+) -> bytes:
+    """The body of a ``stream=True`` response, read under an overall deadline and a byte cap.
+
+    Why here and not ``requests``' timeout: that one bounds each socket read, not the sum of them. A body larger
+    than ``max_bytes`` is no page any API sends: the source stops (``FatalSourceError``) rather than fill memory.
+    """
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise FatalSourceError(source, f"the response declares {declared} bytes, over the {max_bytes}-byte cap")
+    chunks, size = [], 0
+    raw = response.raw
+    # ``read1`` returns what has arrived (``read``/``iter_content`` block until the whole chunk is there, so a
+    # trickle of one byte a second would never reach the deadline check below)
+    read = getattr(raw, "read1", None) or raw.read
+    while chunk := read(65536, decode_content=True):
+        size += len(chunk)
+        if size > max_bytes:
+            raise FatalSourceError(source, f"the response exceeded the {max_bytes}-byte cap; stopped reading")
+        chunks.append(chunk)
+        if time.monotonic() - started > deadline_s:
+            raise DeadlineExceeded(f"the response was still arriving after {deadline_s:g} s ({size} bytes)")
+    return b"".join(chunks)
+
+
+def fill_body(response: requests.Response, body: bytes) -> requests.Response:
+    """Make a streamed response behave as a read one (``.text``, ``.json()``) with ``body``."""
+    response._content = body  # type: ignore[attr-defined]
+    response._content_consumed = True  # type: ignore[attr-defined]
+    return response
+
+
+class PageGuard:
+    """Ends a pager that would not: at most ``max_pages`` pages, and each cursor must move on.
+
+    ``direction``: "backward" (each cursor earlier than the last: CryptoCompare's ``toTs``), "forward" (later), or
+    "new" (never seen before: an opaque ``next_token``). A cursor that does not move is an API bug or a proxy
+    replaying a page; either way paging again would loop, so the source stops with the cursor in the message.
+    """
+
+    def __init__(self, source: str, what: str, max_pages: int, direction: str) -> None:
+        self.source, self.what, self.max_pages, self.direction = source, what, max_pages, direction
+        self.pages = 0
+        self.seen: list[Any] = []
+
+    def advance(self, cursor: Any) -> None:
+        """Record the next page's cursor; raise ``SourceError`` when it did not move or the pages are spent."""
+        last = self.seen[-1] if self.seen else None
+        moved = (
+            last is None
+            or (self.direction == "backward" and cursor < last)
+            or (self.direction == "forward" and cursor > last)
+            or (self.direction == "new" and cursor not in self.seen)
+        )
+        if not moved:
+            raise SourceError(
+                self.source, f"{self.what}: the cursor did not move ({cursor!r} after {last!r}); stopped paging"
+            )
+        self.pages += 1
+        if self.pages > self.max_pages:
+            raise SourceError(
+                self.source,
+                f"{self.what}: more than {self.max_pages} pages in one run; stopped (BITPREDICT_HTTP__MAX_PAGES)",
+            )
+        self.seen.append(cursor)
+
+
 class HttpClient:
-    """A ``requests`` session for one source, with that source's rate limit and the shared retry policy."""
+    """A ``requests`` session for one source, with that source's rate limit and the shared retry policy.
+
+    ``follow_redirects=False`` for a source that sends a key: ``requests`` keeps custom headers (CoinGecko's
+    ``x-cg-demo-api-key``) on a redirect to another host, so a redirect would hand the key to whoever the API, a
+    proxy or a hijacked DNS name sends us to. A redirect then stops the source, naming where it pointed.
+    """
 
     def __init__(
         self,
@@ -126,10 +204,12 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         key_setting: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        follow_redirects: bool = True,
     ) -> None:
         self.source = source
         self.settings = settings
         self.key_setting = key_setting
+        self.follow_redirects = follow_redirects
         self.stats = HttpStats()
         self._sleep = sleep
         self._limiter = RateLimiter(settings.rate_limit_per_s.get(source, 1.0))
@@ -165,6 +245,9 @@ class HttpClient:
             except _HttpStatusError as exc:
                 last_problem, wait_hint = str(exc), exc.retry_after
                 self.stats.note(f"http-{exc.status}")
+            except DeadlineExceeded as exc:
+                last_problem = f"deadline exceeded: {exc}"
+                self.stats.note("deadline")
             except requests.Timeout as exc:
                 last_problem = f"timed out after {self.settings.timeout_s:g}s ({type(exc).__name__})"
                 self.stats.note("timeout")
@@ -198,10 +281,35 @@ class HttpClient:
         self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
     ) -> requests.Response:
         """One GET: a 2xx/304 response, ``_HttpStatusError`` for retryable statuses, ``FatalSourceError`` else."""
-        response = self.session.get(url, params=params, headers=headers, timeout=self.settings.timeout_s)
+        started = time.monotonic()
+        response = self.session.get(
+            url,
+            params=params,
+            headers=headers,
+            timeout=self.settings.timeout_s,
+            stream=True,
+            allow_redirects=self.follow_redirects,
+        )
+        try:
+            body = read_capped(
+                response,
+                started=started,
+                deadline_s=self.settings.deadline_s,
+                max_bytes=self.settings.max_response_bytes,
+                source=self.source,
+            )
+        finally:
+            response.close()
+        fill_body(response, body)
         status = response.status_code
         if status < 300 or status == 304:
             return response
+        if 300 <= status < 400 and not self.follow_redirects:
+            raise FatalSourceError(
+                self.source,
+                f"HTTP {status}: redirected to {response.headers.get('Location', '?')}; redirects are off for a "
+                "source that sends a key (it would follow); set the source's URL to where it now lives",
+            )
         if status in RETRY_STATUS:
             raise _HttpStatusError(
                 status, parse_retry_after(response.headers.get("Retry-After")), _body_excerpt(response)

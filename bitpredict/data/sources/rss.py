@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import feedparser
 import pandas as pd
+import requests
 
 from bitpredict.config import HttpSettings
 from bitpredict.data.schemas import NEWS
@@ -112,6 +113,9 @@ class RssSource:
                 fetched = self.http.call(attempt, what=f"feed {url}")
             except SourceError as exc:  # one broken feed must not hide the others' news
                 failed.append(str(exc))
+                continue
+            except requests.RequestException as exc:  # a URL requests cannot even send (InvalidURL, InvalidSchema)
+                failed.append(f"feed {url}: {type(exc).__name__}: {exc}")
                 continue
             if fetched is None:
                 continue  # unchanged since the last run

@@ -3,13 +3,15 @@
 tweepy hard-codes ``https://api.twitter.com`` as its host; the session below rewrites that prefix to
 the configured ``BITPREDICT_TWITTER_URL`` so the same tweepy code talks to a test server or a proxy.
 Pages are fetched one ``next_token`` at a time through the shared retry policy (tweepy's own
-``wait_on_rate_limit`` would sleep without a cap). The newest id seen becomes ``since_id`` only after
+``wait_on_rate_limit`` would sleep without a cap), at most ``max_pages`` of them, and a ``next_token`` seen
+before stops the source (``PageGuard``): the loop always ends. The newest id seen becomes ``since_id`` only after
 every page of a run arrived, so an interrupted run is fetched again, never skipped.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +23,15 @@ from pydantic import SecretStr
 from bitpredict.config import HttpSettings
 from bitpredict.data.schemas import TWEETS
 from bitpredict.data.sources.base import Batch
-from bitpredict.data.sources.http import FatalSourceError, HttpClient, MalformedResponse, RetryableResponse
+from bitpredict.data.sources.http import (
+    FatalSourceError,
+    HttpClient,
+    MalformedResponse,
+    PageGuard,
+    RetryableResponse,
+    fill_body,
+    read_capped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +43,39 @@ TWEET_FIELDS = ["created_at", "public_metrics", "author_id", "lang"]
 
 
 class RebasedSession(requests.Session):
-    """A session that sends tweepy's requests to another base URL."""
+    """A session that sends tweepy's requests to another base URL, under the shared HTTP layer's bounds.
 
-    def __init__(self, base_url: str, timeout_s: float) -> None:
+    tweepy sets no timeout, follows redirects with the bearer token in ``Authorization`` (``requests`` drops that
+    header only on a change of host, not of scheme or port) and reads bodies whole: here every request has the
+    per-read timeout, an overall deadline and a byte cap, and a redirect is answered as it came (tweepy then raises
+    on the 3xx status), never followed.
+    """
+
+    def __init__(self, base_url: str, http: HttpSettings) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s  # tweepy sets none: a stalled server would hang the run
+        self.http = http
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         text = url.decode() if isinstance(url, bytes) else url
         if text.startswith(TWEEPY_HOST):
             text = self.base_url + text[len(TWEEPY_HOST) :]
-        kwargs.setdefault("timeout", self.timeout_s)
-        return super().request(method, text, *args, **kwargs)
+        kwargs.setdefault("timeout", self.http.timeout_s)
+        kwargs["allow_redirects"] = False
+        kwargs["stream"] = True
+        started = time.monotonic()
+        response = super().request(method, text, *args, **kwargs)
+        try:
+            body = read_capped(
+                response,
+                started=started,
+                deadline_s=self.http.deadline_s,
+                max_bytes=self.http.max_response_bytes,
+                source="twitter",
+            )
+        finally:
+            response.close()
+        return fill_body(response, body)
 
 
 def tweets_to_rows(response: Any) -> pd.DataFrame:
@@ -90,7 +120,8 @@ class TwitterSource:
         self.query = query
         self.http = client or HttpClient(self.name, http, key_setting=TOKEN_SETTING)
         self.client = tweepy.Client(bearer_token=bearer_token.get_secret_value() if bearer_token else None)
-        self.client.session = RebasedSession(base_url, http.timeout_s)
+        self.client.session = RebasedSession(base_url, http)
+        self.max_pages = http.max_pages
 
     def _page(self, since_id: str | None, next_token: str | None) -> Any:
         def attempt() -> Any:
@@ -128,7 +159,9 @@ class TwitterSource:
         since_id = state.get("since_id")
         newest: str | None = None
         next_token: str | None = None
+        guard = PageGuard(self.name, "recent search", self.max_pages, "new")
         while True:
+            guard.advance(next_token)  # a next_token seen before would page in a circle
             response = self._page(since_id, next_token)
             meta = response.meta or {}
             newest = newest or meta.get("newest_id")
