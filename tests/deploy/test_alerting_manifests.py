@@ -45,8 +45,12 @@ def test_the_receiver_runs_the_drift_jobs_rerun_with_its_state_on_a_volume() -> 
     state = next(m for m in container["volumeMounts"] if m["mountPath"] == options["--state-dir"])
     volume = next(v for v in pod["volumes"] if v["name"] == state["name"])
     assert volume["persistentVolumeClaim"]["claimName"] == objects["PersistentVolumeClaim"]["metadata"]["name"]
-    token = next(e for e in container["env"] if e["name"] == "BITPREDICT_ALERT_RECEIVER_TOKEN")
-    assert not token["valueFrom"]["secretKeyRef"].get("optional")  # no token, no pod: never an open receiver
+    # the token is a mounted Secret file (never an env var a rerun would inherit); no token, no pod
+    token_dir = options["--token-file"].rsplit("/", 1)[0]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == token_dir)
+    secret = next(v for v in pod["volumes"] if v["name"] == mount["name"])["secret"]
+    assert mount["readOnly"] and secret["secretName"] == "bitpredict-alert-receiver-token"
+    assert not secret.get("optional")
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] == "/healthz"
     assert {e["name"] for e in container["env"]} >= {"KFP_HOST", "BITPREDICT_DATA_DIR", "MLFLOW_TRACKING_URI"}
