@@ -549,7 +549,9 @@ def replay_cmd(
     end: Annotated[str, typer.Option("--to", help="Last replayed UTC day, YYYY-MM-DD (inclusive).")],
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of continuing.")] = False,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Network epochs per rerun (recipe).")] = 5,
-    test_days: Annotated[int, typer.Option("--test-days", min=30, help="Walk-forward days per rerun.")] = 60,
+    test_days: Annotated[
+        int, typer.Option("--test-days", min=30, help="Walk-forward days per rerun (365: the switching rule's year).")
+    ] = 365,
     retrain_every: Annotated[
         int,
         typer.Option("--retrain-every", min=0, help="Also rerun every N days since the last training (0: drift only)."),
