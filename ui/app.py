@@ -223,7 +223,6 @@ def monitoring_page() -> None:
         st.caption(f"Published state: run `{state['run_id']}` at {state['published_at']}"
                    + (f", champion v{champion['version']} ({champion['kind']})" if champion else ""))  # fmt: skip
     replay_section()
-    st.subheader("Checks")
     result = data.drift(settings())
     if isinstance(result, data.Missing):
         missing(result)
