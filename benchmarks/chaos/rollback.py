@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 from benchmarks.chaos import ScenarioResult
 from benchmarks.chaos.racing_publish import emulator, make_artifacts
@@ -104,7 +105,7 @@ def run(workdir: Path, quick: bool = False) -> ScenarioResult:
     workdir.mkdir(parents=True, exist_ok=True)
     lost: list[str] = []
     errors: Counter[str] = Counter()
-    with emulator("bp-chaos-rollback") as bucket:
+    with mock.patch.dict(os.environ), emulator("bp-chaos-rollback") as bucket:  # the env is restored after
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
                "MLFLOW_DISABLE_TELEMETRY": "true", "BITPREDICT_DATA_DIR": f"{bucket}/data",
                "BITPREDICT_MODEL_STORE": f"{bucket}/store"}  # fmt: skip
