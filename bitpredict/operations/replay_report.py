@@ -213,6 +213,12 @@ def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{value:.3f} %"
 
 
+def _levels(levels: dict[str, float | None] | None) -> str:
+    if not levels:
+        return "n/a"
+    return ", ".join(f"{k} → {v:.3f}" if v is not None else f"{k} → n/a" for k, v in levels.items())
+
+
 def _share(value: Any) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
@@ -267,7 +273,7 @@ def block_text(summary: dict[str, Any], image: str, command: str) -> str:
         f"| monitor: days with calibration broken / pinball worse than naive | "
         f"{monitor.get('calibration_broken_days', 'n/a')} / {monitor.get('pinball_worse_days', 'n/a')} |",
         f"| monitor: 80 % coverage, last 60 days, without / with ACI | {_share(monitor.get('coverage_80'))} / "
-        f"{_share(monitor.get('coverage_80_aci'))} (ACI levels {monitor.get('aci_levels')}) |",
+        f"{_share(monitor.get('coverage_80_aci'))} (served levels {_levels(monitor.get('aci_levels'))}) |",
         f"| episodes (reasons) | {_listed(len(found), episode_items)} |",
         f"| reruns triggered by drift | {_listed(len(by_drift), [_rerun_text(r) for r in by_drift])} |",
         f"| scheduled reruns ({_every_text(summary.get('retrain_every_days'))}) | "
