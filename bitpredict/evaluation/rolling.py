@@ -40,6 +40,7 @@ from bitpredict.evaluation.backtest import (
 )
 from bitpredict.evaluation.calibration import run_aci
 from bitpredict.evaluation.coverage import kupiec
+from bitpredict.evaluation.report import _pct
 from bitpredict.features.merge import labelled
 from bitpredict.forecast.dataset import model_input_columns
 from bitpredict.forecast.train import load_features
@@ -144,10 +145,6 @@ def run_rolling(
         "garch": [b.get("garch") for b in backtest.blocks],
         "aci_gamma": settings.drift.aci_gamma,
     }
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:.3f}"
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -48,6 +48,20 @@ def quantile_columns(levels: tuple[float, ...], prefix: str = "q") -> list[str]:
     return [f"{prefix}{round(q * 100):02d}" for q in levels]
 
 
+_LOADED: dict[str, Any] = {}  # saved-model folder → its serving signature (a replay checks every day)
+
+
+def _signature(saved_model_dir: str) -> Any:
+    """The serving signature of a SavedModel, loaded once per folder (a version folder never changes)."""
+    import tensorflow as tf
+
+    if saved_model_dir not in _LOADED:
+        if len(_LOADED) > 4:
+            _LOADED.clear()
+        _LOADED[saved_model_dir] = tf.saved_model.load(saved_model_dir).signatures[SIGNATURE]
+    return _LOADED[saved_model_dir]
+
+
 def ledger(features: pd.DataFrame, model_dir: str, days: int) -> pd.DataFrame:
     """The champion's forecasts for the last ``days`` rows of the ingested features table, each closed with the
     table's next-day log return (NaN while the day is open), beside the naive forecast (persistence + EWMA σ).
@@ -69,7 +83,7 @@ def ledger(features: pd.DataFrame, model_dir: str, days: int) -> pd.DataFrame:
     if len(ends) == 0:
         return pd.DataFrame()
     x = windows(scaler.transform(frame), window, ends).astype("float32")
-    serve = tf.saved_model.load(located.saved_model_dir).signatures[SIGNATURE]
+    serve = _signature(located.saved_model_dir)
     quantiles = serve(**{meta["input"]["name"]: tf.constant(x)})["quantiles"].numpy().astype("float64")
     out = pd.DataFrame({"timestamp": frame["timestamp"].iloc[ends].to_numpy()})
     out["actual"] = frame[TARGET].iloc[ends].to_numpy(dtype="float64") if TARGET in frame else np.nan

@@ -39,15 +39,6 @@ def _stuck_history(req: Request) -> Response:
     return Response.json({"Response": "Success", "Message": "", "Type": 100, "Data": data})
 
 
-@pytest.fixture
-def server() -> Iterator[FakeServer]:
-    srv = FakeServer().start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 def test_a_cursor_that_does_not_move_back_stops_the_source(server: FakeServer, make_settings) -> None:  # type: ignore[no-untyped-def]
     server.route("/data/v2/histoday", _stuck_history)
     settings = make_settings(http=dict(BOUNDED))
