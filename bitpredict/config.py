@@ -11,6 +11,7 @@ paths and URLs, and a typo must fail at start-up with the setting's name, not de
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -92,6 +93,12 @@ class ModelSettings(_Group):
         min_length=3,
         description="Quantile levels every model forecasts; must hold 0.1, 0.5 and 0.9 (the served 80 % interval).",
     )
+    horizons: list[int] = Field(
+        default_factory=lambda: [1, 7, 30],
+        min_length=1,
+        description="Days ahead every model forecasts (the quantiles of log(close[t+h] / close[t])); must start "
+        "with 1, the next-day forecast old clients read.",
+    )
     seed: int = 42
     use_sentiment: bool = Field(True, description="Feed the daily news/tweet aggregates to the model.")
     refit_every_days: int = Field(
@@ -130,6 +137,13 @@ class ModelSettings(_Group):
         if missing:
             raise ValueError(f"combination members {missing} are not in baselines {self.baselines}")
         return self
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizons_start_at_one(cls, value: list[int]) -> list[int]:
+        if value[0] != 1 or any(b <= a for a, b in itertools.pairwise(value)) or value[-1] > 90:
+            raise ValueError("horizons must start with 1 and increase, up to 90 days")
+        return value
 
     @field_validator("lstm_units")
     @classmethod

@@ -26,7 +26,11 @@ FORMAT_VERSION = 1
 INPUT_NAME = "features"  # FP32 [B, W, F]
 QUANTILES_OUTPUT = "quantiles"  # FP32 [B, Q]: next-day log-return quantiles
 ATTENTION_OUTPUT = "attention"  # FP32 [B, W]
-OUTPUTS = (QUANTILES_OUTPUT, ATTENTION_OUTPUT)
+# FP32 [B, H, Q]: the log-return quantiles of close[t + h] / close[t] for each of the metadata's ``horizons``
+# (days ahead, the first is 1: its row equals ``quantiles``). Models exported before the horizon axis lack it
+# (and the ``horizons`` key): readers treat them as ``horizons = [1]``.
+HORIZON_QUANTILES_OUTPUT = "horizon_quantiles"
+OUTPUTS = (QUANTILES_OUTPUT, ATTENTION_OUTPUT, HORIZON_QUANTILES_OUTPUT)
 
 
 class ArtifactError(BitPredictError, ValueError):
