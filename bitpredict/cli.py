@@ -482,6 +482,18 @@ def drift_lines(result: dict[str, Any]) -> list[str]:
             f"(with ACI {calibration['coverage_80_aci']:.1%}) over the last {calibration['days']} days; "
             f"served levels {levels}"
         )
+    horizons = (result.get("forecast_monitor") or {}).get("horizons") or {}
+    if horizons:
+        lines.append(
+            "horizons: 80 % coverage of the closed forecasts "
+            + "; ".join(
+                f"{h} d {f['coverage_80']:.1%} of {f['closed']} (Kupiec p {f['kupiec_p']:.2f} on {f['independent']} "
+                "independent)"
+                if f.get("closed")
+                else f"{h} d none closed yet"
+                for h, f in horizons.items()
+            )
+        )
     share = "n/a" if result["share"] is None else f"{result['share']:.0%}"
     cut = "" if result.get("share_cut") is None else f" (cut {result['share_cut']:.0%})"
     lines.append(

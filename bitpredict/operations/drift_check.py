@@ -114,6 +114,7 @@ def _give_back(state_uri: str, out_dir: str, marked: DriftState, previous: Drift
 
 ACI_FILE = "aci.json"  # the live calibration the transformer serves with (beside the drift reports)
 LEDGER_FILE = "ledger.parquet"  # the champion's closed forecasts on the ingested table
+HORIZON_LEDGER_FILE = "ledger_horizons.parquet"  # every horizon's forecast, each closed on its own day
 
 
 def _served_log(settings: Settings) -> pd.DataFrame:
@@ -144,7 +145,13 @@ def run_drift(
     served forecasts (``as_of``, ``predicted_close``, ``last_close``; default: the request log) for live
     quality; ``html=False`` skips the HTML reports (the replay checks every day and keeps only the figures).
     """
-    from bitpredict.operations.forecast_monitor import ledger, live_calibration, served_closed, verdict
+    from bitpredict.operations.forecast_monitor import (
+        horizon_coverage,
+        ledgers,
+        live_calibration,
+        served_closed,
+        verdict,
+    )
 
     now = now or datetime.now(UTC)
     features = storage.read_parquet(features_uri(settings)) if storage.exists(features_uri(settings)) else None
@@ -171,8 +178,11 @@ def run_drift(
     if located.saved_model_dir and not storage.exists(storage.join(located.saved_model_dir, "saved_model.pb")):
         monitored["reasons"] = ["no SavedModel to forecast with: the forecast monitor is off"]
     elif features is not None and 0.1 in levels and 0.9 in levels:
-        book = ledger(features, model_dir, settings.drift.window_days + settings.drift.calibration_days + 1)
+        book, by_horizon = ledgers(
+            features, model_dir, settings.drift.window_days + settings.drift.calibration_days + 1
+        )
         monitored = verdict(book, levels, settings.drift)
+        monitored["horizons"] = horizon_coverage(by_horizon, levels)
         aci, calibration = live_calibration(book, levels, settings.drift.aci_gamma, settings.drift.window_days)
         record = {
             "model_version": locate(model_dir).version,
@@ -181,6 +191,7 @@ def run_drift(
         }
         storage.write_text(storage.join(out_dir, ACI_FILE), json.dumps(record, indent=2))
         storage.write_parquet(book, storage.join(out_dir, LEDGER_FILE))
+        storage.write_parquet(by_horizon, storage.join(out_dir, HORIZON_LEDGER_FILE))
     quality = None
     if features is not None:
         closes = features[["timestamp", "close"]].assign(day=features["timestamp"].dt.date.astype(str))

@@ -19,7 +19,11 @@ on a calibrated model, measured in ``tests/unit/test_sequential.py`` on simulate
 ledger; its state is saved beside the drift reports (``aci.json``) and the transformer serves the champion's
 quantiles at those levels. Coverage with and without it is reported.
 
-Pure functions over frames (``ledger``, ``verdict``); ``bitpredict.operations.drift_check`` runs them and writes.
+**Every horizon closes on its day**: ``horizon_book`` keeps each h-day forecast (``model.horizons``) until the
+table holds the close h days later, then scores it; its coverage per horizon is reported (``horizon_coverage``)
+beside the next-day verdicts, and the UI shows it as the forecast's calibration so far.
+
+Pure functions over frames (``ledgers``, ``verdict``); ``bitpredict.operations.drift_check`` runs them and writes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from bitpredict.evaluation.sequential import cusum_alarm, loss_differential, rol
 from bitpredict.features.columns import TARGET
 from bitpredict.forecast.artifact import SIGNATURE, locate
 from bitpredict.forecast.dataset import Scaler, windows
+from bitpredict.forecast.horizons import horizon_returns
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,32 @@ def _signature(saved_model_dir: str) -> Any:
     return _LOADED[saved_model_dir]
 
 
+def _forecasts(features: pd.DataFrame, model_dir: str, days: int) -> dict[str, Any]:
+    """The champion's quantiles [N, H, Q] for the last ``days`` rows of the table (one call of its SavedModel)."""
+    import tensorflow as tf
+
+    from bitpredict.forecast.artifact import HORIZON_QUANTILES_OUTPUT, QUANTILES_OUTPUT
+
+    located = locate(model_dir, require_saved_model=True)
+    meta = located.metadata
+    window = int(meta["window"])
+    frame = features.reset_index(drop=True)
+    ends = np.arange(max(window - 1, len(frame) - days), len(frame))
+    horizons = tuple(int(h) for h in meta.get("horizons", (1,)))
+    out: dict[str, Any] = {"located": located, "frame": frame, "ends": ends, "horizons": horizons,
+                           "levels": tuple(float(q) for q in meta["quantiles"])}  # fmt: skip
+    if len(ends) == 0:
+        out["quantiles"] = np.zeros((0, len(horizons), len(out["levels"])))
+        return out
+    x = windows(Scaler.from_dict(meta["scaler"]).transform(frame), window, ends).astype("float32")
+    served = _signature(located.saved_model_dir)(**{meta["input"]["name"]: tf.constant(x)})
+    if HORIZON_QUANTILES_OUTPUT in served:
+        out["quantiles"] = served[HORIZON_QUANTILES_OUTPUT].numpy().astype("float64")
+    else:  # a model exported before the horizon axis: the next day only
+        out["quantiles"] = served[QUANTILES_OUTPUT].numpy().astype("float64")[:, None, :]
+    return out
+
+
 def ledger(features: pd.DataFrame, model_dir: str, days: int) -> pd.DataFrame:
     """The champion's forecasts for the last ``days`` rows of the ingested features table, each closed with the
     table's next-day log return (NaN while the day is open), beside the naive forecast (persistence + EWMA σ).
@@ -69,22 +100,18 @@ def ledger(features: pd.DataFrame, model_dir: str, days: int) -> pd.DataFrame:
     Columns: ``timestamp`` (the day the forecast was made; it forecasts the next day), ``actual``, ``q05`` …
     (the model), ``ref_q05`` … (the naive), ``model_version``, ``source`` = "published".
     """
-    import tensorflow as tf
+    return ledgers(features, model_dir, days)[0]
+
+
+def ledgers(features: pd.DataFrame, model_dir: str, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``ledger``'s next-day book and the book of every horizon (``horizon_book``), from one model call."""
     from scipy.special import ndtri
 
-    located = locate(model_dir, require_saved_model=True)
-    meta = located.metadata
-    levels = tuple(float(q) for q in meta["quantiles"])
-    scaler = Scaler.from_dict(meta["scaler"])
-    window = int(meta["window"])
-    frame = features.reset_index(drop=True)
-    first = max(window - 1, len(frame) - days)
-    ends = np.arange(first, len(frame))
+    forecast = _forecasts(features, model_dir, days)
+    frame, ends, levels = forecast["frame"], forecast["ends"], forecast["levels"]
     if len(ends) == 0:
-        return pd.DataFrame()
-    x = windows(scaler.transform(frame), window, ends).astype("float32")
-    serve = _signature(located.saved_model_dir)
-    quantiles = serve(**{meta["input"]["name"]: tf.constant(x)})["quantiles"].numpy().astype("float64")
+        return pd.DataFrame(), pd.DataFrame()
+    quantiles = forecast["quantiles"][:, 0, :]
     out = pd.DataFrame({"timestamp": frame["timestamp"].iloc[ends].to_numpy()})
     out["actual"] = frame[TARGET].iloc[ends].to_numpy(dtype="float64") if TARGET in frame else np.nan
     for name, column in zip(quantile_columns(levels), quantiles.T, strict=True):
@@ -92,8 +119,59 @@ def ledger(features: pd.DataFrame, model_dir: str, days: int) -> pd.DataFrame:
     naive = frame["ewma_vol"].iloc[ends].to_numpy(dtype="float64")[:, None] * ndtri(np.asarray(levels))[None, :]
     for name, column in zip(quantile_columns(levels, "ref_q"), naive.T, strict=True):
         out[name] = column
-    out["model_version"] = located.version
+    out["model_version"] = forecast["located"].version
     out["source"] = "published"
+    return out, horizon_book(forecast)
+
+
+def horizon_book(forecast: dict[str, Any]) -> pd.DataFrame:
+    """Every horizon's forecast, long: ``timestamp`` (the origin day), ``horizon``, ``closes_on`` (origin + h
+    days), ``actual`` (the table's h-day log return, NaN until that day is ingested), ``q05`` …, ``model_version``.
+    An h-day forecast closes h days after it was made — each on its own day, from the ingested closes."""
+    frame, ends, levels, horizons = forecast["frame"], forecast["ends"], forecast["levels"], forecast["horizons"]
+    outcomes = horizon_returns(frame, horizons) if "close" in frame else np.full((len(frame), len(horizons)), np.nan)
+    origins = pd.to_datetime(frame["timestamp"].iloc[ends].to_numpy(), utc=True)
+    parts = []
+    for j, h in enumerate(horizons):
+        part = pd.DataFrame({"timestamp": origins, "horizon": h, "closes_on": origins + pd.Timedelta(days=h),
+                             "actual": outcomes[ends, j]})  # fmt: skip
+        for name, column in zip(quantile_columns(levels), forecast["quantiles"][:, j, :].T, strict=True):
+            part[name] = column
+        parts.append(part)
+    book = pd.concat(parts, ignore_index=True)
+    book["model_version"] = forecast["located"].version
+    return book
+
+
+def horizon_coverage(book: pd.DataFrame, levels: tuple[float, ...]) -> dict[str, dict[str, Any]]:
+    """Per horizon, on the closed forecasts of ``horizon_book``: the 80 % interval's coverage over all of them and
+    Kupiec's test on the non-overlapping ones (every h-th origin: their outcomes share no day).
+
+    Reported, not an alarm: over the monitor's window a 30-day forecast has a handful of independent outcomes,
+    too few for a test of useful power at the monitor's size; the alarms stay on the next-day forecast, whose
+    calibration the longer horizons share through the same model.
+    """
+    from bitpredict.evaluation.coverage import kupiec
+    from bitpredict.evaluation.horizon_metrics import non_overlapping
+
+    if book.empty or not {"horizon", "actual"} <= set(book.columns) or not {0.1, 0.9} <= set(levels):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for h, rows in book.groupby("horizon", sort=True):
+        rows = rows[np.isfinite(rows["actual"].to_numpy(dtype="float64"))]
+        if rows.empty:
+            out[str(h)] = {"closed": 0}
+            continue
+        actual = rows["actual"].to_numpy(dtype="float64")
+        inside = (actual >= rows["q10"].to_numpy()) & (actual <= rows["q90"].to_numpy())
+        sample = ~non_overlapping(inside, int(h))
+        out[str(h)] = {
+            "closed": len(rows),
+            "coverage_80": float(inside.mean()),
+            "independent": len(sample),
+            "kupiec_p": float(kupiec(sample, 0.2).p_value),
+            "last_closed_origin": str(pd.Timestamp(rows["timestamp"].iloc[-1]).date()),
+        }
     return out
 
 

@@ -67,7 +67,16 @@ def export_metrics(
     aci_level = Gauge(
         "bitpredict_monitor_aci_level", "Served level per nominal tail (ACI)", ["tail"], registry=registry
     )
+    horizon_coverage = Gauge(
+        "bitpredict_monitor_horizon_coverage_80",
+        "80 % interval coverage of the closed h-day forecasts (ledger_horizons), by horizon in days",
+        ["horizon"],
+        registry=registry,
+    )
     monitored = monitored or {}
+    for h, figures in (monitored.get("horizons") or {}).items():
+        if "coverage_80" in figures:
+            horizon_coverage.labels(horizon=h).set(figures["coverage_80"])
     broken.set(float(bool(monitored.get("calibration_broken"))))
     worse.set(float(bool(monitored.get("pinball_worse_than_naive"))))
     input_drift.set(float(result is not None and result.drifted_as_a_whole(settings.drift.share_threshold)))

@@ -191,7 +191,9 @@ def served_model(features: pd.DataFrame, tmp_path_factory: pytest.TempPathFactor
 
     config = ModelSettings()
     table = labelled(features[features["timestamp"] <= "2020-12-31"].reset_index(drop=True))
-    fit = baselines.fit_baseline("ewma", table, len(table), tuple(config.quantiles), config.window)
+    fit = baselines.fit_baseline(
+        "ewma", table, len(table), tuple(config.quantiles), config.window, tuple(config.horizons)
+    )
     directory = tmp_path_factory.mktemp("store") / "bitpredict-lstm" / "3"
     exported = baselines.export(fit, directory)
     (exported / "saved_model").rename(directory / "_sm")
@@ -238,6 +240,25 @@ def test_the_forecast_monitor_closes_the_champion_on_the_ingested_table(
                  "bitpredict_monitor_input_drift", "bitpredict_monitor_last_check_timestamp_seconds"):  # fmt: skip
         assert f"\n{name} " in gauges, name
     assert summary["input_reference"] == "2020-06-21/2021-06-20"  # the 365 days before the 10-day input window
+
+    # every horizon closes on its own day, from the ingested closes only
+    book = storage.read_parquet(storage.join(settings.path("reports", "drift"), "ledger_horizons.parquet"))
+    assert sorted(book["horizon"].unique()) == [1, 7, 30]
+    close = table.set_index("timestamp")["close"]
+    last_day = table["timestamp"].iloc[-1]
+    for h, rows in book.groupby("horizon"):
+        done = rows.dropna(subset=["actual"])
+        assert (done["closes_on"] <= last_day).all() and (
+            rows.loc[rows["actual"].isna(), "closes_on"] > last_day - pd.Timedelta(days=1)
+        ).all()
+        ratio = close.loc[done["closes_on"]].to_numpy() / close.loc[done["timestamp"]].to_numpy()
+        np.testing.assert_allclose(done["actual"], np.log(ratio), rtol=1e-9, err_msg=f"{h}-day")
+    one_day = book[book["horizon"] == 1].set_index("timestamp")
+    np.testing.assert_allclose(one_day.loc[ledger["timestamp"], "q10"], ledger["q10"].to_numpy())
+    horizons = monitor["horizons"]
+    assert set(horizons) == {"1", "7", "30"} and horizons["30"]["closed"] == len(book[book["horizon"] == 30]) - 30
+    assert horizons["30"]["independent"] == -(-horizons["30"]["closed"] // 30)
+    assert 'bitpredict_monitor_horizon_coverage_80{horizon="30"}' in gauges
 
 
 def test_invented_client_bars_change_no_verdict(features: pd.DataFrame, served_model: Path, tmp_path: Path) -> None:
