@@ -233,6 +233,13 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
         for k, v in values.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
     }
+    for h, figures in (result.get("horizons") or {}).items():
+        if h == "1":
+            continue  # the next-day figures are the ones above
+        for m, values in figures["methods"].items():
+            for k in ("pinball", "interval_80_coverage", "dm_vs_naive_p"):
+                if k in values and math.isfinite(float(values[k])):
+                    flat[f"h{h}_{m}_{k}"] = float(values[k])
     flat["beats_baselines"] = float(result["decision"]["beats_baselines"])
     flat["days"] = float(result["days"])
     flat["switched"] = float(bool(result["decision"].get("switched")))

@@ -117,7 +117,7 @@ def test_the_exported_saved_model_gives_the_in_memory_outputs(tmp_path: Path, sc
     import tensorflow as tf
 
     from bitpredict.forecast.artifact import METADATA_FILE, SAVED_MODEL_DIR, read_metadata
-    from bitpredict.forecast.network import ATTENTION_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
+    from bitpredict.forecast.network import ATTENTION_OUTPUT, HORIZON_QUANTILES_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT
     from bitpredict.forecast.train import export, fit_recipe, metadata
 
     frame = _frame()
@@ -143,6 +143,49 @@ def test_the_exported_saved_model_gives_the_in_memory_outputs(tmp_path: Path, sc
     out = signature(**{INPUT_NAME: tf.constant(x)})
     np.testing.assert_allclose(out[QUANTILES_OUTPUT].numpy(), quantiles, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(out[ATTENTION_OUTPUT].numpy(), attention, rtol=1e-5, atol=1e-7)
+    # one head per horizon: [B, H, Q], the first horizon is the next-day output, spreads grow with h
+    by_horizon = out[HORIZON_QUANTILES_OUTPUT].numpy()
+    assert meta["horizons"] == [1, 7, 30] and meta["outputs"][HORIZON_QUANTILES_OUTPUT] == [None, 3, 7]
+    assert by_horizon.shape == (len(ends), 3, 7)
+    np.testing.assert_allclose(by_horizon[:, 0], quantiles, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(by_horizon, trained.predict_horizons(frame, ends)[0], rtol=1e-5, atol=1e-7)
+    width = by_horizon[:, :, -1] - by_horizon[:, :, 0]
+    assert (width[:, 2] > width[:, 0]).all()
+
+
+def test_the_horizon_loss_counts_only_known_labels() -> None:
+    """A row whose 30-day label lies past the refit (NaN) trains its other heads only: the loss is the mean pinball
+    over the labels it has, and a NaN never reaches the gradient."""
+    from bitpredict.forecast.network import pinball_loss
+
+    levels = (0.1, 0.5, 0.9)
+    loss = pinball_loss(levels)
+    y_pred = np.array([[[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0]]], dtype="float32")  # [B=1, H=2, Q=3]
+    y_true = np.array([[0.5, np.nan]], dtype="float32")
+    error = 0.5 - y_pred[0, 0]
+    by_hand = np.mean(np.maximum(np.array(levels) * error, (np.array(levels) - 1) * error))
+    assert float(np.asarray(loss(y_true, y_pred))[0]) == pytest.approx(by_hand, rel=1e-6)
+    both = np.array([[0.5, 3.0]], dtype="float32")
+    error2 = 3.0 - y_pred[0, 1]
+    second = np.mean(np.maximum(np.array(levels) * error2, (np.array(levels) - 1) * error2))
+    assert float(np.asarray(loss(both, y_pred))[0]) == pytest.approx((by_hand + second) / 2, rel=1e-6)
+
+
+def test_a_refit_never_learns_from_closes_after_it() -> None:
+    """The h-day labels of the last rows before ``end`` reach past it: they are masked, so changing every close
+    after ``end`` leaves the fitted network's forecasts unchanged."""
+    from bitpredict.forecast.train import fit_recipe
+
+    frame = _frame()
+    config = ModelSettings(
+        **{**TINY, "epochs": 1, "validation_days": 7}, target_scaling="volatility"
+    )  # training rows near end
+    columns = model_input_columns(frame.columns, use_sentiment=False)
+    changed = frame.copy()
+    changed.loc[201:, "close"] *= 3.0  # closes after row 200 (the refit at end=200 knows close[200])
+    a = fit_recipe(frame, columns, config, end=200).predict_horizons(frame, np.arange(180, 200))[0]
+    b = fit_recipe(changed, columns, config, end=200).predict_horizons(frame, np.arange(180, 200))[0]
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
 
 
 def test_days_without_a_label_are_history_never_labels_or_actuals() -> None:
