@@ -202,6 +202,17 @@ def retrain(settings: Settings) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+def horizon_columns(horizons: dict[str, dict[str, Any]]) -> dict[str, float | int]:
+    """The day's per-horizon figures of the forecast monitor as flat columns (h > 1; the next day's are above):
+    ``coverage_80_h7`` (the closed 7-day forecasts' 80 % coverage) and ``closed_h7`` (how many have closed)."""
+    out: dict[str, float | int] = {}
+    for h, figures in horizons.items():
+        if h != "1":
+            out[f"coverage_80_h{h}"] = float(figures.get("coverage_80", np.nan))
+            out[f"closed_h{h}"] = int(figures.get("closed", 0))
+    return out
+
+
 def _end_of(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=UTC)
 
@@ -433,6 +444,7 @@ class Runner:
                 "coverage_80": float(calibration.get("coverage_80", np.nan)),
                 "coverage_80_aci": float(calibration.get("coverage_80_aci", np.nan)),
                 "aci_lower": float(levels.get("0.1", np.nan)), "aci_upper": float(levels.get("0.9", np.nan)),
+                **horizon_columns(monitor.get("horizons") or {}),
                 "reasons": "; ".join(summary["reasons"]),
                 "model_version": state.champion_version}  # fmt: skip
 

@@ -86,6 +86,14 @@ def monitor_figures(drift: pd.DataFrame) -> dict[str, Any]:
         "coverage_80": number(last.get("coverage_80")),
         "coverage_80_aci": number(last.get("coverage_80_aci")),
         "aci_levels": {"0.1": number(last.get("aci_lower")), "0.9": number(last.get("aci_upper"))},
+        "horizons": {
+            column.removeprefix("coverage_80_h"): {
+                "coverage_80": number(last.get(column)),
+                "closed": int(last.get(f"closed_h{column.removeprefix('coverage_80_h')}") or 0),
+            }
+            for column in drift.columns
+            if column.startswith("coverage_80_h")
+        },
     }
 
 
@@ -274,6 +282,11 @@ def block_text(summary: dict[str, Any], image: str, command: str) -> str:
         f"{monitor.get('calibration_broken_days', 'n/a')} / {monitor.get('pinball_worse_days', 'n/a')} |",
         f"| monitor: 80 % coverage, last 60 days, without / with ACI | {_share(monitor.get('coverage_80'))} / "
         f"{_share(monitor.get('coverage_80_aci'))} (served levels {_levels(monitor.get('aci_levels'))}) |",
+        *[
+            f"| monitor: {h}-day forecasts closed on their day, 80 % coverage | {_share(f.get('coverage_80'))} of "
+            f"{f.get('closed')} closed (ledger of the last check) |"
+            for h, f in (monitor.get("horizons") or {}).items()
+        ],
         f"| episodes (reasons) | {_listed(len(found), episode_items)} |",
         f"| reruns triggered by drift | {_listed(len(by_drift), [_rerun_text(r) for r in by_drift])} |",
         f"| scheduled reruns ({_every_text(summary.get('retrain_every_days'))}) | "

@@ -97,6 +97,15 @@ def test_a_short_window_replays_end_to_end(replayed: dict) -> None:
     else:
         assert not changes and forecasts["model_version"].nunique() == 1
     assert (replay.report_dir / "replay.png").read_bytes()[:4] == b"\x89PNG"
+    # Every horizon's forecast is kept by the daily check until its day is ingested, then closed from the table.
+    checks = storage.read_parquet(str(replay.report_dir / "drift.parquet"))
+    assert {"coverage_80_h7", "closed_h7", "coverage_80_h30", "closed_h30"} <= set(checks.columns)
+    book = storage.read_parquet(str(Path(replay.work_settings().path("reports", "drift")) / "ledger_horizons.parquet"))
+    assert sorted(book["horizon"].unique()) == [1, 7, 30]
+    last_visible = pd.Timestamp(str(END), tz="UTC")
+    assert book.loc[book["actual"].notna(), "closes_on"].max() <= last_visible
+    assert book.loc[book["closes_on"] > last_visible, "actual"].isna().all()
+    assert checks["closed_h7"].iloc[-1] == int(book[book["horizon"] == 7]["actual"].notna().sum())
     # Progress: one line per day with the day, the forecasts so far and the reruns so far.
     day_lines = [line for line in replayed["lines"] if line.startswith("replay 20") and "forecasts" in line]
     assert len(day_lines) == len(days) and day_lines[0].startswith(f"replay {START}")
