@@ -96,7 +96,7 @@ class SavedModelPredictor(Model):
         self.outputs = tuple(o for o in OUTPUTS if o in produced) + tuple(o for o in produced if o not in OUTPUTS)
         horizons = located.metadata.get("horizons") or [1]
         if len(horizons) > 1 and HORIZON_QUANTILES_OUTPUT not in produced:
-            raise RuntimeError(f"metadata names horizons {horizons} but the SavedModel has no {HORIZON_QUANTILES_OUTPUT}")
+            raise RuntimeError(f"metadata names horizons {horizons}; the SavedModel lacks {HORIZON_QUANTILES_OUTPUT}")
         spec = self.signature.structured_input_signature[1][INPUT_NAME]
         if spec.shape.as_list()[1:] != [self.window, self.n_features]:
             raise RuntimeError(
