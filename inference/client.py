@@ -52,16 +52,19 @@ def v2_request(bars: pd.DataFrame, sentiment: pd.DataFrame | None = None, reques
     return body
 
 
-def _value(data: list[Any], shape: list[int]) -> Any:
-    """A shape-[1] output as its scalar (the 1-day outputs); any other shape as nested lists (per horizon, level)."""
-    if list(shape) == [1]:
+def _value(name: str, data: list[Any], shape: list[int]) -> Any:
+    """A 1-day output as its scalar (shape [1], as ever); a per-horizon output (``HORIZON_OUTPUTS``) as lists [H],
+    [Q] or [H][Q] — a list even for a model with one horizon, so a caller never has to guess."""
+    from bitpredict.forecast.serving import HORIZON_OUTPUTS
+
+    if list(shape) == [1] and name not in {n for n, _, _ in HORIZON_OUTPUTS}:
         return data[0]
     return np.asarray(data, dtype=object).reshape([int(d) for d in shape]).tolist()
 
 
 def parse_response(document: dict) -> dict[str, Any]:
     """``outputs`` → {name: scalar, or a list [H] / [Q] / [H][Q] for the per-horizon outputs}, plus ``parameters``."""
-    out = {o["name"]: _value(o["data"], o.get("shape") or [1]) for o in document["outputs"]}
+    out = {o["name"]: _value(o["name"], o["data"], o.get("shape") or [1]) for o in document["outputs"]}
     out["parameters"] = document.get("parameters") or {}
     return out
 
@@ -118,7 +121,7 @@ def predict_grpc(
         else:
             c = tensor.contents
             values = list(c.fp64_contents) or list(c.int64_contents) or [b.decode() for b in c.bytes_contents]
-        out[tensor.name] = _value(values, list(tensor.shape))
+        out[tensor.name] = _value(tensor.name, values, list(tensor.shape))
     out["parameters"] = {k: getattr(v, v.WhichOneof("parameter_choice")) for k, v in reply.parameters.items()}
     return out
 

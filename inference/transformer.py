@@ -45,6 +45,7 @@ from bitpredict.evaluation.calibration import AciState, apply_levels
 from bitpredict.features.online import DailyBars
 from bitpredict.forecast.artifact import locate
 from bitpredict.forecast.serving import (
+    HORIZON_OUTPUTS,
     ModelSpec,
     RequestError,
     feature_window,
@@ -98,22 +99,6 @@ OUTPUTS = (
     ("predicted_volatility", "FP64"),  # next-day σ of the log return: (q90 − q10) / 2.563
     ("lower_90", "FP64"),
     ("upper_90", "FP64"),
-)
-# Issue 31: one value per horizon (H, the model's ``horizons``) or per level (Q); shapes by axis letters.
-HORIZON_OUTPUTS = (
-    ("horizons", "INT64", "H"),  # days ahead
-    ("horizon_as_of", "BYTES", "H"),  # the day each horizon's forecast is for (ISO date)
-    ("quantile_levels", "FP64", "Q"),
-    ("horizon_quantiles", "FP64", "HQ"),  # log-return quantiles of close[t+h] / close[t]
-    ("horizon_close_quantiles", "FP64", "HQ"),  # the same in USD
-    ("value_at_risk_95", "FP64", "H"),
-    ("expected_shortfall_95", "FP64", "H"),
-    ("prob_rise_5pct", "FP64", "H"),
-    ("prob_fall_5pct", "FP64", "H"),
-    ("prob_rise_10pct", "FP64", "H"),
-    ("prob_fall_10pct", "FP64", "H"),
-    ("expected_range_low", "FP64", "H"),  # USD, the central 68.3 % interval
-    ("expected_range_high", "FP64", "H"),
 )
 
 

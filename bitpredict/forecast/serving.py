@@ -343,6 +343,25 @@ def forecast(quantiles: np.ndarray, bars: Bars, spec: ModelSpec) -> dict[str, An
     return out
 
 
+# Issue 31: the response's per-horizon outputs, declared once (the transformer's metadata route and response, the v2
+# client): one value per horizon (H, the model's ``horizons``) or per level (Q); shapes by axis letters.
+HORIZON_OUTPUTS = (
+    ("horizons", "INT64", "H"),  # days ahead
+    ("horizon_as_of", "BYTES", "H"),  # the day each horizon's forecast is for (ISO date)
+    ("quantile_levels", "FP64", "Q"),
+    ("horizon_quantiles", "FP64", "HQ"),  # log-return quantiles of close[t+h] / close[t]
+    ("horizon_close_quantiles", "FP64", "HQ"),  # the same in USD
+    ("value_at_risk_95", "FP64", "H"),
+    ("expected_shortfall_95", "FP64", "H"),
+    ("prob_rise_5pct", "FP64", "H"),
+    ("prob_fall_5pct", "FP64", "H"),
+    ("prob_rise_10pct", "FP64", "H"),
+    ("prob_fall_10pct", "FP64", "H"),
+    ("expected_range_low", "FP64", "H"),  # USD, the central 68.3 % interval
+    ("expected_range_high", "FP64", "H"),
+)
+
+
 def horizon_forecast(horizon_quantiles: np.ndarray, bars: Bars, spec: ModelSpec) -> dict[str, np.ndarray]:
     """Log-return quantiles [H, Q] for the model's horizons → the response's per-horizon outputs (issue 31).
 
