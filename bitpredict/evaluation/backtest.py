@@ -42,10 +42,12 @@ import pandas as pd
 from bitpredict.config import ModelSettings, PromotionSettings
 from bitpredict.errors import InputError
 from bitpredict.evaluation import scores
+from bitpredict.evaluation.horizon_metrics import horizon_metrics
 from bitpredict.evaluation.scores import PRIMARY
 from bitpredict.features.columns import TARGET
 from bitpredict.forecast import baselines
 from bitpredict.forecast.dataset import Scaler, model_input_columns
+from bitpredict.forecast.horizons import horizon_returns, horizon_suffix
 from bitpredict.forecast.train import MODEL_KIND, fit_recipe
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class Backtest:
     probabilistic: tuple[str, ...]  # methods with quantiles, network first
     levels: tuple[float, ...]
     combination: tuple[str, ...] = ()  # the combination's members (empty: no combination)
+    horizons: tuple[int, ...] = (1,)  # days ahead; h > 1 in the columns <method>_h<h>_q<level>, actual_return_h<h>
 
     def daily_pinball(self, method: str) -> np.ndarray:
         """``method``'s per-day mean pinball loss on the confirmation (test) days."""
@@ -87,6 +90,18 @@ SELECTION, TEST = "selection", "test"
 
 def quantile_column(method: str, level: float) -> str:
     return f"{method}_q{round(level * 100):02d}"
+
+
+def horizon_columns(
+    method: str, quantiles: np.ndarray, levels: tuple[float, ...], horizons: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """``method``'s forecast [N, H, Q] as columns: ``<method>_q10`` … for the next day (the names every reader
+    knows), ``<method>_h7_q10`` … for the longer horizons."""
+    return {
+        quantile_column(f"{method}{horizon_suffix(h)}", q): quantiles[:, j, i]
+        for j, h in enumerate(horizons)
+        for i, q in enumerate(levels)
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,7 +210,8 @@ def walk_forward(
     target = frame[TARGET].to_numpy(dtype="float64")
     close = frame["close"].to_numpy(dtype="float64")
     next_gk = np.exp(frame["log_gk_var_1"].to_numpy(dtype="float64"))[1:] if "log_gk_var_1" in frame else None
-    levels = tuple(config.quantiles)
+    levels, horizons = tuple(config.quantiles), tuple(config.horizons)
+    outcomes = horizon_returns(frame, horizons)
     networks = {MODEL: config, **(extra_networks or {})} if with_network else {}
     combined = (combination.KIND,) if config.combination else ()
     probabilistic = (*networks, *config.baselines, *combined)
@@ -214,24 +230,27 @@ def walk_forward(
             "next_gk_variance": np.append(next_gk, np.nan)[start:end] if next_gk is not None else np.nan,
             "block": number,
             "period": period,
+            **{f"actual_return{horizon_suffix(h)}": outcomes[start:end, j] for j, h in enumerate(horizons) if h > 1},
         }
         block: dict[str, Any] = {"block": number, "period": period, "train_rows": start}
         for name, recipe in networks.items():
             inputs = model_input_columns(frame.columns, recipe.use_sentiment, recipe.exclude_features)
             trained = fit_recipe(frame, inputs, recipe, end=start)
-            quantiles, weights = trained.predict(frame, ends)
-            columns_out.update({quantile_column(name, q): quantiles[:, i] for i, q in enumerate(levels)})
+            quantiles, weights = trained.predict_horizons(frame, ends)
+            columns_out.update(horizon_columns(name, quantiles, levels, horizons))
             if name == MODEL:
                 attention.append(weights)
                 block.update(epochs_run=trained.epochs_run, best_epoch=trained.best_epoch)
         fits: dict[str, Any] = {}
         for kind in config.baselines:
-            fits[kind] = baselines.fit_baseline(kind, frame, start, levels, config.window)
+            fits[kind] = baselines.fit_baseline(kind, frame, start, levels, config.window, horizons)
         if combined:
-            fits[combination.KIND] = combination.combine(config.combination, frame, start, levels, config.window, fits)
+            fits[combination.KIND] = combination.combine(
+                config.combination, frame, start, levels, config.window, fits, horizons
+            )
         for kind, fit in fits.items():
-            quantiles, _ = baselines.predict(fit, frame, ends)
-            columns_out.update({quantile_column(kind, q): quantiles[:, i] for i, q in enumerate(levels)})
+            quantiles, _ = baselines.predict_horizons(fit, frame, ends)
+            columns_out.update(horizon_columns(kind, quantiles, levels, horizons))
         if "garch" in fits:  # reported per refit: the fit sits on its bounds on daily BTC (α + β ≈ 1, ν ≈ 3)
             block["garch"] = {k: round(float(fits["garch"].params[k]), 4) for k in ("alpha", "beta", "nu")}
         for name, values in point_forecasts(frame, columns, config, start, end).items():
@@ -260,7 +279,7 @@ def walk_forward(
             )
     for method in (*probabilistic, *POINT_BASELINES):
         predictions[f"{method}_close"] = predictions["close"] * np.exp(predictions[f"{method}_return"])
-    return Backtest(predictions, attention_rows, blocks, probabilistic, levels, tuple(config.combination))
+    return Backtest(predictions, attention_rows, blocks, probabilistic, levels, tuple(config.combination), horizons)
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,6 +416,7 @@ def compute_metrics(backtest: Backtest) -> dict[str, Any]:
         "point_skill": "1 − MAE / MAE(persistence) of the next-day log return",
         "crps_method": "scoringrules.crps_quantile on 99 levels of the implied quantile function",
         "volatility_proxy": "next day's Garman–Klass range variance; forecast: (q90 − q10) / 2.563 squared",
+        "horizons": horizon_metrics(predictions, probabilistic, levels, backtest.horizons),
     }
 
 

@@ -130,6 +130,43 @@ def point_table(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def horizon_tables(horizons: dict[str, dict[str, Any]]) -> list[str]:
+    """One table per horizon (``bitpredict.evaluation.horizon_metrics``): pinball on h-day log returns, the
+    one-sided HAC-DM test against EWMA × √h with its lags, the 80 % interval's coverage and its tests on
+    non-overlapping forecasts."""
+    lines: list[str] = []
+    for h, figures in horizons.items():
+        table = figures["methods"]
+        if not table:
+            continue
+        lines += [
+            f"**{h}-day horizon** — {figures['days']} forecasts ({figures['first_day']} → {figures['last_day']}), "
+            f"each closed {h} day{'s' if h != '1' else ''} later:",
+            "",
+            "| method | mean pinball (%) | vs EWMA × √h (skill, p) | HAC lags | 80 % cover | independent | Kupiec p "
+            "| Christoffersen p |",
+            "|---" * 8 + "|",
+        ]
+        for method in sorted(table, key=lambda m: table[m]["pinball"]):
+            m = table[method]
+            versus = f"{m['skill_vs_naive']:+.2%}, p {_p(m['dm_vs_naive_p'])}" if "dm_vs_naive_p" in m else "—"
+            lines.append(
+                f"| {method} | {_pct(m['pinball'])} | {versus} | {m.get('dm_lags', '—')} | "
+                f"{m['interval_80_coverage']:.1%} | {m['independent_days']} | {_p(m.get('interval_80_kupiec_p'))} | "
+                f"{_p(m.get('interval_80_christoffersen_p'))} |"
+            )
+        lines.append("")
+    return lines
+
+
+HORIZON_NOTE = (
+    "**Per horizon** (the h-day log return log(close[t+h] / close[t]); every method forecasts every horizon from "
+    "the same day t). vs EWMA × √h: the naive h-day forecast (persistence, EWMA volatility scaled by √h), one-sided "
+    "HAC-DM with at least h − 1 lags (overlapping h-day errors are autocorrelated by construction). The interval "
+    "tests use non-overlapping forecasts only (every h-th day: *independent*); the coverage is over all days."
+)
+
+
 def markdown_table(metrics: dict[str, Any], decision: dict[str, Any]) -> str:
     """The results: probabilistic table (the primary score first), the champion's tails, the point table, the
     switching decision and the network's verdict."""
@@ -168,8 +205,9 @@ def markdown_table(metrics: dict[str, Any], decision: dict[str, Any]) -> str:
         f"**The network {'beats' if decision['beats_baselines'] else 'does NOT beat'} the best single baseline** "
         f"({network.get('against')}; one-sided HAC-DM p = {_p(network.get('p_value'))}).",
         *_membership_lines(decision.get("network_membership")),
+        *(["", HORIZON_NOTE, "", *horizon_tables(metrics["horizons"])] if metrics.get("horizons") else []),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _membership_lines(membership: dict[str, Any] | None) -> list[str]:

@@ -10,7 +10,9 @@ evaluate stage does over its one year — reported per calendar year and overall
 * one-sided HAC-DM tests over the whole span: every method against EWMA (the naive forecast) and against the best
   single baseline of the span (chosen after the fact: a conservative reference for the test of the combination);
 * the network with ``seeds`` seeds: each seed's overall score and their spread (max − min), the run-to-run noise
-  a single network figure carries.
+  a single network figure carries;
+* per horizon (``model.horizons``): every method's h-day pinball, its one-sided HAC-DM test against EWMA × √h
+  with h − 1 lags at least, and the 80 % interval's coverage (``bitpredict.evaluation.horizon_metrics``).
 
 Opt-in (``bitpredict backtest --since …``, minutes to an hour with the network): not part of ``make run``.
 """
@@ -40,7 +42,8 @@ from bitpredict.evaluation.backtest import (
 )
 from bitpredict.evaluation.calibration import run_aci
 from bitpredict.evaluation.coverage import kupiec
-from bitpredict.evaluation.report import _pct
+from bitpredict.evaluation.horizon_metrics import horizon_metrics
+from bitpredict.evaluation.report import HORIZON_NOTE, _pct, horizon_tables
 from bitpredict.features.merge import labelled
 from bitpredict.forecast.dataset import model_input_columns
 from bitpredict.forecast.train import load_features
@@ -144,6 +147,7 @@ def run_rolling(
         else None,
         "garch": [b.get("garch") for b in backtest.blocks],
         "aci_gamma": settings.drift.aci_gamma,
+        "horizons": horizon_metrics(test, methods, levels, backtest.horizons),
     }
 
 
@@ -184,7 +188,9 @@ def markdown(result: dict[str, Any]) -> str:
     if result["network_spread"] is not None:
         seeds = ", ".join(f"{m} {_pct(v)}" for m, v in result["network_seeds"].items())
         lines += ["", f"Network run-to-run: {seeds} — spread {_pct(result['network_spread'])} pp of mean pinball."]
-    return "\n".join(lines) + "\n"
+    if result.get("horizons"):
+        lines += ["", HORIZON_NOTE, "", *horizon_tables(result["horizons"])]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def write_block(page: str, text: str) -> None:

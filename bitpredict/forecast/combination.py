@@ -39,8 +39,8 @@ class CombinationFit:
     def __post_init__(self) -> None:
         if not self.members:
             raise ValueError("a combination needs at least one member")
-        if len({m.window for m in self.members}) != 1 or len({m.levels for m in self.members}) != 1:
-            raise ValueError("combination members must share the window and the quantile levels")
+        if len({(m.window, m.levels, m.horizons) for m in self.members}) != 1:
+            raise ValueError("combination members must share the window, the quantile levels and the horizons")
 
     @property
     def levels(self) -> tuple[float, ...]:
@@ -49,6 +49,10 @@ class CombinationFit:
     @property
     def window(self) -> int:
         return self.members[0].window
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        return self.members[0].horizons
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -72,7 +76,8 @@ class CombinationFit:
         return Scaler(self.columns, (0.0,) * n, (1.0,) * n)
 
     def forecast_graph(self, x: Any) -> tuple[Any, Any]:
-        """The mean of the members' (sorted) quantiles and of their attention, from the union window ``x``."""
+        """The mean of the members' (sorted) quantiles [B, H, Q], horizon by horizon, and of their attention, from
+        the union window ``x``."""
         import tensorflow as tf
 
         quantiles, attention = [], []
@@ -91,9 +96,12 @@ def combine(
     levels: tuple[float, ...],
     window: int,
     fitted: Mapping[str, baselines.BaselineFit] | None = None,
+    horizons: tuple[int, ...] = (1,),
 ) -> CombinationFit:
     """The combination of ``members`` fitted on rows ``[0, end)``; members already in ``fitted`` are reused."""
     fitted = fitted or {}
     return CombinationFit(
-        tuple(fitted.get(kind) or baselines.fit_baseline(kind, frame, end, levels, window) for kind in members)
+        tuple(
+            fitted.get(kind) or baselines.fit_baseline(kind, frame, end, levels, window, horizons) for kind in members
+        )
     )

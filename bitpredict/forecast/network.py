@@ -22,6 +22,7 @@ from keras import layers, ops
 # Re-exported: the tensor names are the artifact contract's (bitpredict.forecast.artifact), named here for the
 # model code.
 from bitpredict.forecast.artifact import ATTENTION_OUTPUT as ATTENTION_OUTPUT
+from bitpredict.forecast.artifact import HORIZON_QUANTILES_OUTPUT as HORIZON_QUANTILES_OUTPUT
 from bitpredict.forecast.artifact import INPUT_NAME as INPUT_NAME
 from bitpredict.forecast.artifact import QUANTILES_OUTPUT as QUANTILES_OUTPUT
 
@@ -73,32 +74,56 @@ class SortQuantiles(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="bitpredict")
 class VolatilityScale(layers.Layer):
-    """Multiplies the quantiles (trained on return / volatility) by the day's volatility, read from the input.
+    """Multiplies the quantiles [B, H, Q] (trained on the h-day return / (volatility · √h)) by the day's
+    volatility · √h, read from the input.
 
     The volatility is the last window row's ``ewma_vol`` feature, un-standardised with the training
     scaler's constants — so the exported model still takes the scaled window alone and outputs
     log-return quantiles, like every other BitPredict model.
     """
 
-    def __init__(self, index: int = 0, mean: float = 0.0, std: float = 1.0, **kwargs: object) -> None:
+    def __init__(
+        self, index: int = 0, mean: float = 0.0, std: float = 1.0, horizons: Sequence[int] = (1,), **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)
         self.index, self.mean, self.std = int(index), float(mean), float(std)
+        self.horizons = [int(h) for h in horizons]
 
     def call(self, quantiles: keras.KerasTensor, features: keras.KerasTensor) -> keras.KerasTensor:
-        sigma = features[:, -1, self.index : self.index + 1] * self.std + self.mean
-        return quantiles * ops.maximum(sigma, 1e-6)
+        sigma = ops.maximum(features[:, -1, self.index : self.index + 1] * self.std + self.mean, 1e-6)  # [B, 1]
+        root_h = ops.convert_to_tensor([[float(h) ** 0.5 for h in self.horizons]], dtype=quantiles.dtype)  # [1, H]
+        return quantiles * ops.expand_dims(sigma * root_h, -1)
 
     def get_config(self) -> dict[str, object]:
-        return {**super().get_config(), "index": self.index, "mean": self.mean, "std": self.std}
+        return {
+            **super().get_config(),
+            "index": self.index,
+            "mean": self.mean,
+            "std": self.std,
+            "horizons": self.horizons,
+        }
+
+
+@keras.saving.register_keras_serializable(package="bitpredict")
+class FirstHorizon(layers.Layer):
+    """The next-day quantiles [B, Q]: the first row of [B, H, Q] (the output old clients read)."""
+
+    def call(self, values: keras.KerasTensor) -> keras.KerasTensor:
+        return values[:, 0, :]
 
 
 def pinball_loss(quantiles: Sequence[float]) -> keras.losses.Loss:
-    """Mean quantile (pinball) loss over all quantiles; y_true is [B, 1] or [B]."""
-    taus = ops.convert_to_tensor([list(quantiles)], dtype="float32")
+    """Mean quantile (pinball) loss over the quantiles and horizons that have a label; y_true is [B, H] (NaN: no
+    label yet for that horizon — the h days reach past what the fit may know) and y_pred [B, H, Q]."""
+    taus = ops.convert_to_tensor([[list(quantiles)]], dtype="float32")
 
     def loss(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.KerasTensor:
-        error = ops.reshape(ops.cast(y_true, "float32"), (-1, 1)) - y_pred
-        return ops.mean(ops.maximum(taus * error, (taus - 1.0) * error), axis=-1)
+        y = ops.cast(y_true, "float32")
+        y = ops.reshape(y, (ops.shape(y)[0], -1))  # [B] (one horizon) or [B, H]
+        known = ops.cast(ops.isfinite(y), "float32")
+        error = ops.expand_dims(ops.where(ops.isfinite(y), y, 0.0), -1) - y_pred
+        per_label = ops.mean(ops.maximum(taus * error, (taus - 1.0) * error), axis=-1) * known  # [B, H]
+        return ops.sum(per_label, axis=-1) / ops.maximum(ops.sum(known, axis=-1), 1.0)
 
     loss.__name__ = "pinball"
     return loss
@@ -113,10 +138,12 @@ def build_model(
     dense_units: int = 32,
     dropout: float = 0.2,
     quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+    horizons: Sequence[int] = (1,),
     learning_rate: float = 1e-3,
     name: str = "bitpredict_lstm",
 ) -> keras.Model:
-    """The compiled model: input ``features`` [B, W, F] → ``quantiles`` [B, Q] and ``attention`` [B, W]."""
+    """The compiled model: input ``features`` [B, W, F] → ``horizon_quantiles`` [B, H, Q] (one head per horizon
+    on the shared LSTM and attention), ``quantiles`` [B, Q] (its first horizon) and ``attention`` [B, W]."""
     inputs = keras.Input(shape=(window, n_features), name=INPUT_NAME, dtype="float32")
     hidden = inputs
     for i, units in enumerate(lstm_units):
@@ -129,17 +156,21 @@ def build_model(
     start = [NormalDist().inv_cdf(q) for q in quantiles]
     # A zero kernel makes the first forecast exactly those normal quantiles: with a volatility-scaled
     # target that is the RiskMetrics baseline, and training moves away from it only where it helps.
+    # One head per horizon (each target is scaled by σ·√h, so every head starts at the same normal quantiles).
     raw = layers.Dense(
-        len(quantiles),
+        len(horizons) * len(quantiles),
         kernel_initializer="zeros",
-        bias_initializer=keras.initializers.Constant(start),
+        bias_initializer=keras.initializers.Constant(list(start) * len(horizons)),
         name="head_quantiles",
     )(x)
-    out_quantiles = SortQuantiles(name=QUANTILES_OUTPUT)(raw)
+    shaped = layers.Reshape((len(horizons), len(quantiles)), name="head_horizons")(raw)
+    out_horizons = SortQuantiles(name=HORIZON_QUANTILES_OUTPUT)(shaped)
+    out_quantiles = FirstHorizon(name=QUANTILES_OUTPUT)(out_horizons)
     out_attention = layers.Identity(name=ATTENTION_OUTPUT)(weights)
-    model = keras.Model(inputs, {QUANTILES_OUTPUT: out_quantiles, ATTENTION_OUTPUT: out_attention}, name=name)
+    outputs = {QUANTILES_OUTPUT: out_quantiles, HORIZON_QUANTILES_OUTPUT: out_horizons, ATTENTION_OUTPUT: out_attention}
+    model = keras.Model(inputs, outputs, name=name)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=1.0),
-        loss={QUANTILES_OUTPUT: pinball_loss(quantiles), ATTENTION_OUTPUT: None},
+        loss={HORIZON_QUANTILES_OUTPUT: pinball_loss(quantiles), QUANTILES_OUTPUT: None, ATTENTION_OUTPUT: None},
     )
     return model

@@ -30,6 +30,7 @@ from bitpredict.features.merge import code_version, labelled
 from bitpredict.forecast.artifact import (
     ATTENTION_OUTPUT,
     FORMAT_VERSION,
+    HORIZON_QUANTILES_OUTPUT,
     INPUT_NAME,
     QUANTILES_OUTPUT,
     REFERENCE_FILE,
@@ -38,6 +39,7 @@ from bitpredict.forecast.artifact import (
     write_metadata,
 )
 from bitpredict.forecast.dataset import Scaler, Split, label_rows, model_input_columns, windows
+from bitpredict.forecast.horizons import horizon_returns, labels_before
 from bitpredict.pipeline import tracking
 from bitpredict.pipeline.stage_table import CANDIDATE, FEATURES, data_path
 
@@ -63,12 +65,21 @@ class TrainedModel:
     epochs_run: int
     best_epoch: int
     history: dict[str, list[float]] = field(default_factory=dict)
+    horizons: tuple[int, ...] = (1,)
+
+    def predict_horizons(self, frame: pd.DataFrame, ends: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Quantiles [N, H, Q] of the h-day log returns and attention [N, W] for windows ending at ``ends``."""
+        x = windows(self.scaler.transform(frame), self.window, ends)
+        out = self.model.predict(x, batch_size=512, verbose=0)
+        return (
+            np.asarray(out[HORIZON_QUANTILES_OUTPUT], dtype="float64"),
+            np.asarray(out[ATTENTION_OUTPUT], dtype="float64"),
+        )
 
     def predict(self, frame: pd.DataFrame, ends: np.ndarray | list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Quantiles [N, Q] of the next-day log return and attention [N, W] for windows ending at ``ends``."""
-        x = windows(self.scaler.transform(frame), self.window, ends)
-        out = self.model.predict(x, batch_size=512, verbose=0)
-        return np.asarray(out[QUANTILES_OUTPUT], dtype="float64"), np.asarray(out[ATTENTION_OUTPUT], dtype="float64")
+        quantiles, attention = self.predict_horizons(frame, ends)
+        return quantiles[:, 0, :], attention
 
 
 class _EpochCallback:
@@ -122,17 +133,20 @@ def fit_recipe(
     split = Split.before(end, config.validation_days, config.window)
     scaler = Scaler.fit(frame.iloc[: split.val_start], columns)
     values = scaler.transform(frame.iloc[:end])
-    target = frame[TARGET].to_numpy(dtype="float64")
-    scales = target_scales(frame, config, split.val_start)
+    horizons = tuple(config.horizons)
+    # [rows, H]: the h-day labels known before ``end`` (a validation row near it has its next-day label only),
+    # divided by σ·√h so every head's target is O(1).
+    scales = target_scales(frame, config, split.val_start)[:, None] * np.sqrt(np.asarray(horizons, "float64"))[None]
+    target = labels_before(horizon_returns(frame, horizons), horizons, end) / scales
     train_ends = label_rows(frame, config.window - 1, split.val_start)  # a day without a label is history only
     val_ends = label_rows(frame, split.val_start, end)
     if len(train_ends) == 0 or len(val_ends) == 0:
         raise InputError("no labelled rows to train or validate on: pass the labelled features table")
     data = (
         windows(values, config.window, train_ends),
-        (target[train_ends] / scales[train_ends]).astype("float32"),
+        target[train_ends].astype("float32"),
         windows(values, config.window, val_ends),
-        (target[val_ends] / scales[val_ends]).astype("float32"),
+        target[val_ends].astype("float32"),
     )
     members, histories = [], []
     for member in range(config.ensemble):
@@ -143,14 +157,15 @@ def fit_recipe(
         index = columns.index(VOLATILITY_COLUMN)
         scale: float | tuple[int, float, float] = (index, scaler.mean[index], scaler.std[index])
     else:
-        scale = float(scales[0])
+        scale = float(scales[0, 0])
     history = histories[0] if len(histories) == 1 else _mean_history(histories)
     return TrainedModel(
-        model=combined(members, scale),
+        model=combined(members, scale, horizons),
         scaler=scaler,
         window=config.window,
         quantiles=tuple(config.quantiles),
-        target_scale=float(scales[0]) if config.target_scaling == "constant" else 1.0,
+        horizons=horizons,
+        target_scale=float(scales[0, 0]) if config.target_scaling == "constant" else 1.0,
         train_span=_span(frame, 0, split.val_start),
         validation_span=_span(frame, split.val_start, end),
         epochs_run=max(len(h["loss"]) for h in histories),
@@ -189,14 +204,15 @@ def _fit_member(
         dense_units=config.dense_units,
         dropout=config.dropout,
         quantiles=config.quantiles,
+        horizons=config.horizons,
         learning_rate=config.learning_rate,
         name=f"member_{seed}",
     )
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
     history = model.fit(
         x_train,
-        {QUANTILES_OUTPUT: y_train},
-        validation_data=(x_val, {QUANTILES_OUTPUT: y_val}),
+        {HORIZON_QUANTILES_OUTPUT: y_train},
+        validation_data=(x_val, {HORIZON_QUANTILES_OUTPUT: y_val}),
         epochs=config.epochs,
         batch_size=config.batch_size,
         shuffle=True,
@@ -206,37 +222,53 @@ def _fit_member(
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items() if k in ("loss", "val_loss")}
 
 
-def combined(members: list[Any], scale: float | tuple[int, float, float]) -> Any:
+def combined(members: list[Any], scale: float | tuple[int, float, float], horizons: tuple[int, ...] = (1,)) -> Any:
     """One model over the members: quantiles averaged, then scaled back to log-return units.
 
-    ``scale``: a constant (the target was divided by it), or (column index, mean, std) of the volatility
-    feature in the scaled input window (the target was divided by each day's volatility).
+    ``scale``: a constant (the target was divided by it and √h), or (column index, mean, std) of the volatility
+    feature in the scaled input window (the target was divided by each day's volatility and √h).
     """
     import keras
 
-    from bitpredict.forecast.network import VolatilityScale
+    from bitpredict.forecast.network import FirstHorizon, VolatilityScale
 
     inputs = members[0].inputs
     if len(members) == 1:
-        quantiles = members[0].get_layer(QUANTILES_OUTPUT).output
+        quantiles = members[0].get_layer(HORIZON_QUANTILES_OUTPUT).output
         attention = members[0].get_layer(ATTENTION_OUTPUT).output
     else:
         inputs = [keras.Input(shape=members[0].inputs[0].shape[1:], name=members[0].inputs[0].name)]
         called = [m(inputs[0]) for m in members]
-        quantiles = keras.layers.Average(name=f"{QUANTILES_OUTPUT}_mean")([c[QUANTILES_OUTPUT] for c in called])
+        quantiles = keras.layers.Average(name=f"{HORIZON_QUANTILES_OUTPUT}_mean")(
+            [c[HORIZON_QUANTILES_OUTPUT] for c in called]
+        )
         attention = keras.layers.Average(name=f"{ATTENTION_OUTPUT}_mean")([c[ATTENTION_OUTPUT] for c in called])
     if isinstance(scale, tuple):
         index, mean, std = scale
-        scaled = VolatilityScale(index, mean, std, name=f"{QUANTILES_OUTPUT}_log_return")(quantiles, inputs[0])
+        scaled = VolatilityScale(index, mean, std, horizons, name=f"{HORIZON_QUANTILES_OUTPUT}_log_return")(
+            quantiles, inputs[0]
+        )
     else:
-        scaled = keras.layers.Rescaling(scale, name=f"{QUANTILES_OUTPUT}_log_return")(quantiles)
+        root_h = np.sqrt(np.asarray(horizons, "float64"))[:, None]
+        scaled = keras.layers.Rescaling(scale * root_h, name=f"{HORIZON_QUANTILES_OUTPUT}_log_return")(quantiles)
     attention = keras.layers.Identity(name=f"{ATTENTION_OUTPUT}_weights")(attention)
-    return keras.Model(inputs, {QUANTILES_OUTPUT: scaled, ATTENTION_OUTPUT: attention}, name="bitpredict_lstm")
+    first = FirstHorizon(name=f"{QUANTILES_OUTPUT}_next_day")(scaled)
+    outputs = {QUANTILES_OUTPUT: first, HORIZON_QUANTILES_OUTPUT: scaled, ATTENTION_OUTPUT: attention}
+    return keras.Model(inputs, outputs, name="bitpredict_lstm")
 
 
 # --------------------------------------------------------------------------------------------
 # export
 # --------------------------------------------------------------------------------------------
+
+
+def _outputs(horizons: int, levels: int, window: int) -> dict[str, list[int | None]]:
+    """The signature's output shapes, as the metadata lists them (the predictor and Triton declare these)."""
+    return {
+        QUANTILES_OUTPUT: [None, levels],
+        HORIZON_QUANTILES_OUTPUT: [None, horizons, levels],
+        ATTENTION_OUTPUT: [None, window],
+    }
 
 
 def metadata(trained: TrainedModel, config: ModelSettings, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -255,7 +287,8 @@ def metadata(trained: TrainedModel, config: ModelSettings, extra: dict[str, Any]
         "target_scale": trained.target_scale,
         "signature": SIGNATURE,
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [None, trained.window, len(trained.scaler.columns)]},
-        "outputs": {QUANTILES_OUTPUT: [None, len(trained.quantiles)], ATTENTION_OUTPUT: [None, trained.window]},
+        "horizons": list(trained.horizons),
+        "outputs": _outputs(len(trained.horizons), len(trained.quantiles), trained.window),
         "train_span": list(trained.train_span),
         "validation_span": list(trained.validation_span),
         "epochs_run": trained.epochs_run,
@@ -284,10 +317,11 @@ def baseline_metadata(fit: Any, config: ModelSettings, extra: dict[str, Any] | N
         "target_scale": 1.0,
         "signature": SIGNATURE,
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [None, fit.window, len(fit.columns)]},
-        "outputs": {QUANTILES_OUTPUT: [None, len(fit.levels)], ATTENTION_OUTPUT: [None, fit.window]},
+        "horizons": list(fit.horizons),
+        "outputs": _outputs(len(fit.horizons), len(fit.levels), fit.window),
         "train_span": list(fit.train_span),
         "params": fit.params,
-        "hyperparameters": {"window": fit.window, "quantiles": list(fit.levels)},
+        "hyperparameters": {"window": fit.window, "quantiles": list(fit.levels), "horizons": list(fit.horizons)},
         "code_version": code_version(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(extra or {}),
@@ -301,13 +335,14 @@ def export_baselines(
     the combination of ``config.combination`` (from the same fits) to ``<directory>/baselines/combo/``."""
     from bitpredict.forecast import baselines, combination
 
+    levels, horizons = tuple(config.quantiles), tuple(config.horizons)
     fits: dict[str, Any] = {
-        kind: baselines.fit_baseline(kind, frame, len(frame), tuple(config.quantiles), config.window)
+        kind: baselines.fit_baseline(kind, frame, len(frame), levels, config.window, horizons)
         for kind in config.baselines
     }
     if config.combination:
         fits[combination.KIND] = combination.combine(
-            config.combination, frame, len(frame), tuple(config.quantiles), config.window, fits
+            config.combination, frame, len(frame), levels, config.window, fits, horizons
         )
     for kind, fit in fits.items():
         target = baselines.export(fit, directory / BASELINES_DIR / kind)
