@@ -1,10 +1,10 @@
 """Issue 31 through the real servers: the 1-, 7- and 30-day distributions and their risk figures in the v2 response.
 
-A model with the horizon axis (RiskMetrics with a random-walk horizon, ``tests/fakes/horizon_model.py``) and the
-same model exported without it, each behind the real predictor and transformer on 127.0.0.1: the per-horizon
-outputs have their declared shapes, horizon 1 is the 1-day forecast, the risk figures are ``bitpredict.forecast.risk``
-of the served quantiles, they grow with the horizon, an old model is served as H = 1, and the ACI calibration
-touches horizon 1 only.
+The EWMA baseline exported as the pipeline exports it (RiskMetrics: ``σ·√h·z``) and the same forecast as a model
+from before the horizon axis (``tests/fakes/horizon_model.py``), each behind the real predictor and transformer on
+127.0.0.1: the per-horizon outputs have their declared shapes, horizon 1 is the 1-day forecast, the risk figures are
+``bitpredict.forecast.risk`` of the served quantiles, they grow with the horizon, an old model is served as H = 1,
+and the ACI calibration touches horizon 1 only.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def stores(clean_daily: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) 
     root = tmp_path_factory.mktemp("horizons")
     return {
         "new": export_version(fit, root / "new" / "bitpredict-lstm" / "5"),
-        "old": export_version(fit, root / "old" / "bitpredict-lstm" / "4", horizons=None),
+        "old": export_version(fit, root / "old" / "bitpredict-lstm" / "4", old=True),
     }
 
 
