@@ -20,6 +20,8 @@ worst case is a gain.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from collections.abc import Sequence
 
@@ -29,21 +31,36 @@ from scipy.special import ndtr, ndtri
 TAIL = 0.05  # value at risk and expected shortfall at 95 %
 MOVES = (0.05, 0.10)  # the ±5 % and ±10 % moves whose probability is served
 ONE_SIGMA = (float(ndtr(-1.0)), float(ndtr(1.0)))  # the central 68.3 % interval: "± one standard deviation"
+Z_TAIL = float(ndtri(TAIL))
+# log(1 − m) for each move, then log(1 + m): the thresholds of the move probabilities, computed once
+MOVE_LOG_RETURNS = np.array([math.log1p(-m) for m in MOVES] + [math.log1p(m) for m in MOVES])
+
+
+@functools.lru_cache(maxsize=32)
+def _scores(levels: tuple[float, ...]) -> np.ndarray:
+    """The normal scores of valid levels (checked once per set of levels: the served set repeats every request)."""
+    taus = np.asarray(levels, dtype="float64")
+    if taus.ndim != 1 or len(taus) < 2 or np.any(np.diff(taus) <= 0) or taus[0] <= 0 or taus[-1] >= 1:
+        raise ValueError(f"levels must be at least two increasing values in (0, 1), not {levels}")
+    scores = ndtri(taus)
+    scores.flags.writeable = False
+    return scores
 
 
 def _check(levels: Sequence[float], quantiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(z-scores of the levels [Q], quantiles sorted per row [H, Q]) or a ValueError saying what is wrong.
 
     Crossing quantiles are sorted (the rearrangement ``quantile_at`` applies too), so the function is monotone."""
-    taus = np.asarray(levels, dtype="float64")
-    if taus.ndim != 1 or len(taus) < 2 or np.any(np.diff(taus) <= 0) or taus[0] <= 0 or taus[-1] >= 1:
-        raise ValueError(f"levels must be at least two increasing values in (0, 1), not {tuple(levels)}")
+    try:
+        z = _scores(tuple(float(level) for level in np.ravel(levels)))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"levels must be at least two increasing values in (0, 1), not {levels!r}") from exc
     q = np.asarray(quantiles, dtype="float64")
-    if q.ndim != 2 or q.shape[1] != len(taus) or q.shape[0] < 1:
-        raise ValueError(f"quantiles of shape {list(q.shape)}: expected [H, {len(taus)}] (one row per horizon)")
+    if q.ndim != 2 or q.shape[1] != len(z) or q.shape[0] < 1:
+        raise ValueError(f"quantiles of shape {list(q.shape)}: expected [H, {len(z)}] (one row per horizon)")
     if not np.isfinite(q).all():
         raise ValueError("quantiles hold NaN or infinite values")
-    return ndtri(taus), np.sort(q, axis=1)
+    return z, np.sort(q, axis=1)
 
 
 def _lines(z: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -66,27 +83,30 @@ def cdf_at(levels: Sequence[float], quantiles: np.ndarray, values: float | np.nd
     x = np.asarray(values, dtype="float64")
     if x.ndim > 1 or not np.isfinite(x).all():
         raise ValueError(f"values must be a finite scalar or [k], not shape {list(x.shape)}")
-    grid = np.atleast_1d(x)
-    a, b, _ = _lines(z, q)
-    out = np.empty((q.shape[0], len(grid)))
-    for row in range(q.shape[0]):
-        # the piece each value falls in: the segment whose knots bracket it, the outermost ones beyond
-        piece = np.clip(np.searchsorted(q[row], grid, side="right") - 1, 0, len(z) - 2)
-        slope = b[row, piece]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            score = np.where(slope > 0, (grid - a[row, piece]) / slope, np.inf)
-        # a flat piece (slope 0): every value at or above it lies at its upper knot or beyond
-        score = np.where(slope > 0, score, np.where(grid >= q[row, piece], z[piece + 1], -np.inf))
-        score = np.where(grid < q[row, 0], np.where(b[row, 0] > 0, score, -np.inf), score)
-        score = np.where(grid >= q[row, -1], np.where(b[row, -1] > 0, score, np.inf), score)
-        out[row] = ndtr(score)
+    out = _cdf(z, q, *_lines(z, q)[:2], np.atleast_1d(x))
     return out[:, 0] if x.ndim == 0 else out
+
+
+def _cdf(z: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``cdf_at`` on checked input, every row at once: [H, k]."""
+    # the piece each value falls in: the segment whose knots bracket it, the outermost ones beyond
+    piece = np.minimum(np.maximum((q[:, :, None] <= x[None, None, :]).sum(axis=1) - 1, 0), len(z) - 2)
+    rows = np.arange(q.shape[0])[:, None]
+    slope, intercept = b[rows, piece], a[rows, piece]
+    flat = slope <= 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = (x[None, :] - intercept) / np.where(flat, 1.0, slope)
+    # a flat piece (slope 0): every value at or above it lies at its upper knot or beyond
+    score = np.where(flat, np.where(x[None, :] >= q[rows, piece], z[piece + 1], -np.inf), score)
+    score = np.where((x[None, :] < q[:, :1]) & (b[:, :1] <= 0), -np.inf, score)
+    score = np.where((x[None, :] >= q[:, -1:]) & (b[:, -1:] <= 0), np.inf, score)
+    return ndtr(score)
 
 
 def value_at_risk(levels: Sequence[float], quantiles: np.ndarray, tail: float = TAIL) -> np.ndarray:
     """The loss of a long position not exceeded with probability ``1 − tail``, per row: ``−(exp(q_tail) − 1)``."""
     z, q = _check(levels, quantiles)
-    return -np.expm1(_quantile(z, q, tail))
+    return -np.expm1(_quantile(z, q, float(ndtri(tail))))
 
 
 def expected_shortfall(levels: Sequence[float], quantiles: np.ndarray, tail: float = TAIL) -> np.ndarray:
@@ -101,11 +121,16 @@ def expected_shortfall(levels: Sequence[float], quantiles: np.ndarray, tail: flo
         raise ValueError(f"tail must lie in (0, 0.5), not {tail}")
     z, q = _check(levels, quantiles)
     a, b, edges = _lines(z, q)
-    cut = float(ndtri(tail))
-    lo, hi = edges[:-1], np.minimum(edges[1:], cut)
-    used = hi > lo  # the pieces below the cut
-    mass = np.where(used[None, :], ndtr(hi[None, :] - b) - ndtr(lo[None, :] - b), 0.0)
-    partial = np.sum(np.exp(a + b * b / 2.0) * mass, axis=1)
+    return _shortfall(a, b, edges, tail, float(ndtri(tail)))
+
+
+def _shortfall(a: np.ndarray, b: np.ndarray, edges: np.ndarray, tail: float, cut: float) -> np.ndarray:
+    """``expected_shortfall`` from the pieces: the partial expectations of the pieces below ``cut = Φ⁻¹(tail)``."""
+    used = edges[:-1] < cut  # the pieces that reach below the cut
+    lo, hi = edges[:-1][used], np.minimum(edges[1:][used], cut)
+    bu = b[:, used]
+    mass = ndtr(hi[None, :] - bu) - ndtr(lo[None, :] - bu)
+    partial = np.sum(np.exp(a[:, used] + bu * bu / 2.0) * mass, axis=1)
     return 1.0 - partial / tail
 
 
@@ -121,13 +146,12 @@ def expected_range(levels: Sequence[float], quantiles: np.ndarray) -> tuple[np.n
     """The central 68.3 % interval of the log return per row (levels Φ(−1), Φ(1)): "± one standard deviation", what
     options traders call the expected move, for any shape of forecast."""
     z, q = _check(levels, quantiles)
-    return _quantile(z, q, ONE_SIGMA[0]), _quantile(z, q, ONE_SIGMA[1])
+    return _quantile(z, q, -1.0), _quantile(z, q, 1.0)
 
 
-def _quantile(z: np.ndarray, q: np.ndarray, level: float) -> np.ndarray:
-    """The quantile function at one level for every row (the normal tail continued, unclipped)."""
-    target = float(ndtri(level))
-    piece = int(np.clip(np.searchsorted(z, target, side="right") - 1, 0, len(z) - 2))
+def _quantile(z: np.ndarray, q: np.ndarray, target: float) -> np.ndarray:
+    """The quantile function at one normal score ``target`` for every row (the normal tail continued, unclipped)."""
+    piece = min(max(bisect.bisect_right(z.tolist(), target) - 1, 0), len(z) - 2)
     slope = (q[:, piece + 1] - q[:, piece]) / (z[piece + 1] - z[piece])
     return q[:, piece] + slope * (target - z[piece])
 
@@ -138,16 +162,19 @@ def risk_figures(levels: Sequence[float], quantiles: np.ndarray, last_close: flo
     in USD (``last_close · exp(q)`` at Φ(−1), Φ(1))."""
     if not (math.isfinite(last_close) and last_close > 0):
         raise ValueError(f"last_close must be a positive price, not {last_close}")
+    z, q = _check(levels, quantiles)  # once: every figure below reads the same checked, sorted quantiles
+    a, b, edges = _lines(z, q)
     out = {
-        "value_at_risk_95": value_at_risk(levels, quantiles),
-        "expected_shortfall_95": expected_shortfall(levels, quantiles),
+        "value_at_risk_95": -np.expm1(_quantile(z, q, Z_TAIL)),
+        "expected_shortfall_95": _shortfall(a, b, edges, TAIL, Z_TAIL),
     }
-    for move in MOVES:
-        rise, fall = move_probabilities(levels, quantiles, move)
+    cdf = _cdf(z, q, a, b, MOVE_LOG_RETURNS)  # [H, 2·moves]: the falls (ascending), then the rises
+    for i, move in enumerate(MOVES):
         percent = round(move * 100)
-        out[f"prob_rise_{percent}pct"], out[f"prob_fall_{percent}pct"] = rise, fall
-    low, high = expected_range(levels, quantiles)
-    out["expected_range_low"], out["expected_range_high"] = last_close * np.exp(low), last_close * np.exp(high)
+        out[f"prob_rise_{percent}pct"] = 1.0 - cdf[:, len(MOVES) + i]
+        out[f"prob_fall_{percent}pct"] = cdf[:, i]
+    out["expected_range_low"] = last_close * np.exp(_quantile(z, q, -1.0))
+    out["expected_range_high"] = last_close * np.exp(_quantile(z, q, 1.0))
     return out
 
 

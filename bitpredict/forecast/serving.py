@@ -22,6 +22,7 @@ A model whose metadata this code cannot serve raises ``ModelMismatch`` at start-
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import math
 from collections.abc import Mapping
@@ -63,6 +64,7 @@ SENTIMENT_BOUNDS = {  # per daily statistic: VADER compound and FinBERT (positiv
 MIN_CAP = 365  # the row cap may never be set below a year of history
 ALWAYS_ENOUGH = 200  # a model whose window + warm-up exceeds this is refused at start-up
 DAY = pd.Timedelta(days=1)
+EPOCH = datetime.date(1970, 1, 1)
 
 
 class RequestError(BitPredictError, ValueError):
@@ -373,14 +375,15 @@ def horizon_forecast(horizon_quantiles: np.ndarray, bars: Bars, spec: ModelSpec)
     shape = (len(spec.horizons), len(spec.quantiles))
     if q.shape != shape or not np.isfinite(q).all():
         raise RuntimeError(f"predictor returned horizon quantiles of shape {list(q.shape)} (finite {list(shape)} due)")
-    if isinstance(bars, DailyBars):
-        close, last_day = float(bars.close[-1]), pd.Timestamp(int(bars.timestamp[-1]), unit="s", tz="UTC")
+    if isinstance(bars, DailyBars):  # plain datetime arithmetic: a pandas Timestamp per horizon costs 7 µs each
+        close, last_day = float(bars.close[-1]), EPOCH + datetime.timedelta(days=int(bars.timestamp[-1]) // 86_400)
     else:
-        close, last_day = float(bars["close"].iloc[-1]), bars["timestamp"].iloc[-1]
-    horizons = np.asarray(spec.horizons, dtype="int64")
+        close, last_day = float(bars["close"].iloc[-1]), bars["timestamp"].iloc[-1].date()
     return {
-        "horizons": horizons,
-        "horizon_as_of": np.array([(last_day + h * DAY).date().isoformat() for h in spec.horizons], dtype=object),
+        "horizons": np.asarray(spec.horizons, dtype="int64"),
+        "horizon_as_of": np.array(
+            [(last_day + datetime.timedelta(days=h)).isoformat() for h in spec.horizons], dtype=object
+        ),
         "quantile_levels": np.asarray(spec.quantiles, dtype="float64"),
         "horizon_quantiles": q,
         "horizon_close_quantiles": close * np.exp(q),
