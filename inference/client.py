@@ -52,9 +52,19 @@ def v2_request(bars: pd.DataFrame, sentiment: pd.DataFrame | None = None, reques
     return body
 
 
+def _value(name: str, data: list[Any], shape: list[int]) -> Any:
+    """A 1-day output as its scalar (shape [1], as ever); a per-horizon output (``HORIZON_OUTPUTS``) as lists [H],
+    [Q] or [H][Q] — a list even for a model with one horizon, so a caller never has to guess."""
+    from bitpredict.forecast.serving import HORIZON_OUTPUTS
+
+    if list(shape) == [1] and name not in {n for n, _, _ in HORIZON_OUTPUTS}:
+        return data[0]
+    return np.asarray(data, dtype=object).reshape([int(d) for d in shape]).tolist()
+
+
 def parse_response(document: dict) -> dict[str, Any]:
-    """``outputs`` → {name: scalar}, plus the response ``parameters``."""
-    out = {o["name"]: o["data"][0] for o in document["outputs"]}
+    """``outputs`` → {name: scalar, or a list [H] / [Q] / [H][Q] for the per-horizon outputs}, plus ``parameters``."""
+    out = {o["name"]: _value(o["name"], o["data"], o.get("shape") or [1]) for o in document["outputs"]}
     out["parameters"] = document.get("parameters") or {}
     return out
 
@@ -107,17 +117,23 @@ def predict_grpc(
         raw = reply.raw_output_contents[i] if reply.raw_output_contents else None
         if raw is not None:
             dtype = {"FP64": "<f8", "INT64": "<i8", "FP32": "<f4"}.get(tensor.datatype)
-            if dtype:
-                out[tensor.name] = np.frombuffer(raw, dtype=dtype)[0].item()
-            else:  # BYTES: 4-byte little-endian length, then the bytes
-                length = int.from_bytes(raw[:4], "little")
-                out[tensor.name] = raw[4 : 4 + length].decode()
+            values = np.frombuffer(raw, dtype=dtype).tolist() if dtype else _bytes(raw)
         else:
             c = tensor.contents
             values = list(c.fp64_contents) or list(c.int64_contents) or [b.decode() for b in c.bytes_contents]
-            out[tensor.name] = values[0]
+        out[tensor.name] = _value(tensor.name, values, list(tensor.shape))
     out["parameters"] = {k: getattr(v, v.WhichOneof("parameter_choice")) for k, v in reply.parameters.items()}
     return out
+
+
+def _bytes(raw: bytes) -> list[str]:
+    """A raw BYTES tensor: each element a 4-byte little-endian length, then the bytes."""
+    values, at = [], 0
+    while at < len(raw):
+        length = int.from_bytes(raw[at : at + 4], "little")
+        values.append(raw[at + 4 : at + 4 + length].decode())
+        at += 4 + length
+    return values
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,8 @@
 
 In the cluster the predictor is TF Serving (or Triton); here neither runs, so this ``kserve.Model`` loads
 the same SavedModel with TensorFlow and answers ``POST /v2/models/<name>/infer`` with the signature's
-outputs. Input ``features`` FP32 [B, W, F]; outputs ``quantiles`` FP32 [B, Q] and ``attention`` FP32 [B, W].
+outputs. Input ``features`` FP32 [B, W, F]; outputs ``quantiles`` FP32 [B, Q] and ``attention`` FP32 [B, W], and
+``horizon_quantiles`` FP32 [B, H, Q] from a model exported with the metadata's ``horizons`` (issue 31).
 ``GET /v2/models/<name>`` names them with their datatypes and shapes, read from the model's own
 ``bitpredict_model.json`` (``input``/``outputs``), so a client sees the contract of the model actually loaded
 (the network or a baseline exported with the same contract).
@@ -24,7 +25,7 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from bitpredict.forecast.artifact import INPUT_NAME, OUTPUTS, SIGNATURE, locate
+from bitpredict.forecast.artifact import HORIZON_QUANTILES_OUTPUT, INPUT_NAME, OUTPUTS, SIGNATURE, locate
 from inference.server import parser, serve
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,9 @@ class SavedModelPredictor(Model):
         self._keep = loaded  # the signature needs its object alive
         produced = tuple(self.signature.structured_outputs)
         self.outputs = tuple(o for o in OUTPUTS if o in produced) + tuple(o for o in produced if o not in OUTPUTS)
+        horizons = located.metadata.get("horizons") or [1]
+        if len(horizons) > 1 and HORIZON_QUANTILES_OUTPUT not in produced:
+            raise RuntimeError(f"metadata names horizons {horizons}; the SavedModel lacks {HORIZON_QUANTILES_OUTPUT}")
         spec = self.signature.structured_input_signature[1][INPUT_NAME]
         if spec.shape.as_list()[1:] != [self.window, self.n_features]:
             raise RuntimeError(

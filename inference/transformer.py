@@ -5,7 +5,9 @@ seconds or BYTES ISO-8601 dates), ``open``, ``high``, ``low``, ``close``, ``volu
 length N, oldest first, and optionally ``is_imputed`` (0/1: a filled bar) and ``sentiment_<column>`` daily
 aggregates. The rows become the model's [1, W, F] input through ``bitpredict.forecast.serving`` — the training code —
 and the predictor's quantiles become ``predicted_log_return``, ``predicted_close``, ``direction``, ``lower``,
-``upper``, ``as_of`` and ``model_version``.
+``upper``, ``as_of`` and ``model_version`` (shape [1] each, as ever), and — for every horizon of the model's
+``horizons`` (1, 7, 30 days; [1] for a model exported before the horizon axis) — the quantiles, their USD closes and
+the risk figures (``HORIZON_OUTPUTS``; ``bitpredict.forecast.risk``). Horizon 1 is the 1-day forecast itself.
 
 The predictor is reached over one pooled, kept-alive connection per worker (``inference.upstream``):
 ``--predictor_protocol v2`` (REST) or ``grpc-v2`` (gRPC) to a v2 server (the local predictor, Triton), or
@@ -43,10 +45,12 @@ from bitpredict.evaluation.calibration import AciState, apply_levels
 from bitpredict.features.online import DailyBars
 from bitpredict.forecast.artifact import locate
 from bitpredict.forecast.serving import (
+    HORIZON_OUTPUTS,
     ModelSpec,
     RequestError,
     feature_window,
     forecast,
+    horizon_forecast,
     optional_inputs,
     parse_bars,
     sentiment_source,
@@ -54,7 +58,14 @@ from bitpredict.forecast.serving import (
 from bitpredict.operations.request_log import DEFAULT_MAX_BYTES as DEFAULT_LOG_BYTES
 from bitpredict.operations.request_log import RequestLog
 from inference.server import parser, serve
-from inference.upstream import PredictorBadReply, PredictorClient, PredictorRefused, PredictorUnavailable, client_for
+from inference.upstream import (
+    PredictorBadReply,
+    PredictorClient,
+    PredictorRefused,
+    PredictorReply,
+    PredictorUnavailable,
+    client_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +124,12 @@ def _decode(payload: InferRequest) -> dict[str, tuple[str, np.ndarray]]:
 
 
 def _output(name: str, value: Any, datatype: str) -> InferOutput:
-    array = np.asarray([value], dtype=object if datatype == "BYTES" else None)
-    output = InferOutput(name=name, shape=[1], datatype=datatype)
+    """A v2 output: a scalar as shape [1] (the 1-day outputs, as before), an array in its own shape."""
+    kind = object if datatype == "BYTES" else {"FP64": "float64", "INT64": "int64"}.get(datatype)
+    array = np.asarray(value, dtype=kind)
+    if array.ndim == 0:
+        array = array.reshape(1)
+    output = InferOutput(name=name, shape=list(array.shape), datatype=datatype)
     output.set_data_from_numpy(array, binary_data=False)
     return output
 
@@ -160,7 +175,12 @@ class BitPredictTransformer(Model):
         return [{"name": "timestamp", "datatype": "INT64|BYTES", "shape": n}, *market, *optional]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return [{"name": name, "datatype": datatype, "shape": [1]} for name, datatype in OUTPUTS]
+        sizes = {"H": len(self.spec.horizons), "Q": len(self.spec.quantiles)}
+        horizon = [
+            {"name": name, "datatype": datatype, "shape": [sizes[axis] for axis in axes]}
+            for name, datatype, axes in HORIZON_OUTPUTS
+        ]
+        return [{"name": name, "datatype": datatype, "shape": [1]} for name, datatype in OUTPUTS] + horizon
 
     # -- v2 request → the model's window ----------------------------------------------------------
     async def preprocess(self, payload: InferRequest | dict, headers: dict[str, str] | None = None) -> dict:
@@ -195,7 +215,7 @@ class BitPredictTransformer(Model):
         self, payload: dict, headers: dict[str, str] | None = None, response_headers: dict | None = None
     ) -> dict:
         try:
-            quantiles = await self.client.quantiles(payload["window"], payload["id"])
+            reply = await self.client.infer(payload["window"], payload["id"])
         except PredictorRefused as exc:  # the window (the client's rows) refused: a 400 that names nothing of ours
             REJECTED.labels(reason="predictor_refused").inc()
             log.warning("predictor refused the input", extra={"request_id": payload["id"], "error": str(exc)})
@@ -206,7 +226,7 @@ class BitPredictTransformer(Model):
                                                       "error": str(exc)})  # fmt: skip
             error = BadGateway if isinstance(exc, PredictorBadReply) else ServerNotReady
             raise error(f"the model is not available (request id {payload['id']})") from exc
-        return {**payload, "quantiles": quantiles}
+        return {**payload, "reply": reply}
 
     # -- quantiles → forecast -----------------------------------------------------------------------
     async def postprocess(
@@ -214,11 +234,13 @@ class BitPredictTransformer(Model):
     ) -> InferResponse:
         bars: DailyBars = result["bars"]
         started = result["started"]
+        reply: PredictorReply = result["reply"]
         try:
-            quantiles = np.asarray(result["quantiles"], dtype="float64").reshape(1, -1)
+            quantiles = np.asarray(reply.quantiles, dtype="float64").reshape(1, -1)
             if self.calibration is not None and quantiles.shape[1] == len(self.spec.quantiles):
                 quantiles = apply_levels(quantiles, self.spec.quantiles, self.calibration)
             outcome = forecast(quantiles[0], bars, self.spec)
+            horizons = horizon_forecast(self._horizon_rows(reply, quantiles[0]), bars, self.spec)
         except (RuntimeError, ValueError) as exc:  # a reply that is not a forecast
             PREDICTOR_ERRORS.inc()
             log.error("predictor reply unusable", extra={"request_id": result["id"], "error": str(exc)})
@@ -249,7 +271,10 @@ class BitPredictTransformer(Model):
             response_id=result["id"],
             model_name=self.name,
             model_version=self.spec.label,
-            infer_outputs=[_output(name, outcome[name], datatype) for name, datatype in OUTPUTS if name in outcome],
+            infer_outputs=[
+                *(_output(name, outcome[name], datatype) for name, datatype in OUTPUTS if name in outcome),
+                *(_output(name, horizons[name], datatype) for name, datatype, _ in HORIZON_OUTPUTS),
+            ],
             parameters={
                 "sentiment": source,
                 "rows": len(bars),
@@ -257,8 +282,29 @@ class BitPredictTransformer(Model):
                 "levels": ",".join(f"{q:g}" for q in self.spec.quantiles),
                 "model_kind": self.spec.kind,
                 "levels_applied": _applied(self.calibration),
+                "horizons": ",".join(str(h) for h in self.spec.horizons),
+                "horizons_calibrated": "none" if self.calibration is None else str(self.spec.horizons[0]),
             },
         )
+
+    def _horizon_rows(self, reply: PredictorReply, one_day: np.ndarray) -> np.ndarray:
+        """The [H, Q] log-return quantiles served per horizon: the reply's ``horizon_quantiles`` (an old model: the
+        1-day quantiles alone, H = 1) with the first row replaced by the served 1-day quantiles.
+
+        Why replace row 1: the contract says it equals ``quantiles``; replacing it makes horizon 1 the 1-day outputs
+        exactly (FP32 noise included) and carries the ACI calibration, which is learned on 1-day outcomes and so
+        applied to horizon 1 only — the longer horizons stay at their nominal levels (``horizons_calibrated``).
+        """
+        rows = one_day[None, :] if reply.horizon_quantiles is None else np.asarray(reply.horizon_quantiles)
+        if rows.ndim == 3:
+            if rows.shape[0] != 1:
+                raise RuntimeError(f"predictor returned horizon quantiles for {rows.shape[0]} windows, sent 1")
+            rows = rows[0]
+        rows = np.array(rows, dtype="float64")
+        if rows.ndim != 2 or rows.shape[1] != len(one_day):
+            raise RuntimeError(f"predictor returned horizon quantiles of shape {list(rows.shape)}")
+        rows[0] = one_day
+        return rows
 
 
 def _applied(calibration: AciState | None) -> str:

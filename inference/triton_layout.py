@@ -41,6 +41,7 @@ from typing import Any
 from bitpredict import storage
 from bitpredict.forecast.artifact import (
     ATTENTION_OUTPUT,
+    HORIZON_QUANTILES_OUTPUT,
     INPUT_NAME,
     METADATA_FILE,
     QUANTILES_OUTPUT,
@@ -73,6 +74,11 @@ class TritonModelShape:
     quantiles_output: str = QUANTILES_OUTPUT
     attention_output: str = ATTENTION_OUTPUT
     signature: str = SIGNATURE
+    n_horizons: int = 0  # H of ``horizon_quantiles`` [B, H, Q]; 0: a model exported before the horizon axis
+
+    @property
+    def horizon_output(self) -> str:
+        return HORIZON_QUANTILES_OUTPUT
 
 
 def _positive_int(value: Any, what: str, source: Path) -> int:
@@ -105,10 +111,11 @@ def shape_from_metadata(metadata: dict[str, Any], source: Path) -> TritonModelSh
     if spec.get("dtype", "float32") != "float32":
         raise ValueError(f"{source}: input dtype {spec['dtype']!r}; the Triton config declares TYPE_FP32")
 
-    outputs = metadata.get("outputs") or {QUANTILES_OUTPUT: [None, n_quantiles], ATTENTION_OUTPUT: [None, window]}
+    outputs = dict(metadata.get("outputs") or {QUANTILES_OUTPUT: [None, n_quantiles], ATTENTION_OUTPUT: [None, window]})
+    n_horizons = _horizons(metadata, outputs.pop(HORIZON_QUANTILES_OUTPUT, None), n_quantiles, source)
     names = list(outputs)
     if len(names) != 2:
-        raise ValueError(f"{source}: expected two outputs (quantiles, attention), got {names}")
+        raise ValueError(f"{source}: expected the outputs quantiles, attention (and horizon_quantiles), got {names}")
     quantiles_name = next((n for n in names if n == QUANTILES_OUTPUT), names[0])
     attention_name = next(n for n in names if n != quantiles_name)
     if list(outputs[quantiles_name])[1:] != [n_quantiles]:
@@ -124,7 +131,24 @@ def shape_from_metadata(metadata: dict[str, Any], source: Path) -> TritonModelSh
         quantiles_output=quantiles_name,
         attention_output=attention_name,
         signature=str(metadata.get("signature") or SIGNATURE),
+        n_horizons=n_horizons,
     )
+
+
+def _horizons(metadata: dict[str, Any], declared: Any, n_quantiles: int, source: Path) -> int:
+    """H of the ``horizon_quantiles`` output: the metadata's ``horizons`` and the declared shape [None, H, Q] must
+    agree; neither present is a model from before the horizon axis (0: no such output)."""
+    horizons = metadata.get("horizons")
+    if declared is None and horizons is None:
+        return 0
+    if declared is None or horizons is None:
+        raise ValueError(f"{source}: 'horizons' and the output {HORIZON_QUANTILES_OUTPUT!r} come together")
+    n_horizons = len(_non_empty_list(horizons, "'horizons'", source))
+    if list(declared)[1:] != [n_horizons, n_quantiles]:
+        raise ValueError(
+            f"{source}: output {HORIZON_QUANTILES_OUTPUT!r} shape {declared} but H={n_horizons}, Q={n_quantiles}"
+        )
+    return n_horizons
 
 
 def _local_savedmodel(version_dir: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -168,7 +192,7 @@ output [
     name: "{shape.attention_output}"
     data_type: TYPE_FP32
     dims: [ {shape.window} ]
-  }}
+  }}{_horizon_block(shape)}
 ]
 # One config serves every version folder, so only the newest is loaded: an older version may have another shape.
 version_policy: {{ latest: {{ num_versions: 1 }} }}
@@ -191,6 +215,18 @@ parameters: {{
   value: {{ string_value: "{shape.signature}" }}
 }}
 """
+
+
+def _horizon_block(shape: TritonModelShape) -> str:
+    """The third output's entry, for a model with the horizon axis (else nothing: old configs stay as they were)."""
+    if not shape.n_horizons:
+        return ""
+    return f""",
+  {{
+    name: "{shape.horizon_output}"
+    data_type: TYPE_FP32
+    dims: [ {shape.n_horizons}, {shape.n_quantiles} ]
+  }}"""
 
 
 def _default_version(version_dir: Path) -> int:

@@ -13,16 +13,22 @@ Failures are told apart by whose fault they are: refused, reset, timed out, a 5x
 ``PredictorRefused`` (the request's input, so a 400 for the client); a reply that is not a forecast (not JSON, no
 quantiles, a shape that does not fit) raises ``PredictorBadReply`` (502). Each carries ``http_status``; the
 transformer stays up. Channels are opened on first use, inside the worker's event loop.
+
+A reply is the next-day ``quantiles`` [B, Q] and, from a model exported with the horizon axis, its
+``horizon_quantiles`` [B, H, Q] (the log-return quantiles for each of the metadata's ``horizons``); a model from
+before has none (``PredictorReply.horizon_quantiles`` is None: the transformer serves it as H = 1). A
+``horizon_quantiles`` whose batch or level axis does not fit ``quantiles`` is a bad reply like any other.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from bitpredict.errors import BitPredictError
-from bitpredict.forecast.artifact import INPUT_NAME, QUANTILES_OUTPUT, SIGNATURE
+from bitpredict.forecast.artifact import HORIZON_QUANTILES_OUTPUT, INPUT_NAME, QUANTILES_OUTPUT, SIGNATURE
 
 PROTOCOLS = ("v2", "grpc-v2", "tfserving")
 MAX_RECONNECT_BACKOFF_MS = 1000
@@ -58,19 +64,44 @@ class PredictorBadReply(PredictorUnavailable):
     http_status = 502
 
 
-def _shaped(values: Any, shape: Any) -> np.ndarray:
-    """The reply's quantiles as float64 in their declared shape, or ``PredictorBadReply``."""
+def _shaped(values: Any, shape: Any, name: str = QUANTILES_OUTPUT) -> np.ndarray:
+    """A reply tensor as float64 in its declared shape, or ``PredictorBadReply``."""
     try:
         return np.asarray(values, dtype="float64").reshape([int(d) for d in shape])
     except (TypeError, ValueError) as exc:
-        raise PredictorBadReply(f"the reply's '{QUANTILES_OUTPUT}' does not fit its shape ({exc})") from None
+        raise PredictorBadReply(f"the reply's '{name}' does not fit its shape ({exc})") from None
+
+
+@dataclass(frozen=True)
+class PredictorReply:
+    """What the transformer needs from a reply: ``quantiles`` [B, Q]; ``horizon_quantiles`` [B, H, Q] or None (a
+    model exported before the horizon axis)."""
+
+    quantiles: np.ndarray
+    horizon_quantiles: np.ndarray | None = None
+
+
+def _reply(quantiles: np.ndarray, horizon: np.ndarray | None) -> PredictorReply:
+    """The reply, with ``horizon_quantiles`` checked against ``quantiles``: [B, H, Q] with the same B and Q."""
+    if horizon is not None and (
+        horizon.ndim != 3
+        or quantiles.ndim != 2
+        or horizon.shape[0] != quantiles.shape[0]
+        or horizon.shape[2] != quantiles.shape[1]
+        or horizon.shape[1] < 1
+    ):
+        raise PredictorBadReply(
+            f"the reply's '{HORIZON_QUANTILES_OUTPUT}' has shape {list(horizon.shape)}, expected "
+            f"[B, H, Q] beside '{QUANTILES_OUTPUT}' {list(quantiles.shape)}"
+        )
+    return PredictorReply(quantiles, horizon)
 
 
 class PredictorClient(Protocol):
     host: str
 
-    async def quantiles(self, window: np.ndarray, request_id: str) -> np.ndarray:
-        """The model's quantiles [B, Q] for the FP32 window [B, W, F]."""
+    async def infer(self, window: np.ndarray, request_id: str) -> PredictorReply:
+        """The model's quantiles [B, Q] (and [B, H, Q] when it has the horizon axis) for the FP32 window [B, W, F]."""
         ...
 
     async def close(self) -> None: ...
@@ -81,7 +112,7 @@ class RestV2Client:
         self.host, self.model, self.timeout_s = host, model, timeout_s
         self._client: Any = None
 
-    async def quantiles(self, window: np.ndarray, request_id: str) -> np.ndarray:
+    async def infer(self, window: np.ndarray, request_id: str) -> PredictorReply:
         import httpx
 
         if self._client is None:
@@ -99,13 +130,17 @@ class RestV2Client:
         if reply.status_code != 200:
             raise PredictorUnavailable(f"answered {reply.status_code}: {reply.text[:200]}")
         try:
-            outputs = reply.json().get("outputs", [])
-            found = [o for o in outputs if o.get("name") == QUANTILES_OUTPUT]
+            outputs = {o.get("name"): o for o in reply.json().get("outputs", [])}
         except (ValueError, AttributeError, TypeError) as exc:
             raise PredictorBadReply(f"the reply is not a v2 response ({type(exc).__name__})") from None
-        if not found:
+        if QUANTILES_OUTPUT not in outputs:
             raise PredictorBadReply(f"the reply has no '{QUANTILES_OUTPUT}' output")
-        return _shaped(found[0].get("data"), found[0].get("shape"))
+        found = outputs[QUANTILES_OUTPUT]
+        horizon = outputs.get(HORIZON_QUANTILES_OUTPUT)
+        return _reply(
+            _shaped(found.get("data"), found.get("shape")),
+            None if horizon is None else _shaped(horizon.get("data"), horizon.get("shape"), HORIZON_QUANTILES_OUTPUT),
+        )
 
     async def close(self) -> None:
         if self._client is not None:
@@ -125,7 +160,7 @@ class GrpcV2Client:
         self._channel = grpc.aio.insecure_channel(self.host, options=GRPC_OPTIONS)
         self._stub = stubs.GRPCInferenceServiceStub(self._channel)
 
-    async def quantiles(self, window: np.ndarray, request_id: str) -> np.ndarray:
+    async def infer(self, window: np.ndarray, request_id: str) -> PredictorReply:
         import grpc
         from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
@@ -138,8 +173,9 @@ class GrpcV2Client:
             reply = await self._stub.ModelInfer(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise _grpc_error(exc) from exc
+        tensors: dict[str, np.ndarray] = {}
         for index, output in enumerate(reply.outputs):
-            if output.name != QUANTILES_OUTPUT:
+            if output.name not in (QUANTILES_OUTPUT, HORIZON_QUANTILES_OUTPUT):
                 continue
             try:
                 if reply.raw_output_contents:
@@ -147,9 +183,11 @@ class GrpcV2Client:
                 else:
                     values = np.asarray(output.contents.fp32_contents or output.contents.fp64_contents)
             except (IndexError, KeyError, ValueError) as exc:
-                raise PredictorBadReply(f"the reply's '{QUANTILES_OUTPUT}' cannot be read ({exc!r})") from None
-            return _shaped(values, output.shape)
-        raise PredictorBadReply(f"the reply has no '{QUANTILES_OUTPUT}' output")
+                raise PredictorBadReply(f"the reply's '{output.name}' cannot be read ({exc!r})") from None
+            tensors[output.name] = _shaped(values, output.shape, output.name)
+        if QUANTILES_OUTPUT not in tensors:
+            raise PredictorBadReply(f"the reply has no '{QUANTILES_OUTPUT}' output")
+        return _reply(tensors[QUANTILES_OUTPUT], tensors.get(HORIZON_QUANTILES_OUTPUT))
 
     async def close(self) -> None:
         if self._channel is not None:
@@ -175,7 +213,7 @@ class TFServingClient:
         self._channel: Any = None
         self._stub: Any = None
 
-    async def quantiles(self, window: np.ndarray, request_id: str) -> np.ndarray:
+    async def infer(self, window: np.ndarray, request_id: str) -> PredictorReply:
         import grpc
         from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
         from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -200,21 +238,31 @@ class TFServingClient:
             raise _grpc_error(exc) from exc
         if QUANTILES_OUTPUT not in reply.outputs:
             raise PredictorBadReply(f"the reply has no '{QUANTILES_OUTPUT}' output")
-        proto = reply.outputs[QUANTILES_OUTPUT]
-        dims = [d.size for d in proto.tensor_shape.dim]
-        try:
-            if proto.tensor_content:
-                kind = "<f4" if proto.dtype == types_pb2.DT_FLOAT else "<f8"
-                values = np.frombuffer(proto.tensor_content, dtype=kind)
-            else:
-                values = np.asarray(proto.float_val or proto.double_val)
-        except ValueError as exc:
-            raise PredictorBadReply(f"the reply's '{QUANTILES_OUTPUT}' cannot be read ({exc})") from None
-        return _shaped(values, dims)
+        horizon = reply.outputs.get(HORIZON_QUANTILES_OUTPUT)
+        return _reply(
+            _tensor(reply.outputs[QUANTILES_OUTPUT], QUANTILES_OUTPUT),
+            None if horizon is None else _tensor(horizon, HORIZON_QUANTILES_OUTPUT),
+        )
 
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
+
+
+def _tensor(proto: Any, name: str) -> np.ndarray:
+    """A TF Serving ``TensorProto`` as float64 in its shape, or ``PredictorBadReply``."""
+    from tensorflow.core.framework import types_pb2
+
+    dims = [d.size for d in proto.tensor_shape.dim]
+    try:
+        if proto.tensor_content:
+            kind = "<f4" if proto.dtype == types_pb2.DT_FLOAT else "<f8"
+            values = np.frombuffer(proto.tensor_content, dtype=kind)
+        else:
+            values = np.asarray(proto.float_val or proto.double_val)
+    except ValueError as exc:
+        raise PredictorBadReply(f"the reply's '{name}' cannot be read ({exc})") from None
+    return _shaped(values, dims, name)
 
 
 def client_for(protocol: str, host: str, model: str, timeout_s: float) -> PredictorClient:

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,8 +160,9 @@ def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout_s: float 
 
 
 @contextlib.contextmanager
-def serving_stack(model: Path, logs: Path) -> Iterator[Stack]:
-    """The real predictor and transformer for ``model`` on 127.0.0.1; both stopped on exit."""
+def serving_stack(model: Path, logs: Path, transformer_args: Sequence[str] = ()) -> Iterator[Stack]:
+    """The real predictor and transformer for ``model`` on 127.0.0.1 (extra transformer flags in
+    ``transformer_args``, e.g. ``--calibration``); both stopped on exit."""
     logs.mkdir(parents=True, exist_ok=True)
     p_http, p_grpc, t_http, t_grpc = free_port(), free_port(), free_port(), free_port()
     predictor = _start(
@@ -170,7 +171,8 @@ def serving_stack(model: Path, logs: Path) -> Iterator[Stack]:
     )  # fmt: skip
     transformer = _start(
         ["-m", "inference.transformer", "--model_uri", str(model), "--predictor_host", f"127.0.0.1:{p_http}",
-         "--host", "127.0.0.1", "--http_port", str(t_http), "--grpc_port", str(t_grpc)], logs / "transformer.log",
+         "--host", "127.0.0.1", "--http_port", str(t_http), "--grpc_port", str(t_grpc), *transformer_args],
+        logs / "transformer.log",
     )  # fmt: skip
     try:
         wait_ready(f"http://127.0.0.1:{p_http}", predictor, logs / "predictor.log")

@@ -22,6 +22,8 @@ A model whose metadata this code cannot serve raises ``ModelMismatch`` at start-
 
 from __future__ import annotations
 
+import datetime
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from bitpredict.features.online import DailyBars, model_frame, model_inputs
 from bitpredict.forecast.dataset import Scaler
 from bitpredict.forecast.dataset import sentiment_inputs as dataset_sentiment_inputs
 from bitpredict.forecast.quantiles import implied_volatility
+from bitpredict.forecast.risk import risk_figures
 
 MARKET_INPUTS = ("timestamp", "open", "high", "low", "close", "volume")
 IMPUTED_INPUT = "is_imputed"  # optional: 1 where the bar is a filled gap (rows from the clean table), else 0
@@ -61,6 +64,7 @@ SENTIMENT_BOUNDS = {  # per daily statistic: VADER compound and FinBERT (positiv
 MIN_CAP = 365  # the row cap may never be set below a year of history
 ALWAYS_ENOUGH = 200  # a model whose window + warm-up exceeds this is refused at start-up
 DAY = pd.Timedelta(days=1)
+EPOCH = datetime.date(1970, 1, 1)
 
 
 class RequestError(BitPredictError, ValueError):
@@ -99,6 +103,8 @@ class ModelSpec:
     kind: str = (
         "lstm"  # the network or a baseline (``bitpredict.forecast.baselines``): same contract, named in responses
     )
+    # days ahead of the ``horizon_quantiles`` rows; (1,) for a model exported before the horizon axis
+    horizons: tuple[int, ...] = (1,)
 
     @property
     def label(self) -> str:
@@ -116,6 +122,7 @@ class ModelSpec:
             window, warmup = int(meta["window"]), int(meta["warmup"])
             scaler = Scaler.from_dict(meta["scaler"])
             quantiles = tuple(float(q) for q in meta["quantiles"])
+            horizons = tuple(int(h) for h in meta.get("horizons", [1]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelMismatch(f"model metadata is incomplete: {exc!r}") from exc
         if warmup != WARMUP:
@@ -132,7 +139,10 @@ class ModelSpec:
             raise ModelMismatch(f"max_rows {max_rows} is below {MIN_CAP}")
         if sorted(quantiles) != list(quantiles) or len(quantiles) < 2:
             raise ModelMismatch(f"quantiles {quantiles} must be increasing, at least two")
-        return cls(columns, window, warmup, scaler, quantiles, version, max_rows, str(meta.get("kind", "lstm")))
+        if not horizons or horizons[0] != 1 or any(b <= a for a, b in itertools.pairwise(horizons)):
+            raise ModelMismatch(f"horizons {list(horizons)} must start with 1 and increase")
+        kind = str(meta.get("kind", "lstm"))
+        return cls(columns, window, warmup, scaler, quantiles, version, max_rows, kind, horizons)
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,6 +343,52 @@ def forecast(quantiles: np.ndarray, bars: Bars, spec: ModelSpec) -> dict[str, An
         out["lower_90"] = close * math.exp(float(q[levels.index(0.05)]))
         out["upper_90"] = close * math.exp(float(q[levels.index(0.95)]))
     return out
+
+
+# Issue 31: the response's per-horizon outputs, declared once (the transformer's metadata route and response, the v2
+# client): one value per horizon (H, the model's ``horizons``) or per level (Q); shapes by axis letters.
+HORIZON_OUTPUTS = (
+    ("horizons", "INT64", "H"),  # days ahead
+    ("horizon_as_of", "BYTES", "H"),  # the day each horizon's forecast is for (ISO date)
+    ("quantile_levels", "FP64", "Q"),
+    ("horizon_quantiles", "FP64", "HQ"),  # log-return quantiles of close[t+h] / close[t]
+    ("horizon_close_quantiles", "FP64", "HQ"),  # the same in USD
+    ("value_at_risk_95", "FP64", "H"),
+    ("expected_shortfall_95", "FP64", "H"),
+    ("prob_rise_5pct", "FP64", "H"),
+    ("prob_fall_5pct", "FP64", "H"),
+    ("prob_rise_10pct", "FP64", "H"),
+    ("prob_fall_10pct", "FP64", "H"),
+    ("expected_range_low", "FP64", "H"),  # USD, the central 68.3 % interval
+    ("expected_range_high", "FP64", "H"),
+)
+
+
+def horizon_forecast(horizon_quantiles: np.ndarray, bars: Bars, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Log-return quantiles [H, Q] for the model's horizons → the response's per-horizon outputs (issue 31).
+
+    The quantiles in log returns and in USD (``last close · exp(q)``), the day each horizon is for, and the risk
+    figures of ``bitpredict.forecast.risk`` — all from these quantiles, so from the served (possibly calibrated)
+    distribution. A reply of the wrong shape or with NaN raises ``RuntimeError`` (the server's 502).
+    """
+    q = np.asarray(horizon_quantiles, dtype="float64")
+    shape = (len(spec.horizons), len(spec.quantiles))
+    if q.shape != shape or not np.isfinite(q).all():
+        raise RuntimeError(f"predictor returned horizon quantiles of shape {list(q.shape)} (finite {list(shape)} due)")
+    if isinstance(bars, DailyBars):  # plain datetime arithmetic: a pandas Timestamp per horizon costs 7 µs each
+        close, last_day = float(bars.close[-1]), EPOCH + datetime.timedelta(days=int(bars.timestamp[-1]) // 86_400)
+    else:
+        close, last_day = float(bars["close"].iloc[-1]), bars["timestamp"].iloc[-1].date()
+    return {
+        "horizons": np.asarray(spec.horizons, dtype="int64"),
+        "horizon_as_of": np.array(
+            [(last_day + datetime.timedelta(days=h)).isoformat() for h in spec.horizons], dtype=object
+        ),
+        "quantile_levels": np.asarray(spec.quantiles, dtype="float64"),
+        "horizon_quantiles": q,
+        "horizon_close_quantiles": close * np.exp(q),
+        **risk_figures(spec.quantiles, q, close),
+    }
 
 
 def _served_interval(levels: tuple[float, ...]) -> tuple[int, int]:

@@ -381,8 +381,10 @@ def test_the_predictor_metadata_names_the_model_tensors(served: Served) -> None:
     assert meta["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, window, features]}]
     levels = len(locate(str(served.model_dir)).metadata["quantiles"])  # 7 since the champion-on-evidence change
     assert levels == 7
+    horizons = len(locate(str(served.model_dir)).metadata["horizons"])  # 1, 7, 30 days since issue 31
     assert meta["outputs"] == [
         {"name": "quantiles", "datatype": "FP32", "shape": [-1, levels]},
+        {"name": "horizon_quantiles", "datatype": "FP32", "shape": [-1, horizons, levels]},
         {"name": "attention", "datatype": "FP32", "shape": [-1, window]},
     ]
 

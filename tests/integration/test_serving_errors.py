@@ -22,6 +22,28 @@ ANSWERS = {
     ),
     "wrong shape": (200, b'{"outputs": [{"name": "quantiles", "shape": [7, 7], "datatype": "FP32", "data": [1]}]}'),
     "fails": (500, b'{"error": "secret internals at 10.1.2.3"}'),
+    # issue 31: a horizon_quantiles that does not fit the quantiles beside it, or not the model's horizons (the HAR
+    # model here has none: H = 1)
+    "horizons misshapen": (
+        200,
+        b'{"outputs": [{"name": "quantiles", "shape": [1, 3], "datatype": "FP32", "data": [-0.02, 0, 0.02]},'
+        b' {"name": "horizon_quantiles", "shape": [1, 2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}]}',
+    ),
+    "horizons not the model's": (
+        200,
+        b'{"outputs": [{"name": "quantiles", "shape": [1, 3], "datatype": "FP32", "data": [-0.02, 0, 0.02]},'
+        b' {"name": "horizon_quantiles", "shape": [1, 2, 3], "datatype": "FP32", "data": [-0.02, 0, 0.02, -1, 0, 1]}]}',
+    ),
+    "horizons not finite": (
+        200,
+        b'{"outputs": [{"name": "quantiles", "shape": [1, 3], "datatype": "FP32", "data": [-0.02, 0, 0.02]},'
+        b' {"name": "horizon_quantiles", "shape": [1, 1, 3], "datatype": "FP32", "data": [-0.02, 0, "x"]}]}',
+    ),
+    "one day with horizons": (
+        200,
+        b'{"outputs": [{"name": "quantiles", "shape": [1, 3], "datatype": "FP32", "data": [-0.02, 0, 0.02]},'
+        b' {"name": "horizon_quantiles", "shape": [1, 1, 3], "datatype": "FP32", "data": [-0.02, 0, 0.02]}]}',
+    ),
 }
 
 
@@ -67,8 +89,9 @@ def transformer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 
 @pytest.mark.parametrize(
     ("mode", "status"),
-    [("refuses", 400), ("not json", 502), ("no quantiles", 502), ("wrong shape", 502), ("fails", 503)],
-)
+    [("refuses", 400), ("not json", 502), ("no quantiles", 502), ("wrong shape", 502), ("fails", 503),
+     ("horizons misshapen", 502), ("horizons not the model's", 502), ("horizons not finite", 502)],
+)  # fmt: skip
 def test_predictor_failures_map_to_the_right_status_with_a_generic_message(
     transformer: tuple[str, dict], mode: str, status: int
 ) -> None:
@@ -80,6 +103,16 @@ def test_predictor_failures_map_to_the_right_status_with_a_generic_message(
     assert body["request_id"] and reply.headers["x-request-id"] == body["request_id"]
     text = json.dumps(body)
     assert "127.0.0.1" not in text and "secret" not in text and "shape [1, 2]" not in text and "gRPC" not in text
+
+
+def test_a_well_formed_horizon_reply_is_served(transformer: tuple[str, dict]) -> None:
+    """The control of the horizon cases above: the same reply with a [1, 1, 3] horizon_quantiles is a forecast."""
+    url, document = transformer
+    _Predictor.mode = "one day with horizons"
+    reply = httpx.post(f"{url}/v2/models/bitpredict/infer", json=document, timeout=30)
+    assert reply.status_code == 200, reply.text
+    outputs = {o["name"]: o for o in reply.json()["outputs"]}
+    assert outputs["horizons"]["data"] == [1] and outputs["horizon_quantiles"]["shape"] == [1, 3]
 
 
 def test_a_malformed_body_is_400_with_a_request_id(transformer: tuple[str, dict]) -> None:

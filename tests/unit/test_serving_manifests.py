@@ -120,6 +120,23 @@ def test_options_and_a_training_candidate(tmp_path: Path) -> None:
     assert (_dims(config, "features"), _dims(config, "quantiles"), _dims(config, "attention")) == ([10, 7], [1], [10])
 
 
+def test_a_model_with_the_horizon_axis_declares_horizon_quantiles(tmp_path: Path) -> None:
+    """Issue 31: ``horizon_quantiles`` [B, H, Q] joins the config when the metadata has ``horizons``; a model without
+    them (before the horizon axis) keeps the two-output config, and a disagreeing H is refused."""
+    meta = _metadata()
+    meta["horizons"] = [1, 7, 30]
+    meta["outputs"]["horizon_quantiles"] = [None, 3, Q]
+    triton_layout.build_repository(_fake_export(tmp_path / "new" / "1", meta), tmp_path / "triton")
+    config = (tmp_path / "triton" / "bitpredict" / "config.pbtxt").read_text()
+    assert _dims(config, "horizon_quantiles") == [3, Q] and _dims(config, "quantiles") == [Q]
+    assert config.count("{") == config.count("}") and config.count("[") == config.count("]")
+    triton_layout.build_repository(_fake_export(tmp_path / "old" / "1"), tmp_path / "old_repo")
+    assert "horizon_quantiles" not in (tmp_path / "old_repo" / "bitpredict" / "config.pbtxt").read_text()
+    meta["outputs"]["horizon_quantiles"] = [None, 2, Q]
+    with pytest.raises(ValueError, match="H=3"):
+        triton_layout.build_repository(_fake_export(tmp_path / "bad" / "1", meta), tmp_path / "bad_repo")
+
+
 def test_rebuilding_a_version_replaces_it(tmp_path: Path) -> None:
     version_dir = _fake_export(tmp_path / "export" / "2")
     repo = tmp_path / "triton"
