@@ -334,7 +334,8 @@ def parse_forecast(document: dict[str, Any]) -> dict[str, Any]:
 def _horizons(arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any] | None, str | None]:
     needed = [n for n in ("horizons", "quantile_levels", "horizon_quantiles") if n not in arrays]
     if needed:
-        return None, f"the forecast service does not serve {', '.join(needed)} (a server or model before horizons)"
+        return None, (f"the forecast service answers the next day only (its response has no {', '.join(needed)}: "
+                      "a server or model from before horizons)")  # fmt: skip
     horizons = arrays["horizons"].reshape(-1).astype(int)
     levels = arrays["quantile_levels"].reshape(-1).astype(float)
     count = (len(horizons), len(levels))
