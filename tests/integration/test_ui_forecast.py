@@ -201,3 +201,11 @@ def test_a_real_browser_sees_the_fan_chart(with_horizons: bool, data_dirs: dict[
                     browser.close()
             finally:
                 _stop(app)
+
+
+def test_a_link_to_the_old_next_day_page_opens_the_forecast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BITPREDICT_DATA_DIR", str(tmp_path / "empty"))
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.query_params["page"] = "Next day"
+    app.run()
+    assert app.sidebar.radio(key="page").value == "Forecast" and app.header[0].value == "Forecast"
