@@ -124,9 +124,14 @@ def forecast_page() -> None:
     cols[1].metric("Direction", arrow, help="flat: the median is today's close (a baseline makes no direction call)")
     cols[2].metric("Interval (10–90 %)", f"${forecast['lower'] / 1000:,.1f}k – {forecast['upper'] / 1000:,.1f}k")
     cols[3].metric("Model version", str(forecast["model_version"]))
-    line = champion_line(data.published(settings()))
-    unpublished = f"Served model version {forecast['model_version']} (nothing published yet to say why it won)."
-    st.markdown(f"{line} The forecasts are its quantiles, served by the transformer." if line else unpublished)
+    state = data.published(settings())
+    line, served = champion_line(state), str(forecast["model_version"])
+    if line is None:
+        st.markdown(f"Served model version {served} (nothing published yet to say why it won).")
+    elif str(state["champion"]["version"]) == served:
+        st.markdown(f"{line} The forecasts are its quantiles, served by the transformer.")
+    else:  # e.g. `make serve` still on an earlier export: say which model the figures below come from
+        st.markdown(f"{line} The service still answers with version {served}: the figures below are that model's.")
     st.caption(f"From the latest {forecast['parameters'].get('rows', '?')} stored days; sentiment: "
                f"{forecast['parameters'].get('sentiment', '?')}. Last close ${close:,.2f} on "
                f"{bars['timestamp'].iloc[-1].date()}. See Model for the evaluation behind the choice.")  # fmt: skip
@@ -140,10 +145,10 @@ def forecast_page() -> None:
     with chart:
         st.plotly_chart(fan_chart(history, forecast, close), use_container_width=True, key="forecast-chart")
         if horizons is not None:
-            served = ", ".join(f"{h} d" for h in horizons["horizons"])
+            marked = ", ".join(f"{h} d" for h in horizons["horizons"])
             st.caption(f"Fan chart: the last 90 closes, then the forecast's 25–75 %, 10–90 % and 5–95 % bands and its "
                        f"median for every day to {int(horizons['horizons'].max())} days. The model serves the "
-                       f"horizons marked ◆ ({served}); the band between them is interpolated (each quantile linear "
+                       f"horizons marked ◆ ({marked}); the band between them is interpolated (each quantile linear "
                        "in the days in √days-scaled units).")  # fmt: skip
     if risk is not None:
         with risk:

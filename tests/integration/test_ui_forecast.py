@@ -36,7 +36,7 @@ ARTIFACTS = REPO / "build" / "test-artifacts" / "screenshots"
 
 
 @contextmanager
-def stub_transformer(with_horizons: bool) -> Iterator[str]:
+def stub_transformer(with_horizons: bool, model_version: str = "3") -> Iterator[str]:
     """A v2 ``infer`` endpoint on 127.0.0.1 answering for the request's last bar (its day and close)."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -47,7 +47,8 @@ def stub_transformer(with_horizons: bool) -> Iterator[str]:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             inputs = {i["name"]: i["data"] for i in body["inputs"]}
             last_day = str(pd.Timestamp(inputs["timestamp"][-1], unit="s").date())
-            self._send(v2_response(last_day, float(inputs["close"][-1]), with_horizons=with_horizons))
+            close = float(inputs["close"][-1])
+            self._send(v2_response(last_day, close, with_horizons=with_horizons, model_version=model_version))
 
         def _send(self, document: dict[str, Any]) -> None:
             payload = json.dumps(document).encode()
@@ -209,3 +210,16 @@ def test_a_link_to_the_old_next_day_page_opens_the_forecast(monkeypatch: pytest.
     app.query_params["page"] = "Next day"
     app.run()
     assert app.sidebar.radio(key="page").value == "Forecast" and app.header[0].value == "Forecast"
+
+
+def test_the_page_says_when_the_service_answers_with_another_model_than_the_champion(
+    data_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with stub_transformer(True, model_version="2") as url:
+        monkeypatch.setenv("BITPREDICT_DATA_DIR", str(data_dirs["horizons"]))
+        monkeypatch.setenv("BITPREDICT_TRANSFORMER_URL", url)
+        app = AppTest.from_file(APP, default_timeout=60)
+        app.query_params["page"] = "Forecast"
+        app.run()
+    assert not app.exception and not app.error
+    assert any("still answers with version 2" in m.value for m in app.markdown), [m.value for m in app.markdown]
