@@ -44,7 +44,7 @@ def v2_response(
     volatility: float = 0.03,
     horizons: tuple[int, ...] = (1, 7, 30),
     with_horizons: bool = True,
-    model_version: str = "3",
+    model_version: str = "combination-v3",  # what the transformer says: ModelSpec.label, kind-v<registry version>
 ) -> dict[str, Any]:
     """The transformer's v2 JSON answer for a request whose last bar is ``last_day`` closing at ``close``."""
     day = pd.Timestamp(last_day)

@@ -128,7 +128,7 @@ def forecast_page() -> None:
     line, served = champion_line(state), str(forecast["model_version"])
     if line is None:
         st.markdown(f"Served model version {served} (nothing published yet to say why it won).")
-    elif str(state["champion"]["version"]) == served:
+    elif served in same_model(state["champion"]):
         st.markdown(f"{line} The forecasts are its quantiles, served by the transformer.")
     else:  # e.g. `make serve` still on an earlier export: say which model the figures below come from
         st.markdown(f"{line} The service still answers with version {served}: the figures below are that model's.")
@@ -168,6 +168,12 @@ def champion_line(state: dict | None) -> str | None:
         return None
     why = f" — {champion['why']}" if champion.get("why") else ""
     return f"Champion: **{champion['model']} v{champion['version']}** ({champion['kind']}){why}."
+
+
+def same_model(champion: dict) -> set[str]:
+    """What a response's ``model_version`` says for this champion (``ModelSpec.label``: kind-vN, or the bare N)."""
+    version = str(champion.get("version"))
+    return {version, f"v{version}", f"{champion.get('kind', 'lstm')}-v{version}"}
 
 
 def fan_chart(history: pd.DataFrame, forecast: dict, close: float) -> go.Figure:

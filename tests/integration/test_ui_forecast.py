@@ -36,7 +36,7 @@ ARTIFACTS = REPO / "build" / "test-artifacts" / "screenshots"
 
 
 @contextmanager
-def stub_transformer(with_horizons: bool, model_version: str = "3") -> Iterator[str]:
+def stub_transformer(with_horizons: bool, model_version: str = "combination-v3") -> Iterator[str]:
     """A v2 ``infer`` endpoint on 127.0.0.1 answering for the request's last bar (its day and close)."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -142,6 +142,7 @@ def test_the_forecast_page_renders_in_the_app(
     assert "Forecast for 2024-11-13" in [s.value for s in app.subheader]
     assert [m.label for m in app.metric] == ["Predicted close", "Direction", "Interval (10–90 %)", "Model version"]
     assert "bitpredict-lstm v3** (combination) — promoted: pinball" in text and "To fix it" not in text
+    assert "The forecasts are its quantiles" in text  # the service answers with the champion (combination-v3)
     assert len(app.get("plotly_chart")) == 1
     tables = [t.value for t in app.table]
     if with_horizons:
@@ -215,11 +216,11 @@ def test_a_link_to_the_old_next_day_page_opens_the_forecast(monkeypatch: pytest.
 def test_the_page_says_when_the_service_answers_with_another_model_than_the_champion(
     data_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with stub_transformer(True, model_version="2") as url:
+    with stub_transformer(True, model_version="lstm-v2") as url:
         monkeypatch.setenv("BITPREDICT_DATA_DIR", str(data_dirs["horizons"]))
         monkeypatch.setenv("BITPREDICT_TRANSFORMER_URL", url)
         app = AppTest.from_file(APP, default_timeout=60)
         app.query_params["page"] = "Forecast"
         app.run()
     assert not app.exception and not app.error
-    assert any("still answers with version 2" in m.value for m in app.markdown), [m.value for m in app.markdown]
+    assert any("still answers with version lstm-v2" in m.value for m in app.markdown), [m.value for m in app.markdown]

@@ -70,7 +70,8 @@ def test_parse_forecast_reads_every_horizon_by_shape_and_keeps_the_next_day_scal
     forecast = data.parse_forecast(document)
 
     # the next day's figures, as the page showed them before horizons
-    assert forecast["as_of"] == "2024-11-13" and forecast["model_version"] == "3" and forecast["direction"] == 1
+    assert forecast["as_of"] == "2024-11-13" and forecast["direction"] == 1
+    assert forecast["model_version"] == "combination-v3"
     assert forecast["predicted_close"] == pytest.approx(88_000 * math.exp(0.0005))
     assert forecast["lower"] < forecast["predicted_close"] < forecast["upper"]
     assert forecast["parameters"] == {"rows": 200, "sentiment": "none"} and forecast["horizons_missing"] is None
