@@ -85,7 +85,9 @@ class Browser:
         raise TimeoutError(f"{url}: {wait_for} never appeared; page says: {self.text()[:500]!r}")
 
     def screenshot(self, path: Path) -> Path:
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        """The window as it is. Not beyond the viewport: Streamlit scrolls inside its own view, so there is nothing
+        more to capture, and the resize that capture makes slides its sidebar half out in the picture."""
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)["data"]
         path.write_bytes(base64.b64decode(data))
         return path
 

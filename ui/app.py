@@ -1,4 +1,4 @@
-"""BitPredict — the Streamlit front end: market, next-day forecast, model card, sentiment, monitoring.
+"""BitPredict — the Streamlit front end: market, forecast (next day to 30 days), model card, sentiment, monitoring.
 
     make ui        # streamlit run ui/app.py on 127.0.0.1:8501
 
@@ -22,7 +22,8 @@ from plotly.subplots import make_subplots
 from bitpredict.config import Settings, load_settings
 from ui import data
 
-PAGES = ("Market", "Next day", "Model", "Sentiment", "Monitoring")
+PAGES = ("Market", "Forecast", "Model", "Sentiment", "Monitoring")
+RENAMED = {"Next day": "Forecast"}  # ?page= links to an older name still open the page
 TTL = 60  # seconds: slow reads and service calls are cached this long
 
 
@@ -47,9 +48,9 @@ def cached_backtest(config: str) -> pd.DataFrame | data.Missing:
 
 
 @st.cache_data(ttl=TTL, show_spinner="Asking the forecast service…")
-def cached_next_day(config: str, last_day: str) -> dict | data.Missing:
+def cached_forecast(config: str, last_day: str) -> dict | data.Missing:
     bars = cached_market(config)
-    return bars if isinstance(bars, data.Missing) else data.next_day(settings(), bars)
+    return bars if isinstance(bars, data.Missing) else data.forecast(settings(), bars)
 
 
 @st.cache_data(ttl=TTL, show_spinner="Reading the MLflow registry…")
@@ -104,13 +105,13 @@ def market_page() -> None:
                "backtest of the best method (each made with data up to the day before).")  # fmt: skip
 
 
-def next_day_page() -> None:
-    st.header("Next day")
+def forecast_page() -> None:
+    st.header("Forecast")
     bars = cached_market(key())
     if isinstance(bars, data.Missing):
         missing(bars)
         return
-    forecast = cached_next_day(key(), str(bars["timestamp"].iloc[-1].date()))
+    forecast = cached_forecast(key(), str(bars["timestamp"].iloc[-1].date()))
     if isinstance(forecast, data.Missing):
         missing(forecast)
         return
@@ -123,9 +124,142 @@ def next_day_page() -> None:
     cols[1].metric("Direction", arrow, help="flat: the median is today's close (a baseline makes no direction call)")
     cols[2].metric("Interval (10–90 %)", f"${forecast['lower'] / 1000:,.1f}k – {forecast['upper'] / 1000:,.1f}k")
     cols[3].metric("Model version", str(forecast["model_version"]))
+    state = data.published(settings())
+    line, served = champion_line(state), str(forecast["model_version"])
+    if line is None:
+        st.markdown(f"Served model version {served} (nothing published yet to say why it won).")
+    elif served in same_model(state["champion"]):
+        st.markdown(f"{line} The forecasts are its quantiles, served by the transformer.")
+    else:  # e.g. `make serve` still on an earlier export: say which model the figures below come from
+        st.markdown(f"{line} The service still answers with version {served}: the figures below are that model's.")
     st.caption(f"From the latest {forecast['parameters'].get('rows', '?')} stored days; sentiment: "
-               f"{forecast['parameters'].get('sentiment', '?')}. Last close ${close:,.2f}. The median, the interval "
-               "and the model are the published champion's (see Model for why it won).")  # fmt: skip
+               f"{forecast['parameters'].get('sentiment', '?')}. Last close ${close:,.2f} on "
+               f"{bars['timestamp'].iloc[-1].date()}. See Model for the evaluation behind the choice.")  # fmt: skip
+
+    horizons = forecast.get("horizons")
+    history = bars.tail(90)
+    if horizons is None:
+        st.info(f"Horizons beyond the next day are unavailable: {forecast.get('horizons_missing')}. The chart "
+                "shows the next day only; a model trained with `model.horizons` serves 1 to 30 days.")  # fmt: skip
+    chart, risk = st.columns([3, 2]) if horizons is not None else (st.container(), None)
+    with chart:
+        st.plotly_chart(fan_chart(history, forecast, close), use_container_width=True, key="forecast-chart")
+        if horizons is not None:
+            marked = ", ".join(f"{h} d" for h in horizons["horizons"])
+            st.caption(f"Fan chart: the last 90 closes, then the forecast's 25–75 %, 10–90 % and 5–95 % bands and its "
+                       f"median for every day to {int(horizons['horizons'].max())} days. The model serves the "
+                       f"horizons marked ◆ ({marked}); the band between them is interpolated (each quantile linear "
+                       "in the days in √days-scaled units).")  # fmt: skip
+    if risk is not None:
+        with risk:
+            st.markdown("**Risk by horizon** (for a long position held from the last close)")
+            st.table(risk_view(horizons["risk"]))
+            st.caption("VaR 95 %: the loss of a long position not exceeded with 95 % probability; ES 95 %: the mean "
+                       "loss in the worst 5 % (both as a share of the position). P(rise/fall ≥ x %): the probability "
+                       "that the close at the horizon is at least x % above/below the last close. Range: the "
+                       "central 68 % of the close at the horizon, in USD.")  # fmt: skip
+    calibration_section()
+
+
+def champion_line(state: dict | None) -> str | None:
+    """The published champion in one line: model, version, kind and why it won (the Model and Forecast pages)."""
+    champion = (state or {}).get("champion")
+    if not champion:
+        return None
+    why = f" — {champion['why']}" if champion.get("why") else ""
+    return f"Champion: **{champion['model']} v{champion['version']}** ({champion['kind']}){why}."
+
+
+def same_model(champion: dict) -> set[str]:
+    """What a response's ``model_version`` says for this champion (``ModelSpec.label``: kind-vN, or the bare N)."""
+    version = str(champion.get("version"))
+    return {version, f"v{version}", f"{champion.get('kind', 'lstm')}-v{version}"}
+
+
+def fan_chart(history: pd.DataFrame, forecast: dict, close: float) -> go.Figure:
+    """The last closes, then the forecast's bands to its longest horizon (or the next day's interval alone)."""
+    figure = go.Figure()
+    days = history["timestamp"].dt.tz_localize(None) if history["timestamp"].dt.tz else history["timestamp"]
+    figure.add_trace(go.Scatter(x=days, y=history["close"], name="close (last 90 days)",
+                                line={"color": "#333333", "width": 1.6}))  # fmt: skip
+    horizons = forecast.get("horizons")
+    if horizons is None:
+        tomorrow = pd.Timestamp(forecast["as_of"])
+        figure.add_trace(go.Scatter(
+            x=[tomorrow], y=[forecast["predicted_close"]], mode="markers", name="next day: median, 10–90 %",
+            marker={"color": "#1f77b4", "size": 9, "symbol": "diamond"},
+            error_y={"type": "data", "symmetric": False, "array": [forecast["upper"] - forecast["predicted_close"]],
+                     "arrayminus": [forecast["predicted_close"] - forecast["lower"]]},
+        ))  # fmt: skip
+    else:
+        frame = data.fan_frame(horizons, history["timestamp"].iloc[-1], close)
+        levels = {round(float(c), 4): c for c in frame.columns if isinstance(c, float)}
+        for (low, high), alpha in (((0.05, 0.95), 0.12), ((0.1, 0.9), 0.2), ((0.25, 0.75), 0.32)):
+            if low in levels and high in levels:
+                figure.add_trace(go.Scatter(x=frame["date"], y=frame[levels[high]], line={"width": 0},
+                                            showlegend=False, hoverinfo="skip"))  # fmt: skip
+                figure.add_trace(go.Scatter(
+                    x=frame["date"], y=frame[levels[low]], fill="tonexty", line={"width": 0},
+                    fillcolor=f"rgba(31,119,180,{alpha})", name=f"{low:.0%}–{high:.0%}",
+                    hovertemplate=f"{low:.0%}: $%{{y:,.0f}}<extra></extra>",
+                ))  # fmt: skip
+        if 0.5 in levels:
+            median = frame[levels[0.5]]
+            figure.add_trace(go.Scatter(x=frame["date"], y=median, name="median",
+                                        line={"color": "#1f77b4", "width": 2, "dash": "dash"}))  # fmt: skip
+            served = frame[frame["served"]]
+            figure.add_trace(go.Scatter(
+                x=served["date"], y=served[levels[0.5]], mode="markers+text", name="served horizons",
+                marker={"symbol": "diamond", "size": 10, "color": "#d62728"},
+                text=[f"{d} d" for d in served["day"]], textfont={"color": "#d62728", "size": 12},
+                textposition=["top left", *["bottom right"] * (len(served) - 2), "top center"][-len(served) :],
+            ))  # fmt: skip
+    figure.add_vline(x=days.iloc[-1], line={"color": "gray", "width": 1, "dash": "dot"})
+    legend = {"orientation": "h", "yanchor": "top", "y": -0.14, "x": 0, "traceorder": "normal"}  # below the ticks
+    figure.update_layout(height=500, margin={"t": 30, "b": 20, "l": 10, "r": 10}, yaxis_title="USD",
+                         yaxis_tickformat="$,.0f", hovermode="x unified", legend=legend)  # fmt: skip
+    return figure
+
+
+def risk_view(risk: pd.DataFrame) -> pd.DataFrame:
+    """The risk table for reading: one column per horizon, one row per figure, formatted."""
+    rows: dict[str, list[str]] = {}
+    if risk["date"].notna().all():
+        rows["date"] = list(risk["date"])
+    for column in ("VaR 95 %", "ES 95 %", "P(rise ≥ 5 %)", "P(fall ≥ 5 %)", "P(rise ≥ 10 %)", "P(fall ≥ 10 %)"):
+        if column in risk:
+            rows[column] = [f"{v:.1%}" for v in risk[column]]
+    if {"range low (68 %)", "range high (68 %)"} <= set(risk):
+        bounds = zip(risk["range low (68 %)"], risk["range high (68 %)"], strict=True)
+        rows["range (68 %)"] = [f"${lo / 1000:,.1f}k – {hi / 1000:,.1f}k" for lo, hi in bounds]
+    names = [f"{h} day" if h == 1 else f"{h} days" for h in risk["horizon"]]
+    return pd.DataFrame(rows, index=names).T
+
+
+def calibration_section() -> None:
+    """Calibration so far (the monitor's ledgers: the model on ingested days, never a client's bars)."""
+    st.subheader("Calibration so far")
+    found = data.calibration(settings())
+    table = found["table"]
+    if table is None:
+        st.caption("No forecast has closed yet: `make drift` keeps the ledger of the champion's forecasts on the "
+                   "ingested days, and each closes when its day's bar arrives.")  # fmt: skip
+        return
+    shown = table.assign(
+        horizon=[f"{h} day" if h == 1 else f"{h} days" for h in table["horizon"]],
+        **{c: [("—" if pd.isna(v) else f"{v:.1%}") for v in table[c]]
+           for c in ("inside 10–90 %", "below q10", "above q90", "nominal")},
+    ).rename(columns={"closed": "closed forecasts", "open": "still open"})  # fmt: skip
+    st.table(shown.set_index("horizon"))
+    note = (" Only the next day's ledger exists so far: the longer horizons have not closed yet."
+            if found["source"] == "next day" else "")  # fmt: skip
+    st.caption("Share of closed forecasts whose realised log return fell inside the 10–90 % interval (80 % when "
+               "calibrated), below it and above it; a forecast h days ahead closes h days after its origin."
+               + note)  # fmt: skip
+    rolling = found["rolling"]
+    if rolling is not None and len(rolling) >= 2:
+        st.caption("Next day: coverage of the 80 % interval over time (rolling 60 days)")
+        st.line_chart(rolling.set_index("day"), y_label="coverage", height=220)
 
 
 def model_page() -> None:
@@ -133,9 +267,7 @@ def model_page() -> None:
     state = data.published(settings())
     champion = (state or {}).get("champion")
     if champion:
-        why = f" — {champion['why']}" if champion.get("why") else ""
-        st.write(f"Champion: **{champion['model']} v{champion['version']}** ({champion['kind']}){why}. "
-                 f"Published by run `{state['run_id']}` at {state['published_at']}.")  # fmt: skip
+        st.write(f"{champion_line(state)} Published by run `{state['run_id']}` at {state['published_at']}.")
     registry = cached_registry(key())
     if isinstance(registry, data.Missing):
         missing(registry)
@@ -286,9 +418,10 @@ def main() -> None:
     st.set_page_config(page_title="BitPredict", page_icon="₿", layout="wide")
     st.sidebar.title("BitPredict")
     asked = st.query_params.get("page", PAGES[0])  # ?page=Model opens a page directly (links, screenshots)
+    asked = RENAMED.get(asked, asked)
     page = st.sidebar.radio("Page", PAGES, index=PAGES.index(asked) if asked in PAGES else 0, key="page")
     try:
-        {"Market": market_page, "Next day": next_day_page, "Model": model_page, "Sentiment": sentiment_page,
+        {"Market": market_page, "Forecast": forecast_page, "Model": model_page, "Sentiment": sentiment_page,
          "Monitoring": monitoring_page}[page]()  # fmt: skip
     except Exception as exc:  # a page must never show a traceback: say what failed, log the rest
         import logging

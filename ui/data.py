@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 
 from bitpredict import storage
@@ -275,8 +276,8 @@ def forecast_request(settings: Settings, bars: pd.DataFrame, rows: int = 200) ->
     return v2_request(recent, with_sentiment(recent, _read(published_path(settings, SENTIMENT_DAILY))))
 
 
-def next_day(settings: Settings, bars: pd.DataFrame, rows: int = 200) -> dict[str, Any] | Missing:
-    """The forecast for the day after the latest stored bar, from the live v2 endpoint."""
+def forecast(settings: Settings, bars: pd.DataFrame, rows: int = 200) -> dict[str, Any] | Missing:
+    """The forecast from the day after the latest stored bar, from the live v2 endpoint (``parse_forecast``)."""
     url = f"{settings.transformer_url}/v2/models/bitpredict/infer"
     try:
         response = httpx.post(url, json=forecast_request(settings, bars, rows), timeout=15)
@@ -289,7 +290,127 @@ def next_day(settings: Settings, bars: pd.DataFrame, rows: int = 200) -> dict[st
         except ValueError:
             message = response.text
         return Missing(f"the forecast service answered {response.status_code}: {message}", "make serve")
-    document = response.json()
-    out = {o["name"]: o["data"][0] for o in document["outputs"]}
+    return parse_forecast(response.json())
+
+
+# The transformer's per-horizon outputs (H horizons, Q quantile levels); every other output is the next day's scalar.
+PER_HORIZON = (
+    "horizons", "horizon_as_of", "quantile_levels", "horizon_quantiles", "horizon_close_quantiles",
+    "value_at_risk_95", "expected_shortfall_95", "prob_rise_5pct", "prob_fall_5pct", "prob_rise_10pct",
+    "prob_fall_10pct", "expected_range_low", "expected_range_high",
+)  # fmt: skip
+RISK_COLUMNS = {  # output -> the risk table's column
+    "value_at_risk_95": "VaR 95 %",
+    "expected_shortfall_95": "ES 95 %",
+    "prob_rise_5pct": "P(rise ≥ 5 %)",
+    "prob_fall_5pct": "P(fall ≥ 5 %)",
+    "prob_rise_10pct": "P(rise ≥ 10 %)",
+    "prob_fall_10pct": "P(fall ≥ 10 %)",
+    "expected_range_low": "range low (68 %)",
+    "expected_range_high": "range high (68 %)",
+}
+
+
+def parse_forecast(document: dict[str, Any]) -> dict[str, Any]:
+    """A v2 response → the next day's scalars by output name (as before), ``parameters``, and ``horizons``: the
+    per-horizon forecast (``levels`` [Q], ``horizons`` [H], ``as_of`` [H], ``quantiles`` [H, Q] of the log return,
+    ``close_quantiles`` [H, Q] in USD or None, ``risk`` a table by horizon) — or None, with ``horizons_missing``
+    saying why, when the server or its model predates them. Each output's flat ``data`` is reshaped by its ``shape``."""
+    arrays: dict[str, np.ndarray] = {}
+    for output in document.get("outputs", []):
+        values = np.asarray(output["data"], dtype=object if output.get("datatype") == "BYTES" else None)
+        arrays[output["name"]] = values.reshape(output.get("shape") or values.shape)
+    out: dict[str, Any] = {}
+    for name, values in arrays.items():
+        if name in PER_HORIZON:
+            continue
+        first = values.reshape(-1)[0] if values.size == 1 else values
+        out[name] = first.item() if isinstance(first, np.generic) else first
     out["parameters"] = document.get("parameters") or {}
+    out["horizons"], out["horizons_missing"] = _horizons(arrays)
     return out
+
+
+def _horizons(arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any] | None, str | None]:
+    needed = [n for n in ("horizons", "quantile_levels", "horizon_quantiles") if n not in arrays]
+    if needed:
+        return None, (f"the forecast service answers the next day only (its response has no {', '.join(needed)}: "
+                      "a server or model from before horizons)")  # fmt: skip
+    horizons = arrays["horizons"].reshape(-1).astype(int)
+    levels = arrays["quantile_levels"].reshape(-1).astype(float)
+    count = (len(horizons), len(levels))
+
+    def table(name: str) -> np.ndarray | None:
+        if name not in arrays:
+            return None
+        values = arrays[name].astype(float)
+        return values.reshape(count) if values.size == count[0] * count[1] else None
+
+    quantiles = table("horizon_quantiles")
+    if quantiles is None:
+        return None, f"horizon_quantiles has shape {list(arrays['horizon_quantiles'].shape)}, not {list(count)}"
+    as_of = [str(d.decode() if isinstance(d, bytes) else d) for d in arrays.get("horizon_as_of", np.array([]))]
+    risk = pd.DataFrame({"horizon": horizons, "date": as_of if len(as_of) == len(horizons) else None})
+    for name, column in RISK_COLUMNS.items():
+        if name in arrays and arrays[name].size == len(horizons):
+            risk[column] = arrays[name].reshape(-1).astype(float)
+    found = {"horizons": horizons, "as_of": list(risk["date"]), "levels": levels, "quantiles": quantiles,
+             "close_quantiles": table("horizon_close_quantiles"), "risk": risk}  # fmt: skip
+    return found, None
+
+
+def fan(horizons: Any, quantiles: Any, days: int | Any) -> np.ndarray:
+    """Log-return quantiles [len(days), Q] for every day of ``days`` (an int: 1..days) from the served horizons'
+    [H, Q]: each level interpolated linearly in h between served horizons in √h-scaled units (q / √h), so a
+    random walk's band is reproduced exactly. The rule of ``bitpredict.forecast.risk.fan`` (serving side)."""
+    h = np.asarray(horizons, dtype=float)
+    scaled = np.asarray(quantiles, dtype=float) / np.sqrt(h)[:, None]
+    d = np.arange(1, days + 1, dtype=float) if np.isscalar(days) else np.asarray(days, dtype=float)
+    return np.column_stack([np.interp(d, h, scaled[:, j]) for j in range(scaled.shape[1])]) * np.sqrt(d)[:, None]
+
+
+def fan_frame(horizons: dict[str, Any], last_day: Any, last_close: float) -> pd.DataFrame:
+    """The fan chart's data: one row per day 0..max horizon (day 0: the last close), its ``date`` and the close
+    at each served quantile level (columns are the levels), interpolated between served horizons by ``fan``."""
+    days = int(horizons["horizons"].max())
+    quantiles = np.vstack([np.zeros(len(horizons["levels"])), fan(horizons["horizons"], horizons["quantiles"], days)])
+    frame = pd.DataFrame(last_close * np.exp(quantiles), columns=[float(level) for level in horizons["levels"]])
+    frame.insert(0, "day", np.arange(days + 1))
+    frame.insert(1, "date", pd.Timestamp(last_day).tz_localize(None).normalize() + pd.to_timedelta(frame["day"], "D"))
+    frame["served"] = frame["day"].isin(horizons["horizons"])
+    return frame
+
+
+def forecast_calibration(ledger_uri: str, nominal: float = 0.8) -> pd.DataFrame | None:
+    """Calibration so far, per horizon, from a forecast ledger (``ledger_horizons.parquet``: one row per origin day
+    and horizon; or the 1-day ``ledger.parquet``, which has no ``horizon`` column): the closed forecasts, the
+    share whose realised log return fell inside the 10–90 % interval, below it and above it, and the open ones."""
+    if not storage.exists(ledger_uri):
+        return None
+    book = storage.read_parquet(ledger_uri)
+    if not {"q10", "q90", "actual"} <= set(book.columns):
+        return None
+    if "horizon" not in book.columns:
+        book = book.assign(horizon=1)
+    rows = []
+    for horizon, group in book.groupby("horizon", sort=True):
+        closed = group[group["actual"].notna()]
+        below, above = (closed["actual"] < closed["q10"]).mean(), (closed["actual"] > closed["q90"]).mean()
+        rows.append({"horizon": int(horizon), "closed": len(closed), "open": len(group) - len(closed),
+                     "inside 10–90 %": 1 - below - above if len(closed) else np.nan,
+                     "below q10": below if len(closed) else np.nan, "above q90": above if len(closed) else np.nan,
+                     "nominal": nominal})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def calibration(settings: Settings) -> dict[str, Any]:
+    """The forecast's calibration so far: ``table`` per horizon (None before the first ledger), ``source``
+    (``"horizons"``, or ``"next day"`` when only the 1-day ledger exists) and ``rolling``, the 1-day rolling
+    coverage (``forecast_coverage``)."""
+    directory = settings.path("reports", "drift")
+    one_day = storage.join(directory, "ledger.parquet")
+    table = forecast_calibration(storage.join(directory, "ledger_horizons.parquet"))
+    source = "horizons"
+    if table is None:
+        table, source = forecast_calibration(one_day), "next day"
+    return {"table": table, "source": source if table is not None else None, "rolling": forecast_coverage(one_day)}

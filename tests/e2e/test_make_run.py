@@ -30,7 +30,7 @@ SMALL = {
     "sentiment": {"finbert": "off"},  # no FinBERT weights here (tests never download)
 }
 RUN_ARGS = f"--epochs 2 --window 10 --test-days 60 --extra-settings '{json.dumps(SMALL)}'"
-PAGES = ("Market", "Next day", "Model", "Sentiment", "Monitoring")
+PAGES = ("Market", "Forecast", "Model", "Sentiment", "Monitoring")
 SAMPLE_DAYS, WARMUP = 1819, 150  # the embedded sample's complete days; the indicators' warm-up
 
 
@@ -180,7 +180,7 @@ def _app_text(app) -> str:  # type: ignore[no-untyped-def]
 
 WANTED = {
     "Market": "Last bar 2024-11-12",
-    "Next day": "Forecast for 2024-11-13",
+    "Forecast": "Forecast for 2024-11-13",
     "Model": "bitpredict-lstm v1",
     "Sentiment": "This data has no news or tweets",  # the embedded sample has prices only: the page says so
     "Monitoring": "Columns drifted",

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")
-PAGES = ("Market", "Next day", "Model", "Sentiment", "Monitoring")
+PAGES = ("Market", "Forecast", "Model", "Sentiment", "Monitoring")
 
 
 def _run(page: str) -> AppTest:
@@ -110,8 +110,8 @@ def test_every_page_renders_with_real_data_and_running_services(
     charts = app.get("plotly_chart")
     if page == "Market":
         assert len(charts) == 1 and "Last bar 2024-11-12" in text
-    if page == "Next day":
-        assert "Predicted close" in text and "Forecast for 2024-11-13" in text
+    if page == "Forecast":  # the fan chart and the risk figures against the contract: test_ui_forecast.py
+        assert "Predicted close" in text and "Forecast for 2024-11-13" in text and len(charts) == 1
     if page == "Model":
         assert "| persistence |" in text and app.dataframe[0].value["version"].tolist() == [1]
     if page == "Sentiment":
@@ -125,7 +125,7 @@ def test_every_page_renders_with_real_data_and_running_services(
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts" / "screenshots"
 WAIT_FOR = {
     "Market": ["Last bar 2024-11-12"],
-    "Next day": ["Predicted close", "Forecast for 2024-11-13"],
+    "Forecast": ["Predicted close", "Forecast for 2024-11-13", "Calibration so far"],
     "Model": ["Walk-forward evaluation", "persistence"],
     "Sentiment": ["Latest headlines"],
     "Monitoring": ["Columns drifted", "Services"],  # the services table is drawn on a canvas, not as text
@@ -155,7 +155,7 @@ def test_a_real_browser_sees_the_chart_and_the_forecast(live: dict[str, str]) ->
             shot = browser.screenshot(ARTIFACTS / f"{page.lower().replace(' ', '-')}.png")
             assert shot.stat().st_size > 20_000, page  # a rendered page, not a blank one
             assert "Traceback" not in text and "To fix it" not in text, page
-            if page in ("Market", "Sentiment"):
+            if page in ("Market", "Forecast", "Sentiment"):
                 assert browser.count(".js-plotly-plot") == 1, page
         assert len(list(ARTIFACTS.glob("*.png"))) >= 5
     finally:
