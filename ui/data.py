@@ -359,21 +359,14 @@ def _horizons(arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any] | None, str
     return found, None
 
 
-def fan(horizons: Any, quantiles: Any, days: int | Any) -> np.ndarray:
-    """Log-return quantiles [len(days), Q] for every day of ``days`` (an int: 1..days) from the served horizons'
-    [H, Q]: each level interpolated linearly in h between served horizons in √h-scaled units (q / √h), so a
-    random walk's band is reproduced exactly. The rule of ``bitpredict.forecast.risk.fan`` (serving side)."""
-    h = np.asarray(horizons, dtype=float)
-    scaled = np.asarray(quantiles, dtype=float) / np.sqrt(h)[:, None]
-    d = np.arange(1, days + 1, dtype=float) if np.isscalar(days) else np.asarray(days, dtype=float)
-    return np.column_stack([np.interp(d, h, scaled[:, j]) for j in range(scaled.shape[1])]) * np.sqrt(d)[:, None]
-
-
 def fan_frame(horizons: dict[str, Any], last_day: Any, last_close: float) -> pd.DataFrame:
     """The fan chart's data: one row per day 0..max horizon (day 0: the last close), its ``date`` and the close
-    at each served quantile level (columns are the levels), interpolated between served horizons by ``fan``."""
+    at each served quantile level (columns are the levels), interpolated between served horizons by
+    ``bitpredict.forecast.risk.fan`` (q / √h linear in h: a random walk's band exactly)."""
+    from bitpredict.forecast.risk import fan
+
     days = int(horizons["horizons"].max())
-    quantiles = np.vstack([np.zeros(len(horizons["levels"])), fan(horizons["horizons"], horizons["quantiles"], days)])
+    quantiles = np.vstack([np.zeros(len(horizons["levels"])), fan(horizons["horizons"], horizons["quantiles"])])
     frame = pd.DataFrame(last_close * np.exp(quantiles), columns=[float(level) for level in horizons["levels"]])
     frame.insert(0, "day", np.arange(days + 1))
     frame.insert(1, "date", pd.Timestamp(last_day).tz_localize(None).normalize() + pd.to_timedelta(frame["day"], "D"))

@@ -108,10 +108,11 @@ def test_a_response_without_horizons_keeps_the_next_day_and_says_why() -> None:
 
 
 def test_the_fan_is_exact_for_a_random_walk_and_passes_through_every_served_horizon() -> None:
+    from bitpredict.forecast import risk
     from tests.forecast_response import LEVELS, normal_figures, v2_response
 
     walk = data.parse_forecast(v2_response("2024-11-12", 50_000.0, drift=0.0, volatility=0.04))["horizons"]
-    band = data.fan(walk["horizons"], walk["quantiles"], 30)
+    band = risk.fan(walk["horizons"], walk["quantiles"])
     exact = np.array([normal_figures(d, 0.0, 0.04, 1.0)["quantiles"] for d in range(1, 31)])
     assert band.shape == (30, len(LEVELS)) and np.allclose(band, exact)  # √h scaling: no error between horizons
 
