@@ -27,7 +27,7 @@ from bitpredict.features.indicators import WARMUP, compute_indicators
 from bitpredict.features.merge import build_features, labelled
 from bitpredict.forecast.artifact import locate
 from bitpredict.forecast.dataset import model_input_columns
-from bitpredict.forecast.serving import ModelSpec, feature_window, forecast, parse_request
+from bitpredict.forecast.serving import HORIZON_OUTPUTS, ModelSpec, feature_window, forecast, parse_request
 from bitpredict.forecast.train import export, fit_recipe, metadata
 from bitpredict.operations.request_log import read_log
 from inference.client import predict_grpc, predict_rest, v2_request
@@ -224,6 +224,7 @@ def test_too_many_rows_unknown_model_and_metadata(served: Served, clean_daily: p
     assert {o["name"] for o in meta["outputs"]} == {
         "predicted_log_return", "predicted_close", "direction", "lower", "upper", "as_of", "model_version",
         "predicted_volatility", "lower_90", "upper_90",  # optional: only models with the levels 0.05 … 0.95 give them
+        *(name for name, _, _ in HORIZON_OUTPUTS),  # the horizon axis (issue 31): every model since it
     }  # fmt: skip
 
 
