@@ -1,6 +1,7 @@
 """Does serving three horizons cost more than half again one? In-process time of a forecast request (issue 31).
 
-For each baseline kind in ``--kinds`` (the real exports: ``bitpredict.forecast.baselines``), fitted on the embedded
+For each kind in ``--kinds`` (the real exports: ``bitpredict.forecast.baselines`` and the combination ``combo``, the
+default champion), fitted on the embedded
 sample's clean daily bars twice — ``model.horizons`` = [1] and [1, 7, 30] — the transformer's work without HTTP is
 timed per request from the same 200-bar v2 request:
 
@@ -41,13 +42,17 @@ def _served(kind: str, frame, horizons: tuple[int, ...], workdir: Path):  # type
     import tensorflow as tf
 
     from bitpredict.config import ModelSettings
-    from bitpredict.forecast import baselines
+    from bitpredict.forecast import baselines, combination
     from bitpredict.forecast.artifact import SAVED_MODEL_DIR, SIGNATURE
     from bitpredict.forecast.quantiles import LEVELS
     from bitpredict.forecast.serving import ModelSpec
     from bitpredict.forecast.train import baseline_metadata
 
-    fit = baselines.fit_baseline(kind, frame, len(frame), LEVELS, 30, horizons)
+    if kind == combination.KIND:  # the default champion: every baseline, averaged horizon by horizon
+        members = ModelSettings().combination
+        fit = combination.combine(members, frame, len(frame), LEVELS, 30, None, horizons)
+    else:
+        fit = baselines.fit_baseline(kind, frame, len(frame), LEVELS, 30, horizons)
     folder = workdir / f"{kind}-{len(horizons)}"
     baselines.export(fit, folder)
     meta = baseline_metadata(fit, ModelSettings(window=30, horizons=list(horizons)))
@@ -83,7 +88,7 @@ def _time(spec, signature, inputs: dict, n: int, horizons: bool) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kinds", default="ewma,har,garch", help="baseline kinds, comma-separated")
+    parser.add_argument("--kinds", default="combo,ewma,har,garch", help="kinds (baselines, combo), comma-separated")
     parser.add_argument("--requests", type=int, default=300, help="timed requests per path (after 20 warm-up)")
     args = parser.parse_args()
     quiet_tensorflow()

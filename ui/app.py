@@ -379,6 +379,11 @@ def monitoring_page() -> None:
         st.caption(f"{tail}: {figures['observed']:.1%} misses vs {figures['expected']:.0%} expected, lowest Kupiec p "
                    f"{figures['min_kupiec_p']:.3g} (cut {figures['cut']:.3g}), Christoffersen p "
                    f"{figures['christoffersen_p']:.3g}")  # fmt: skip
+    longer = {h: f for h, f in (monitor.get("horizons") or {}).items() if h != "1" and f.get("closed")}
+    if longer:
+        st.caption("Longer horizons, each closed on its day (reported; the alarms watch the next day): " + "; ".join(
+            f"{h} days {f['coverage_80']:.1%} inside the 80 % interval of {f['closed']} closed (Kupiec p "
+            f"{f['kupiec_p']:.2f} on {f['independent']} non-overlapping)" for h, f in longer.items()))  # fmt: skip
     coverage = result.get("coverage")
     if coverage is not None and len(coverage) >= 2:
         st.caption("Coverage of the champion's 80 % interval over time (its forecasts on the ingested days)")
