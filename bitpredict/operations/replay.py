@@ -173,12 +173,21 @@ class Champion:
         """The transformer's path: parse → features → predictor → forecast; also the served feature row."""
         import tensorflow as tf
 
-        from bitpredict.forecast.serving import feature_window, forecast, parse_request, request_features
+        from bitpredict.forecast.artifact import HORIZON_QUANTILES_OUTPUT
+        from bitpredict.forecast.serving import (
+            feature_window,
+            forecast,
+            horizon_forecast,
+            parse_request,
+            request_features,
+        )
 
         bars = parse_request(inputs, self.spec)
         window = feature_window(bars, self.spec, settings.clean)
         result = self.signature(**{self.input_name: tf.constant(window.astype("float32"))})
         outcome = forecast(result["quantiles"].numpy(), bars, self.spec)
+        if HORIZON_QUANTILES_OUTPUT in result:  # every horizon, as the transformer serves it
+            outcome.update(horizon_forecast(result[HORIZON_QUANTILES_OUTPUT].numpy()[0], bars, self.spec))
         served = request_features(bars, self.spec.min_rows, settings.clean).iloc[-1]
         return outcome, served
 
@@ -200,6 +209,23 @@ def retrain(settings: Settings) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------------
+
+
+def horizon_row(outcome: dict[str, Any], levels: tuple[float, ...]) -> dict[str, Any]:
+    """The served longer horizons of one day's forecast as columns ``as_of_h7``, ``lower_h7``/``upper_h7`` (the 80 %
+    interval in USD) and ``actual_close_h7`` (empty until the replay ingests that day)."""
+    if "horizons" not in outcome or not {0.1, 0.9} <= set(levels):
+        return {}
+    lo, hi = levels.index(0.1), levels.index(0.9)
+    row: dict[str, Any] = {}
+    for j, h in enumerate(int(h) for h in outcome["horizons"]):
+        if h == 1:
+            continue
+        row.update({f"as_of_h{h}": str(outcome["horizon_as_of"][j]),
+                    f"lower_h{h}": float(outcome["horizon_close_quantiles"][j, lo]),
+                    f"upper_h{h}": float(outcome["horizon_close_quantiles"][j, hi]),
+                    f"actual_close_h{h}": np.nan})  # fmt: skip
+    return row
 
 
 def horizon_columns(horizons: dict[str, dict[str, Any]]) -> dict[str, float | int]:
@@ -321,17 +347,19 @@ class Runner:
         if last != day:
             raise ReplayError(f"no clean bar for {day} in {self.replay.data} (the last visible day is {last})")
         forecasts = _read(self.forecasts_file)
-        if not forecasts.empty:  # close the forecast made yesterday for today (and any still open)
+        if not forecasts.empty:  # close each forecast on its day: yesterday's 1-day one, the 7-day one of a week ago …
             closes = clean.assign(day=clean["timestamp"].dt.date.astype(str)).set_index("day")["close"]
-            open_ = forecasts["actual_close"].isna() & forecasts["as_of"].isin(closes.index)
-            forecasts.loc[open_, "actual_close"] = forecasts.loc[open_, "as_of"].map(closes)
+            for suffix in [""] + [c.removeprefix("as_of") for c in forecasts.columns if c.startswith("as_of_h")]:
+                open_ = forecasts[f"actual_close{suffix}"].isna() & forecasts[f"as_of{suffix}"].isin(closes.index)
+                forecasts.loc[open_, f"actual_close{suffix}"] = forecasts.loc[open_, f"as_of{suffix}"].map(closes)
         sentiment_uri = data_path(self.settings, SENTIMENT_DAILY)
         sentiment = storage.read_parquet(sentiment_uri) if storage.exists(sentiment_uri) else None
         champion = self.champion(state)
         outcome, served = champion.forecast(champion.request(clean, sentiment), self.settings)
         row = {"made_on": str(day), "as_of": outcome["as_of"], "model_version": outcome["model_version"],
                "predicted_close": outcome["predicted_close"], "lower": outcome["lower"], "upper": outcome["upper"],
-               "last_close": float(clean["close"].iloc[-1]), "actual_close": np.nan}  # fmt: skip
+               "last_close": float(clean["close"].iloc[-1]), "actual_close": np.nan,
+               **horizon_row(outcome, champion.spec.quantiles)}  # fmt: skip
         if forecasts.empty:
             forecasts = pd.DataFrame([row])
         else:

@@ -102,6 +102,18 @@ def trigger_of(run: dict[str, Any]) -> str:
     return str(run.get("trigger") or "drift")
 
 
+def served_horizon_coverage(forecasts: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per longer horizon, the served forecasts closed on their day: how many, and the share whose 80 % interval
+    held the close (``bitpredict.operations.replay.horizon_row``'s columns)."""
+    out: dict[str, dict[str, Any]] = {}
+    for column in [c for c in forecasts.columns if c.startswith("actual_close_h")]:
+        h = column.removeprefix("actual_close_h")
+        closed = forecasts.dropna(subset=[column])
+        inside = (closed[f"lower_h{h}"] <= closed[column]) & (closed[column] <= closed[f"upper_h{h}"])
+        out[h] = {"closed": len(closed), "coverage": float(inside.mean()) if len(closed) else None}
+    return out
+
+
 def summarise(replay: Replay, state: ReplayState, forecasts: pd.DataFrame, drift: pd.DataFrame) -> dict[str, Any]:
     closed = forecasts.dropna(subset=["actual_close"]) if not forecasts.empty else forecasts
     figures: dict[str, Any] = {"live_mae": None, "persistence_mae": None, "live_skill": None, "pinball": None,
@@ -118,6 +130,7 @@ def summarise(replay: Replay, state: ReplayState, forecasts: pd.DataFrame, drift
         figures = {"live_mae": live, "persistence_mae": naive, "live_skill": 1 - live / naive if naive else None,
                    "pinball": 100 * pinball(np.log(actual / last), quantiles),
                    "coverage": float(inside.mean())}  # fmt: skip
+    figures["horizon_coverage"] = served_horizon_coverage(forecasts)
     found = episodes(drift) if not drift.empty else []
     return {
         "from": str(replay.start),
@@ -277,6 +290,11 @@ def block_text(summary: dict[str, Any], image: str, command: str) -> str:
         f"| live skill vs persistence | {skill_text} |",
         f"| pinball loss (q10, median, q90; log return) | {_pct(summary['pinball'])} |",
         f"| coverage of [lower, upper] | {coverage_text} (nominal {summary['nominal_coverage']:.0%}) |",
+        *[
+            f"| served {h}-day forecasts closed on their day: coverage of their 80 % interval | "
+            f"{_share(f['coverage'])} of {f['closed']} |"
+            for h, f in (summary.get("horizon_coverage") or {}).items()
+        ],
         f"| drift checks / with a verdict | {summary['drift_checks']} / {summary['drift_verdicts']} |",
         f"| monitor: days with calibration broken / pinball worse than naive | "
         f"{monitor.get('calibration_broken_days', 'n/a')} / {monitor.get('pinball_worse_days', 'n/a')} |",

@@ -106,6 +106,14 @@ def test_a_short_window_replays_end_to_end(replayed: dict) -> None:
     assert book.loc[book["actual"].notna(), "closes_on"].max() <= last_visible
     assert book.loc[book["closes_on"] > last_visible, "actual"].isna().all()
     assert checks["closed_h7"].iloc[-1] == int(book[book["horizon"] == 7]["actual"].notna().sum())
+    # the served 7-day forecast of the first day closes on the last (its day), with that day's close; none other yet
+    made = pd.to_datetime(forecasts["made_on"])
+    assert (pd.to_datetime(forecasts["as_of_h30"]) - made).eq(pd.Timedelta(days=30)).all()
+    week = forecasts.dropna(subset=["actual_close_h7"])
+    assert week["made_on"].tolist() == [str(START)] and np.allclose(
+        week["actual_close_h7"], week["as_of_h7"].map(closes)
+    )
+    assert summary["horizon_coverage"]["7"]["closed"] == 1 and summary["horizon_coverage"]["30"]["closed"] == 0
     # Progress: one line per day with the day, the forecasts so far and the reruns so far.
     day_lines = [line for line in replayed["lines"] if line.startswith("replay 20") and "forecasts" in line]
     assert len(day_lines) == len(days) and day_lines[0].startswith(f"replay {START}")
