@@ -145,3 +145,17 @@ def clean_daily(sample_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     settings = load_settings(data_dir=str(copy_data_dir(sample_raw_dir, tmp_path_factory.mktemp("clean") / "data")))
     run_clean(settings, "1d")
     return storage.read_parquet(clean_path(settings, "1d"))
+
+
+@pytest.fixture(scope="session")
+def daily_features(clean_daily: pd.DataFrame) -> pd.DataFrame:
+    """The sample's daily indicators with the next-day target, past the warm-up, labelled rows only: what the
+    baselines are fitted and forecast on (read only: copy before changing it)."""
+    import numpy as np
+
+    from bitpredict.features.columns import TARGET
+    from bitpredict.features.indicators import WARMUP, compute_indicators
+
+    features = compute_indicators(clean_daily)
+    features[TARGET] = np.log(features["close"].shift(-1) / features["close"])
+    return features.iloc[WARMUP:-1].reset_index(drop=True)

@@ -12,7 +12,6 @@ import pytest
 
 from bitpredict.config import ModelSettings
 from bitpredict.features.columns import TARGET
-from bitpredict.features.indicators import WARMUP, compute_indicators
 from bitpredict.forecast import baselines
 from bitpredict.forecast.artifact import METADATA_FILE, SAVED_MODEL_DIR
 from bitpredict.forecast.serving import ModelSpec, feature_window
@@ -23,11 +22,8 @@ WINDOW = 30
 
 
 @pytest.fixture(scope="module")
-def frame(clean_daily: pd.DataFrame) -> pd.DataFrame:
-    """The real daily features with the next-day target, past the warm-up, labelled rows only."""
-    features = compute_indicators(clean_daily)
-    features[TARGET] = np.log(features["close"].shift(-1) / features["close"])
-    return features.iloc[WARMUP:-1].reset_index(drop=True)
+def frame(daily_features: pd.DataFrame) -> pd.DataFrame:
+    return daily_features
 
 
 @pytest.mark.parametrize("kind", baselines.KINDS)

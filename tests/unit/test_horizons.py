@@ -13,8 +13,6 @@ import pandas as pd
 import pytest
 
 from bitpredict.evaluation import horizon_metrics, scores
-from bitpredict.features.columns import TARGET
-from bitpredict.features.indicators import WARMUP, compute_indicators
 from bitpredict.forecast import baselines, combination
 from bitpredict.forecast.horizons import check_horizons, horizon_returns, labels_before
 
@@ -24,10 +22,8 @@ WINDOW = 30
 
 
 @pytest.fixture(scope="module")
-def frame(clean_daily: pd.DataFrame) -> pd.DataFrame:
-    features = compute_indicators(clean_daily)
-    features[TARGET] = np.log(features["close"].shift(-1) / features["close"])
-    return features.iloc[WARMUP:-1].reset_index(drop=True)
+def frame(daily_features: pd.DataFrame) -> pd.DataFrame:
+    return daily_features
 
 
 def _tensor(values: np.ndarray) -> Any:
