@@ -51,6 +51,7 @@ from bitpredict.forecast.serving import (
     feature_window,
     forecast,
     horizon_forecast,
+    horizon_rows,
     optional_inputs,
     parse_bars,
     sentiment_source,
@@ -240,7 +241,7 @@ class BitPredictTransformer(Model):
             if self.calibration is not None and quantiles.shape[1] == len(self.spec.quantiles):
                 quantiles = apply_levels(quantiles, self.spec.quantiles, self.calibration)
             outcome = forecast(quantiles[0], bars, self.spec)
-            horizons = horizon_forecast(self._horizon_rows(reply, quantiles[0]), bars, self.spec)
+            horizons = horizon_forecast(horizon_rows(reply.horizon_quantiles, quantiles[0]), bars, self.spec)
         except (RuntimeError, ValueError) as exc:  # a reply that is not a forecast
             PREDICTOR_ERRORS.inc()
             log.error("predictor reply unusable", extra={"request_id": result["id"], "error": str(exc)})
@@ -286,25 +287,6 @@ class BitPredictTransformer(Model):
                 "horizons_calibrated": "none" if self.calibration is None else str(self.spec.horizons[0]),
             },
         )
-
-    def _horizon_rows(self, reply: PredictorReply, one_day: np.ndarray) -> np.ndarray:
-        """The [H, Q] log-return quantiles served per horizon: the reply's ``horizon_quantiles`` (an old model: the
-        1-day quantiles alone, H = 1) with the first row replaced by the served 1-day quantiles.
-
-        Why replace row 1: the contract says it equals ``quantiles``; replacing it makes horizon 1 the 1-day outputs
-        exactly (FP32 noise included) and carries the ACI calibration, which is learned on 1-day outcomes and so
-        applied to horizon 1 only — the longer horizons stay at their nominal levels (``horizons_calibrated``).
-        """
-        rows = one_day[None, :] if reply.horizon_quantiles is None else np.asarray(reply.horizon_quantiles)
-        if rows.ndim == 3:
-            if rows.shape[0] != 1:
-                raise RuntimeError(f"predictor returned horizon quantiles for {rows.shape[0]} windows, sent 1")
-            rows = rows[0]
-        rows = np.array(rows, dtype="float64")
-        if rows.ndim != 2 or rows.shape[1] != len(one_day):
-            raise RuntimeError(f"predictor returned horizon quantiles of shape {list(rows.shape)}")
-        rows[0] = one_day
-        return rows
 
 
 def _applied(calibration: AciState | None) -> str:

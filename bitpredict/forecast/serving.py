@@ -364,6 +364,28 @@ HORIZON_OUTPUTS = (
 )
 
 
+def horizon_rows(horizon_quantiles: np.ndarray | None, one_day: np.ndarray) -> np.ndarray:
+    """The [H, Q] log-return quantiles served per horizon: the model's ``horizon_quantiles`` ([1, H, Q] or [H, Q];
+    ``None`` for a model exported before the horizon axis: the 1-day quantiles alone, H = 1) with the first row
+    replaced by the served 1-day quantiles ``one_day`` [Q].
+
+    Why replace row 1: the contract says it equals ``quantiles``; replacing it makes horizon 1 the 1-day outputs
+    exactly (FP32 noise included) and carries the ACI calibration, which is learned on 1-day outcomes and so applied
+    to horizon 1 only — the longer horizons stay at their nominal levels. A reply of another shape raises
+    ``RuntimeError`` (the server's 502).
+    """
+    rows = one_day[None, :] if horizon_quantiles is None else np.asarray(horizon_quantiles)
+    if rows.ndim == 3:
+        if rows.shape[0] != 1:
+            raise RuntimeError(f"predictor returned horizon quantiles for {rows.shape[0]} windows, sent 1")
+        rows = rows[0]
+    rows = np.array(rows, dtype="float64")
+    if rows.ndim != 2 or rows.shape[1] != len(one_day):
+        raise RuntimeError(f"predictor returned horizon quantiles of shape {list(rows.shape)}")
+    rows[0] = one_day
+    return rows
+
+
 def horizon_forecast(horizon_quantiles: np.ndarray, bars: Bars, spec: ModelSpec) -> dict[str, np.ndarray]:
     """Log-return quantiles [H, Q] for the model's horizons → the response's per-horizon outputs (issue 31).
 

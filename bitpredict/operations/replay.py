@@ -178,6 +178,7 @@ class Champion:
             feature_window,
             forecast,
             horizon_forecast,
+            horizon_rows,
             parse_request,
             request_features,
         )
@@ -185,9 +186,11 @@ class Champion:
         bars = parse_request(inputs, self.spec)
         window = feature_window(bars, self.spec, settings.clean)
         result = self.signature(**{self.input_name: tf.constant(window.astype("float32"))})
-        outcome = forecast(result["quantiles"].numpy(), bars, self.spec)
+        one_day = result["quantiles"].numpy()
+        outcome = forecast(one_day, bars, self.spec)
         if HORIZON_QUANTILES_OUTPUT in result:  # every horizon, as the transformer serves it
-            outcome.update(horizon_forecast(result[HORIZON_QUANTILES_OUTPUT].numpy()[0], bars, self.spec))
+            rows = horizon_rows(result[HORIZON_QUANTILES_OUTPUT].numpy(), one_day[0].astype("float64"))
+            outcome.update(horizon_forecast(rows, bars, self.spec))
         served = request_features(bars, self.spec.min_rows, settings.clean).iloc[-1]
         return outcome, served
 
