@@ -343,6 +343,26 @@ def _wait_live(url: str, process: subprocess.Popen, log: Path, timeout: float = 
     pytest.fail(f"server not live: {log.read_text()[-3000:]}")
 
 
+def _late_predictor(model_dir: Path, http_port: int, log: Path, tries: int = 3) -> subprocess.Popen:
+    """The predictor on ``http_port`` (the port the transformer was told), with any free gRPC port — started again
+    on another one when something took the port between ``_port()`` and the bind (seen once in CI: the OS hands
+    the same ephemeral range to outgoing connections)."""
+    for _ in range(tries):
+        process = _start(["-m", "inference.predictor", "--model_dir", str(model_dir), "--host", "127.0.0.1",
+                          "--http_port", str(http_port), "--grpc_port", str(_port())], log)  # fmt: skip
+        deadline = time.monotonic() + 90
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/v2/health/live", timeout=1).status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        if process.poll() is None or "Failed to bind" not in log.read_text():
+            return process  # alive but slow, or failed for another reason: the readiness wait reports it
+    pytest.fail(f"the predictor could not bind a port in {tries} tries: {log.read_text()[-2000:]}")
+
+
 def test_the_transformer_is_not_ready_while_its_predictor_is_down(served: Served, tmp_path: Path) -> None:
     """Readiness follows the predictor: down → 503 on the ready routes and on requests; up → ready."""
     http, grpc_port, predictor_port = _port(), _port(), _port()
@@ -364,9 +384,7 @@ def test_the_transformer_is_not_ready_while_its_predictor_is_down(served: Served
         assert response.status_code == 503 and body["error"] == "the model is not available right now; retry later"
         assert body["request_id"] == response.headers["x-request-id"] and response.headers["retry-after"]
         assert str(predictor_port) not in response.text and "127.0.0.1" not in response.text
-        predictor = _start(["-m", "inference.predictor", "--model_dir", str(served.model_dir), "--host", "127.0.0.1",
-                            "--http_port", str(predictor_port), "--grpc_port", str(_port())],
-                           tmp_path / "late-predictor.log")  # fmt: skip
+        predictor = _late_predictor(served.model_dir, predictor_port, tmp_path / "late-predictor.log")
         _wait_ready(url, transformer, log)  # ready only once the predictor is
         assert httpx.get(f"http://127.0.0.1:{predictor_port}/v2/health/ready", timeout=5).status_code == 200
         assert predict_rest(url, served.bars)["as_of"] == "2024-11-13"
