@@ -93,18 +93,14 @@ def _forecasts(features: pd.DataFrame, model_dir: str, days: int) -> dict[str, A
     return out
 
 
-def ledger(features: pd.DataFrame, model_dir: str, days: int) -> pd.DataFrame:
-    """The champion's forecasts for the last ``days`` rows of the ingested features table, each closed with the
-    table's next-day log return (NaN while the day is open), beside the naive forecast (persistence + EWMA σ).
-
-    Columns: ``timestamp`` (the day the forecast was made; it forecasts the next day), ``actual``, ``q05`` …
-    (the model), ``ref_q05`` … (the naive), ``model_version``, ``source`` = "published".
-    """
-    return ledgers(features, model_dir, days)[0]
-
-
 def ledgers(features: pd.DataFrame, model_dir: str, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``ledger``'s next-day book and the book of every horizon (``horizon_book``), from one model call."""
+    """The next-day book and the book of every horizon (``horizon_book``), from one call of the champion.
+
+    The next-day book: the champion's forecasts for the last ``days`` rows of the ingested features table, each
+    closed with the table's next-day log return (NaN while the day is open), beside the naive forecast (persistence
+    + EWMA σ). Columns: ``timestamp`` (the day the forecast was made; it forecasts the next day), ``actual``,
+    ``q05`` … (the model), ``ref_q05`` … (the naive), ``model_version``, ``source`` = "published".
+    """
     from scipy.special import ndtri
 
     forecast = _forecasts(features, model_dir, days)

@@ -1,6 +1,7 @@
 """A real HTTP server on 127.0.0.1 for tests, with scripted faults.
 
-Each fake API (``tests/fakes/apis.py``) registers route handlers that answer in the real API's format;
+Each fake API (``tests/fakes/apis.py``) registers route handlers (GET, or POST with the body in the request) that
+answer in the real API's format;
 tests queue faults per path (status codes with headers, slow responses, truncated bodies, HTML error
 pages) that are served *instead of* the next real responses. Every request is recorded.
 """
@@ -25,6 +26,7 @@ class Request:
     params: dict[str, str]
     headers: dict[str, str]
     at: float
+    body: bytes = b""  # a POST's body (a v2 infer request); empty for GET
 
 
 @dataclass
@@ -110,11 +112,16 @@ class FakeServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                self._answer("GET", b"")
+
+            def do_POST(self) -> None:
+                self._answer("POST", self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+            def _answer(self, method: str, body: bytes) -> None:
                 parsed = urlparse(self.path)
                 params = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-                request = Request(
-                    "GET", parsed.path, params, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()
-                )
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                request = Request(method, parsed.path, params, headers, time.monotonic(), body)
                 with server._lock:
                     server.requests.append(request)
                     queue = server.faults.get(parsed.path)

@@ -13,12 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +25,7 @@ from streamlit.testing.v1 import AppTest
 from bitpredict import storage
 from bitpredict.config import load_settings
 from bitpredict.pipeline.stage_table import CLEAN, data_path
+from tests.fakes.server import FakeServer, Request, Response
 from tests.forecast_response import LEVELS, v2_response
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,39 +35,24 @@ ARTIFACTS = REPO / "build" / "test-artifacts" / "screenshots"
 
 @contextmanager
 def stub_transformer(with_horizons: bool, model_version: str = "combination-v3") -> Iterator[str]:
-    """A v2 ``infer`` endpoint on 127.0.0.1 answering for the request's last bar (its day and close)."""
+    """A v2 ``infer`` endpoint on 127.0.0.1 (the tests' ``FakeServer``) answering for the request's last bar (its day
+    and close), ready on the health routes the UI asks."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._send({"ready": True} if self.path.endswith("/ready") else {"error": "not found"})
+    def infer(request: Request) -> Response:
+        inputs = {i["name"]: i["data"] for i in json.loads(request.body)["inputs"]}
+        last_day = str(pd.Timestamp(inputs["timestamp"][-1], unit="s").date())
+        close = float(inputs["close"][-1])
+        return Response.json(v2_response(last_day, close, with_horizons=with_horizons, model_version=model_version))
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            inputs = {i["name"]: i["data"] for i in body["inputs"]}
-            last_day = str(pd.Timestamp(inputs["timestamp"][-1], unit="s").date())
-            close = float(inputs["close"][-1])
-            self._send(v2_response(last_day, close, with_horizons=with_horizons, model_version=model_version))
-
-        def _send(self, document: dict[str, Any]) -> None:
-            payload = json.dumps(document).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = FakeServer()
+    server.route("/v2/models/bitpredict/infer", infer)
+    for path in ("/v2/health/ready", "/v2/models/bitpredict/ready"):
+        server.route(path, lambda _request: Response.json({"ready": True}))
+    server.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield server.url
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        server.stop()
 
 
 def _ledgers(closes: pd.Series, days: pd.Series, horizons: tuple[int, ...]) -> pd.DataFrame:
